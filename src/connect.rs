@@ -1,0 +1,93 @@
+//! From an account to a logged-in POP3 session: connect, TLS (implicit or
+//! STLS), CAPA, the secret, login. Shared by every command that talks to a
+//! server.
+
+use crate::config::{Account, TlsMode};
+use crate::error::{Error, ExitKind, Result};
+use crate::net::{self, Stream, TlsContext};
+use crate::pop3::{Client, Session};
+
+/// Options that shape how a session is opened.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Print the protocol dialogue (secrets redacted) on stderr.
+    pub trace: bool,
+}
+
+/// A logged-in session plus what the caller should tell the user.
+pub struct Opened {
+    pub session: Session,
+    pub warnings: Vec<String>,
+}
+
+/// Connects and greets, with TLS as the account says, and reads CAPA.
+pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
+    let label = opts.trace.then(|| format!("[{}]", account.name));
+    let tcp = net::connect(&account.host, account.port, account.timeout)?;
+    let client = match account.tls {
+        TlsMode::Implicit => {
+            let tls = TlsContext::new(&account.trust)?;
+            let stream = tls.wrap(tcp, &account.host)?;
+            let mut client = Client::new(stream, &account.host, label)?;
+            client.refresh_capa()?;
+            client
+        }
+        TlsMode::StartTls => {
+            let tls = TlsContext::new(&account.trust)?;
+            let mut client = Client::new(Stream::Plain(tcp), &account.host, label)?;
+            client.refresh_capa()?;
+            client.starttls(&tls)?
+        }
+        TlsMode::None => {
+            let mut client = Client::new(Stream::Plain(tcp), &account.host, label)?;
+            client.refresh_capa()?;
+            client
+        }
+    };
+    Ok(client)
+}
+
+/// Connects and logs in.
+pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
+    let client = connect(account, opts)?;
+    let mut warnings = Vec::new();
+    let method = client.choose_auth(account.auth)?;
+    if !client.is_tls() && method.sends_cleartext() {
+        warnings.push(format!(
+            "{}: sending the password unencrypted (tls = \"none\"); anyone on the network path can read it",
+            account.name
+        ));
+    }
+    if let Some(delay) = client.capabilities().args("LOGIN-DELAY") {
+        if let Some(secs) = delay.first() {
+            if opts.trace {
+                eprintln!(
+                    "[{}] the server allows one login every {secs} s",
+                    account.name
+                );
+            }
+        }
+    }
+    let secret = account.secret()?;
+    let session = client
+        .login(method, &account.user, &secret)
+        .map_err(|e| login_context(account, e))?;
+    if account.keep {
+        if let Some(args) = session.capabilities().args("EXPIRE") {
+            if args.first().map(String::as_str) == Some("0") {
+                warnings.push(format!(
+                    "{}: the server says EXPIRE 0: it deletes messages once they are downloaded, even with keep = true",
+                    account.name
+                ));
+            }
+        }
+    }
+    Ok(Opened { session, warnings })
+}
+
+fn login_context(account: &Account, e: Error) -> Error {
+    if e.kind() == ExitKind::NoPerm {
+        return e.context(format!("logging in as {}", account.user));
+    }
+    e
+}

@@ -1,0 +1,416 @@
+//! Maildir delivery with exactly-once semantics across crashes.
+//!
+//! The argument, step by step, for one batch of messages:
+//!
+//! 1. Each message is written to `tmp/<base>` (a unique base name). A crash
+//!    here leaves only files in `tmp/` that no journal entry names; they
+//!    are invisible to mail readers, nothing is seen, and the messages are
+//!    fetched again. Stale `tmp/` files of ours are removed at the next
+//!    start.
+//! 2. Commit: every file is fsynced, then a journal entry per message
+//!    (UIDL + final name) is committed to the seen database. A crash before
+//!    the journal commit is case 1.
+//! 3. Each file is renamed to `new/<base>,S=<size>` and `new/` is fsynced.
+//! 4. The seen records are committed and the journal entries cleared, in
+//!    one transaction. Only then may the messages be DELEted.
+//!
+//! A crash between 2 and 4 leaves journal entries. [`Maildir::recover`]
+//! resolves each by looking at the disk: a file whose base name is in
+//! `new/` or `cur/` (mail readers move messages to `cur/` but keep the base
+//! name, adding `:2,flags`) was delivered and becomes seen; a complete file
+//! still in `tmp/` (it was fsynced before its journal entry) is published
+//! now; a message found nowhere was never visible and is simply fetched
+//! again. So no message is lost, and none appears twice.
+//!
+//! The one gap: a reader that *deletes* a message in the instant between
+//! step 3 and step 4 of a crashed run gets it once more.
+
+use std::collections::HashSet;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{copy_with_final_newline, Delivery, MessageInfo};
+use crate::error::{Error, ExitKind, Result};
+use crate::store::PendingEntry;
+
+/// A message written to `tmp/`, waiting for the batch commit.
+struct Staged {
+    file: File,
+    base: String,
+    uidl: String,
+    size: u64,
+}
+
+pub struct Maildir {
+    root: PathBuf,
+    staged: Vec<Staged>,
+}
+
+/// What recovery found for a journal entry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// The message is in the Maildir: record it as seen.
+    Delivered,
+    /// The message never became visible: fetch it again.
+    Absent,
+}
+
+impl Maildir {
+    pub fn open(root: &Path) -> Result<Maildir> {
+        for sub in ["", "tmp", "new", "cur"] {
+            let dir = root.join(sub);
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| {
+                    Error::with_source(
+                        ExitKind::CantCreate,
+                        format!("cannot create the Maildir folder {}", dir.display()),
+                        e,
+                    )
+                })?;
+        }
+        Ok(Maildir {
+            root: root.to_path_buf(),
+            staged: Vec::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves journal entries left by an interrupted run (see the module
+    /// comment), and removes our own stale files from `tmp/`.
+    pub fn recover(&self, entries: &[PendingEntry]) -> Result<Vec<(PendingEntry, Recovered)>> {
+        let visible = self.visible_bases()?;
+        let mut out = Vec::new();
+        let mut publish = false;
+        for entry in entries {
+            let base = base_of(&entry.name);
+            if visible.contains(base) {
+                out.push((entry.clone(), Recovered::Delivered));
+                continue;
+            }
+            let tmp = self.root.join("tmp").join(base);
+            if tmp.is_file() {
+                let dest = self.root.join("new").join(&entry.name);
+                fs::rename(&tmp, &dest).map_err(|e| {
+                    Error::local_io(format!("cannot move {} into new/", tmp.display()), e)
+                })?;
+                publish = true;
+                out.push((entry.clone(), Recovered::Delivered));
+            } else {
+                out.push((entry.clone(), Recovered::Absent));
+            }
+        }
+        if publish {
+            sync_dir(&self.root.join("new"))?;
+        }
+        self.clean_tmp();
+        Ok(out)
+    }
+
+    /// Base names (before `,` or `:`) of every message in `new/` and `cur/`.
+    fn visible_bases(&self) -> Result<HashSet<String>> {
+        let mut bases = HashSet::new();
+        for sub in ["new", "cur"] {
+            let dir = self.root.join(sub);
+            let entries = fs::read_dir(&dir)
+                .map_err(|e| Error::local_io(format!("cannot read {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                if let Some(name) = entry.file_name().to_str() {
+                    bases.insert(base_of(name).to_string());
+                }
+            }
+        }
+        Ok(bases)
+    }
+
+    /// Removes files this program left in `tmp/` more than an hour ago
+    /// (an interrupted write; never journaled, so never visible). Other
+    /// programs' files are left alone.
+    fn clean_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.contains(UNIQUE_TAG) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t < hour_ago)
+                .unwrap_or(false);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+impl Delivery for Maildir {
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
+        let base = unique_name();
+        let path = self.root.join("tmp").join(&base);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::local_io(format!("cannot create {}", path.display()), e))?;
+        let written =
+            copy_with_final_newline(body, &mut file).and_then(|n| file.flush().map(|_| n));
+        match written {
+            Ok(size) => {
+                self.staged.push(Staged {
+                    file,
+                    base,
+                    uidl: info.uidl.to_string(),
+                    size,
+                });
+                Ok(size)
+            }
+            Err(e) => {
+                drop(file);
+                let _ = fs::remove_file(&path);
+                Err(Error::local_io(format!("writing {}", path.display()), e))
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        journal: &mut dyn FnMut(&[PendingEntry]) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        if self.staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tmp = self.root.join("tmp");
+        for s in &self.staged {
+            s.file.sync_all().map_err(|e| {
+                Error::local_io(
+                    format!("cannot flush {} to disk", tmp.join(&s.base).display()),
+                    e,
+                )
+            })?;
+        }
+        let entries: Vec<PendingEntry> = self
+            .staged
+            .iter()
+            .map(|s| PendingEntry {
+                uidl: s.uidl.clone(),
+                folder: self.root.clone(),
+                name: format!("{},S={}", s.base, s.size),
+            })
+            .collect();
+        journal(&entries)?;
+        let new = self.root.join("new");
+        for (s, e) in self.staged.iter().zip(&entries) {
+            fs::rename(tmp.join(&s.base), new.join(&e.name)).map_err(|err| {
+                Error::local_io(
+                    format!("cannot move {} into {}", s.base, new.display()),
+                    err,
+                )
+            })?;
+        }
+        sync_dir(&new)?;
+        self.staged.clear();
+        Ok(entries.into_iter().map(|e| e.name).collect())
+    }
+
+    fn rollback(&mut self) {
+        for s in self.staged.drain(..) {
+            let _ = fs::remove_file(self.root.join("tmp").join(&s.base));
+        }
+    }
+
+    fn uncommitted(&self) -> usize {
+        self.staged.len()
+    }
+}
+
+impl Drop for Maildir {
+    fn drop(&mut self) {
+        // Whatever was not committed was never visible; leave no trace.
+        self.rollback();
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+        Error::local_io(
+            format!("cannot flush the folder {} to disk", dir.display()),
+            e,
+        )
+    })
+}
+
+/// The unique part of a file name, before the `,S=` or `:2,` suffixes.
+pub fn base_of(name: &str) -> &str {
+    name.split([',', ':']).next().unwrap_or(name)
+}
+
+/// Marks names made by popfetch, so only our own stale files are cleaned.
+const UNIQUE_TAG: &str = "Ppf";
+
+/// `<secs>.M<usec>P<pid>Q<n>R<random>Ppf.<host>`: unique per the Maildir
+/// conventions (time, pid, a per-process counter and randomness).
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{}R{:016x}{UNIQUE_TAG}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n,
+        random_u64(),
+        hostname()
+    )
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        return u64::from_le_bytes(b);
+    }
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32)
+}
+
+/// The host name, with `/`, `:` and `,` encoded as Maildir readers expect.
+fn hostname() -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+        // or truncates within it.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let raw = if ok {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            "localhost".to_string()
+        };
+        raw.replace('/', "\\057")
+            .replace(':', "\\072")
+            .replace(',', "\\054")
+    })
+    .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn deliver_commit_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut md = Maildir::open(&dir.path().join("Mail")).unwrap();
+        let n = md
+            .deliver(
+                &MessageInfo { uidl: "u1" },
+                &mut &b"Subject: x\n\nno newline"[..],
+            )
+            .unwrap();
+        assert_eq!(n, 23);
+        assert!(
+            files(&md.root.join("new")).is_empty(),
+            "invisible before commit"
+        );
+        let mut journaled = Vec::new();
+        let names = md
+            .commit(&mut |e| {
+                journaled.extend_from_slice(e);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(journaled.len(), 1);
+        assert_eq!(journaled[0].uidl, "u1");
+        let new = files(&md.root.join("new"));
+        assert_eq!(new, names);
+        assert!(new[0].ends_with(",S=23"));
+        assert!(files(&md.root.join("tmp")).is_empty());
+        let content = fs::read(md.root.join("new").join(&new[0])).unwrap();
+        assert_eq!(content, b"Subject: x\n\nno newline\n");
+    }
+
+    #[test]
+    fn failed_journal_publishes_nothing_and_rollback_cleans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut md = Maildir::open(dir.path()).unwrap();
+        md.deliver(&MessageInfo { uidl: "u1" }, &mut &b"a\n"[..])
+            .unwrap();
+        let err = md.commit(&mut |_| Err(Error::new(ExitKind::Io, "db gone")));
+        assert!(err.is_err());
+        assert!(files(&dir.path().join("new")).is_empty());
+        md.rollback();
+        assert!(files(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn recovery_finds_moved_published_and_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        // One moved to cur/ by a reader, one complete in tmp/, one nowhere.
+        fs::write(dir.path().join("cur/111.A.h,S=2:2,S"), "x\n").unwrap();
+        fs::write(dir.path().join("tmp/222.B.h"), "y\n").unwrap();
+        let entry = |uidl: &str, name: &str| PendingEntry {
+            uidl: uidl.into(),
+            folder: dir.path().into(),
+            name: name.into(),
+        };
+        let got = md
+            .recover(&[
+                entry("a", "111.A.h,S=2"),
+                entry("b", "222.B.h,S=2"),
+                entry("c", "333.C.h,S=2"),
+            ])
+            .unwrap();
+        let outcomes: Vec<&Recovered> = got.iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                &Recovered::Delivered,
+                &Recovered::Delivered,
+                &Recovered::Absent
+            ]
+        );
+        assert_eq!(files(&dir.path().join("new")), vec!["222.B.h,S=2"]);
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        let a = unique_name();
+        let b = unique_name();
+        assert_ne!(a, b);
+        assert!(!a.contains('/') && !base_of(&a).contains(','));
+    }
+}

@@ -1,0 +1,78 @@
+//! Delivery targets behind one small interface: write a message, then
+//! commit a batch (make it durable and visible), or roll back what was not
+//! committed. Maildir and mbox are its implementations.
+//!
+//! A message handed to a target is the server's bytes after dot-unstuffing
+//! with LF line ends; targets change nothing else (SPEC §3), except the
+//! mboxrd framing that an mbox needs.
+
+pub mod maildir;
+pub mod mbox;
+
+use std::io::Read;
+
+use crate::config::Target;
+use crate::error::Result;
+use crate::store::PendingEntry;
+
+/// What a target needs to know about a message.
+pub struct MessageInfo<'a> {
+    pub uidl: &'a str,
+}
+
+/// A delivery target for one sync.
+pub trait Delivery {
+    /// Writes one message from `body` (read it to the end). On error nothing
+    /// of this message remains anywhere. Returns the bytes written.
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64>;
+
+    /// Makes every message delivered since the last commit durable and
+    /// visible. `journal` is called first with the names the messages will
+    /// have, for crash recovery; only when it returns are they published.
+    /// Returns the journal names to clear once the messages are recorded.
+    fn commit(
+        &mut self,
+        journal: &mut dyn FnMut(&[PendingEntry]) -> Result<()>,
+    ) -> Result<Vec<String>>;
+
+    /// Discards messages delivered since the last commit.
+    fn rollback(&mut self);
+
+    /// How many messages wait for [`Delivery::commit`].
+    fn uncommitted(&self) -> usize;
+}
+
+/// Opens the account's target, creating folders and files as needed.
+pub fn open(target: &Target) -> Result<Box<dyn Delivery>> {
+    Ok(match target {
+        Target::Maildir(path) => Box::new(maildir::Maildir::open(path)?),
+        Target::Mbox(path) => Box::new(mbox::Mbox::open(path)?),
+    })
+}
+
+/// Copies `body` into `out`, adding a final LF when the message does not
+/// end with one, and returns the bytes written.
+pub(crate) fn copy_with_final_newline(
+    body: &mut dyn Read,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let mut last = b'\n';
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        last = buf[n - 1];
+        total += n as u64;
+    }
+    if total > 0 && last != b'\n' {
+        out.write_all(b"\n")?;
+        total += 1;
+    }
+    Ok(total)
+}

@@ -1,0 +1,156 @@
+//! Generated documentation: the man page and shell completions, both built
+//! from the clap definitions in `cli.rs`, so they cannot drift from the
+//! binary (a test compares them with the committed copies).
+
+use std::io::{self, Write};
+
+use crate::cli::Cli;
+use crate::config::ACCOUNT_KEYS;
+
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn Write) -> io::Result<()> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "popfetch", out);
+    Ok(())
+}
+
+/// The man page: clap's sections plus configuration, files, exit codes
+/// and examples.
+pub fn write_man(out: &mut dyn Write) -> io::Result<()> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    render_subcommands(&cmd, out)?;
+    out.write_all(EXTRA_HEAD.as_bytes())?;
+    for (key, what) in ACCOUNT_KEYS {
+        writeln!(
+            out,
+            ".TP\n\\fB{}\\fR\n{}",
+            roff_escape(key),
+            roff_escape(what)
+        )?;
+    }
+    out.write_all(EXTRA_TAIL.as_bytes())?;
+    man.render_version_section(out)?;
+    Ok(())
+}
+
+fn render_subcommands(cmd: &clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands() {
+        let mut usage = sub.clone().bin_name(format!("popfetch {}", sub.get_name()));
+        let usage = usage.render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ");
+        writeln!(out, ".TP\n\\fB{}\\fR", roff_escape(usage))?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{}", roff_escape(&about.to_string()))?;
+        }
+        for arg in sub.get_arguments().filter(|a| !a.is_global_set()) {
+            let Some(help) = arg.get_help() else { continue };
+            let name = match (arg.get_long(), arg.get_short()) {
+                (Some(l), Some(s)) => format!("-{s}, --{l}"),
+                (Some(l), None) => format!("--{l}"),
+                (None, Some(s)) => format!("-{s}"),
+                (None, None) => arg.get_id().to_string().to_uppercase(),
+            };
+            writeln!(
+                out,
+                ".RS\n.TP\n{}\n{}\n.RE",
+                roff_escape(&name),
+                roff_escape(&help.to_string())
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn roff_escape(s: &str) -> String {
+    let s = s.replace('\\', "\\\\").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+const EXTRA_HEAD: &str = r#".SH CONFIGURATION
+The config file is TOML. Top-level keys: \fBstate_dir\fR (seen database and locks; default
+\fI~/.local/state/popfetch\fR), a \fB[defaults]\fR table whose keys every account inherits, and
+one \fB[accounts.NAME]\fR table per account. Paths may start with \fB~/\fR; relative paths are
+taken relative to the config file's folder. An unknown key is an error naming its line.
+A file that holds a \fBpassword\fR must be readable by its owner only (chmod 600).
+.PP
+Account keys:
+"#;
+
+const EXTRA_TAIL: &str = r#".SH EXAMPLE
+.nf
+[defaults]
+keep = true
+
+[accounts.work]
+host = "pop.example.com"
+user = "alice"
+password_command = "pass show mail/work"
+maildir = "~/Mail/work"
+.fi
+.PP
+Then run \fBpopfetch sync\fR, by hand, from cron or from a systemd timer.
+.SH FILES
+.TP
+\fI~/.config/popfetch/config.toml\fR
+the configuration ($XDG_CONFIG_HOME is honoured)
+.TP
+\fI~/.local/state/popfetch/seen.sqlite3\fR
+which messages of which mailbox were delivered ($XDG_STATE_HOME is honoured)
+.TP
+\fI~/.local/state/popfetch/locks/\fR
+one lock per mailbox; a second popfetch on the same mailbox exits 75
+.SH DELIVERY
+A message counts as delivered only once it is on disk (fsync). Maildir delivery is
+exactly-once even across a crash: a journal in the seen database is checked against the
+Maildir at the next start. mbox delivery appends under fcntl and dotfile locks and truncates
+a failed append; a crash right after an append and before the seen record is written can
+deliver that batch twice. DELE is sent only for messages recorded as delivered, and takes
+effect only at a clean QUIT.
+.SH EXIT STATUS
+.TP
+0
+success (\fBcheck\fR: new mail is waiting)
+.TP
+1
+\fBcheck\fR only: no new mail
+.TP
+64
+usage error
+.TP
+69
+server unavailable: connection refused, host not found, permanent \-ERR greeting
+.TP
+70
+internal error
+.TP
+73
+cannot create the Maildir, mbox or state files
+.TP
+74
+local I/O error: disk full, database error
+.TP
+75
+temporary failure: timeout, dropped connection, [SYS/TEMP], [IN\-USE], [LOGIN\-DELAY], lock busy
+.TP
+76
+protocol error: the server broke the protocol
+.TP
+77
+not permitted: authentication failed, certificate not trusted, STLS missing
+.TP
+78
+configuration error, including a failing password_command
+.PP
+With several accounts, the exit status is that of the first failing account whose code is
+not 75; else 75 if any account failed temporarily; else 0.
+"#;

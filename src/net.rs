@@ -1,0 +1,420 @@
+//! The transport under POP3: a TCP connection with timeouts, optionally
+//! wrapped in rustls (implicit TLS, or upgraded in place after STLS).
+//!
+//! Trust is webpki-roots plus the account's `ca_file`; a `tls_fingerprint`
+//! pin replaces chain validation with an exact match on the server
+//! certificate, which is what users of self-signed servers want. Whatever
+//! fails, the error says how to fix it.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ExitKind, Result};
+
+/// A SHA-256 certificate fingerprint.
+pub type Fingerprint = [u8; 32];
+
+/// Formats a fingerprint the way `tls_fingerprint` takes it.
+pub fn format_fingerprint(fp: &Fingerprint) -> String {
+    let hex: Vec<String> = fp.iter().map(|b| format!("{b:02X}")).collect();
+    format!("sha256:{}", hex.join(":"))
+}
+
+/// Parses `sha256:AB:CD:…` (colons optional, case-insensitive).
+pub fn parse_fingerprint(s: &str) -> Option<Fingerprint> {
+    let hex = s.trim();
+    let hex = hex
+        .strip_prefix("sha256:")
+        .or_else(|| hex.strip_prefix("SHA256:"))
+        .unwrap_or(hex);
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut fp = [0u8; 32];
+    for (i, byte) in fp.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(fp)
+}
+
+/// What an account says about trusting its server.
+#[derive(Clone, Debug, Default)]
+pub struct TlsTrust {
+    pub ca_file: Option<PathBuf>,
+    pub fingerprints: Vec<Fingerprint>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    // Chosen explicitly: no process-wide default, no aws-lc build.
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Checks the chain (or the pin) and remembers the certificate it was shown,
+/// so an error can print the fingerprint to pin.
+#[derive(Debug)]
+struct Verifier {
+    chain: Arc<WebPkiServerVerifier>,
+    pins: Vec<Fingerprint>,
+    provider: Arc<CryptoProvider>,
+    presented: Mutex<Option<Fingerprint>>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let fp: Fingerprint = Sha256::digest(end_entity.as_ref()).into();
+        *self.presented.lock().unwrap() = Some(fp);
+        if !self.pins.is_empty() {
+            return if self.pins.contains(&fp) {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General(
+                    "certificate does not match tls_fingerprint".into(),
+                ))
+            };
+        }
+        self.chain
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A ready TLS client configuration for one account.
+pub struct TlsContext {
+    config: Arc<ClientConfig>,
+    verifier: Arc<Verifier>,
+}
+
+impl TlsContext {
+    pub fn new(trust: &TlsTrust) -> Result<TlsContext> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &trust.ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect())
+                .map_err(|e| {
+                    Error::config(format!(
+                        "cannot read ca_file {}: {e}; it must be a PEM file with one or more certificates",
+                        path.display()
+                    ))
+                })?;
+            if certs.is_empty() {
+                return Err(Error::config(format!(
+                    "ca_file {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    Error::config(format!(
+                        "ca_file {}: unusable certificate: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        let provider = provider();
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| Error::new(ExitKind::Internal, format!("TLS setup: {e}")))?;
+        let verifier = Arc::new(Verifier {
+            chain,
+            pins: trust.fingerprints.clone(),
+            provider: provider.clone(),
+            presented: Mutex::new(None),
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::new(ExitKind::Internal, format!("TLS setup: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        Ok(TlsContext {
+            config: Arc::new(config),
+            verifier,
+        })
+    }
+
+    /// Runs the TLS handshake over `tcp` and returns the encrypted stream.
+    pub fn wrap(&self, tcp: TcpStream, host: &str) -> Result<Stream> {
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| Error::config(format!("host {host:?} is not a valid TLS server name")))?;
+        let conn = ClientConnection::new(self.config.clone(), name)
+            .map_err(|e| Error::new(ExitKind::Internal, format!("TLS setup: {e}")))?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+                return Err(self.explain_handshake_error(host, e));
+            }
+        }
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    fn explain_handshake_error(&self, host: &str, err: io::Error) -> Error {
+        let presented = *self.verifier.presented.lock().unwrap();
+        let tls_err = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .cloned();
+        match tls_err {
+            Some(rustls::Error::InvalidCertificate(reason)) => Error::new(
+                ExitKind::NoPerm,
+                cert_advice(host, &format!("{reason:?}"), presented),
+            ),
+            Some(rustls::Error::General(msg)) if msg.contains("tls_fingerprint") => {
+                Error::new(ExitKind::NoPerm, cert_advice(host, &msg, presented))
+            }
+            Some(rustls::Error::InvalidMessage(_))
+            | Some(rustls::Error::InappropriateMessage { .. }) => Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "TLS handshake with {host} failed: the server did not answer in TLS \
+                         (is this port a plain POP3 port? then set tls = \"starttls\")"
+                ),
+            ),
+            Some(other) => Error::new(
+                ExitKind::NoPerm,
+                format!("TLS handshake with {host} failed: {other}"),
+            ),
+            None => Error::with_source(
+                ExitKind::of_io(&err),
+                format!("TLS handshake with {host} failed"),
+                err,
+            ),
+        }
+    }
+
+    /// The fingerprint of the last certificate the server presented.
+    pub fn presented_fingerprint(&self) -> Option<Fingerprint> {
+        *self.verifier.presented.lock().unwrap()
+    }
+}
+
+fn cert_advice(host: &str, reason: &str, presented: Option<Fingerprint>) -> String {
+    let mut msg = format!("the certificate of {host} is not trusted ({reason}).");
+    msg.push_str(
+        " To trust it, put the CA certificate that signed it in a PEM file and set ca_file = \"/path/to/ca.pem\"",
+    );
+    if let Some(fp) = presented {
+        msg.push_str(&format!(
+            ", or, once you have checked that this is really your server's certificate, pin it: tls_fingerprint = \"{}\"",
+            format_fingerprint(&fp)
+        ));
+    } else {
+        msg.push_str(", or pin the certificate with tls_fingerprint");
+    }
+    msg
+}
+
+/// A connection to the server: plain TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Negotiated TLS version and cipher suite, for `-v` and `info`.
+    pub fn tls_description(&self) -> Option<String> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(tls) => {
+                let version = tls.conn.protocol_version().map(|v| format!("{v:?}"));
+                let suite = tls
+                    .conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()));
+                Some(format!(
+                    "{} {}",
+                    version.unwrap_or_default(),
+                    suite.unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    /// The server's certificate chain (DER), leaf first.
+    pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        match self {
+            Stream::Plain(_) => Vec::new(),
+            Stream::Tls(tls) => tls
+                .conn
+                .peer_certificates()
+                .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Takes the TCP stream back, for the STLS upgrade.
+    pub fn into_plain(self) -> Option<TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Connects to `host:port`, trying every resolved address in turn with the
+/// timeout, and sets the read and write timeouts on the result.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::with_source(
+                ExitKind::Unavailable,
+                format!(
+                    "cannot resolve host {host:?}: check `host` in the config and your network"
+                ),
+                e,
+            )
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::new(
+            ExitKind::Unavailable,
+            format!("host {host:?} has no address"),
+        ));
+    }
+    let mut last: Option<io::Error> = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(tcp) => {
+                let set = tcp
+                    .set_read_timeout(Some(timeout))
+                    .and_then(|_| tcp.set_write_timeout(Some(timeout)))
+                    .and_then(|_| tcp.set_nodelay(true));
+                if let Err(e) = set {
+                    return Err(Error::with_source(
+                        ExitKind::Io,
+                        "cannot set socket options",
+                        e,
+                    ));
+                }
+                return Ok(tcp);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let err = last.expect("at least one address was tried");
+    let kind = match err.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ExitKind::TempFail,
+        _ => ExitKind::Unavailable,
+    };
+    let what = if kind == ExitKind::TempFail {
+        format!("connecting to {host} port {port} timed out")
+    } else {
+        format!("cannot connect to {host} port {port}")
+    };
+    Err(Error::with_source(kind, what, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip() {
+        let mut fp = [0u8; 32];
+        fp[0] = 0x9f;
+        fp[31] = 0x01;
+        let s = format_fingerprint(&fp);
+        assert!(s.starts_with("sha256:9F:00:"));
+        assert_eq!(parse_fingerprint(&s), Some(fp));
+        assert_eq!(
+            parse_fingerprint(&s.replace(':', "").replace("sha256", "sha256:")),
+            Some(fp)
+        );
+        assert_eq!(parse_fingerprint("sha256:12:34"), None);
+        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn refused_connection_is_unavailable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = connect("127.0.0.1", port, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(err.kind(), ExitKind::Unavailable);
+    }
+}

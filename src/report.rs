@@ -1,0 +1,266 @@
+//! What the user sees: progress bars (only on a terminal), the summary
+//! lines on stderr, and `--json` records on stdout.
+//!
+//! The rule from cron: when nothing happened, print nothing.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::error::ExitKind;
+use crate::sync::SyncReport;
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// How output is shaped for this run.
+pub struct Output {
+    pub quiet: bool,
+    pub json: bool,
+    color: bool,
+    multi: Option<MultiProgress>,
+}
+
+impl Output {
+    pub fn new(quiet: bool, json: bool, color: ColorChoice, progress: bool) -> Output {
+        let stderr_tty = std::io::stderr().is_terminal();
+        let color = match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stderr_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+        let multi = (progress && stderr_tty && !quiet)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
+        Output {
+            quiet,
+            json,
+            color,
+            multi,
+        }
+    }
+
+    /// A progress bar for one account (hidden when not on a terminal).
+    pub fn progress(&self, account: &str) -> Progress {
+        let bar = self.multi.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::hidden());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:30}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(account.to_string());
+            bar
+        });
+        Progress {
+            bar,
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Prints an error line on stderr.
+    pub fn error(&self, message: &str) {
+        self.suspend(|| eprintln!("popfetch: {} {message}", self.paint("error:", "1;31")));
+    }
+
+    /// Prints a warning on stderr unless `--quiet`.
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            self.suspend(|| eprintln!("popfetch: {} {message}", self.paint("warning:", "1;33")));
+        }
+    }
+
+    /// Prints a plain informational line on stderr unless `--quiet`.
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            self.suspend(|| eprintln!("{message}"));
+        }
+    }
+
+    fn suspend(&self, f: impl FnOnce()) {
+        match &self.multi {
+            Some(m) => m.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Reports one account's sync: the summary line (only if something
+    /// happened), warnings, the error, and the JSON record.
+    pub fn sync_report(&self, r: &SyncReport) {
+        for w in &r.warnings {
+            self.warn(w);
+        }
+        if let Some(e) = &r.error {
+            self.error(&format!("{}: {}", r.account, error_chain(e)));
+        }
+        let mut parts = Vec::new();
+        if r.new > 0 {
+            parts.push(format!(
+                "{} new message{} ({})",
+                r.new,
+                if r.new == 1 { "" } else { "s" },
+                human_bytes(r.bytes)
+            ));
+        }
+        if r.deleted > 0 {
+            parts.push(format!("{} deleted on the server", r.deleted));
+        }
+        if r.skipped > 0 {
+            parts.push(format!("{} skipped", r.skipped));
+        }
+        if !parts.is_empty() {
+            self.info(&format!("{}: {}", r.account, parts.join(", ")));
+        }
+        if self.json {
+            let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
+            let line = json!({
+                "account": r.account,
+                "status": if r.error.is_some() { "error" } else { "ok" },
+                "new": r.new,
+                "bytes": r.bytes,
+                "deleted": r.deleted,
+                "skipped": r.skipped,
+                "error": r.error.as_ref().map(error_chain),
+                "exit_code": code,
+            });
+            print_json_line(&line);
+        }
+    }
+}
+
+/// Prints one JSON record on stdout. A closed stdout is not our problem.
+pub fn print_json_line(value: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// The message and its causes, `: `-joined.
+pub fn error_chain(e: &crate::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The exit code for several accounts (SPEC §6): the first failure that is
+/// not temporary, else temporary if any, else success.
+pub fn combined_exit(kinds: &[Option<ExitKind>]) -> Option<ExitKind> {
+    kinds
+        .iter()
+        .flatten()
+        .find(|k| **k != ExitKind::TempFail)
+        .or_else(|| kinds.iter().flatten().next())
+        .copied()
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// One account's progress bar; does nothing when hidden.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    pub fn hidden() -> Progress {
+        Progress {
+            bar: None,
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn start(&self, messages: u64, bytes: u64) {
+        self.total.store(messages, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            if messages == 0 {
+                return;
+            }
+            bar.set_length(bytes);
+            bar.set_message(format!("0/{messages} msgs"));
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+    }
+
+    pub fn advance(&self, bytes: u64) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            bar.set_message(format!(
+                "{done}/{} msgs",
+                self.total.load(Ordering::Relaxed)
+            ));
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_code_rule() {
+        use ExitKind::*;
+        assert_eq!(combined_exit(&[None, None]), None);
+        assert_eq!(combined_exit(&[Some(TempFail), None]), Some(TempFail));
+        assert_eq!(
+            combined_exit(&[Some(TempFail), Some(NoPerm), Some(Config)]),
+            Some(NoPerm)
+        );
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(10), "10 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+}

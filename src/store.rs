@@ -1,0 +1,526 @@
+//! The seen state: which messages of which mailbox were durably delivered,
+//! in SQLite in the state directory, plus the per-mailbox lock.
+//!
+//! One database holds every mailbox, keyed by identity (`user@host`), so
+//! renaming an account section keeps its state. Commits are synchronous
+//! (WAL, `synchronous = FULL`): once [`Store::commit_delivered`] returns, a
+//! power cut cannot take the records back, which is what allows a DELE.
+//!
+//! The `pending` table is the delivery journal: the file names of messages
+//! that are being made visible in a Maildir, written before the rename so
+//! that a crash between "file in new/" and "seen record" is resolved by
+//! looking at the disk at the next start (see `deliver::maildir`).
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, ExitKind, Result};
+
+/// The schema version this build writes. Each step in [`MIGRATIONS`] moves
+/// the database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1
+    "CREATE TABLE mailbox (
+        id INTEGER PRIMARY KEY,
+        identity TEXT NOT NULL UNIQUE
+     );
+     CREATE TABLE seen (
+        mailbox INTEGER NOT NULL REFERENCES mailbox(id),
+        uidl TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        origin TEXT,
+        PRIMARY KEY (mailbox, uidl)
+     ) WITHOUT ROWID;
+     CREATE TABLE pending (
+        mailbox INTEGER NOT NULL REFERENCES mailbox(id),
+        uidl TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (mailbox, name)
+     ) WITHOUT ROWID;",
+];
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn db_error(what: &str, e: rusqlite::Error) -> Error {
+    Error::with_source(ExitKind::Io, format!("seen database: {what}"), e)
+}
+
+/// Creates the state directory (mode 0700) if it is missing.
+pub fn ensure_state_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            Error::with_source(
+                ExitKind::CantCreate,
+                format!("cannot create the state directory {}", dir.display()),
+                e,
+            )
+        })
+}
+
+/// A seen record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenRecord {
+    pub uidl: String,
+    /// Unix time of the first delivery (or of the import).
+    pub first_seen: i64,
+}
+
+/// A journal entry: a message whose file may or may not have reached the
+/// Maildir's `new/` when the process stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEntry {
+    pub uidl: String,
+    pub folder: PathBuf,
+    pub name: String,
+}
+
+/// The seen database.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub const FILE_NAME: &'static str = "seen.sqlite3";
+
+    /// Opens (creating and migrating if needed) the database in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        ensure_state_dir(state_dir)?;
+        let path = state_dir.join(Store::FILE_NAME);
+        // Create the file ourselves so it is 0600 from the first byte.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| {
+                Error::with_source(
+                    ExitKind::CantCreate,
+                    format!("cannot create the seen database {}", path.display()),
+                    e,
+                )
+            })?;
+        let conn = Connection::open(&path).map_err(|e| db_error("cannot open", e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| db_error("setup", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| db_error("setup", e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| db_error("setup", e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| db_error("setup", e))?;
+        let mut store = Store { conn };
+        store.migrate(&path)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self, path: &Path) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| db_error("reading the schema version", e))?;
+        let target = MIGRATIONS.len() as i64;
+        if version > target {
+            return Err(Error::new(
+                ExitKind::Io,
+                format!(
+                    "{} was written by a newer popfetch (schema {version}, this one knows {target}); upgrade popfetch",
+                    path.display()
+                ),
+            ));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|e| db_error("migration", e))?;
+            tx.execute_batch(step)
+                .map_err(|e| db_error("migration", e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| db_error("migration", e))?;
+            tx.commit().map_err(|e| db_error("migration", e))?;
+        }
+        Ok(())
+    }
+
+    /// The id of a mailbox identity, created on first use.
+    pub fn mailbox(&self, identity: &str) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO mailbox (identity) VALUES (?1)",
+                params![identity],
+            )
+            .map_err(|e| db_error("adding a mailbox", e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM mailbox WHERE identity = ?1",
+                params![identity],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_error("finding a mailbox", e))
+    }
+
+    /// The id of a mailbox identity if it has any state.
+    pub fn find_mailbox(&self, identity: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT id FROM mailbox WHERE identity = ?1",
+                params![identity],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error("finding a mailbox", e))
+    }
+
+    /// Every seen record of a mailbox, loaded once so lookups are O(1).
+    pub fn seen(&self, mailbox: i64) -> Result<HashMap<String, i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT uidl, first_seen FROM seen WHERE mailbox = ?1")
+            .map_err(|e| db_error("reading", e))?;
+        let rows = stmt
+            .query_map(params![mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| db_error("reading", e))?;
+        rows.collect::<rusqlite::Result<HashMap<String, i64>>>()
+            .map_err(|e| db_error("reading", e))
+    }
+
+    /// Seen records sorted by first-seen time then UIDL, for `seen list`.
+    pub fn seen_records(&self, mailbox: i64) -> Result<Vec<SeenRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT uidl, first_seen FROM seen WHERE mailbox = ?1 ORDER BY first_seen, uidl",
+            )
+            .map_err(|e| db_error("reading", e))?;
+        let rows = stmt
+            .query_map(params![mailbox], |r| {
+                Ok(SeenRecord {
+                    uidl: r.get(0)?,
+                    first_seen: r.get(1)?,
+                })
+            })
+            .map_err(|e| db_error("reading", e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error("reading", e))
+    }
+
+    /// Writes journal entries for a batch of messages about to be made
+    /// visible. Durable when this returns.
+    pub fn journal(&mut self, mailbox: i64, entries: &[PendingEntry]) -> Result<()> {
+        let now = now_secs();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error("journal", e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO pending (mailbox, uidl, folder, name, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| db_error("journal", e))?;
+            for e in entries {
+                stmt.execute(params![
+                    mailbox,
+                    e.uidl,
+                    e.folder.to_string_lossy(),
+                    e.name,
+                    now
+                ])
+                .map_err(|e| db_error("journal", e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_error("journal", e))
+    }
+
+    /// The journal entries left by an interrupted run.
+    pub fn pending(&self, mailbox: i64) -> Result<Vec<PendingEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT uidl, folder, name FROM pending WHERE mailbox = ?1 ORDER BY created, name",
+            )
+            .map_err(|e| db_error("reading the journal", e))?;
+        let rows = stmt
+            .query_map(params![mailbox], |r| {
+                Ok(PendingEntry {
+                    uidl: r.get(0)?,
+                    folder: PathBuf::from(r.get::<_, String>(1)?),
+                    name: r.get(2)?,
+                })
+            })
+            .map_err(|e| db_error("reading the journal", e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error("reading the journal", e))
+    }
+
+    /// Records `uidls` as delivered and clears their journal entries, in
+    /// one durable transaction. Existing records keep their first-seen time.
+    pub fn commit_delivered(
+        &mut self,
+        mailbox: i64,
+        uidls: &[&str],
+        journal_names: &[&str],
+    ) -> Result<()> {
+        let now = now_secs();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error("recording delivered messages", e))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen (mailbox, uidl, first_seen) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| db_error("recording delivered messages", e))?;
+            for uidl in uidls {
+                insert
+                    .execute(params![mailbox, uidl, now])
+                    .map_err(|e| db_error("recording delivered messages", e))?;
+            }
+            let mut clear = tx
+                .prepare_cached("DELETE FROM pending WHERE mailbox = ?1 AND name = ?2")
+                .map_err(|e| db_error("recording delivered messages", e))?;
+            for name in journal_names {
+                clear
+                    .execute(params![mailbox, name])
+                    .map_err(|e| db_error("recording delivered messages", e))?;
+            }
+        }
+        tx.commit()
+            .map_err(|e| db_error("recording delivered messages", e))
+    }
+
+    /// Drops journal entries whose message never reached the Maildir.
+    pub fn drop_pending(&mut self, mailbox: i64, names: &[&str]) -> Result<()> {
+        self.commit_delivered(mailbox, &[], names)
+    }
+
+    /// Removes records of messages no longer on the server (SPEC §4.6).
+    /// `on_server` is every UIDL the server listed in a complete session.
+    pub fn prune(
+        &mut self,
+        mailbox: i64,
+        on_server: &std::collections::HashSet<&str>,
+    ) -> Result<usize> {
+        let seen = self.seen(mailbox)?;
+        let gone: Vec<&String> = seen
+            .keys()
+            .filter(|u| !on_server.contains(u.as_str()))
+            .collect();
+        self.forget(
+            mailbox,
+            &gone.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        )
+    }
+
+    /// Forgets the given UIDLs (all when `uidls` is empty is *not* implied:
+    /// use [`Store::forget_all`]). Returns how many records were removed.
+    pub fn forget(&mut self, mailbox: i64, uidls: &[&str]) -> Result<usize> {
+        if uidls.is_empty() {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error("forgetting records", e))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM seen WHERE mailbox = ?1 AND uidl = ?2")
+                .map_err(|e| db_error("forgetting records", e))?;
+            for uidl in uidls {
+                n += stmt
+                    .execute(params![mailbox, uidl])
+                    .map_err(|e| db_error("forgetting records", e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_error("forgetting records", e))?;
+        Ok(n)
+    }
+
+    pub fn forget_all(&mut self, mailbox: i64) -> Result<usize> {
+        self.conn
+            .execute("DELETE FROM seen WHERE mailbox = ?1", params![mailbox])
+            .map_err(|e| db_error("forgetting records", e))
+    }
+}
+
+/// The per-mailbox lock (SPEC §4.4): an OS file lock, so it dies with the
+/// process that held it (a `kill -9` never leaves a stale lock), with the
+/// holder's pid in the file for the message the next one prints.
+pub struct MailboxLock {
+    _file: File,
+}
+
+impl MailboxLock {
+    pub fn acquire(state_dir: &Path, identity: &str) -> Result<MailboxLock> {
+        let dir = state_dir.join("locks");
+        ensure_state_dir(&dir)?;
+        let path = dir.join(lock_file_name(identity));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| {
+                Error::with_source(
+                    ExitKind::CantCreate,
+                    format!("cannot create the lock file {}", path.display()),
+                    e,
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let holder = match pid.trim() {
+                    "" => "another popfetch process".to_string(),
+                    p => format!("another popfetch process (pid {p})"),
+                };
+                return Err(Error::new(
+                    ExitKind::TempFail,
+                    format!(
+                        "{identity} is being synced by {holder}; try again when it has finished"
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::with_source(
+                    ExitKind::Io,
+                    format!("cannot lock {}", path.display()),
+                    e,
+                ))
+            }
+        }
+        // We hold the lock: record who we are for the next one.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        let _ = file.flush();
+        Ok(MailboxLock { _file: file })
+    }
+}
+
+/// A file name for an identity: readable, safe, and collision-free (a
+/// short hash of the exact identity is appended).
+fn lock_file_name(identity: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let safe: String = identity
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let hash = Sha256::digest(identity.as_bytes());
+    format!(
+        "{safe}.{:02x}{:02x}{:02x}{:02x}.lock",
+        hash[0], hash[1], hash[2], hash[3]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_commit_prune_and_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("alice@example.com").unwrap();
+        assert_eq!(store.mailbox("alice@example.com").unwrap(), mb);
+        let other = store.mailbox("bob@example.com").unwrap();
+        store.commit_delivered(mb, &["a", "b", "c"], &[]).unwrap();
+        store.commit_delivered(other, &["a"], &[]).unwrap();
+        assert_eq!(store.seen(mb).unwrap().len(), 3);
+        let on_server: std::collections::HashSet<&str> = ["b", "c"].into_iter().collect();
+        assert_eq!(store.prune(mb, &on_server).unwrap(), 1);
+        assert_eq!(
+            store.seen(other).unwrap().len(),
+            1,
+            "other mailbox untouched"
+        );
+        assert_eq!(store.forget(mb, &["b"]).unwrap(), 1);
+        let left: Vec<String> = store
+            .seen_records(mb)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.uidl)
+            .collect();
+        assert_eq!(left, vec!["c"]);
+        // Reopen: durable, schema not re-applied.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.seen(mb).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn journal_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("a@h").unwrap();
+        let entry = PendingEntry {
+            uidl: "u1".into(),
+            folder: PathBuf::from("/m"),
+            name: "123.x.host".into(),
+        };
+        store.journal(mb, std::slice::from_ref(&entry)).unwrap();
+        assert_eq!(store.pending(mb).unwrap(), vec![entry]);
+        store
+            .commit_delivered(mb, &["u1"], &["123.x.host"])
+            .unwrap();
+        assert!(store.pending(mb).unwrap().is_empty());
+        assert!(store.seen(mb).unwrap().contains_key("u1"));
+    }
+
+    #[test]
+    fn database_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        Store::open(&state).unwrap();
+        let mode = std::fs::metadata(state.join(Store::FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+
+    #[test]
+    fn second_lock_is_refused_with_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = MailboxLock::acquire(dir.path(), "a@h").unwrap();
+        let err = MailboxLock::acquire(dir.path(), "a@h").err().unwrap();
+        assert_eq!(err.kind(), ExitKind::TempFail);
+        assert!(
+            err.to_string().contains(&std::process::id().to_string()),
+            "{err}"
+        );
+        assert!(MailboxLock::acquire(dir.path(), "b@h").is_ok());
+    }
+}

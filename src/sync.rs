@@ -1,0 +1,293 @@
+//! One account's sync: lock the mailbox, recover an interrupted run, log
+//! in, plan, fetch in batches, commit each batch durably, delete what the
+//! policy says, QUIT, prune.
+//!
+//! Order is everything here (SPEC §4): a message is recorded as seen only
+//! after its batch is durable in the target, and DELE is sent only for
+//! messages whose record is committed. A session that ends without a clean
+//! QUIT deletes nothing on the server, and nothing here assumes it did: the
+//! records stay, and the next run deletes what is still there.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::config::{Account, Target};
+use crate::connect::{self, ConnectOptions};
+use crate::deliver::maildir::{Maildir, Recovered};
+use crate::deliver::{self, Delivery, MessageInfo};
+use crate::error::{Error, Result};
+use crate::plan::{self, Policy};
+use crate::pop3::{Flow, Retrieved, Session};
+use crate::report::Progress;
+use crate::store::{MailboxLock, PendingEntry, Store};
+
+/// A batch is committed when it reaches any of these.
+const BATCH_MESSAGES: usize = 256;
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+const BATCH_TIME: Duration = Duration::from_secs(2);
+
+/// What `popfetch sync` was asked to do, beyond the account's settings.
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    /// `--keep` / `--delete`.
+    pub keep_override: Option<bool>,
+    /// `--all`: fetch messages already seen too.
+    pub all: bool,
+    pub connect: ConnectOptions,
+}
+
+/// The outcome of one account's sync.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub account: String,
+    /// Messages delivered.
+    pub new: u64,
+    pub bytes: u64,
+    /// Messages deleted on the server (confirmed by QUIT).
+    pub deleted: u64,
+    /// Messages left on the server because of a problem with them.
+    pub skipped: u64,
+    pub warnings: Vec<String>,
+    pub error: Option<Error>,
+}
+
+/// Syncs one account. Never panics on a server's behaviour; every failure
+/// ends up in the report's `error`.
+pub fn sync_account(
+    account: &Account,
+    state_dir: &Path,
+    opts: &SyncOptions,
+    progress: &Progress,
+) -> SyncReport {
+    let mut report = SyncReport {
+        account: account.name.clone(),
+        ..SyncReport::default()
+    };
+    if let Err(e) = run(account, state_dir, opts, progress, &mut report) {
+        report.error = Some(e);
+    }
+    progress.finish();
+    report
+}
+
+fn run(
+    account: &Account,
+    state_dir: &Path,
+    opts: &SyncOptions,
+    progress: &Progress,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let identity = account.identity();
+    let _lock = MailboxLock::acquire(state_dir, &identity)?;
+    let mut store = Store::open(state_dir)?;
+    let mailbox = store.mailbox(&identity)?;
+    let mut target = deliver::open(&account.target)?;
+    recover(&mut store, mailbox, &account.target)?;
+
+    let opened = connect::open(account, &opts.connect)?;
+    report.warnings.extend(opened.warnings);
+    let mut session = opened.session;
+
+    let listing = session.listing()?;
+    if listing.iter().any(|e| e.uidl.is_none()) && !listing.is_empty() {
+        return Err(Error::config(format!(
+            "{}: the server does not support UIDL, so popfetch cannot tell new messages from old ones; \
+             this version needs UIDL",
+            account.host
+        )));
+    }
+    let seen = store.seen(mailbox)?;
+    let keep = opts.keep_override.unwrap_or(account.keep);
+    let plan = plan::plan(
+        &listing,
+        &seen,
+        Policy {
+            keep,
+            refetch_seen: opts.all,
+        },
+    );
+    for (number, reason) in &plan.skip {
+        report.warnings.push(format!(
+            "{}: message {number} left on the server: {reason}",
+            account.name
+        ));
+    }
+    report.skipped = plan.skip.len() as u64;
+
+    progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
+    let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
+    let fetched = fetch(
+        &mut session,
+        target.as_mut(),
+        &mut store,
+        mailbox,
+        &plan.fetch,
+        progress,
+        report,
+    );
+    // Messages recorded as seen in this run may be deleted even if a later
+    // one failed, provided the connection is still usable.
+    let (delivered, fetch_error) = match fetched {
+        Ok(d) => (d, None),
+        Err((d, e)) => (d, Some(e)),
+    };
+    if !keep {
+        to_delete.extend(delivered.iter().copied());
+    }
+    if let Some(e) = &fetch_error {
+        if !session_usable(e) {
+            return Err(fetch_error.unwrap());
+        }
+        // A local failure (disk full…): still delete what was delivered and
+        // QUIT cleanly, then report the failure.
+    }
+    let marked = mark_deletions(&mut session, &to_delete, report)?;
+    session.quit()?;
+    // QUIT's +OK is the server's word that the deletions happened.
+    report.deleted = marked;
+    if let Some(e) = fetch_error {
+        return Err(e);
+    }
+    store.prune(mailbox, &plan::listed_uidls(&listing))?;
+    Ok(())
+}
+
+/// Whether the session can still be used after `e` (a local failure, not
+/// a broken connection or protocol).
+fn session_usable(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        crate::error::ExitKind::Io | crate::error::ExitKind::CantCreate
+    )
+}
+
+/// Sends DELE for `to_delete`; returns how many the server accepted.
+fn mark_deletions(
+    session: &mut Session,
+    to_delete: &[u32],
+    report: &mut SyncReport,
+) -> Result<u64> {
+    if to_delete.is_empty() {
+        return Ok(0);
+    }
+    let accepted = session.dele_many(to_delete)?;
+    let refused = accepted.iter().filter(|ok| !**ok).count();
+    if refused > 0 {
+        report.warnings.push(format!(
+            "{}: the server refused to delete {refused} message(s); they stay on the server",
+            report.account
+        ));
+    }
+    Ok((accepted.len() - refused) as u64)
+}
+
+/// Resolves journal entries left by an interrupted run.
+fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<()> {
+    let pending = store.pending(mailbox)?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut by_folder: HashMap<std::path::PathBuf, Vec<PendingEntry>> = HashMap::new();
+    for p in pending {
+        by_folder.entry(p.folder.clone()).or_default().push(p);
+    }
+    for (folder, entries) in by_folder {
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        let current = matches!(target, Target::Maildir(p) if *p == folder);
+        if !current && !folder.join("new").is_dir() {
+            // The folder is gone: those messages are not there, fetch again.
+            store.drop_pending(mailbox, &names)?;
+            continue;
+        }
+        let maildir = Maildir::open(&folder)?;
+        let outcome = maildir.recover(&entries)?;
+        let delivered: Vec<&str> = outcome
+            .iter()
+            .filter(|(_, r)| *r == Recovered::Delivered)
+            .map(|(e, _)| e.uidl.as_str())
+            .collect();
+        store.commit_delivered(mailbox, &delivered, &names)?;
+    }
+    Ok(())
+}
+
+/// Fetches `wanted` in batches. Returns the numbers of the messages
+/// delivered and recorded, with the error that stopped it, if any.
+fn fetch(
+    session: &mut Session,
+    target: &mut dyn Delivery,
+    store: &mut Store,
+    mailbox: i64,
+    wanted: &[plan::Fetch],
+    progress: &Progress,
+    report: &mut SyncReport,
+) -> std::result::Result<Vec<u32>, (Vec<u32>, Error)> {
+    let mut recorded: Vec<u32> = Vec::new();
+    let mut next = 0;
+    while next < wanted.len() {
+        let batch_start = Instant::now();
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let numbers: Vec<u32> = wanted[next..].iter().map(|f| f.number).collect();
+        let result = session.retr_many(&numbers, &mut |i, reply| {
+            let item = &wanted[next + i];
+            match reply {
+                Retrieved::Body(body) => {
+                    let size = target.deliver(&MessageInfo { uidl: &item.uidl }, body)?;
+                    batch.push(next + i);
+                    batch_bytes += size;
+                    progress.advance(size);
+                }
+                Retrieved::Refused(reason) => {
+                    report.warnings.push(format!(
+                        "{}: the server would not send message {} ({reason}); it stays on the server",
+                        report.account, item.number
+                    ));
+                    report.skipped += 1;
+                }
+            }
+            let full = batch.len() >= BATCH_MESSAGES
+                || batch_bytes >= BATCH_BYTES
+                || batch_start.elapsed() >= BATCH_TIME;
+            Ok(if full { Flow::Pause } else { Flow::Continue })
+        });
+        // Commit whatever was fully delivered, even when the batch stopped
+        // on an error: those messages are complete on our side.
+        let committed = commit_batch(target, store, mailbox, wanted, &batch);
+        match committed {
+            Ok(()) => {
+                for &i in &batch {
+                    recorded.push(wanted[i].number);
+                    report.new += 1;
+                }
+                report.bytes += batch_bytes;
+            }
+            Err(e) => {
+                target.rollback();
+                return Err((recorded, e));
+            }
+        }
+        match result {
+            Ok(handled) => next += handled,
+            Err(e) => return Err((recorded, e)),
+        }
+    }
+    Ok(recorded)
+}
+
+fn commit_batch(
+    target: &mut dyn Delivery,
+    store: &mut Store,
+    mailbox: i64,
+    wanted: &[plan::Fetch],
+    batch: &[usize],
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
+    let uidls: Vec<&str> = batch.iter().map(|&i| wanted[i].uidl.as_str()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    store.commit_delivered(mailbox, &uidls, &names)
+}
