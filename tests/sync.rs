@@ -1,0 +1,357 @@
+//! `popfetch sync` end to end against the scripted server: byte-exact
+//! delivery, no duplicates, deletion, mbox, TLS and the error exit codes.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use crate::support::certs::TestPki;
+use crate::support::server::{Config, Msg, Server, Tls};
+use crate::support::{expected_delivery, maildir_messages, mixed_messages, Env};
+
+/// An account section for a scripted server.
+pub fn account(name: &str, port: u16, tls: &str, extra: &str) -> String {
+    format!(
+        "[accounts.{name}]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/{name}\"\ntimeout = 10\n{extra}\n"
+    )
+}
+
+fn msgs(datas: &[Vec<u8>]) -> Vec<Msg> {
+    datas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Msg::new(format!("uid-{i:04}"), d.clone()))
+        .collect()
+}
+
+fn expected_all(datas: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = datas.iter().map(|d| expected_delivery(d)).collect();
+    v.sort();
+    v
+}
+
+fn stls_server(env: &Env, messages: Vec<Msg>) -> (Server, Arc<TestPki>) {
+    let pki = Arc::new(TestPki::generate(env.dir.path()));
+    let server = Server::start(Config {
+        messages,
+        tls: Tls::Stls(pki.clone()),
+        ..Config::default()
+    });
+    (server, pki)
+}
+
+fn trusted(pki: &TestPki) -> String {
+    format!("ca_file = \"{}\"", pki.ca_path.display())
+}
+
+#[test]
+fn first_sync_is_byte_exact_and_second_delivers_nothing() {
+    let env = Env::new();
+    let datas = mixed_messages(40, 3 * 1024 * 1024);
+    let (server, pki) = stls_server(&env, msgs(&datas));
+    env.write_config(&account("t", server.port(), "starttls", &trusted(&pki)));
+
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")), expected_all(&datas));
+    // keep = true by default: the server still has everything.
+    assert_eq!(server.messages().len(), 40);
+
+    let second = env.run(&["sync"]);
+    second.expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 40);
+    assert!(
+        second.stderr.is_empty(),
+        "nothing happened, nothing printed: {}",
+        second.stderr
+    );
+    for i in 0..40 {
+        assert_eq!(server.retr_count(&format!("uid-{i:04}")), 1);
+    }
+}
+
+#[test]
+fn delete_empties_the_server_and_delivers_each_message_once() {
+    let env = Env::new();
+    let datas = mixed_messages(12, 100_000);
+    let (server, pki) = stls_server(&env, msgs(&datas));
+    env.write_config(&account("t", server.port(), "starttls", &trusted(&pki)));
+
+    // Keep first, then delete: the seen ones are deleted, none fetched twice.
+    env.run(&["sync", "t"]).expect_code(0);
+    server.push_message(Msg::new("late", b"Subject: late\n\nlate\n".to_vec()));
+    let run = env.run(&["sync", "--delete", "--json"]);
+    run.expect_code(0);
+    assert!(server.messages().is_empty(), "server emptied");
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["new"], 1);
+    assert_eq!(lines[0]["deleted"], 13);
+    assert_eq!(lines[0]["status"], "ok");
+    assert_eq!(lines[0]["exit_code"], 0);
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 13);
+    for m in 0..12 {
+        assert_eq!(server.retr_count(&format!("uid-{m:04}")), 1);
+    }
+    // DELE only after the messages were delivered and recorded.
+    let log = server.log();
+    let last_retr = log.iter().rposition(|l| l.starts_with("RETR")).unwrap();
+    let first_dele = log.iter().position(|l| l.starts_with("DELE")).unwrap();
+    assert!(first_dele > last_retr, "{log:?}");
+}
+
+/// Splits an mboxrd file back into messages, undoing the quoting.
+pub fn parse_mboxrd(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            out.push(Vec::new());
+            continue;
+        }
+        let cur = out.last_mut().expect("mbox starts with a From_ line");
+        let gt = line.iter().take_while(|&&b| b == b'>').count();
+        if gt > 0 && line[gt..].starts_with(b"From ") {
+            cur.extend_from_slice(&line[1..]);
+        } else {
+            cur.extend_from_slice(line);
+        }
+    }
+    for m in &mut out {
+        assert!(
+            m.ends_with(b"\n\n") || m == b"\n",
+            "each message ends with an empty line"
+        );
+        m.pop();
+    }
+    out
+}
+
+#[test]
+fn mbox_round_trips_through_mboxrd_quoting() {
+    let env = Env::new();
+    let datas = mixed_messages(15, 50_000);
+    let server = Server::start(Config {
+        messages: msgs(&datas),
+        ..Config::default()
+    });
+    env.write_config(&format!(
+        "[accounts.m]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"alice\"\npassword = \"secret\"\nmbox = \"~/mail/inbox\"\n",
+        server.port()
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("unencrypted"),
+        "clear-text password warns: {}",
+        run.stderr
+    );
+    let mbox = fs::read(env.home().join("mail/inbox")).unwrap();
+    let text = String::from_utf8_lossy(&mbox);
+    assert!(
+        text.starts_with("From sender0@example.org "),
+        "{}",
+        &text[..80]
+    );
+    let mut got = parse_mboxrd(&mbox);
+    got.sort();
+    assert_eq!(got, expected_all(&datas));
+    let mode = fs::metadata(env.home().join("mail/inbox"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "mbox is private");
+    // Second run appends nothing.
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(fs::read(env.home().join("mail/inbox")).unwrap(), mbox);
+}
+
+#[test]
+fn implicit_tls_works() {
+    let env = Env::new();
+    let pki = Arc::new(TestPki::generate(env.dir.path()));
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(3, 1000)),
+        tls: Tls::Implicit(pki.clone()),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "implicit", &trusted(&pki)));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 3);
+}
+
+fn sent_secret(server: &Server) -> bool {
+    server.log().iter().any(|l| {
+        l.starts_with("PASS")
+            || l.starts_with("AUTH")
+            || l.starts_with("APOP")
+            || l.contains("secret")
+    })
+}
+
+#[test]
+fn starttls_without_stls_is_refused_before_any_password() {
+    let env = Env::new();
+    let pki = TestPki::generate(env.dir.path());
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(2, 100)),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "starttls", &trusted(&pki)));
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(run.stderr.contains("STLS"), "{}", run.stderr);
+    assert!(
+        !sent_secret(&server),
+        "no secret on the wire: {:?}",
+        server.log()
+    );
+    assert!(maildir_messages(&env.maildir("t")).is_empty());
+}
+
+#[test]
+fn untrusted_certificate_is_77_and_sends_no_password() {
+    let env = Env::new();
+    let pki = Arc::new(TestPki::self_signed(env.dir.path()));
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(2, 100)),
+        tls: Tls::Implicit(pki.clone()),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "implicit", ""));
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(run.stderr.contains("not trusted"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ca_file") && run.stderr.contains(&pki.fingerprint),
+        "says how to trust or pin: {}",
+        run.stderr
+    );
+    assert!(!sent_secret(&server));
+
+    // Pinning the fingerprint it printed makes it work.
+    env.write_config(&account(
+        "t",
+        server.port(),
+        "implicit",
+        &format!("tls_fingerprint = \"{}\"", pki.fingerprint),
+    ));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 2);
+}
+
+#[test]
+fn wrong_password_is_77() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        password: "other".into(),
+        messages: msgs(&mixed_messages(2, 100)),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(
+        run.stderr.contains("authentication failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn connection_refused_is_69() {
+    let env = Env::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.write_config(&account("t", port, "none", ""));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(69);
+    let lines = run.json_lines();
+    assert_eq!(lines[0]["status"], "error");
+    assert_eq!(lines[0]["exit_code"], 69);
+}
+
+#[test]
+fn config_typo_is_78_with_the_key_named() {
+    let env = Env::new();
+    env.write_config(&account("t", 1, "none", "kep = false"));
+    let run = env.run(&["sync"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr.contains("`kep`") && run.stderr.contains("did you mean `keep`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("config.toml:9"),
+        "names the line: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn inline_password_in_a_readable_file_is_78() {
+    let env = Env::new();
+    let path = env.write_config(&account("t", 1, "none", ""));
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let run = env.run(&["sync"]);
+    run.expect_code(78);
+    assert!(run.stderr.contains("chmod 600"), "{}", run.stderr);
+}
+
+#[test]
+fn one_failing_account_does_not_stop_the_others() {
+    let env = Env::new();
+    let good = Server::start(Config {
+        messages: msgs(&mixed_messages(3, 100)),
+        ..Config::default()
+    });
+    let bad = Server::start(Config {
+        password: "nope".into(),
+        ..Config::default()
+    });
+    let mut cfg = account("bad", bad.port(), "none", "");
+    cfg.push_str(&account("good", good.port(), "none", ""));
+    env.write_config(&cfg);
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert_eq!(maildir_messages(&env.maildir("good")).len(), 3);
+}
+
+#[test]
+fn trace_redacts_the_password() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(2, 100)),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", "auth = \"user\""));
+    let run = env.run(&["sync", "-vv"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("PASS ***"), "{}", run.stderr);
+    assert!(!run.stderr.contains("secret") && !run.stdout.contains("secret"));
+}
+
+#[test]
+fn password_command_supplies_the_secret_and_its_failure_is_78() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(2, 100)),
+        ..Config::default()
+    });
+    let cfg = account("t", server.port(), "none", "").replace(
+        "password = \"secret\"",
+        "password_command = \"echo secret\"",
+    );
+    env.write_config(&cfg);
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 2);
+    env.write_config(&cfg.replace("echo secret", "exit 3"));
+    let run = env.run(&["sync"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr.contains("password_command failed"),
+        "{}",
+        run.stderr
+    );
+}

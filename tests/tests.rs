@@ -1,0 +1,6 @@
+//! popfetch's integration tests: one target, every test in its own temp dir
+//! with HOME and XDG_* pointing into it, the real binary, real servers on loopback.
+
+mod dovecot_sync;
+mod support;
+mod sync;
