@@ -9,6 +9,7 @@
 //! records stay, and the next run deletes what is still there.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,10 @@ use crate::deliver::maildir::{Maildir, Recovered};
 use crate::deliver::{self, Delivery, MessageInfo};
 use crate::error::{Error, Result};
 use crate::plan::{self, Policy};
-use crate::pop3::{Flow, Retrieved, Session};
+use crate::pop3::{Flow, Listed, Retrieved, Session};
 use crate::report::Progress;
 use crate::store::{MailboxLock, PendingEntry, Store};
+use sha2::{Digest, Sha256};
 
 /// A batch is committed when it reaches any of these.
 const BATCH_MESSAGES: usize = 256;
@@ -89,24 +91,33 @@ fn run(
     report.warnings.extend(opened.warnings);
     let mut session = opened.session;
 
-    let listing = session.listing()?;
-    if listing.iter().any(|e| e.uidl.is_none()) && !listing.is_empty() {
-        return Err(Error::config(format!(
-            "{}: the server does not support UIDL, so popfetch cannot tell new messages from old ones; \
-             this version needs UIDL",
-            account.host
-        )));
-    }
-    let seen = store.seen(mailbox)?;
+    let mut listing = session.listing()?;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let plan = plan::plan(
-        &listing,
-        &seen,
-        Policy {
-            keep,
-            refetch_seen: opts.all,
-        },
-    );
+    let content_keyed = identify_without_uidl(&mut session, &mut listing, keep)?;
+    let seen = store.seen(mailbox)?;
+    let plan = if content_keyed {
+        // Neither UIDL nor TOP: every message is fetched and deleted.
+        plan::Plan {
+            fetch: listing
+                .iter()
+                .map(|e| plan::Fetch {
+                    number: e.number,
+                    uidl: String::new(),
+                    size: e.size,
+                })
+                .collect(),
+            ..plan::Plan::default()
+        }
+    } else {
+        plan::plan(
+            &listing,
+            &seen,
+            Policy {
+                keep,
+                refetch_seen: opts.all,
+            },
+        )
+    };
     for (number, reason) in &plan.skip {
         report.warnings.push(format!(
             "{}: message {number} left on the server: {reason}",
@@ -227,15 +238,24 @@ fn fetch(
     let mut next = 0;
     while next < wanted.len() {
         let batch_start = Instant::now();
-        let mut batch: Vec<usize> = Vec::new();
+        // (index into `wanted`, the key its seen record gets)
+        let mut batch: Vec<(usize, String)> = Vec::new();
         let mut batch_bytes = 0u64;
         let numbers: Vec<u32> = wanted[next..].iter().map(|f| f.number).collect();
         let result = session.retr_many(&numbers, &mut |i, reply| {
             let item = &wanted[next + i];
             match reply {
                 Retrieved::Body(body) => {
-                    let size = target.deliver(&MessageInfo { uidl: &item.uidl }, body)?;
-                    batch.push(next + i);
+                    let (size, key) = if item.uidl.is_empty() {
+                        // No identity from the server: the content's digest.
+                        let mut hashing = HashingReader::new(body);
+                        let size = target.deliver(&MessageInfo { uidl: "" }, &mut hashing)?;
+                        (size, format!("body:{}", hashing.hex()))
+                    } else {
+                        let size = target.deliver(&MessageInfo { uidl: &item.uidl }, body)?;
+                        (size, item.uidl.clone())
+                    };
+                    batch.push((next + i, key));
                     batch_bytes += size;
                     progress.advance(size);
                 }
@@ -254,10 +274,11 @@ fn fetch(
         });
         // Commit whatever was fully delivered, even when the batch stopped
         // on an error: those messages are complete on our side.
-        let committed = commit_batch(target, store, mailbox, wanted, &batch);
+        let committed = commit_batch(target, store, mailbox, &batch);
         match committed {
             Ok(()) => {
-                for &i in &batch {
+                for (i, _) in &batch {
+                    let i = *i;
                     recorded.push(wanted[i].number);
                     report.new += 1;
                 }
@@ -280,14 +301,94 @@ fn commit_batch(
     target: &mut dyn Delivery,
     store: &mut Store,
     mailbox: i64,
-    wanted: &[plan::Fetch],
-    batch: &[usize],
+    batch: &[(usize, String)],
 ) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
     let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
-    let uidls: Vec<&str> = batch.iter().map(|&i| wanted[i].uidl.as_str()).collect();
+    let keys: Vec<&str> = batch.iter().map(|(_, k)| k.as_str()).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    store.commit_delivered(mailbox, &uidls, &names)
+    store.commit_delivered(mailbox, &keys, &names)
+}
+
+/// SPEC §4.5: when the server has no UIDL, a message's identity is a
+/// digest of its header block (`TOP n 0`). Returns `true` when the server
+/// has neither UIDL nor TOP, which is only usable with `keep = false`
+/// (every message is then fetched, keyed by a digest of its content, and
+/// deleted).
+fn identify_without_uidl(
+    session: &mut Session,
+    listing: &mut [Listed],
+    keep: bool,
+) -> Result<bool> {
+    if listing.is_empty() || listing.iter().any(|e| e.uidl.is_some()) {
+        return Ok(false);
+    }
+    let caps = session.capabilities();
+    let mut top_works = !caps.known || caps.has("TOP");
+    if top_works {
+        let numbers: Vec<u32> = listing.iter().map(|e| e.number).collect();
+        let mut digests: Vec<Option<String>> = vec![None; numbers.len()];
+        session.top_many(&numbers, 0, &mut |i, reply| {
+            match reply {
+                Retrieved::Body(body) => {
+                    let mut hashing = HashingReader::new(body);
+                    std::io::copy(&mut hashing, &mut std::io::sink())
+                        .map_err(|e| Error::new(crate::error::ExitKind::TempFail, e.to_string()))?;
+                    digests[i] = Some(format!("hdr:{}", hashing.hex()));
+                }
+                Retrieved::Refused(_) => {
+                    top_works = false;
+                }
+            }
+            Ok(Flow::Continue)
+        })?;
+        if top_works {
+            for (entry, digest) in listing.iter_mut().zip(digests) {
+                entry.uidl = digest;
+            }
+            return Ok(false);
+        }
+    }
+    if keep {
+        return Err(Error::config(format!(
+            "{}: the server supports neither UIDL nor TOP, so popfetch cannot tell new messages from \
+             ones it fetched before; with such a server set keep = false (or run with --delete) so \
+             every message is fetched once and deleted",
+            session.host()
+        )));
+    }
+    Ok(true)
+}
+
+/// Passes bytes through while computing their SHA-256.
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: Sha256,
+}
+
+impl<'a> HashingReader<'a> {
+    fn new(inner: &'a mut dyn Read) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn hex(self) -> String {
+        self.hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }

@@ -355,3 +355,47 @@ fn password_command_supplies_the_secret_and_its_failure_is_78() {
         run.stderr
     );
 }
+
+#[test]
+fn server_without_uidl_falls_back_to_header_digests() {
+    let env = Env::new();
+    let datas = mixed_messages(6, 1000);
+    let server = Server::start(Config {
+        messages: msgs(&datas),
+        uidl: false,
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")), expected_all(&datas));
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(
+        server.log().iter().all(|l| !l.starts_with("RETR")),
+        "nothing fetched twice"
+    );
+    assert!(server.log().iter().any(|l| l.starts_with("TOP")));
+}
+
+#[test]
+fn server_without_uidl_or_top_needs_delete_mode() {
+    let env = Env::new();
+    let datas = mixed_messages(4, 1000);
+    let server = Server::start(Config {
+        messages: msgs(&datas),
+        uidl: false,
+        top: false,
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    let run = env.run(&["sync"]);
+    run.expect_code(78);
+    assert!(run.stderr.contains("keep = false"), "{}", run.stderr);
+    assert!(
+        server.log().iter().all(|l| !l.starts_with("RETR")),
+        "stopped before any RETR"
+    );
+    env.run(&["sync", "--delete"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("t")), expected_all(&datas));
+    assert!(server.messages().is_empty());
+}
