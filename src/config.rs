@@ -52,6 +52,8 @@ pub enum PasswordSource {
 pub enum Target {
     Maildir(PathBuf),
     Mbox(PathBuf),
+    /// A command run by `sh -c` with the message on stdin.
+    Mda(String),
 }
 
 impl Target {
@@ -59,6 +61,7 @@ impl Target {
         match self {
             Target::Maildir(p) => format!("maildir {}", p.display()),
             Target::Mbox(p) => format!("mbox {}", p.display()),
+            Target::Mda(cmd) => format!("mda {cmd}"),
         }
     }
 }
@@ -76,6 +79,13 @@ pub struct Account {
     pub trust: TlsTrust,
     pub target: Target,
     pub keep: bool,
+    /// With `keep`: delete from the server this many days after the first
+    /// download.
+    pub keep_days: Option<u32>,
+    /// Larger messages stay on the server, never downloaded.
+    pub max_size: Option<u64>,
+    /// Command deciding from the header block: 0 fetch, 1 delete, 2 leave.
+    pub filter: Option<String>,
     pub timeout: Duration,
 }
 
@@ -118,7 +128,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::config(format!(
-                    "no config file at {}: create one with `popfetch init` (or pass -c FILE)",
+                    "no config file at {}: write one (see `popfetch man`, CONFIGURATION, or the README quick start), or pass -c FILE",
                     path.display()
                 ))
             } else {
@@ -202,7 +212,7 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Keys that belong to features not built yet: refused, never ignored.
-const NOT_YET: &[&str] = &["mda", "keep_days", "max_size", "filter", "folder"];
+const NOT_YET: &[&str] = &["folder"];
 
 const TOP_KEYS: &[&str] = &["state_dir", "defaults", "accounts"];
 
@@ -518,20 +528,36 @@ fn build_account(
         ));
     }
 
-    let target = match (str_of("maildir")?, str_of("mbox")?) {
-        (Some(_), Some((_, l))) => {
-            return Err(ctx.err(
-                &l.key_span,
-                format!("{section} sets both `maildir` and `mbox`; choose exactly one"),
-            ))
-        }
-        (Some((m, _)), None) => Target::Maildir(resolve_path(ctx, m)),
-        (None, Some((m, _))) => Target::Mbox(resolve_path(ctx, m)),
-        (None, None) => {
+    let destinations: Vec<(&str, &str, &Located)> = ["maildir", "mbox", "mda"]
+        .iter()
+        .filter_map(|k| str_of(k).transpose().map(|r| r.map(|(v, l)| (*k, v, l))))
+        .collect::<Result<_>>()?;
+    let target = match destinations.as_slice() {
+        [] => {
             return Err(ctx.err(
                 section_span,
-                format!("{section} has no destination: set `maildir` or `mbox`"),
+                format!("{section} has no destination: set `maildir`, `mbox` or `mda`"),
             ))
+        }
+        [(key, value, l)] => {
+            if value.trim().is_empty() {
+                return Err(ctx.err(&l.key_span, format!("`{key}` is empty")));
+            }
+            match *key {
+                "maildir" => Target::Maildir(resolve_path(ctx, value)),
+                "mbox" => Target::Mbox(resolve_path(ctx, value)),
+                _ => Target::Mda(value.to_string()),
+            }
+        }
+        [.., (_, _, l)] => {
+            let keys: Vec<&str> = destinations.iter().map(|(k, _, _)| *k).collect();
+            return Err(ctx.err(
+                &l.key_span,
+                format!(
+                    "{section} sets {}; choose exactly one of maildir, mbox, mda",
+                    keys.join(" and ")
+                ),
+            ));
         }
     };
 
@@ -553,6 +579,48 @@ fn build_account(
         None => Duration::from_secs(60),
     };
 
+    let keep_days = match get("keep_days") {
+        Some(l) => {
+            let n = expect_int(ctx, "keep_days", l.value)?;
+            Some(u32::try_from(n).map_err(|_| {
+                ctx.err(
+                    &l.key_span,
+                    format!("keep_days = {n}: expected 0 or more days"),
+                )
+            })?)
+        }
+        None => None,
+    };
+    if let (Some(_), false) = (keep_days, keep) {
+        let l = get("keep_days").unwrap();
+        return Err(ctx.err(
+            &l.key_span,
+            "keep_days needs keep = true (with keep = false messages are deleted at once)",
+        ));
+    }
+    let max_size = match str_of("max_size")? {
+        Some((s, l)) => Some(parse_size(s).ok_or_else(|| {
+            ctx.err(
+                &l.key_span,
+                format!("max_size = {s:?}: expected a size like \"25 MB\" (B, KB, MB, GB, KiB, MiB, GiB)"),
+            )
+        })?),
+        None => match get("max_size") {
+            Some(l) => {
+                let n = expect_int(ctx, "max_size", l.value)?;
+                Some(u64::try_from(n).map_err(|_| ctx.err(&l.key_span, "max_size must be positive"))?)
+            }
+            None => None,
+        },
+    };
+    let filter = match str_of("filter")? {
+        Some((f, l)) if f.trim().is_empty() => {
+            return Err(ctx.err(&l.key_span, "`filter` is empty"))
+        }
+        Some((f, _)) => Some(f.to_string()),
+        None => None,
+    };
+
     Ok(Account {
         name: name.to_string(),
         host,
@@ -567,8 +635,34 @@ fn build_account(
         },
         target,
         keep,
+        keep_days,
+        max_size,
+        filter,
         timeout,
     })
+}
+
+/// Parses `25 MB`, `1.5MiB`, `300 KB`, `1000` (bytes). KB/MB/GB are
+/// decimal, KiB/MiB/GiB binary.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 fn expect_str<'a>(ctx: &Ctx, key: &str, v: &'a Spanned<DeValue<'a>>) -> Result<&'a str> {
@@ -832,8 +926,10 @@ mod tests {
             ("keep = \"yes\"", "true or false"),
             ("auth = \"kerberos\"", "expected one of"),
             ("mbox = \"x\"", "choose exactly one"),
+            ("max_size = \"12 parsecs\"", "expected a size"),
+            ("keep_days = -1", "0 or more"),
             ("tls_fingerprint = \"sha256:12\"", "not a SHA-256"),
-            ("max_size = \"1 MB\"", "not supported yet"),
+            ("folder = \"x\"", "not supported yet"),
         ] {
             let err = parse_str(&format!("{MINIMAL}{extra}\n")).unwrap_err();
             assert!(err.to_string().contains(needle), "{extra}: {err}");
@@ -845,6 +941,16 @@ mod tests {
             err.to_string().contains("did you mean `state_dir`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("25 MB"), Some(25_000_000));
+        assert_eq!(parse_size("1MiB"), Some(1_048_576));
+        assert_eq!(parse_size("1.5 kb"), Some(1500));
+        assert_eq!(parse_size("300"), Some(300));
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("0"), None);
     }
 
     #[test]

@@ -20,6 +20,25 @@ pub struct Policy {
     pub keep: bool,
     /// Fetch messages already seen too (`--all`).
     pub refetch_seen: bool,
+    /// With `keep`: delete messages first downloaded this many days ago.
+    pub keep_days: Option<u32>,
+    /// Leave larger messages (by their LIST size) on the server.
+    pub max_size: Option<u64>,
+    /// Unix time of this run, for `keep_days`.
+    pub now: i64,
+}
+
+impl Policy {
+    /// Keep everything, fetch only new messages: the default.
+    pub fn keep_new() -> Policy {
+        Policy {
+            keep: true,
+            refetch_seen: false,
+            keep_days: None,
+            max_size: None,
+            now: 0,
+        }
+    }
 }
 
 /// Why a message is left alone.
@@ -27,6 +46,8 @@ pub struct Policy {
 pub enum SkipReason {
     InvalidUidl(String),
     DuplicateUidl(String),
+    /// Larger than `max_size` (the size the server announced).
+    TooLarge(u64),
 }
 
 impl std::fmt::Display for SkipReason {
@@ -36,6 +57,11 @@ impl std::fmt::Display for SkipReason {
             SkipReason::DuplicateUidl(u) => write!(
                 f,
                 "the server gave the same UIDL {u:?} to several messages, so they cannot be told apart"
+            ),
+            SkipReason::TooLarge(size) => write!(
+                f,
+                "it is {} bytes, larger than max_size",
+                size
             ),
         }
     }
@@ -54,7 +80,8 @@ pub struct Fetch {
 pub struct Plan {
     /// New (or, with `--all`, every) message, in server order.
     pub fetch: Vec<Fetch>,
-    /// Already delivered earlier, to be deleted now (keep = false).
+    /// Already delivered earlier, to be deleted now (keep = false, or
+    /// older than keep_days).
     pub delete_seen: Vec<(u32, String)>,
     /// Left on the server, with the reason.
     pub skip: Vec<(u32, SkipReason)>,
@@ -89,14 +116,25 @@ pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> 
                 .push((entry.number, SkipReason::DuplicateUidl(uidl.to_string())));
             continue;
         }
-        let is_seen = seen.contains_key(uidl);
-        if !is_seen || policy.refetch_seen {
+        let first_seen = seen.get(uidl).copied();
+        let expired = match (first_seen, policy.keep_days) {
+            (Some(t), Some(days)) => policy.now - t >= i64::from(days) * 86_400,
+            _ => false,
+        };
+        if first_seen.is_none() || policy.refetch_seen {
+            if let Some(max) = policy.max_size {
+                if entry.size > max {
+                    plan.skip
+                        .push((entry.number, SkipReason::TooLarge(entry.size)));
+                    continue;
+                }
+            }
             plan.fetch.push(Fetch {
                 number: entry.number,
                 uidl: uidl.to_string(),
                 size: entry.size,
             });
-        } else if policy.keep {
+        } else if policy.keep && !expired {
             plan.kept += 1;
         } else {
             plan.delete_seen.push((entry.number, uidl.to_string()));
@@ -132,6 +170,9 @@ mod tests {
     const KEEP: Policy = Policy {
         keep: true,
         refetch_seen: false,
+        keep_days: None,
+        max_size: None,
+        now: 0,
     };
 
     #[test]
@@ -152,7 +193,7 @@ mod tests {
     fn delete_mode_removes_seen_and_all_refetches() {
         let policy = Policy {
             keep: false,
-            refetch_seen: false,
+            ..KEEP
         };
         let p = plan(&listed(&[(1, "a"), (2, "b")]), &seen(&["a"]), policy);
         assert_eq!(p.delete_seen, vec![(1, "a".to_string())]);
@@ -161,11 +202,40 @@ mod tests {
             &listed(&[(1, "a"), (2, "b")]),
             &seen(&["a"]),
             Policy {
-                keep: true,
                 refetch_seen: true,
+                ..KEEP
             },
         );
         assert_eq!(p.fetch.len(), 2);
+    }
+
+    #[test]
+    fn keep_days_deletes_old_records_and_max_size_skips() {
+        let mut seen_at: HashMap<String, i64> = HashMap::new();
+        seen_at.insert("old".into(), 1_000_000 - 15 * 86_400);
+        seen_at.insert("young".into(), 1_000_000 - 86_400);
+        let mut l = listed(&[(1, "old"), (2, "young"), (3, "big")]);
+        l[2].size = 5_000_000;
+        let policy = Policy {
+            keep_days: Some(14),
+            max_size: Some(1_000_000),
+            now: 1_000_000,
+            ..KEEP
+        };
+        let p = plan(&l, &seen_at, policy);
+        assert_eq!(p.delete_seen, vec![(1, "old".to_string())]);
+        assert_eq!(p.kept, 1);
+        assert_eq!(p.skip, vec![(3, SkipReason::TooLarge(5_000_000))]);
+        // keep_days = 0: everything seen before this run goes.
+        let p = plan(
+            &l,
+            &seen_at,
+            Policy {
+                keep_days: Some(0),
+                ..policy
+            },
+        );
+        assert_eq!(p.delete_seen.len(), 2);
     }
 
     #[test]
@@ -182,7 +252,7 @@ mod tests {
             &seen(&["dup"]),
             Policy {
                 keep: false,
-                refetch_seen: false,
+                ..KEEP
             },
         );
         assert_eq!(p.fetch.len(), 1);

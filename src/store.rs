@@ -129,9 +129,24 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the database only if it exists, for commands that read the
+    /// seen state and must not create anything (`check`, `list`, `top`).
+    /// No state yet means nothing was ever seen: `None`.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<Store>> {
+        if !state_dir.join(Store::FILE_NAME).exists() {
+            return Ok(None);
+        }
+        Store::open(state_dir).map(Some)
+    }
+
     fn migrate(&mut self, path: &Path) -> Result<()> {
-        let version: i64 = self
+        // One writer at a time: parallel accounts (or processes) opening a
+        // new database must not both create the schema.
+        let tx = self
             .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_error("migration", e))?;
+        let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| db_error("reading the schema version", e))?;
         let target = MIGRATIONS.len() as i64;
@@ -144,18 +159,16 @@ impl Store {
                 ),
             ));
         }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self
-                .conn
-                .transaction()
-                .map_err(|e| db_error("migration", e))?;
+        if version == target {
+            return Ok(());
+        }
+        for step in MIGRATIONS.iter().skip(version as usize) {
             tx.execute_batch(step)
                 .map_err(|e| db_error("migration", e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| db_error("migration", e))?;
-            tx.commit().map_err(|e| db_error("migration", e))?;
         }
-        Ok(())
+        tx.pragma_update(None, "user_version", target)
+            .map_err(|e| db_error("migration", e))?;
+        tx.commit().map_err(|e| db_error("migration", e))
     }
 
     /// The id of a mailbox identity, created on first use.
@@ -306,6 +319,45 @@ impl Store {
             .map_err(|e| db_error("recording delivered messages", e))
     }
 
+    /// Records `uidls` as seen without a delivery (`seen mark`, imports),
+    /// noting where the record came from in `origin`. Existing records are
+    /// left as they are. Returns how many records were added.
+    pub fn mark_seen(&mut self, mailbox: i64, uidls: &[&str], origin: &str) -> Result<usize> {
+        let now = now_secs();
+        let records: Vec<(&str, i64)> = uidls.iter().map(|u| (*u, now)).collect();
+        self.add_seen(mailbox, &records, origin)
+    }
+
+    /// Like [`Store::mark_seen`] with a first-seen time per record (an
+    /// import keeps the other fetcher's download times).
+    pub fn add_seen(
+        &mut self,
+        mailbox: i64,
+        records: &[(&str, i64)],
+        origin: &str,
+    ) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_error("marking messages as seen", e))?;
+        let mut added = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen (mailbox, uidl, first_seen, origin) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(|e| db_error("marking messages as seen", e))?;
+            for (uidl, time) in records {
+                added += insert
+                    .execute(params![mailbox, uidl, time, origin])
+                    .map_err(|e| db_error("marking messages as seen", e))?;
+            }
+        }
+        tx.commit()
+            .map_err(|e| db_error("marking messages as seen", e))?;
+        Ok(added)
+    }
+
     /// Drops journal entries whose message never reached the Maildir.
     pub fn drop_pending(&mut self, mailbox: i64, names: &[&str]) -> Result<()> {
         self.commit_delivered(mailbox, &[], names)
@@ -390,11 +442,9 @@ impl MailboxLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let holder = match pid.trim() {
-                    "" => "another popfetch process".to_string(),
-                    p => format!("another popfetch process (pid {p})"),
+                let holder = match holder_pid(&mut file) {
+                    None => "another popfetch process".to_string(),
+                    Some(p) => format!("another popfetch process (pid {p})"),
                 };
                 return Err(Error::new(
                     ExitKind::TempFail,
@@ -418,6 +468,29 @@ impl MailboxLock {
         let _ = file.flush();
         Ok(MailboxLock { _file: file })
     }
+}
+
+/// The pid the lock's holder wrote into the lock file. It writes it just
+/// after taking the lock, so a process that comes in between reads nothing,
+/// or the pid of an earlier holder that is gone: wait briefly for the pid
+/// of a live process.
+fn holder_pid(file: &mut File) -> Option<i32> {
+    for _ in 0..25 {
+        let mut text = String::new();
+        if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                // SAFETY: signal 0 only asks whether the process exists.
+                let alive = pid > 0
+                    && (unsafe { libc::kill(pid, 0) } == 0
+                        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+                if alive {
+                    return Some(pid);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
 }
 
 /// A file name for an identity: readable, safe, and collision-free (a
@@ -475,6 +548,22 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.seen(mb).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn mark_seen_keeps_existing_records() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Store::open_existing(dir.path()).unwrap().is_none());
+        assert!(!dir.path().join(Store::FILE_NAME).exists());
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("a@h").unwrap();
+        store.commit_delivered(mb, &["a"], &[]).unwrap();
+        let before = store.seen(mb).unwrap()["a"];
+        assert_eq!(store.mark_seen(mb, &["a", "b", "c"], "mark").unwrap(), 2);
+        let seen = store.seen(mb).unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen["a"], before);
+        assert!(Store::open_existing(dir.path()).unwrap().is_some());
     }
 
     #[test]

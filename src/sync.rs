@@ -18,6 +18,7 @@ use crate::connect::{self, ConnectOptions};
 use crate::deliver::maildir::{Maildir, Recovered};
 use crate::deliver::{self, Delivery, MessageInfo};
 use crate::error::{Error, Result};
+use crate::filter;
 use crate::plan::{self, Policy};
 use crate::pop3::{Flow, Listed, Retrieved, Session};
 use crate::report::Progress;
@@ -36,6 +37,8 @@ pub struct SyncOptions {
     pub keep_override: Option<bool>,
     /// `--all`: fetch messages already seen too.
     pub all: bool,
+    /// `--dry-run`: plan and report, change nothing.
+    pub dry_run: bool,
     pub connect: ConnectOptions,
 }
 
@@ -51,6 +54,9 @@ pub struct SyncReport {
     /// Messages left on the server because of a problem with them.
     pub skipped: u64,
     pub warnings: Vec<String>,
+    /// With `--dry-run`: what would be done, one line per message.
+    pub planned: Vec<String>,
+    pub dry_run: bool,
     pub error: Option<Error>,
 }
 
@@ -80,54 +86,34 @@ fn run(
     progress: &Progress,
     report: &mut SyncReport,
 ) -> Result<()> {
+    if opts.dry_run {
+        report.dry_run = true;
+        return dry_run(account, state_dir, opts, report);
+    }
     let identity = account.identity();
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = deliver::open(&account.target)?;
+    let mut target = deliver::open(&account.target, &account.name)?;
     recover(&mut store, mailbox, &account.target)?;
 
     let opened = connect::open(account, &opts.connect)?;
     report.warnings.extend(opened.warnings);
     let mut session = opened.session;
-
-    let mut listing = session.listing()?;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let content_keyed = identify_without_uidl(&mut session, &mut listing, keep)?;
     let seen = store.seen(mailbox)?;
-    let plan = if content_keyed {
-        // Neither UIDL nor TOP: every message is fetched and deleted.
-        plan::Plan {
-            fetch: listing
-                .iter()
-                .map(|e| plan::Fetch {
-                    number: e.number,
-                    uidl: String::new(),
-                    size: e.size,
-                })
-                .collect(),
-            ..plan::Plan::default()
-        }
-    } else {
-        plan::plan(
-            &listing,
-            &seen,
-            Policy {
-                keep,
-                refetch_seen: opts.all,
-            },
-        )
-    };
-    for (number, reason) in &plan.skip {
-        report.warnings.push(format!(
-            "{}: message {number} left on the server: {reason}",
-            account.name
-        ));
+    let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
+    let verdicts = filter::apply(&mut session, account, &mut plan, report)?;
+    let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
+    if !verdicts.delete.is_empty() {
+        // Deleted unread: recorded first, so the DELE follows a committed
+        // record like any other (SPEC §4.2).
+        let uidls: Vec<&str> = verdicts.delete.iter().map(|(_, u)| u.as_str()).collect();
+        store.commit_delivered(mailbox, &uidls, &[])?;
+        to_delete.extend(verdicts.delete.iter().map(|(n, _)| *n));
     }
-    report.skipped = plan.skip.len() as u64;
 
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
-    let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
     let fetched = fetch(
         &mut session,
         target.as_mut(),
@@ -150,8 +136,8 @@ fn run(
         if !session_usable(e) {
             return Err(fetch_error.unwrap());
         }
-        // A local failure (disk full…): still delete what was delivered and
-        // QUIT cleanly, then report the failure.
+        // A local failure (disk full, a failing MDA…): still delete what
+        // was delivered and QUIT cleanly, then report the failure.
     }
     let marked = mark_deletions(&mut session, &to_delete, report)?;
     session.quit()?;
@@ -161,6 +147,99 @@ fn run(
         return Err(e);
     }
     store.prune(mailbox, &plan::listed_uidls(&listing))?;
+    Ok(())
+}
+
+/// Lists the mailbox and plans the session.
+fn plan_session(
+    session: &mut Session,
+    account: &Account,
+    opts: &SyncOptions,
+    seen: &HashMap<String, i64>,
+    keep: bool,
+    report: &mut SyncReport,
+) -> Result<(Vec<Listed>, plan::Plan)> {
+    let mut listing = session.listing()?;
+    let content_keyed = identify_without_uidl(session, &mut listing, keep)?;
+    let plan = if content_keyed {
+        // Neither UIDL nor TOP: every message is fetched and deleted.
+        plan::Plan {
+            fetch: listing
+                .iter()
+                .map(|e| plan::Fetch {
+                    number: e.number,
+                    uidl: String::new(),
+                    size: e.size,
+                })
+                .collect(),
+            ..plan::Plan::default()
+        }
+    } else {
+        plan::plan(
+            &listing,
+            seen,
+            Policy {
+                keep,
+                refetch_seen: opts.all,
+                keep_days: if keep { account.keep_days } else { None },
+                max_size: account.max_size,
+                now: crate::store::now_secs(),
+            },
+        )
+    };
+    for (number, reason) in &plan.skip {
+        report.warnings.push(format!(
+            "{}: message {number} left on the server: {reason}",
+            account.name
+        ));
+    }
+    report.skipped = plan.skip.len() as u64;
+    Ok((listing, plan))
+}
+
+/// `--dry-run`: connect, plan and say what would happen; no RETR, no DELE,
+/// nothing written (not even the state directory).
+fn dry_run(
+    account: &Account,
+    state_dir: &Path,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let seen = if state_dir.join(Store::FILE_NAME).exists() {
+        let store = Store::open(state_dir)?;
+        match store.find_mailbox(&account.identity())? {
+            Some(mb) => store.seen(mb)?,
+            None => HashMap::new(),
+        }
+    } else {
+        HashMap::new()
+    };
+    let opened = connect::open(account, &opts.connect)?;
+    report.warnings.extend(opened.warnings);
+    let mut session = opened.session;
+    let keep = opts.keep_override.unwrap_or(account.keep);
+    let (_, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
+    let verdicts = filter::apply(&mut session, account, &mut plan, report)?;
+    let name = &account.name;
+    for f in &plan.fetch {
+        report.planned.push(format!(
+            "{name}: would fetch message {} ({} bytes, UIDL {}){}",
+            f.number,
+            f.size,
+            f.uidl,
+            if keep { "" } else { " and delete it" }
+        ));
+    }
+    for (n, uidl) in plan.delete_seen.iter().chain(&verdicts.delete) {
+        report
+            .planned
+            .push(format!("{name}: would delete message {n} (UIDL {uidl})"));
+    }
+    report.new = plan.fetch.len() as u64;
+    report.bytes = plan.fetch_bytes();
+    report.deleted = (plan.delete_seen.len() + verdicts.delete.len()) as u64
+        + if keep { 0 } else { plan.fetch.len() as u64 };
+    session.quit()?;
     Ok(())
 }
 
@@ -235,6 +314,7 @@ fn fetch(
     report: &mut SyncReport,
 ) -> std::result::Result<Vec<u32>, (Vec<u32>, Error)> {
     let mut recorded: Vec<u32> = Vec::new();
+    let batch_limit = target.batch_limit().min(BATCH_MESSAGES);
     let mut next = 0;
     while next < wanted.len() {
         let batch_start = Instant::now();
@@ -267,7 +347,7 @@ fn fetch(
                     report.skipped += 1;
                 }
             }
-            let full = batch.len() >= BATCH_MESSAGES
+            let full = batch.len() >= batch_limit
                 || batch_bytes >= BATCH_BYTES
                 || batch_start.elapsed() >= BATCH_TIME;
             Ok(if full { Flow::Pause } else { Flow::Continue })

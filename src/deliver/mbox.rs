@@ -17,12 +17,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{copy_with_final_newline, Delivery, MessageInfo};
+use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
 use crate::store::PendingEntry;
 
-/// Longest header block searched for `Return-Path`.
-const MAX_HEADER_SCAN: usize = 256 * 1024;
 /// How long to wait for another program's lock on the mbox.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// A dotlock older than this is left over from a crash.
@@ -198,17 +196,7 @@ fn spool_file(dir: &Path) -> Result<File> {
 /// `^>*From ` lines quoted, a final LF if missing, and one empty line.
 pub fn write_mboxrd(body: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64> {
     // Read the header block first: the From_ line needs Return-Path.
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let mut eof = false;
-    while !eof && head.len() < MAX_HEADER_SCAN && !has_header_end(&head) {
-        let n = body.read(&mut chunk)?;
-        if n == 0 {
-            eof = true;
-        } else {
-            head.extend_from_slice(&chunk[..n]);
-        }
-    }
+    let head = read_header_block(body)?;
     let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_string());
     let from_line = format!("From {sender} {}\n", asctime(now()));
     out.write_all(from_line.as_bytes())?;
@@ -220,35 +208,6 @@ pub fn write_mboxrd(body: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64>
     let out = quoter.into_inner();
     out.write_all(b"\n")?;
     Ok(n)
-}
-
-fn has_header_end(head: &[u8]) -> bool {
-    head.starts_with(b"\n") || memchr::memmem::find(head, b"\n\n").is_some()
-}
-
-/// The address in the first `Return-Path:` header, `<>` as MAILER-DAEMON.
-fn return_path(head: &[u8]) -> Option<String> {
-    let end = memchr::memmem::find(head, b"\n\n").unwrap_or(head.len());
-    for line in head[..end].split(|&b| b == b'\n') {
-        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
-            let value = String::from_utf8_lossy(&line[12..]);
-            let addr: String = value
-                .trim()
-                .trim_start_matches('<')
-                .split('>')
-                .next()
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_whitespace() && !c.is_control())
-                .collect();
-            return Some(if addr.is_empty() {
-                "MAILER-DAEMON".to_string()
-            } else {
-                addr
-            });
-        }
-    }
-    None
 }
 
 fn now() -> i64 {

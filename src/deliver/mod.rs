@@ -8,6 +8,7 @@
 
 pub mod maildir;
 pub mod mbox;
+pub mod mda;
 
 use std::io::Read;
 
@@ -40,14 +41,67 @@ pub trait Delivery {
 
     /// How many messages wait for [`Delivery::commit`].
     fn uncommitted(&self) -> usize;
+
+    /// Most messages to gather before a commit.
+    fn batch_limit(&self) -> usize {
+        256
+    }
 }
 
 /// Opens the account's target, creating folders and files as needed.
-pub fn open(target: &Target) -> Result<Box<dyn Delivery>> {
+pub fn open(target: &Target, account: &str) -> Result<Box<dyn Delivery>> {
     Ok(match target {
         Target::Maildir(path) => Box::new(maildir::Maildir::open(path)?),
         Target::Mbox(path) => Box::new(mbox::Mbox::open(path)?),
+        Target::Mda(command) => Box::new(mda::Mda::new(command, account)),
     })
+}
+
+/// Longest header block searched for `Return-Path`.
+const MAX_HEADER_SCAN: usize = 256 * 1024;
+
+/// Reads from `body` until the end of the header block (or a bound), and
+/// returns what was read; the caller writes it before the rest.
+pub(crate) fn read_header_block(body: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while head.len() < MAX_HEADER_SCAN && !has_header_end(&head) {
+        let n = body.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    Ok(head)
+}
+
+fn has_header_end(head: &[u8]) -> bool {
+    head.starts_with(b"\n") || memchr::memmem::find(head, b"\n\n").is_some()
+}
+
+/// The address in the first `Return-Path:` header, `<>` as MAILER-DAEMON.
+pub(crate) fn return_path(head: &[u8]) -> Option<String> {
+    let end = memchr::memmem::find(head, b"\n\n").unwrap_or(head.len());
+    for line in head[..end].split(|&b| b == b'\n') {
+        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
+            let value = String::from_utf8_lossy(&line[12..]);
+            let addr: String = value
+                .trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace() && !c.is_control())
+                .collect();
+            return Some(if addr.is_empty() {
+                "MAILER-DAEMON".to_string()
+            } else {
+                addr
+            });
+        }
+    }
+    None
 }
 
 /// Copies `body` into `out`, adding a final LF when the message does not

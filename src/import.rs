@@ -1,0 +1,247 @@
+//! `popfetch seen import`: take over another fetcher's record of what was
+//! already downloaded, so switching tools downloads nothing twice.
+//!
+//! Each reader is strict: a line it does not understand is an error naming
+//! the line, and nothing is imported. Only the records of this account's
+//! user and host are taken from files that hold several accounts.
+
+use std::path::Path;
+
+use crate::error::{Error, ExitKind, Result};
+use crate::pop3::codec::valid_uidl;
+
+/// The fetchers whose state popfetch reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// fetchmail's `.fetchids`: `user@host uid` lines
+    Fetchmail,
+    /// mpop's uidls file: `<count> <host> <user>` headers, then `<uid> <time>` lines
+    Mpop,
+    /// getmail's `oldmail-*` file: `uid NUL timestamp` lines
+    Getmail,
+    /// fdm's cache: `<length> <uid>` lines
+    Fdm,
+}
+
+/// One imported record: the UIDL and, when the file has it, the Unix time
+/// of the download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub uidl: String,
+    pub time: Option<i64>,
+}
+
+/// Reads `path` in the `source` format, keeping the records of `user` at
+/// `host`.
+pub fn read(source: Source, path: &Path, user: &str, host: &str) -> Result<Vec<Imported>> {
+    let data = std::fs::read(path).map_err(|e| {
+        Error::with_source(
+            ExitKind::Usage,
+            format!("cannot read {}", path.display()),
+            e,
+        )
+    })?;
+    let bad = |line: usize, what: &str| {
+        Error::new(
+            ExitKind::Usage,
+            format!(
+                "{}:{line}: not a {} state file line: {what}; nothing was imported",
+                path.display(),
+                match source {
+                    Source::Fetchmail => "fetchmail",
+                    Source::Mpop => "mpop",
+                    Source::Getmail => "getmail",
+                    Source::Fdm => "fdm",
+                }
+            ),
+        )
+    };
+    let text = String::from_utf8_lossy(&data);
+    let mut out = Vec::new();
+    let uidl = |line: usize, s: &str| -> Result<String> {
+        if valid_uidl(s) {
+            Ok(s.to_string())
+        } else {
+            Err(bad(line, &format!("{s:?} is not a valid UIDL")))
+        }
+    };
+    match source {
+        Source::Fetchmail => {
+            for (i, line) in text.lines().enumerate() {
+                let n = i + 1;
+                let line = line.trim_end();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let mut words = line.split_ascii_whitespace();
+                let (Some(account), Some(uid)) = (words.next(), words.next()) else {
+                    return Err(bad(n, "expected `user@host uid`"));
+                };
+                // User names may contain '@': the host follows the last one.
+                let Some(at) = account.rfind('@') else {
+                    return Err(bad(n, "expected `user@host uid`"));
+                };
+                let (u, h) = (&account[..at], &account[at + 1..]);
+                let uid = uidl(n, uid)?;
+                if u == user && h.eq_ignore_ascii_case(host) {
+                    out.push(Imported {
+                        uidl: uid,
+                        time: None,
+                    });
+                }
+            }
+        }
+        Source::Mpop => {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut i = 0;
+            while i < lines.len() {
+                let n = i + 1;
+                let line = lines[i].trim();
+                i += 1;
+                if line.is_empty() || (n == 1 && line.starts_with("MPOP_UIDLS_FILE")) {
+                    continue;
+                }
+                let words: Vec<&str> = line.split_ascii_whitespace().collect();
+                let [count, h, u] = words.as_slice() else {
+                    return Err(bad(n, "expected a `<count> <host> <user>` header"));
+                };
+                let count: usize = count
+                    .parse()
+                    .map_err(|_| bad(n, "the count in `<count> <host> <user>` is not a number"))?;
+                let ours = *u == user && h.eq_ignore_ascii_case(host);
+                for _ in 0..count {
+                    let n = i + 1;
+                    let Some(entry) = lines.get(i) else {
+                        return Err(bad(n, "the file ends before the header's count of UIDs"));
+                    };
+                    i += 1;
+                    let mut words = entry.split_ascii_whitespace();
+                    let (Some(uid), Some(time), None) = (words.next(), words.next(), words.next())
+                    else {
+                        return Err(bad(n, "expected `<uid> <unix-time>`"));
+                    };
+                    let time: i64 = time
+                        .parse()
+                        .map_err(|_| bad(n, "the time is not a number"))?;
+                    let uid = uidl(n, uid)?;
+                    if ours {
+                        out.push(Imported {
+                            uidl: uid,
+                            time: Some(time),
+                        });
+                    }
+                }
+            }
+        }
+        Source::Getmail => {
+            for (i, line) in text.lines().enumerate() {
+                let n = i + 1;
+                if line.is_empty() {
+                    continue;
+                }
+                let Some((uid, time)) = line.split_once('\0') else {
+                    return Err(bad(n, "expected `uid NUL timestamp`"));
+                };
+                let time: f64 = time
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(n, "the timestamp is not a number"))?;
+                out.push(Imported {
+                    uidl: uidl(n, uid)?,
+                    time: Some(time as i64),
+                });
+            }
+        }
+        Source::Fdm => {
+            for (i, line) in text.lines().enumerate() {
+                let n = i + 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let Some((len, uid)) = line.split_once(' ') else {
+                    return Err(bad(n, "expected `<length> <uid>`"));
+                };
+                let len: usize = len
+                    .parse()
+                    .map_err(|_| bad(n, "the length is not a number"))?;
+                if uid.len() != len {
+                    return Err(bad(
+                        n,
+                        &format!("the UID is {} bytes, not {len}", uid.len()),
+                    ));
+                }
+                out.push(Imported {
+                    uidl: uidl(n, uid)?,
+                    time: None,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_str(source: Source, text: &[u8]) -> Result<Vec<Imported>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state");
+        std::fs::write(&p, text).unwrap();
+        read(source, &p, "al@ice", "Pop.Example.com")
+    }
+
+    fn uidls(v: Vec<Imported>) -> Vec<String> {
+        v.into_iter().map(|r| r.uidl).collect()
+    }
+
+    #[test]
+    fn fetchmail_selects_user_and_host() {
+        let got = read_str(
+            Source::Fetchmail,
+            b"al@ice@pop.example.com UID@1\nbob@pop.example.com UID2\nal@ice@other.host UID3\n",
+        )
+        .unwrap();
+        assert_eq!(uidls(got), vec!["UID@1"]);
+        let err = read_str(Source::Fetchmail, b"al@ice@pop.example.com\n").unwrap_err();
+        assert!(err.to_string().contains(":1:"), "{err}");
+    }
+
+    #[test]
+    fn mpop_counts_and_times() {
+        let text = b"MPOP_UIDLS_FILE 1\n\n2 pop.example.com al@ice\nA 1700000000\nB 1700000001\n1 pop.example.com bob\nC 1\n";
+        let got = read_str(Source::Mpop, text).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Imported {
+                    uidl: "A".into(),
+                    time: Some(1_700_000_000)
+                },
+                Imported {
+                    uidl: "B".into(),
+                    time: Some(1_700_000_001)
+                },
+            ]
+        );
+        let err = read_str(Source::Mpop, b"3 pop.example.com al@ice\nA 1\n").unwrap_err();
+        assert!(err.to_string().contains("ends before"), "{err}");
+    }
+
+    #[test]
+    fn getmail_and_fdm() {
+        let got = read_str(Source::Getmail, b"X1\x001700000000.5\nX2\x001700000001\n").unwrap();
+        assert_eq!(
+            got[0],
+            Imported {
+                uidl: "X1".into(),
+                time: Some(1_700_000_000)
+            }
+        );
+        assert_eq!(got.len(), 2);
+        let got = read_str(Source::Fdm, b"3 abc\n5 hello\n").unwrap();
+        assert_eq!(uidls(got), vec!["abc", "hello"]);
+        let err = read_str(Source::Fdm, b"3 abc\n4 hello\n").unwrap_err();
+        assert!(err.to_string().contains(":2:"), "{err}");
+    }
+}

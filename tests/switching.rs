@@ -1,0 +1,158 @@
+//! Switching from another fetcher (seen import), `init`, and parallel
+//! accounts.
+
+use std::time::{Duration, Instant};
+
+use crate::support::server::{Config, Fault, Msg, Server};
+use crate::support::{maildir_messages, Env};
+use crate::sync::account;
+
+fn server_with(n: usize) -> Server {
+    server_for("alice", n)
+}
+
+fn server_for(user: &str, n: usize) -> Server {
+    Server::start(Config {
+        user: user.to_string(),
+        messages: (0..n)
+            .map(|i| {
+                Msg::new(
+                    format!("UID{i}"),
+                    format!("Subject: {i}\n\n{i}\n").into_bytes(),
+                )
+            })
+            .collect(),
+        ..Config::default()
+    })
+}
+
+/// State files written the way each tool writes them, listing UID0..UID2
+/// for alice@127.0.0.1 (plus other accounts' lines that must be ignored).
+fn state_file(tool: &str) -> Vec<u8> {
+    match tool {
+        "fetchmail" => b"alice@127.0.0.1 UID0\nalice@127.0.0.1 UID1\nbob@127.0.0.1 UID3\nalice@127.0.0.1 UID2\n".to_vec(),
+        "mpop" => b"MPOP_UIDLS_FILE 1\n\n3 127.0.0.1 alice\nUID0 1700000000\nUID1 1700000001\nUID2 1700000002\n1 other.host alice\nUID4 1700000003\n".to_vec(),
+        "getmail" => b"UID0\x001700000000.0\nUID1\x001700000001.0\nUID2\x001700000002.0\n".to_vec(),
+        "fdm" => b"4 UID0\n4 UID1\n4 UID2\n".to_vec(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn seen_import_from_each_fetcher_then_sync_fetches_only_the_rest() {
+    for tool in ["fetchmail", "mpop", "getmail", "fdm"] {
+        let env = Env::new();
+        let server = server_with(6);
+        env.write_config(&account("t", server.port(), "none", ""));
+        let file = env.dir.path().join(format!("{tool}.state"));
+        std::fs::write(&file, state_file(tool)).unwrap();
+        let run = env.run(&[
+            "seen",
+            "import",
+            "t",
+            "--from",
+            tool,
+            file.to_str().unwrap(),
+        ]);
+        run.expect_code(0);
+        assert!(run.stderr.contains("imported 3"), "{tool}: {}", run.stderr);
+        env.run(&["sync"]).expect_code(0);
+        for i in 0..3 {
+            assert_eq!(
+                server.retr_count(&format!("UID{i}")),
+                0,
+                "{tool}: UID{i} was listed"
+            );
+        }
+        for i in 3..6 {
+            assert_eq!(
+                server.retr_count(&format!("UID{i}")),
+                1,
+                "{tool}: UID{i} not listed"
+            );
+        }
+        assert_eq!(maildir_messages(&env.maildir("t")).len(), 3);
+    }
+}
+
+#[test]
+fn malformed_import_names_the_line_and_imports_nothing() {
+    let env = Env::new();
+    let server = server_with(3);
+    env.write_config(&account("t", server.port(), "none", ""));
+    let file = env.dir.path().join("fdm.cache");
+    std::fs::write(&file, b"4 UID0\n9 UID1\n").unwrap();
+    let run = env.run(&[
+        "seen",
+        "import",
+        "t",
+        "--from",
+        "fdm",
+        file.to_str().unwrap(),
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains(":2:"), "{}", run.stderr);
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(
+        maildir_messages(&env.maildir("t")).len(),
+        3,
+        "nothing was imported"
+    );
+}
+
+#[test]
+fn init_writes_a_private_config_and_refuses_to_overwrite() {
+    let env = Env::new();
+    let run = env.run(&["init", "--provider", "gmail", "--user", "me@gmail.com"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("popfetch sync"), "{}", run.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.config_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let accounts = env.run(&["accounts", "--json"]);
+    accounts.expect_code(0);
+    let j = &accounts.json_lines()[0];
+    assert_eq!(j["host"], "pop.gmail.com");
+    assert_eq!(j["port"], 995);
+    assert_eq!(j["tls"], "implicit");
+    let again = env.run(&["init", "--host", "x.example", "--user", "u"]);
+    assert_eq!(again.code, 64, "{}", again.stderr);
+    assert!(again.stderr.contains("never overwrites"));
+}
+
+#[test]
+fn parallel_accounts_are_not_held_up_by_a_stalled_one() {
+    let env = Env::new();
+    // Distinct users: accounts on one host and user share a mailbox lock.
+    let fast: Vec<Server> = (0..3).map(|i| server_for(&format!("user{i}"), 5)).collect();
+    let stalled = server_with(5);
+    stalled.set_faults(vec![Fault::StallOnCommand("UIDL".into())]);
+    let mut cfg =
+        account("stalled", stalled.port(), "none", "").replace("timeout = 10", "timeout = 3");
+    for (i, s) in fast.iter().enumerate() {
+        cfg.push_str(
+            &account(&format!("fast{i}"), s.port(), "none", "")
+                .replace("user = \"alice\"", &format!("user = \"user{i}\"")),
+        );
+    }
+    env.write_config(&cfg);
+    let start = Instant::now();
+    let run = env.run(&["sync", "-j", "4", "--json"]);
+    let took = start.elapsed();
+    run.expect_code(75);
+    for i in 0..3 {
+        assert_eq!(maildir_messages(&env.maildir(&format!("fast{i}"))).len(), 5);
+    }
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 4);
+    // The fast accounts finished before the stalled one timed out.
+    assert_eq!(lines.last().unwrap()["account"], "stalled");
+    assert_eq!(lines.last().unwrap()["exit_code"], 75);
+    assert!(
+        took < Duration::from_secs(20),
+        "bounded by the timeout: {took:?}"
+    );
+}
