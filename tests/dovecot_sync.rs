@@ -114,3 +114,19 @@ fn dovecot_wrong_password_and_untrusted_ca() {
     assert!(run.stderr.contains("not trusted"), "{}", run.stderr);
     assert!(maildir_messages(&env.maildir("dc")).is_empty());
 }
+
+#[test]
+fn dovecot_cram_md5_and_apop_logins() {
+    if !require_dovecot() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_messages("alice", &mixed_messages(3, 1000));
+    for auth in ["cram-md5", "apop"] {
+        let env = Env::new();
+        let cfg = dovecot_account(&dc, "dc", "implicit", "maildir = \"~/Mail/dc\"");
+        env.write_config(&format!("{cfg}auth = \"{auth}\"\n"));
+        env.run(&["sync"]).expect_code(0);
+        assert_eq!(maildir_messages(&env.maildir("dc")).len(), 3, "{auth}");
+    }
+}

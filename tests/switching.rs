@@ -156,3 +156,69 @@ fn parallel_accounts_are_not_held_up_by_a_stalled_one() {
         "bounded by the timeout: {took:?}"
     );
 }
+
+fn sasl_server(mechs: &[&str], password: &str) -> Server {
+    Server::start(Config {
+        password: password.to_string(),
+        sasl: mechs.iter().map(|m| m.to_string()).collect(),
+        messages: vec![Msg::new("A", b"Subject: a\n\na\n".to_vec())],
+        ..Config::default()
+    })
+}
+
+#[test]
+fn sasl_cram_md5_xoauth2_and_oauthbearer_logins() {
+    for mech in ["cram-md5", "xoauth2", "oauthbearer"] {
+        let env = Env::new();
+        let server = sasl_server(&["CRAM-MD5", "XOAUTH2", "OAUTHBEARER"], "secret");
+        env.write_config(&account(
+            "t",
+            server.port(),
+            "none",
+            &format!("auth = \"{mech}\""),
+        ));
+        let run = env.run(&["sync"]);
+        run.expect_code(0);
+        assert_eq!(maildir_messages(&env.maildir("t")).len(), 1, "{mech}");
+        let auth = server
+            .log()
+            .into_iter()
+            .find(|l| l.starts_with("AUTH"))
+            .unwrap();
+        assert!(
+            auth.to_ascii_lowercase()
+                .starts_with(&format!("auth {mech}")),
+            "{auth}"
+        );
+    }
+}
+
+#[test]
+fn a_long_oauth_token_goes_after_the_challenge() {
+    let token = "t".repeat(2048);
+    let env = Env::new();
+    let server = sasl_server(&["XOAUTH2"], &token);
+    let cfg = account("t", server.port(), "none", "auth = \"xoauth2\"").replace(
+        "password = \"secret\"",
+        &format!("password_command = \"printf %s {token}\""),
+    );
+    env.write_config(&cfg);
+    env.run(&["sync"]).expect_code(0);
+    let log = server.log();
+    assert!(
+        log.iter().any(|l| l == "AUTH XOAUTH2"),
+        "initial response not inline: {log:?}"
+    );
+    assert!(log.iter().all(|l| l.len() <= 255 || !l.starts_with("AUTH")));
+    // A wrong token: the server's error challenge is answered and reported.
+    let cfg = cfg.replace(&token, "wrong");
+    env.write_config(&cfg);
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(
+        run.stderr.contains("401") || run.stderr.contains("status"),
+        "JSON error shown: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("wrong"), "token never printed");
+}
