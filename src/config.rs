@@ -39,6 +39,23 @@ impl TlsMode {
     }
 }
 
+/// Which protocol the server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Pop3,
+    /// RFC 937, for old servers.
+    Pop2,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Pop3 => "pop3",
+            Protocol::Pop2 => "pop2",
+        }
+    }
+}
+
 /// Where the password comes from.
 #[derive(Clone, Debug)]
 pub enum PasswordSource {
@@ -70,6 +87,9 @@ impl Target {
 #[derive(Clone, Debug)]
 pub struct Account {
     pub name: String,
+    pub protocol: Protocol,
+    /// POP2 only: the mailbox to open with FOLD (default: the inbox).
+    pub folder: Option<String>,
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -174,7 +194,7 @@ impl Config {
 pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("host", "server name (required)"),
     ("user", "login name (required)"),
-    ("protocol", "pop3 (default)"),
+    ("protocol", "pop3 (default) | pop2 (RFC 937; port 109)"),
     ("tls", "implicit | starttls | none"),
     ("port", "server port (995 with implicit TLS, else 110)"),
     (
@@ -212,7 +232,7 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Keys that belong to features not built yet: refused, never ignored.
-const NOT_YET: &[&str] = &["folder"];
+const NOT_YET: &[&str] = &[];
 
 const TOP_KEYS: &[&str] = &["state_dir", "defaults", "accounts"];
 
@@ -400,17 +420,63 @@ fn build_account(
     let host = required("host")?;
     let user = required("user")?;
 
-    if let Some((p, l)) = str_of("protocol")? {
-        if p != "pop3" {
+    let protocol = match str_of("protocol")? {
+        None => Protocol::Pop3,
+        Some(("pop3", _)) => Protocol::Pop3,
+        Some(("pop2", _)) => Protocol::Pop2,
+        Some((p, l)) => {
             return Err(ctx.err(
                 &l.key_span,
-                if p == "pop2" {
-                    "protocol = \"pop2\" is not supported yet by this version of popfetch"
-                        .to_string()
-                } else {
-                    format!("protocol = {p:?}: expected \"pop3\"")
-                },
-            ));
+                format!("protocol = {p:?}: expected \"pop3\" or \"pop2\""),
+            ))
+        }
+    };
+    let folder = match str_of("folder")? {
+        Some((_, l)) if protocol != Protocol::Pop2 => {
+            return Err(ctx.err(&l.key_span, "`folder` is for protocol = \"pop2\" only"))
+        }
+        Some((f, l)) => {
+            if f.is_empty()
+                || f.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return Err(ctx.err(&l.key_span, "`folder` must be one word"));
+            }
+            Some(f.to_string())
+        }
+        None => None,
+    };
+    if protocol == Protocol::Pop2 {
+        // POP2 has no TLS of its own: the user must say so, or name a
+        // TLS-wrapped port.
+        match (str_of("tls")?, get("port")) {
+            (None, _) => {
+                return Err(ctx.err(
+                    section_span,
+                    format!(
+                        "{section}: POP2 has no TLS; set tls = \"none\" (the password is sent in clear), \
+                         or tls = \"implicit\" with the port of a TLS-wrapped POP2 service"
+                    ),
+                ))
+            }
+            (Some(("starttls", l)), _) => {
+                return Err(ctx.err(&l.key_span, "POP2 has no STLS: use tls = \"none\" or \"implicit\""))
+            }
+            (Some(("implicit", l)), None) => {
+                return Err(ctx.err(
+                    &l.key_span,
+                    "POP2 over TLS has no standard port: set `port` to the TLS-wrapped service's port",
+                ))
+            }
+            _ => {}
+        }
+        if let Some((a, l)) = str_of("auth")? {
+            if !matches!(a, "auto" | "user") {
+                return Err(ctx.err(
+                    &l.key_span,
+                    "POP2 logs in with HELO user password: `auth` must be \"auto\"",
+                ));
+            }
         }
     }
 
@@ -448,6 +514,8 @@ fn build_account(
     };
     let port = if port != 0 {
         port
+    } else if protocol == Protocol::Pop2 {
+        109
     } else if tls == TlsMode::Implicit {
         995
     } else {
@@ -623,6 +691,8 @@ fn build_account(
 
     Ok(Account {
         name: name.to_string(),
+        protocol,
+        folder,
         host,
         port,
         user,
@@ -929,7 +999,8 @@ mod tests {
             ("max_size = \"12 parsecs\"", "expected a size"),
             ("keep_days = -1", "0 or more"),
             ("tls_fingerprint = \"sha256:12\"", "not a SHA-256"),
-            ("folder = \"x\"", "not supported yet"),
+            ("folder = \"x\"", "pop2 only"),
+            ("protocol = \"pop2\"", "POP2 has no TLS"),
         ] {
             let err = parse_str(&format!("{MINIMAL}{extra}\n")).unwrap_err();
             assert!(err.to_string().contains(needle), "{extra}: {err}");

@@ -86,6 +86,9 @@ fn run(
     progress: &Progress,
     report: &mut SyncReport,
 ) -> Result<()> {
+    if account.protocol == crate::config::Protocol::Pop2 {
+        return crate::pop2::sync(account, state_dir, opts, progress, report);
+    }
     if opts.dry_run {
         report.dry_run = true;
         return dry_run(account, state_dir, opts, report);
@@ -273,7 +276,7 @@ fn mark_deletions(
 }
 
 /// Resolves journal entries left by an interrupted run.
-fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<()> {
+pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<()> {
     let pending = store.pending(mailbox)?;
     if pending.is_empty() {
         return Ok(());

@@ -1,0 +1,471 @@
+//! POP2 (RFC 937), for the old servers that still speak it.
+//!
+//! The dialogue: `HELO user password` → `#count`; optional `FOLD mailbox`
+//! → `#count`; `READ n` → `=length`; `RETR` → exactly `length` octets;
+//! then `ACKS` (received, keep), `ACKD` (received, delete) or `NACK` (not
+//! received), each answered with the `=length` of the next message; `QUIT`.
+//! Replies starting with `-` are refusals.
+//!
+//! POP2 has no unique ids, so a message's identity is the SHA-256 of its
+//! delivered bytes, and a sync reads each message twice when it is new:
+//! once to learn its digest (answered with NACK), once to deliver it. With
+//! `keep = true` every message is re-read at each sync but never
+//! re-delivered. ACKD is sent only after the delivery is durable and its
+//! record committed, exactly as DELE is for POP3, and a message whose
+//! delivery failed is answered with NACK.
+
+use std::io::{self, BufReader, Read, Write};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Account, TlsMode};
+use crate::deliver::{self, MessageInfo};
+use crate::error::{Error, ExitKind, Result};
+use crate::net::{self, Stream, TlsContext};
+use crate::pop3::codec;
+use crate::report::Progress;
+use crate::secret::Secret;
+use crate::store::{MailboxLock, Store};
+use crate::sync::{SyncOptions, SyncReport};
+
+/// A POP2 connection after the greeting.
+pub struct Pop2 {
+    reader: BufReader<Stream>,
+    host: String,
+    trace: Option<String>,
+    line: Vec<u8>,
+}
+
+/// A parsed POP2 reply.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Ok(String),
+    Count(u64),
+    Length(u64),
+    Refused(String),
+}
+
+fn parse_reply(line: &[u8]) -> std::result::Result<Reply, String> {
+    let text = String::from_utf8_lossy(line).trim_end().to_string();
+    let number = |s: &str| -> std::result::Result<u64, String> {
+        s.split_ascii_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("malformed reply {:?}", codec::printable(line, 80)))
+    };
+    match text.as_bytes().first() {
+        Some(b'+') => Ok(Reply::Ok(text[1..].trim().to_string())),
+        Some(b'-') => Ok(Reply::Refused(text[1..].trim().to_string())),
+        Some(b'#') => number(&text[1..]).map(Reply::Count),
+        Some(b'=') => number(&text[1..]).map(Reply::Length),
+        _ => Err(format!(
+            "expected a POP2 reply (+, -, # or =), got {:?}",
+            codec::printable(line, 80)
+        )),
+    }
+}
+
+impl Pop2 {
+    /// Connects (plain, or TLS-wrapped with `tls = "implicit"`) and reads
+    /// the greeting.
+    pub fn connect(account: &Account, trace: bool) -> Result<Pop2> {
+        let tcp = net::connect(&account.host, account.port, account.timeout)?;
+        let stream = match account.tls {
+            TlsMode::Implicit => TlsContext::new(&account.trust)?.wrap(tcp, &account.host)?,
+            _ => Stream::Plain(tcp),
+        };
+        let mut conn = Pop2 {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            host: account.host.clone(),
+            trace: trace.then(|| format!("[{}]", account.name)),
+            line: Vec::new(),
+        };
+        match conn.reply("the connection (greeting)")? {
+            Reply::Ok(_) => Ok(conn),
+            Reply::Refused(text) => Err(Error::new(
+                ExitKind::Unavailable,
+                format!(
+                    "{}: the POP2 server refused the connection: - {text}",
+                    conn.host
+                ),
+            )),
+            other => Err(conn.unexpected("the greeting", &other)),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.reader.get_ref().is_tls()
+    }
+
+    fn send(&mut self, line: &str, shown: &str) -> Result<()> {
+        if let Some(label) = &self.trace {
+            eprintln!("{label} > {shown}");
+        }
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(line.as_bytes())
+            .and_then(|_| stream.write_all(b"\r\n"))
+            .and_then(|_| stream.flush())
+            .map_err(|e| net_error(&self.host, "sending a command", e))
+    }
+
+    fn reply(&mut self, what: &str) -> Result<Reply> {
+        let mut line = std::mem::take(&mut self.line);
+        let read = codec::read_line(&mut self.reader, &mut line);
+        if let Some(label) = &self.trace {
+            eprintln!("{label} < {}", codec::printable(&line, 200));
+        }
+        let parsed = match read {
+            Ok(()) => parse_reply(&line).map_err(|m| {
+                Error::new(
+                    ExitKind::Protocol,
+                    format!("{}: protocol error while {what}: {m}", self.host),
+                )
+            }),
+            Err(codec::LineError::Io(e)) => Err(net_error(&self.host, what, e)),
+            Err(codec::LineError::Eof) => Err(net_error(
+                &self.host,
+                what,
+                io::ErrorKind::UnexpectedEof.into(),
+            )),
+            Err(codec::LineError::TooLong) => Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: protocol error while {what}: an over-long line",
+                    self.host
+                ),
+            )),
+            Err(codec::LineError::Garbage(g)) => Err(Error::new(
+                ExitKind::Protocol,
+                format!("{}: protocol error while {what}: {g:?}", self.host),
+            )),
+        };
+        self.line = line;
+        parsed
+    }
+
+    fn unexpected(&self, what: &str, reply: &Reply) -> Error {
+        Error::new(
+            ExitKind::Protocol,
+            format!(
+                "{}: protocol error: unexpected reply {reply:?} to {what}",
+                self.host
+            ),
+        )
+    }
+
+    /// `HELO user password` → the number of messages in the inbox.
+    pub fn helo(&mut self, user: &str, password: &Secret) -> Result<u64> {
+        for (what, v) in [("user", user), ("the password", password.expose())] {
+            if v.is_empty()
+                || v.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return Err(Error::config(format!(
+                    "POP2 sends {what} as one word of the HELO command: it must not be empty or contain spaces"
+                )));
+            }
+        }
+        self.send(
+            &format!("HELO {user} {}", password.expose()),
+            &format!("HELO {user} ***"),
+        )?;
+        match self.reply("the login (HELO)")? {
+            Reply::Count(n) => Ok(n),
+            Reply::Refused(text) => Err(Error::new(
+                ExitKind::NoPerm,
+                format!("{}: the server refused the login (HELO): - {text} (check `user` and the password)", self.host),
+            )),
+            other => Err(self.unexpected("HELO", &other)),
+        }
+    }
+
+    /// `FOLD mailbox` → the number of messages in it.
+    pub fn fold(&mut self, folder: &str) -> Result<u64> {
+        self.send(&format!("FOLD {folder}"), &format!("FOLD {folder}"))?;
+        match self.reply("FOLD")? {
+            Reply::Count(n) => Ok(n),
+            Reply::Refused(text) => Err(Error::new(
+                ExitKind::Config,
+                format!(
+                    "{}: the server cannot open folder {folder:?}: - {text}",
+                    self.host
+                ),
+            )),
+            other => Err(self.unexpected("FOLD", &other)),
+        }
+    }
+
+    /// `READ n` → the message's length (0: no such message).
+    pub fn read(&mut self, n: u64) -> Result<u64> {
+        let cmd = format!("READ {n}");
+        self.send(&cmd, &cmd)?;
+        self.length(&cmd)
+    }
+
+    fn length(&mut self, what: &str) -> Result<u64> {
+        match self.reply(what)? {
+            Reply::Length(len) => Ok(len),
+            Reply::Refused(text) => Err(Error::new(
+                ExitKind::Protocol,
+                format!("{}: the server refused {what}: - {text}", self.host),
+            )),
+            other => Err(self.unexpected(what, &other)),
+        }
+    }
+
+    /// `RETR`: the message as a reader of exactly `length` octets, with
+    /// CRLF turned into LF. Read it to the end before the next command.
+    pub fn retr(&mut self, length: u64) -> Result<Pop2Body<'_>> {
+        self.send("RETR", "RETR")?;
+        Ok(Pop2Body {
+            inner: (&mut self.reader).take(length),
+            pending_cr: false,
+            scratch: vec![0u8; 16 * 1024],
+        })
+    }
+
+    /// `ACKS`, `ACKD` or `NACK`; returns the length the server announces
+    /// next (which this client does not rely on: it always sends READ).
+    pub fn ack(&mut self, verb: &str) -> Result<u64> {
+        self.send(verb, verb)?;
+        self.length(verb)
+    }
+
+    /// `QUIT`: deletions happen when the server confirms.
+    pub fn quit(mut self) -> Result<()> {
+        self.send("QUIT", "QUIT")?;
+        match self.reply("QUIT")? {
+            Reply::Ok(_) => Ok(()),
+            other => Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: QUIT was not confirmed ({other:?}); deletions may not have happened",
+                    self.host
+                ),
+            )),
+        }
+    }
+}
+
+fn net_error(host: &str, what: &str, e: io::Error) -> Error {
+    Error::with_source(
+        ExitKind::of_io(&e),
+        format!("{host}: connection failed while {what}"),
+        e,
+    )
+}
+
+/// A POP2 message body: exactly the announced octets, CRLF → LF. A
+/// connection that ends early is an error, never a short message.
+pub struct Pop2Body<'a> {
+    inner: io::Take<&'a mut BufReader<Stream>>,
+    pending_cr: bool,
+    scratch: Vec<u8>,
+}
+
+impl Read for Pop2Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.len() < 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read buffer too small",
+            ));
+        }
+        loop {
+            let room = (buf.len() - usize::from(self.pending_cr)).min(self.scratch.len());
+            let n = self.inner.read(&mut self.scratch[..room])?;
+            if n == 0 {
+                if self.inner.limit() > 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection in the middle of a message",
+                    ));
+                }
+                if self.pending_cr {
+                    self.pending_cr = false;
+                    buf[0] = b'\r';
+                    return Ok(1);
+                }
+                return Ok(0);
+            }
+            let mut o = 0;
+            for &b in &self.scratch[..n] {
+                if self.pending_cr {
+                    self.pending_cr = false;
+                    if b != b'\n' {
+                        buf[o] = b'\r';
+                        o += 1;
+                    }
+                }
+                if b == b'\r' {
+                    self.pending_cr = true;
+                } else {
+                    buf[o] = b;
+                    o += 1;
+                }
+            }
+            if o > 0 {
+                return Ok(o);
+            }
+        }
+    }
+}
+
+/// Reads and digests a message without keeping it.
+fn digest_of(body: &mut dyn Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 16 * 1024];
+    let mut last = b'\n';
+    let mut any = false;
+    loop {
+        let n = body.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        any = true;
+        last = buf[n - 1];
+        hasher.update(&buf[..n]);
+    }
+    // The delivered form gets a final LF; digest that same form.
+    if any && last != b'\n' {
+        hasher.update(b"\n");
+    }
+    Ok(format!(
+        "pop2:{}",
+        hasher.finalize()[..24]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
+}
+
+/// One POP2 account's sync (see the module comment for the rules).
+pub fn sync(
+    account: &Account,
+    state_dir: &std::path::Path,
+    opts: &SyncOptions,
+    progress: &Progress,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let identity = account.identity();
+    let keep = opts.keep_override.unwrap_or(account.keep);
+    if opts.dry_run {
+        return Err(Error::new(
+            ExitKind::Usage,
+            "--dry-run is not available for POP2 accounts: POP2 can only tell what is new by reading every message",
+        ));
+    }
+    let _lock = MailboxLock::acquire(state_dir, &identity)?;
+    let mut store = Store::open(state_dir)?;
+    let mailbox = store.mailbox(&identity)?;
+    let mut target = deliver::open(&account.target, &account.name)?;
+    crate::sync::recover(&mut store, mailbox, &account.target)?;
+    let mut seen = store.seen(mailbox)?;
+
+    let mut conn = Pop2::connect(account, opts.connect.trace)?;
+    if !conn.is_tls() {
+        report.warnings.push(format!(
+            "{}: POP2 sends the password unencrypted (tls = \"none\")",
+            account.name
+        ));
+    }
+    let secret = account.secret()?;
+    let mut count = conn.helo(&account.user, &secret)?;
+    if let Some(folder) = &account.folder {
+        count = conn.fold(folder)?;
+    }
+    progress.start(count, 0);
+    let mut on_server = std::collections::HashSet::new();
+    let mut deleted = 0u64;
+    for n in 1..=count {
+        let len = conn.read(n)?;
+        if len == 0 {
+            break;
+        }
+        let key = {
+            let mut body = conn.retr(len)?;
+            digest_of(&mut body).map_err(|e| net_error(&account.host, "reading a message", e))?
+        };
+        on_server.insert(key.clone());
+        let already = seen.contains_key(&key);
+        if already && !opts.all {
+            if keep {
+                conn.ack("ACKS")?;
+            } else {
+                // Delivered before and recorded: safe to delete.
+                conn.ack("ACKD")?;
+                deleted += 1;
+            }
+            continue;
+        }
+        // New: answer the digest pass with NACK, then read it again to deliver.
+        conn.ack("NACK")?;
+        let len = conn.read(n)?;
+        let delivered = {
+            let mut body = conn.retr(len)?;
+            let res = target.deliver(&MessageInfo { uidl: &key }, &mut body);
+            if res.is_err() {
+                // Keep the connection in step whatever happened locally.
+                let _ = io::copy(&mut body, &mut io::sink());
+            }
+            res
+        };
+        let outcome = delivered.and_then(|size| {
+            let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            store.commit_delivered(mailbox, &[key.as_str()], &names)?;
+            Ok(size)
+        });
+        match outcome {
+            Ok(size) => {
+                // Two identical messages are one identity: the second
+                // one is not delivered again.
+                seen.insert(key.clone(), 0);
+                report.new += 1;
+                report.bytes += size;
+                progress.advance(size);
+                if keep {
+                    conn.ack("ACKS")?;
+                } else {
+                    conn.ack("ACKD")?;
+                    deleted += 1;
+                }
+            }
+            Err(e) => {
+                target.rollback();
+                // Not received: the server keeps it for next time.
+                conn.ack("NACK")?;
+                let _ = conn.quit();
+                return Err(e);
+            }
+        }
+    }
+    conn.quit()?;
+    report.deleted = deleted;
+    let listed: std::collections::HashSet<&str> = on_server.iter().map(String::as_str).collect();
+    store.prune(mailbox, &listed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse() {
+        assert_eq!(
+            parse_reply(b"+ POP2 ready").unwrap(),
+            Reply::Ok("POP2 ready".into())
+        );
+        assert_eq!(parse_reply(b"#12 messages").unwrap(), Reply::Count(12));
+        assert_eq!(parse_reply(b"=345").unwrap(), Reply::Length(345));
+        assert_eq!(
+            parse_reply(b"- no such user").unwrap(),
+            Reply::Refused("no such user".into())
+        );
+        assert!(parse_reply(b"=x").is_err());
+        assert!(parse_reply(b"+OK pop3").is_ok());
+        assert!(parse_reply(b"hello").is_err());
+    }
+}

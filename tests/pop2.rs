@@ -1,0 +1,96 @@
+//! POP2 (RFC 937) against the scripted POP2 server.
+
+use crate::support::pop2server::Pop2Server;
+use crate::support::{expected_delivery, maildir_messages, mixed_messages, Env};
+
+fn pop2_account(port: u16, extra: &str) -> String {
+    format!(
+        "[accounts.old]\nprotocol = \"pop2\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/old\"\ntimeout = 10\n{extra}\n"
+    )
+}
+
+fn sorted_expected(datas: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = datas.iter().map(|d| expected_delivery(d)).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pop2_keep_mode_delivers_each_message_once_over_three_syncs() {
+    let datas = mixed_messages(8, 5000);
+    let server = Pop2Server::start(datas.clone());
+    let env = Env::new();
+    env.write_config(&pop2_account(server.port(), ""));
+    for _ in 0..3 {
+        env.run(&["sync"]).expect_code(0);
+        assert_eq!(
+            maildir_messages(&env.maildir("old")),
+            sorted_expected(&datas)
+        );
+    }
+    assert_eq!(server.inbox().len(), 8, "keep leaves them");
+    assert!(server.log().iter().all(|l| l != "ACKD"));
+}
+
+#[test]
+fn pop2_delete_mode_empties_the_mailbox_and_folder_works() {
+    let datas = mixed_messages(5, 1000);
+    let server = Pop2Server::start(vec![b"Subject: inbox\n\nnot this\n".to_vec()]);
+    server.add_folder("archive", datas.clone());
+    let env = Env::new();
+    env.write_config(&pop2_account(
+        server.port(),
+        "keep = false\nfolder = \"archive\"",
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["new"], 5);
+    assert_eq!(run.json_lines()[0]["deleted"], 5);
+    assert_eq!(
+        maildir_messages(&env.maildir("old")),
+        sorted_expected(&datas)
+    );
+    assert_eq!(server.inbox().len(), 1, "only the folder was touched");
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("old")).len(), 5);
+}
+
+#[test]
+fn pop2_delivery_failure_sends_nack_and_loses_nothing() {
+    let datas = mixed_messages(3, 1000);
+    let server = Pop2Server::start(datas.clone());
+    let env = Env::new();
+    let cfg = pop2_account(server.port(), "keep = false").replace(
+        "maildir = \"~/Mail/old\"",
+        "mda = \"cat >/dev/null; exit 1\"",
+    );
+    env.write_config(&cfg);
+    let run = env.run(&["sync"]);
+    run.expect_code(74);
+    assert!(server.log().iter().any(|l| l == "NACK"));
+    assert!(
+        server.log().iter().all(|l| l != "ACKD"),
+        "{:?}",
+        server.log()
+    );
+    assert_eq!(server.inbox().len(), 3, "nothing lost");
+    env.write_config(&pop2_account(server.port(), "keep = false"));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(
+        maildir_messages(&env.maildir("old")),
+        sorted_expected(&datas)
+    );
+    assert!(server.inbox().is_empty());
+}
+
+#[test]
+fn pop2_wrong_password_is_77_and_accounts_shows_protocol() {
+    let server = Pop2Server::start(vec![]);
+    let env = Env::new();
+    env.write_config(&pop2_account(server.port(), "").replace("\"secret\"", "\"nope\""));
+    env.run(&["sync"]).expect_code(77);
+    let run = env.run(&["accounts", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["protocol"], "pop2");
+    assert_eq!(run.json_lines()[0]["port"], server.port());
+}
