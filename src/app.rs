@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cli::{AccountsArgs, Cli, Command, SyncArgs};
+use std::io::Write;
+
+use crate::cli::{AccountsArgs, CheckArgs, Cli, Command, ListArgs, SeenCommand, SyncArgs, TopArgs};
 use crate::config::{Account, Config, PasswordSource};
 use crate::connect::ConnectOptions;
 use crate::docs;
 use crate::net;
+use crate::peek::{self, Peek};
 use crate::report::{self, Output};
+use crate::seen;
 use crate::sync::{self, SyncOptions};
 
 /// Runs a parsed command line; returns the exit code.
@@ -28,7 +32,156 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Sync(args) => sync_command(&cli, args),
         Command::Accounts(args) => accounts_command(&cli, args),
+        Command::Check(args) => check_command(&cli, args),
+        Command::List(args) => list_command(&cli, args),
+        Command::Top(args) => top_command(&cli, args),
+        Command::Seen { command } => seen_command(&cli, command),
+        Command::Init(args) => init_command(&cli, args),
     }
+}
+
+fn connect_options(cli: &Cli) -> ConnectOptions {
+    ConnectOptions {
+        trace: cli.verbose >= 2,
+    }
+}
+
+/// The one account a command names.
+fn one_account<'c>(config: &'c Config, name: &str) -> Result<&'c Account> {
+    Ok(config.select(std::slice::from_ref(&name.to_string()))?[0])
+}
+
+fn check_command(cli: &Cli, args: &CheckArgs) -> Result<u8> {
+    let config = load_config(cli)?;
+    let accounts = config.select(&args.accounts)?;
+    let output = Output::new(cli.quiet, args.json, cli.color, false);
+    let opts = connect_options(cli);
+    let mut kinds = Vec::new();
+    let mut any_new = false;
+    for account in accounts {
+        let report = peek::check_account(account, &config.state_dir, &opts);
+        output.check_report(&report);
+        any_new |= report.error.is_none() && report.new > 0;
+        kinds.push(report.error.as_ref().map(|e| e.kind()));
+    }
+    Ok(match report::combined_exit(&kinds) {
+        Some(kind) => kind.code(),
+        None if any_new => 0,
+        None => 1,
+    })
+}
+
+fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
+    let config = load_config(cli)?;
+    let account = one_account(&config, &args.account)?;
+    let output = Output::new(cli.quiet, args.json, cli.color, false);
+    let (entries, warnings) =
+        peek::list_account(account, &config.state_dir, &connect_options(cli))?;
+    for w in &warnings {
+        output.warn(w);
+    }
+    if args.json {
+        for e in &entries {
+            report::print_json_line(&json!({
+                "number": e.number,
+                "uidl": e.uidl,
+                "size": e.size,
+                "seen": e.seen,
+            }));
+        }
+        return Ok(0);
+    }
+    let nw = entries
+        .iter()
+        .map(|e| e.number.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let sw = entries
+        .iter()
+        .map(|e| e.size.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let mut out = std::io::stdout().lock();
+    for e in &entries {
+        writeln!(out, "{}", peek::list_line(e, nw, sw))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
+    let config = load_config(cli)?;
+    let account = one_account(&config, &args.account)?;
+    let output = Output::new(cli.quiet, false, cli.color, false);
+    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli))?;
+    for w in &peek.warnings {
+        output.warn(w);
+    }
+    let mut out = std::io::stdout().lock();
+    if !args.messages.is_empty() {
+        let numbers = peek::resolve(&peek.listing, &args.messages, &account.host)?;
+        peek::print_messages(&mut peek, &numbers, args.lines, &mut out)?;
+        peek.close();
+        return Ok(0);
+    }
+    let rows = peek::summaries(&mut peek, args.new)?;
+    peek.close();
+    if rows.is_empty() {
+        output.info(&format!(
+            "{}: {}",
+            account.name,
+            if args.new {
+                "no new messages"
+            } else {
+                "no messages on the server"
+            }
+        ));
+        return Ok(0);
+    }
+    for line in peek::summary_table(&rows, crate::term::stdout_width(), peek::now()) {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn seen_command(cli: &Cli, command: &SeenCommand) -> Result<u8> {
+    let config = load_config(cli)?;
+    let output = Output::new(cli.quiet, false, cli.color, false);
+    match command {
+        SeenCommand::List { account } => {
+            seen::list(one_account(&config, account)?, &config.state_dir, &output)?
+        }
+        SeenCommand::Forget {
+            account,
+            uidls,
+            yes,
+        } => seen::forget(
+            one_account(&config, account)?,
+            &config.state_dir,
+            uidls,
+            *yes,
+            &output,
+        )?,
+        SeenCommand::Mark { account } => seen::mark(
+            one_account(&config, account)?,
+            &config.state_dir,
+            &connect_options(cli),
+            &output,
+        )?,
+        SeenCommand::Import {
+            account,
+            from,
+            file,
+        } => seen::import(
+            one_account(&config, account)?,
+            &config.state_dir,
+            *from,
+            file,
+            &output,
+        )?,
+    }
+    Ok(0)
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -52,17 +205,37 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
             None
         },
         all: args.all,
+        dry_run: args.dry_run,
         connect: ConnectOptions {
             trace: cli.verbose >= 2,
         },
     };
-    let mut kinds = Vec::new();
-    for account in accounts {
-        let progress = output.progress(&account.name);
-        let report = sync::sync_account(account, &config.state_dir, &opts, &progress);
-        output.sync_report(&report);
-        kinds.push(report.error.as_ref().map(|e| e.kind()));
-    }
+    // Accounts run in parallel threads (at most `jobs` at once); reports
+    // are printed as each finishes, and the exit code follows config order.
+    let jobs = usize::from(args.jobs.unwrap_or(4)).clamp(1, accounts.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Option<crate::error::ExitKind>>>> =
+        std::sync::Mutex::new(vec![None; accounts.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(account) = accounts.get(i) else {
+                    break;
+                };
+                let progress = output.progress(&account.name);
+                let report = sync::sync_account(account, &config.state_dir, &opts, &progress);
+                output.sync_report(&report);
+                results.lock().unwrap()[i] = Some(report.error.as_ref().map(|e| e.kind()));
+            });
+        }
+    });
+    let kinds: Vec<Option<crate::error::ExitKind>> = results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.unwrap_or(Some(crate::error::ExitKind::Internal)))
+        .collect();
     Ok(report::combined_exit(&kinds).map(|k| k.code()).unwrap_or(0))
 }
 
@@ -88,8 +261,9 @@ fn password_source(a: &Account) -> &'static str {
 
 fn account_json(a: &Account, config: &Config) -> serde_json::Value {
     let (kind, path) = match &a.target {
-        crate::config::Target::Maildir(p) => ("maildir", p),
-        crate::config::Target::Mbox(p) => ("mbox", p),
+        crate::config::Target::Maildir(p) => ("maildir", p.display().to_string()),
+        crate::config::Target::Mbox(p) => ("mbox", p.display().to_string()),
+        crate::config::Target::Mda(cmd) => ("mda", cmd.clone()),
     };
     json!({
         "account": a.name,
@@ -102,8 +276,11 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         "password_source": password_source(a),
         "ca_file": a.trust.ca_file.as_ref().map(|p| p.display().to_string()),
         "tls_fingerprint": a.trust.fingerprints.iter().map(net::format_fingerprint).collect::<Vec<_>>(),
-        "destination": { "type": kind, "path": path.display().to_string() },
+        "destination": { "type": kind, "path": path },
         "keep": a.keep,
+        "keep_days": a.keep_days,
+        "max_size": a.max_size,
+        "filter": a.filter,
         "timeout": a.timeout.as_secs(),
         "identity": a.identity(),
         "state_dir": config.state_dir.display().to_string(),
@@ -148,4 +325,69 @@ fn account_text(a: &Account, config: &Config) -> String {
         config.state_dir.display()
     ));
     lines.join("\n")
+}
+
+fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
+    use crate::error::{Error, ExitKind};
+    use crate::init;
+    let path: PathBuf = match &cli.config {
+        Some(p) => p.clone(),
+        None => Config::default_path()?,
+    };
+    let (host, auth, note, default_name) = match (&args.provider, &args.host) {
+        (Some(name), _) => {
+            let p = init::provider(name).ok_or_else(|| {
+                let names: Vec<&str> = init::PROVIDERS.iter().map(|p| p.name).collect();
+                Error::new(
+                    ExitKind::Usage,
+                    format!("unknown provider {name:?}; known: {} (or use --host)", names.join(", ")),
+                )
+            })?;
+            (p.host.to_string(), p.auth, Some(p.note), p.name)
+        }
+        (None, Some(host)) => (host.clone(), "auto", None, "mail"),
+        (None, None) => {
+            return Err(Error::new(
+                ExitKind::Usage,
+                "say which server: --provider NAME (gmail, outlook, yahoo, aol, gmx, fastmail) or --host HOST",
+            )
+            .into())
+        }
+    };
+    let account = args
+        .account
+        .clone()
+        .unwrap_or_else(|| default_name.to_string());
+    let maildir = args
+        .maildir
+        .clone()
+        .unwrap_or_else(|| format!("~/Mail/{account}"));
+    let text = init::render(&init::InitRequest {
+        account: &account,
+        host: &host,
+        user: &args.user,
+        auth,
+        note,
+        maildir: &maildir,
+    });
+    // Refuse values that would break the TOML we write.
+    if [&account, &host, &args.user, &maildir]
+        .iter()
+        .any(|v| v.contains(['"', '\\', '\n']))
+    {
+        return Err(Error::new(
+            ExitKind::Usage,
+            "names and paths must not contain quotes, backslashes or line breaks",
+        )
+        .into());
+    }
+    crate::config::parse(&text, &path)?;
+    init::write(&path, &text)?;
+    if !cli.quiet {
+        eprintln!("wrote {} (mode 600)", path.display());
+        eprintln!("next: make `password_command` in it print your password (or token), then run:");
+        eprintln!("  popfetch accounts      # check the settings");
+        eprintln!("  popfetch sync          # fetch your mail");
+    }
+    Ok(0)
 }

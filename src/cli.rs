@@ -51,8 +51,30 @@ pub struct Cli {
 pub enum Command {
     /// Fetch new mail for every account, or the named ones
     Sync(SyncArgs),
+    /// Ask whether new mail has arrived; download nothing
+    ///
+    /// One short session per account (LIST and UIDL only). Exits 0 when any
+    /// account has new mail, 1 when none has, or an error code. Made to be
+    /// polled by a status bar or a shell prompt.
+    Check(CheckArgs),
+    /// List the messages on the server: number, size, UIDL, new or seen
+    List(ListArgs),
+    /// Peek at messages without downloading them
+    ///
+    /// Without MSG: one line per message (number, new/seen, size, date,
+    /// from, subject) from its header block. With MSG: that message's
+    /// header block and first N body lines, as the server has them.
+    /// Changes nothing on the server or in the seen state.
+    Top(TopArgs),
     /// Validate the config and print each account's resolved settings (never a secret)
     Accounts(AccountsArgs),
+    /// Inspect or change the record of which messages were delivered
+    Seen {
+        #[command(subcommand)]
+        command: SeenCommand,
+    },
+    /// Write a commented starter config (mode 0600) for a provider or a host; never overwrites
+    Init(InitArgs),
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -81,9 +103,130 @@ pub struct SyncArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Connect and report what would be fetched, skipped and deleted; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Sync up to N accounts at once [default: up to 4]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
     /// Print one JSON object per account on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Accounts to check (default: all)
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
+
+    /// Print one JSON object per account on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The account
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+
+    /// Print one JSON object per message on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The account
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+
+    /// Messages to show, by number or UIDL (a number is taken as a message number first)
+    #[arg(value_name = "MSG")]
+    pub messages: Vec<String>,
+
+    /// With MSG: how many body lines to show after the header block
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 0)]
+    pub lines: u32,
+
+    /// Without MSG: only the messages not seen before
+    #[arg(long, conflicts_with = "messages")]
+    pub new: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeenCommand {
+    /// Print the UIDLs recorded as delivered, with the time of the first delivery
+    List {
+        /// The account
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+    },
+    /// Forget UIDLs, so the next sync downloads those messages again
+    ///
+    /// With no UIDL, forget every record of the account: the next sync
+    /// downloads everything still on the server again. On a terminal this
+    /// asks first; --yes skips the question. Nothing is deleted anywhere.
+    Forget {
+        /// The account
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+        /// UIDLs to forget (default: all of them)
+        #[arg(value_name = "UIDL")]
+        uidls: Vec<String>,
+        /// Forget everything without asking
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Record everything now on the server as seen, without downloading it
+    ///
+    /// Start fresh on an old mailbox: the next sync fetches only mail that
+    /// arrives from now on.
+    Mark {
+        /// The account
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+    },
+    /// Take over another fetcher's record of what was already downloaded
+    ///
+    /// Reads fetchmail's .fetchids, mpop's uidls file, getmail's oldmail-*
+    /// file or fdm's cache, keeps the records of this account's user and
+    /// host (with their download times where the file has them), and adds
+    /// them to the seen state: the next sync downloads none of them. A
+    /// malformed file is an error naming the line, and imports nothing.
+    Import {
+        /// The account
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+        /// Which fetcher wrote FILE
+        #[arg(long, value_enum)]
+        from: crate::import::Source,
+        /// The state file to read
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub provider: Option<String>,
+    /// The POP3 server (instead of a provider)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Your login name (for most providers: your e-mail address)
+    #[arg(long, value_name = "USER")]
+    pub user: String,
+    /// The account's name in the config [default: the provider, or "mail"]
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Where mail goes [default: ~/Mail/ACCOUNT]
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Option<String>,
 }
 
 #[derive(Debug, Args)]

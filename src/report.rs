@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::error::ExitKind;
+use crate::peek::CheckReport;
 use crate::sync::SyncReport;
 
 /// `--color`.
@@ -114,6 +115,9 @@ impl Output {
         if let Some(e) = &r.error {
             self.error(&format!("{}: {}", r.account, error_chain(e)));
         }
+        for line in &r.planned {
+            self.info(line);
+        }
         let mut parts = Vec::new();
         if r.new > 0 {
             parts.push(format!(
@@ -130,7 +134,8 @@ impl Output {
             parts.push(format!("{} skipped", r.skipped));
         }
         if !parts.is_empty() {
-            self.info(&format!("{}: {}", r.account, parts.join(", ")));
+            let prefix = if r.dry_run { "dry run, would do: " } else { "" };
+            self.info(&format!("{}: {prefix}{}", r.account, parts.join(", ")));
         }
         if self.json {
             let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
@@ -147,6 +152,64 @@ impl Output {
             print_json_line(&line);
         }
     }
+}
+
+impl Output {
+    /// Reports one account's `check`: the answer on stdout (a text line,
+    /// or with `--json` the record), warnings and the error on stderr.
+    pub fn check_report(&self, r: &CheckReport) {
+        for w in &r.warnings {
+            self.warn(w);
+        }
+        if let Some(e) = &r.error {
+            self.error(&format!("{}: {}", r.account, error_chain(e)));
+        }
+        if self.json {
+            print_json_line(&check_json(r));
+        } else if r.error.is_none() && !self.quiet {
+            let line = if r.new > 0 {
+                format!(
+                    "{}: {} new message{} ({}), {} on the server ({})",
+                    r.account,
+                    r.new,
+                    if r.new == 1 { "" } else { "s" },
+                    human_bytes(r.new_bytes),
+                    r.total,
+                    human_bytes(r.total_bytes)
+                )
+            } else {
+                format!(
+                    "{}: no new mail, {} on the server ({})",
+                    r.account,
+                    r.total,
+                    human_bytes(r.total_bytes)
+                )
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The `check --json` record of one account (SPEC §1). `exit_code` is what
+/// `check` would exit with for this account alone: 0 new mail, 1 none.
+pub fn check_json(r: &CheckReport) -> serde_json::Value {
+    let code = match &r.error {
+        Some(e) => e.kind().code(),
+        None if r.new > 0 => 0,
+        None => 1,
+    };
+    json!({
+        "account": r.account,
+        "status": if r.error.is_some() { "error" } else { "ok" },
+        "new": r.new,
+        "new_bytes": r.new_bytes,
+        "total": r.total,
+        "total_bytes": r.total_bytes,
+        "error": r.error.as_ref().map(error_chain),
+        "exit_code": code,
+    })
 }
 
 /// Prints one JSON record on stdout. A closed stdout is not our problem.

@@ -2,5 +2,6 @@
 //! with HOME and XDG_* pointing into it, the real binary, real servers on loopback.
 
 mod dovecot_sync;
+mod peek;
 mod support;
 mod sync;

@@ -1,0 +1,608 @@
+//! The read-only commands: `check` (is there new mail?), `list` (what is
+//! on the server) and `top` (headers, or the start of a message, without
+//! downloading it).
+//!
+//! None of them changes anything anywhere: no RETR, no DELE, and the seen
+//! state is only read — without the mailbox lock, so they can run while a
+//! sync is busy (SQLite's WAL gives them a consistent snapshot), and
+//! without creating the state database when there is none yet.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use crate::config::Account;
+use crate::connect::{self, ConnectOptions};
+use crate::error::{Error, ExitKind, Result};
+use crate::plan::{self, Policy, SkipReason};
+use crate::pop3::{Flow, Listed, Retrieved, Session};
+use crate::store::{self, Store};
+use crate::term;
+
+/// The most of one header block `top` keeps for its summary line; the
+/// rest is read and thrown away (a hostile server cannot fill memory).
+const HEADER_CAP: usize = 256 * 1024;
+
+/// The seen state of `account`, read without the lock and without
+/// creating anything: no database or no record means nothing seen.
+pub fn read_seen(account: &Account, state_dir: &Path) -> Result<HashMap<String, i64>> {
+    let Some(store) = Store::open_existing(state_dir)? else {
+        return Ok(HashMap::new());
+    };
+    match store.find_mailbox(&account.identity())? {
+        Some(mailbox) => store.seen(mailbox),
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// A logged-in session with the mailbox listing and the seen state.
+pub struct Peek {
+    pub session: Session,
+    pub listing: Vec<Listed>,
+    pub seen: HashMap<String, i64>,
+    pub warnings: Vec<String>,
+}
+
+impl Peek {
+    /// Connects, logs in, lists the mailbox (LIST + UIDL, one round trip
+    /// with PIPELINING) and reads the seen state.
+    pub fn open(account: &Account, state_dir: &Path, opts: &ConnectOptions) -> Result<Peek> {
+        let seen = read_seen(account, state_dir)?;
+        let opened = connect::open(account, opts)?;
+        let mut session = opened.session;
+        let listing = session.listing()?;
+        Ok(Peek {
+            session,
+            listing,
+            seen,
+            warnings: opened.warnings,
+        })
+    }
+
+    pub fn is_seen(&self, entry: &Listed) -> bool {
+        entry
+            .uidl
+            .as_deref()
+            .is_some_and(|u| self.seen.contains_key(u))
+    }
+
+    /// Fails like `sync` does when the server cannot tell messages apart.
+    pub fn require_uidl(&self, account: &Account) -> Result<()> {
+        if self.listing.iter().any(|e| e.uidl.is_none()) {
+            return Err(Error::config(format!(
+                "{}: the server does not support UIDL, so popfetch cannot tell new messages from old ones",
+                account.host
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends the session. Nothing was marked for deletion, so a failing
+    /// QUIT changes nothing and is not worth an error.
+    pub fn close(self) {
+        let _ = self.session.quit();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// check
+
+/// One account's answer to `check`.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub account: String,
+    /// Messages the next sync would download, and their size.
+    pub new: u64,
+    pub new_bytes: u64,
+    /// Everything on the server.
+    pub total: u64,
+    pub total_bytes: u64,
+    pub warnings: Vec<String>,
+    pub error: Option<Error>,
+}
+
+/// Asks one account whether new mail has arrived: one session, LIST and
+/// UIDL only. "New" means what the next `sync` would download.
+pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions) -> CheckReport {
+    let mut report = CheckReport {
+        account: account.name.clone(),
+        ..CheckReport::default()
+    };
+    if let Err(e) = check_into(account, state_dir, opts, &mut report) {
+        report.error = Some(e);
+    }
+    report
+}
+
+fn check_into(
+    account: &Account,
+    state_dir: &Path,
+    opts: &ConnectOptions,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let peek = Peek::open(account, state_dir, opts)?;
+    report.warnings.extend(peek.warnings.iter().cloned());
+    report.total = peek.listing.len() as u64;
+    report.total_bytes = peek.listing.iter().map(|e| e.size).sum();
+    let uidl_check = peek.require_uidl(account);
+    // New is what the next sync would download: a message over max_size
+    // stays on the server and would otherwise be "new" forever.
+    let plan = plan::plan(
+        &peek.listing,
+        &peek.seen,
+        Policy {
+            max_size: account.max_size,
+            ..Policy::keep_new()
+        },
+    );
+    peek.close();
+    uidl_check?;
+    report.new = plan.fetch.len() as u64;
+    report.new_bytes = plan.fetch_bytes();
+    let too_large = plan
+        .skip
+        .iter()
+        .filter(|(_, r)| matches!(r, SkipReason::TooLarge(_)))
+        .count();
+    let unusable = plan.skip.len() - too_large;
+    if too_large > 0 {
+        report.warnings.push(format!(
+            "{}: {too_large} message(s) larger than max_size stay on the server and are not counted",
+            account.name
+        ));
+    }
+    if unusable > 0 {
+        report.warnings.push(format!(
+            "{}: {unusable} message(s) have no usable UIDL; sync leaves them on the server (see `popfetch list {}`)",
+            account.name, account.name
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// list
+
+/// One line of `list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    pub number: u32,
+    pub size: u64,
+    pub uidl: Option<String>,
+    pub seen: bool,
+}
+
+/// The mailbox as the server lists it, each message marked seen or new.
+pub fn list_account(
+    account: &Account,
+    state_dir: &Path,
+    opts: &ConnectOptions,
+) -> Result<(Vec<ListEntry>, Vec<String>)> {
+    let peek = Peek::open(account, state_dir, opts)?;
+    let entries = peek
+        .listing
+        .iter()
+        .map(|e| ListEntry {
+            number: e.number,
+            size: e.size,
+            uidl: e.uidl.clone(),
+            seen: peek.is_seen(e),
+        })
+        .collect();
+    let warnings = peek.warnings.clone();
+    peek.close();
+    Ok((entries, warnings))
+}
+
+/// `list`'s text line: number, size in octets, UIDL (`-` if none), state.
+pub fn list_line(e: &ListEntry, number_width: usize, size_width: usize) -> String {
+    format!(
+        "{:>nw$} {:>sw$} {} {}",
+        e.number,
+        e.size,
+        e.uidl.as_deref().unwrap_or("-"),
+        if e.seen { "seen" } else { "new" },
+        nw = number_width,
+        sw = size_width,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// top: the summary table
+
+/// What `top` shows of one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub number: u32,
+    pub size: u64,
+    pub seen: bool,
+    /// Unix time from the Date header, if it parses.
+    pub date: Option<i64>,
+    /// Display name, else address; decoded, one line.
+    pub from: String,
+    /// Decoded, one line.
+    pub subject: String,
+}
+
+/// Summarises the header block of a message (RFC 2047 words decoded,
+/// control characters removed).
+pub fn summarize(header: &[u8]) -> (Option<i64>, String, String) {
+    let headers = match mailparse::parse_headers(header) {
+        Ok((h, _)) => h,
+        Err(_) => return (None, String::new(), String::new()),
+    };
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.get_key_ref().eq_ignore_ascii_case(name))
+    };
+    let date = find("Date").and_then(|h| mailparse::dateparse(&h.get_value()).ok());
+    let subject = find("Subject")
+        .map(|h| term::one_line(&h.get_value()))
+        .unwrap_or_default();
+    let from = find("From").map(sender_name).unwrap_or_default();
+    (date, from, subject)
+}
+
+/// The display name of the first sender, else its address, else the raw
+/// decoded header.
+fn sender_name(h: &mailparse::MailHeader) -> String {
+    use mailparse::MailAddr;
+    let fallback = || term::one_line(&h.get_value());
+    let Ok(list) = mailparse::addrparse_header(h) else {
+        return fallback();
+    };
+    let name = match list.iter().next() {
+        Some(MailAddr::Single(info)) => info
+            .display_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| info.addr.clone()),
+        Some(MailAddr::Group(group)) => group.group_name.clone(),
+        None => return fallback(),
+    };
+    let name = term::one_line(&name);
+    if name.is_empty() {
+        fallback()
+    } else {
+        name
+    }
+}
+
+/// Fetches the header block of each listed message with `TOP n 0`
+/// (pipelined when the server allows) and summarises it.
+pub fn summaries(peek: &mut Peek, only_new: bool) -> Result<Vec<Summary>> {
+    let mut rows: Vec<Summary> = peek
+        .listing
+        .iter()
+        .filter(|e| !only_new || !peek.is_seen(e))
+        .map(|e| Summary {
+            number: e.number,
+            size: e.size,
+            seen: peek.is_seen(e),
+            ..Summary::default()
+        })
+        .collect();
+    let numbers: Vec<u32> = rows.iter().map(|r| r.number).collect();
+    let mut buf = Vec::new();
+    peek.session.top_many(&numbers, 0, &mut |i, reply| {
+        match reply {
+            Retrieved::Body(body) => {
+                buf.clear();
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    // A read error is the network's; top_many reports it.
+                    let n = body.read(&mut chunk).map_err(|e| {
+                        Error::with_source(ExitKind::TempFail, "reading a header", e)
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    let room = HEADER_CAP.saturating_sub(buf.len());
+                    buf.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                let (date, from, subject) = summarize(&buf);
+                rows[i].date = date;
+                rows[i].from = from;
+                rows[i].subject = subject;
+            }
+            Retrieved::Refused(reason) => {
+                rows[i].subject = term::one_line(&format!("(the server refused TOP: {reason})"));
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    Ok(rows)
+}
+
+/// A size in at most 5 columns: `812B`, `9.5K`, `123K`, `1.2M`.
+pub fn compact_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    if n < 1000 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        v /= 1024.0;
+        unit = u;
+        if v < 999.5 {
+            break;
+        }
+    }
+    if v < 9.95 {
+        format!("{v:.1}{unit}")
+    } else {
+        format!("{v:.0}{unit}")
+    }
+}
+
+/// Lays the summaries out as a table, each line cut to `width` columns
+/// when known: number, new/seen, size, date, from, subject.
+pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<String> {
+    const FROM_MAX: usize = 22;
+    const FROM_MIN: usize = 8;
+    const SUBJECT_MIN: usize = 12;
+    let nw = rows
+        .iter()
+        .map(|r| r.number.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let mut fw = rows
+        .iter()
+        .map(|r| term::width(&r.from))
+        .max()
+        .unwrap_or(0)
+        .clamp(FROM_MIN.min(FROM_MAX), FROM_MAX);
+    // number, state, size, date and the gaps between columns.
+    let fixed = nw + 1 + 4 + 2 + 5 + 2 + 12 + 2;
+    let subject_room = width.map(|w| {
+        let left = w.saturating_sub(fixed + fw + 2);
+        if left < SUBJECT_MIN {
+            let shrink = (SUBJECT_MIN - left).min(fw - FROM_MIN);
+            fw -= shrink;
+        }
+        w.saturating_sub(fixed + fw + 2)
+    });
+    rows.iter()
+        .map(|r| {
+            let date = r
+                .date
+                .map(|d| term::compact_date(d, now))
+                .unwrap_or_default();
+            let from = match width {
+                Some(_) => term::fit(&r.from, fw),
+                None => format!("{:<fw$}", r.from),
+            };
+            let subject = match subject_room {
+                Some(room) => term::cut(&r.subject, room),
+                None => r.subject.clone(),
+            };
+            let line = format!(
+                "{:>nw$} {:<4}  {:>5}  {:<12}  {}  {}",
+                r.number,
+                if r.seen { "seen" } else { "new" },
+                compact_size(r.size),
+                date,
+                from,
+                subject,
+            );
+            let line = line.trim_end().to_string();
+            match width {
+                Some(w) => term::cut(&line, w),
+                None => line,
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// top MSG: the start of one message
+
+/// Finds the messages the user named: a number is a message number; any
+/// other word (or a number that is not a message number) is a UIDL.
+pub fn resolve(listing: &[Listed], wanted: &[String], host: &str) -> Result<Vec<u32>> {
+    wanted
+        .iter()
+        .map(|w| {
+            if let Ok(n) = w.parse::<u32>() {
+                if listing.iter().any(|e| e.number == n) {
+                    return Ok(n);
+                }
+            }
+            let by_uidl: Vec<u32> = listing
+                .iter()
+                .filter(|e| e.uidl.as_deref() == Some(w.as_str()))
+                .map(|e| e.number)
+                .collect();
+            match by_uidl.as_slice() {
+                [n] => Ok(*n),
+                [] => Err(Error::new(
+                    ExitKind::Usage,
+                    format!(
+                        "{host} has no message {w:?} (there are {} messages; give a number or a UIDL from `popfetch list`)",
+                        listing.len()
+                    ),
+                )),
+                _ => Err(Error::new(
+                    ExitKind::Usage,
+                    format!("{host} gives the UIDL {w:?} to several messages; name one by number"),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Copies a TOP reply to `out`: the header block, the empty line after
+/// it, then at most `lines` body lines (a server that sends more is cut
+/// short). Line ends are LF, and the last line always ends in one.
+pub fn copy_top(body: &mut dyn Read, lines: u32, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut reader = BufReader::new(body);
+    let mut line = Vec::new();
+    let mut in_body = false;
+    let mut body_lines = 0u32;
+    loop {
+        if in_body && body_lines >= lines {
+            return Ok(());
+        }
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        out.write_all(&line)?;
+        if in_body {
+            body_lines += 1;
+        } else if line == b"\n" {
+            in_body = true;
+        }
+    }
+}
+
+/// Prints the start of each named message on stdout: the header block
+/// and `lines` body lines. With several messages, each is introduced by a
+/// `==> N UIDL <==` line, as `head` does.
+pub fn print_messages(
+    peek: &mut Peek,
+    numbers: &[u32],
+    lines: u32,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let host = peek.session.host().to_string();
+    let uidl_of: HashMap<u32, String> = peek
+        .listing
+        .iter()
+        .filter_map(|e| e.uidl.clone().map(|u| (e.number, u)))
+        .collect();
+    let several = numbers.len() > 1;
+    let stdout_error = |e: std::io::Error| Error::with_source(ExitKind::Io, "writing to stdout", e);
+    peek.session.top_many(numbers, lines, &mut |i, reply| {
+        let n = numbers[i];
+        match reply {
+            Retrieved::Body(body) => {
+                if several {
+                    if i > 0 {
+                        writeln!(out).map_err(stdout_error)?;
+                    }
+                    let uidl = uidl_of.get(&n).map(String::as_str).unwrap_or("-");
+                    writeln!(out, "==> {n} {uidl} <==").map_err(stdout_error)?;
+                }
+                copy_top(body, lines, out).map_err(|e| {
+                    // A network error is reported by top_many itself.
+                    Error::with_source(ExitKind::Io, "writing to stdout", e)
+                })?;
+                out.flush().map_err(stdout_error)?;
+                Ok(Flow::Continue)
+            }
+            Retrieved::Refused(reason) => Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{host} refused TOP {n} {lines}: {reason} (TOP is optional in POP3; this server may not offer it)"
+                ),
+            )),
+        }
+    })?;
+    Ok(())
+}
+
+/// Now, for the relative dates of the table.
+pub fn now() -> i64 {
+    store::now_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc2047_subjects_and_senders_are_decoded() {
+        let header = b"From: =?ISO-8859-1?Q?Andr=E9_Pirard?= <pirard@example.org>\r\n\
+Subject: =?UTF-8?B?w4Bsb3JzIMOnYSB2YQ==?= =?iso-8859-1?q?_d=E9j=E0?=\r\n\
+Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
+        let (date, from, subject) = summarize(header);
+        assert_eq!(from, "André Pirard");
+        assert_eq!(subject, "Àlors ça va déjà");
+        assert_eq!(date, Some(1_715_677_920));
+    }
+
+    #[test]
+    fn sender_falls_back_to_address_and_defuses_escapes() {
+        let (_, from, subject) = summarize(b"From: bob@example.org\nSubject: hi\x1b[2J there\n\n");
+        assert_eq!(from, "bob@example.org");
+        assert_eq!(subject, "hi [2J there");
+        let (date, from, subject) = summarize(b"\n");
+        assert_eq!((date, from.as_str(), subject.as_str()), (None, "", ""));
+    }
+
+    #[test]
+    fn top_copy_stops_after_n_body_lines() {
+        let msg = b"A: 1\nB: 2\n\nl1\nl2\nl3\nl4\n";
+        let mut out = Vec::new();
+        copy_top(&mut &msg[..], 2, &mut out).unwrap();
+        assert_eq!(out, b"A: 1\nB: 2\n\nl1\nl2\n");
+        out.clear();
+        copy_top(&mut &msg[..], 0, &mut out).unwrap();
+        assert_eq!(out, b"A: 1\nB: 2\n\n");
+        out.clear();
+        copy_top(&mut &b"A: 1\n\nno newline"[..], 5, &mut out).unwrap();
+        assert_eq!(out, b"A: 1\n\nno newline\n");
+    }
+
+    #[test]
+    fn sizes_are_compact() {
+        assert_eq!(compact_size(812), "812B");
+        assert_eq!(compact_size(9_700), "9.5K");
+        assert_eq!(compact_size(126_000), "123K");
+        assert_eq!(compact_size(1_300_000), "1.2M");
+        assert!(compact_size(u64::MAX).len() <= 5 || compact_size(u64::MAX).ends_with('T'));
+    }
+
+    #[test]
+    fn table_lines_fit_the_width() {
+        let rows: Vec<Summary> = (1..=12)
+            .map(|n| Summary {
+                number: n,
+                size: 1234 * n as u64,
+                seen: n % 2 == 0,
+                date: Some(1_700_000_000),
+                from: "Somebody With A Very Long Display Name".into(),
+                subject: "日本語の件名 and a long subject that goes on and on".into(),
+            })
+            .collect();
+        for w in [40, 60, 80, 200] {
+            for line in summary_table(&rows, Some(w), 1_700_000_000) {
+                assert!(term::width(&line) <= w, "{w}: {line:?}");
+            }
+        }
+        let uncut = summary_table(&rows, None, 1_700_000_000);
+        assert!(uncut[0].contains("goes on and on"));
+        assert!(uncut[0].starts_with(" 1 new "), "{:?}", uncut[0]);
+    }
+
+    #[test]
+    fn numbers_win_over_numeric_uidls() {
+        let listing = vec![
+            Listed {
+                number: 1,
+                size: 1,
+                uidl: Some("7".into()),
+            },
+            Listed {
+                number: 2,
+                size: 1,
+                uidl: Some("abc".into()),
+            },
+        ];
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            resolve(&listing, &w(&["2", "abc", "7"]), "h").unwrap(),
+            vec![2, 2, 1]
+        );
+        assert_eq!(
+            resolve(&listing, &w(&["9"]), "h").unwrap_err().kind(),
+            ExitKind::Usage
+        );
+    }
+}
