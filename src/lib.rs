@@ -19,6 +19,7 @@ pub mod init;
 pub mod net;
 pub mod peek;
 pub mod plan;
+pub mod pop2;
 pub mod pop3;
 pub mod report;
 pub mod secret;
