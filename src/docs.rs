@@ -41,28 +41,65 @@ pub fn write_man(out: &mut dyn Write) -> io::Result<()> {
 fn render_subcommands(cmd: &clap::Command, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, ".SH COMMANDS")?;
     for sub in cmd.get_subcommands() {
-        let mut usage = sub.clone().bin_name(format!("popfetch {}", sub.get_name()));
-        let usage = usage.render_usage().to_string();
-        let usage = usage.trim_start_matches("Usage: ");
-        writeln!(out, ".TP\n\\fB{}\\fR", roff_escape(usage))?;
-        if let Some(about) = sub.get_about() {
-            writeln!(out, "{}", roff_escape(&about.to_string()))?;
+        render_subcommand(sub, &format!("popfetch {}", sub.get_name()), out)?;
+    }
+    Ok(())
+}
+
+/// One command: usage, description, its own arguments, then its
+/// subcommands (`seen list`, …) the same way.
+fn render_subcommand(sub: &clap::Command, path: &str, out: &mut dyn Write) -> io::Result<()> {
+    let mut usage = sub.clone().bin_name(path);
+    let usage = usage.render_usage().to_string();
+    let usage = usage.trim_start_matches("Usage: ");
+    writeln!(out, ".TP\n\\fB{}\\fR", roff_escape(usage))?;
+    if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+        for (i, para) in about.to_string().split("\n\n").enumerate() {
+            if i > 0 {
+                writeln!(out, ".IP")?;
+            }
+            writeln!(out, "{}", roff_escape(&para.replace('\n', " ")))?;
         }
-        for arg in sub.get_arguments().filter(|a| !a.is_global_set()) {
-            let Some(help) = arg.get_help() else { continue };
-            let name = match (arg.get_long(), arg.get_short()) {
-                (Some(l), Some(s)) => format!("-{s}, --{l}"),
-                (Some(l), None) => format!("--{l}"),
-                (None, Some(s)) => format!("-{s}"),
-                (None, None) => arg.get_id().to_string().to_uppercase(),
-            };
-            writeln!(
-                out,
-                ".RS\n.TP\n{}\n{}\n.RE",
-                roff_escape(&name),
-                roff_escape(&help.to_string())
-            )?;
+    }
+    for arg in sub.get_arguments().filter(|a| !a.is_global_set()) {
+        let Some(help) = arg.get_help() else { continue };
+        let value = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| arg.get_id().to_string().to_uppercase());
+        let takes_value = arg.get_action().takes_values();
+        let flag = match (arg.get_long(), arg.get_short()) {
+            (Some(l), Some(s)) => Some(format!("-{s}, --{l}")),
+            (Some(l), None) => Some(format!("--{l}")),
+            (None, Some(s)) => Some(format!("-{s}")),
+            (None, None) => None,
+        };
+        let name = match flag {
+            Some(f) if takes_value => format!("{f} {value}"),
+            Some(f) => f,
+            None => value,
+        };
+        let mut help = help.to_string();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        if takes_value && !defaults.is_empty() {
+            help.push_str(&format!(" [default: {}]", defaults.join(", ")));
         }
+        writeln!(
+            out,
+            ".RS\n.TP\n{}\n{}\n.RE",
+            roff_escape(&name),
+            roff_escape(&help)
+        )?;
+    }
+    for child in sub.get_subcommands() {
+        writeln!(out, ".RS")?;
+        render_subcommand(child, &format!("{path} {}", child.get_name()), out)?;
+        writeln!(out, ".RE")?;
     }
     Ok(())
 }
@@ -99,6 +136,28 @@ maildir = "~/Mail/work"
 .fi
 .PP
 Then run \fBpopfetch sync\fR, by hand, from cron or from a systemd timer.
+.SH EXAMPLES
+.TP
+\fBpopfetch check && popfetch sync\fR
+fetch only when something is waiting (\fBcheck\fR exits 1 when there is no new mail)
+.TP
+\fBpopfetch \-q check work; echo $?\fR
+a status bar or shell prompt poll: no output, 0 means new mail
+.TP
+\fBpopfetch check \-\-json | jq \-r 'select(.new > 0) | .account'\fR
+the accounts with new mail
+.TP
+\fBpopfetch top work \-\-new\fR
+one line per unseen message: number, size, date, sender and subject, from the headers only
+.TP
+\fBpopfetch top work 3 \-n 20\fR
+the header block and first 20 body lines of message 3, without downloading it
+.TP
+\fBpopfetch seen mark work\fR
+start fresh on an old mailbox: what is there now counts as seen
+.TP
+\fBpopfetch seen forget work 00000a1b4f3c2e1d\fR
+download that message again on the next sync
 .SH FILES
 .TP
 \fI~/.config/popfetch/config.toml\fR
@@ -152,5 +211,6 @@ not permitted: authentication failed, certificate not trusted, STLS missing
 configuration error, including a failing password_command
 .PP
 With several accounts, the exit status is that of the first failing account whose code is
-not 75; else 75 if any account failed temporarily; else 0.
+not 75; else 75 if any account failed temporarily; else 0 (for \fBcheck\fR: 0 if any account
+has new mail, else 1).
 "#;

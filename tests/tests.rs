@@ -1,6 +1,7 @@
 //! popfetch's integration tests: one target, every test in its own temp dir
 //! with HOME and XDG_* pointing into it, the real binary, real servers on loopback.
 
+mod cli;
 mod dovecot_sync;
 mod peek;
 mod support;
