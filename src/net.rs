@@ -71,6 +71,10 @@ struct Verifier {
     pins: Vec<Fingerprint>,
     provider: Arc<CryptoProvider>,
     presented: Mutex<Option<Fingerprint>>,
+    /// `popfetch info`: record the verdict but let the handshake finish, so
+    /// an untrusted certificate can be shown (no secret is ever sent then).
+    probe: bool,
+    verdict: Mutex<Option<std::result::Result<(), String>>>,
 }
 
 impl ServerCertVerifier for Verifier {
@@ -84,17 +88,32 @@ impl ServerCertVerifier for Verifier {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let fp: Fingerprint = Sha256::digest(end_entity.as_ref()).into();
         *self.presented.lock().unwrap() = Some(fp);
-        if !self.pins.is_empty() {
-            return if self.pins.contains(&fp) {
+        let result = if !self.pins.is_empty() {
+            if self.pins.contains(&fp) {
                 Ok(ServerCertVerified::assertion())
             } else {
                 Err(rustls::Error::General(
                     "certificate does not match tls_fingerprint".into(),
                 ))
-            };
+            }
+        } else {
+            self.chain.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            )
+        };
+        *self.verdict.lock().unwrap() = Some(match &result {
+            Ok(_) => Ok(()),
+            Err(rustls::Error::InvalidCertificate(reason)) => Err(format!("{reason:?}")),
+            Err(e) => Err(e.to_string()),
+        });
+        if self.probe {
+            return Ok(ServerCertVerified::assertion());
         }
-        self.chain
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        result
     }
 
     fn verify_tls12_signature(
@@ -140,6 +159,23 @@ pub struct TlsContext {
 
 impl TlsContext {
     pub fn new(trust: &TlsTrust) -> Result<TlsContext> {
+        TlsContext::build(trust, false)
+    }
+
+    /// For `popfetch info` only: completes the handshake whatever the
+    /// certificate, recording whether it would have been trusted. Never
+    /// use it for a connection that logs in.
+    pub fn for_probe(trust: &TlsTrust) -> Result<TlsContext> {
+        TlsContext::build(trust, true)
+    }
+
+    /// Whether the server's certificate passed (`Err` says why not); `None`
+    /// before a handshake.
+    pub fn verdict(&self) -> Option<std::result::Result<(), String>> {
+        self.verifier.verdict.lock().unwrap().clone()
+    }
+
+    fn build(trust: &TlsTrust, probe: bool) -> Result<TlsContext> {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &trust.ca_file {
@@ -175,6 +211,8 @@ impl TlsContext {
             pins: trust.fingerprints.clone(),
             provider: provider.clone(),
             presented: Mutex::new(None),
+            probe,
+            verdict: Mutex::new(None),
         });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -222,3 +222,54 @@ fn a_long_oauth_token_goes_after_the_challenge() {
     );
     assert!(!run.stderr.contains("wrong"), "token never printed");
 }
+
+#[test]
+fn info_shows_the_certificate_to_pin_without_logging_in() {
+    use crate::support::certs::TestPki;
+    use crate::support::server::Tls;
+    use std::sync::Arc;
+    let env = Env::new();
+    let pki = Arc::new(TestPki::self_signed(env.dir.path()));
+    let server = Server::start(Config {
+        tls: Tls::Implicit(pki.clone()),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "implicit", ""));
+    let run = env.run(&["info", "t"]);
+    run.expect_code(0);
+    eprintln!("{}", run.stdout);
+    assert!(
+        run.stdout.contains("CN="),
+        "names read from the certificate: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&pki.fingerprint), "{}", run.stdout);
+    assert!(run.stdout.contains("trusted       NO"), "{}", run.stdout);
+    assert!(run.stdout.contains("PIPELINING"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("TLS           TLSv1_3") || run.stdout.contains("TLSv1_2"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        server
+            .log()
+            .iter()
+            .all(|l| !l.starts_with("USER") && !l.starts_with("PASS") && !l.starts_with("AUTH")),
+        "no login: {:?}",
+        server.log()
+    );
+    // Pinning what info printed makes sync work.
+    env.write_config(&account(
+        "t",
+        server.port(),
+        "implicit",
+        // A list pins several: another (unknown) certificate and this one.
+        &format!(
+            "tls_fingerprint = [\"sha256:{}\", \"{}\"]",
+            "00".repeat(32),
+            pki.fingerprint
+        ),
+    ));
+    env.run(&["sync"]).expect_code(0);
+}

@@ -1,0 +1,232 @@
+//! `popfetch info ACCOUNT`: what the server offers, before trusting it —
+//! the greeting, CAPA, the TLS version and cipher, and the certificate
+//! chain with SHA-256 fingerprints (what `tls_fingerprint` pins). Like
+//! mpop's `--serverinfo`. It never logs in and never sends a secret, so it
+//! may complete a TLS handshake with a certificate that is not trusted, to
+//! show it; the verdict is printed too.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Account, Protocol, TlsMode};
+use crate::error::{Error, ExitKind, Result};
+use crate::net::{self, Stream, TlsContext};
+use crate::pop3::Client;
+
+/// What the probe found.
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub greeting: String,
+    /// CAPA before login (`None`: the server has no CAPA).
+    pub capabilities: Option<Vec<String>>,
+    pub tls: Option<String>,
+    /// Leaf first.
+    pub chain: Vec<CertInfo>,
+    /// `Ok` when the chain (or the pin) would be trusted; why not otherwise.
+    pub trusted: Option<std::result::Result<(), String>>,
+}
+
+#[derive(Debug)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub fingerprint: String,
+}
+
+pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
+    if account.protocol == Protocol::Pop2 {
+        return Err(Error::new(
+            ExitKind::Usage,
+            "`info` speaks POP3; POP2 has no capabilities to show",
+        ));
+    }
+    let label = trace.then(|| format!("[{}]", account.name));
+    let tcp = net::connect(&account.host, account.port, account.timeout)?;
+    let tls = TlsContext::for_probe(&account.trust)?;
+    let client = match account.tls {
+        TlsMode::Implicit => {
+            let stream = tls.wrap(tcp, &account.host)?;
+            let mut c = Client::new(stream, &account.host, label)?;
+            c.refresh_capa()?;
+            c
+        }
+        TlsMode::StartTls => {
+            let mut c = Client::new(Stream::Plain(tcp), &account.host, label)?;
+            c.refresh_capa()?;
+            c.starttls(&tls)?
+        }
+        TlsMode::None => {
+            let mut c = Client::new(Stream::Plain(tcp), &account.host, label)?;
+            c.refresh_capa()?;
+            c
+        }
+    };
+    let caps = client.capabilities();
+    let capabilities = caps.known.then(|| {
+        caps.names()
+            .map(|n| match caps.args(n) {
+                Some(args) if !args.is_empty() => format!("{n} {}", args.join(" ")),
+                _ => n.to_string(),
+            })
+            .collect()
+    });
+    let stream = client.stream();
+    let chain = stream
+        .peer_certificates()
+        .iter()
+        .map(|der| {
+            let fp: net::Fingerprint = Sha256::digest(der).into();
+            let (subject, issuer) = names(der).unwrap_or_else(|| ("?".into(), "?".into()));
+            CertInfo {
+                subject,
+                issuer,
+                fingerprint: net::format_fingerprint(&fp),
+            }
+        })
+        .collect();
+    let info = ServerInfo {
+        greeting: client.greeting().to_string(),
+        capabilities,
+        tls: stream.tls_description(),
+        chain,
+        trusted: if stream.is_tls() { tls.verdict() } else { None },
+    };
+    client.quit();
+    Ok(info)
+}
+
+impl ServerInfo {
+    pub fn render(&self, account: &Account) -> String {
+        let mut out = vec![
+            format!("{} ({}:{})", account.name, account.host, account.port),
+            format!("  greeting      {}", self.greeting),
+        ];
+        match &self.tls {
+            Some(t) => out.push(format!("  TLS           {t}")),
+            None => out.push("  TLS           none (plain text)".to_string()),
+        }
+        for (i, c) in self.chain.iter().enumerate() {
+            let role = if i == 0 { "certificate" } else { "issued by" };
+            out.push(format!("  {role:<13} {}", c.subject));
+            out.push(format!("                issuer {}", c.issuer));
+            out.push(format!("                {}", c.fingerprint));
+        }
+        match &self.trusted {
+            Some(Ok(())) => out.push("  trusted       yes".to_string()),
+            Some(Err(why)) => {
+                out.push(format!("  trusted       NO: {why}"));
+                if let Some(leaf) = self.chain.first() {
+                    out.push(format!(
+                        "                after checking it out of band, pin it with: tls_fingerprint = \"{}\"",
+                        leaf.fingerprint
+                    ));
+                }
+            }
+            None => {}
+        }
+        match &self.capabilities {
+            Some(caps) => out.push(format!("  capabilities  {}", caps.join(", "))),
+            None => out.push("  capabilities  (the server has no CAPA)".to_string()),
+        }
+        out.join("\n")
+    }
+}
+
+/// Subject and issuer common names (or the whole name) of a DER
+/// certificate. A small reader, enough for display.
+fn names(der: &[u8]) -> Option<(String, String)> {
+    let (cert, _) = der_item(der, 0x30)?;
+    let (tbs, _) = der_item(cert, 0x30)?;
+    let mut rest = tbs;
+    // Optional [0] version.
+    if rest.first() == Some(&0xa0) {
+        rest = der_skip(rest)?;
+    }
+    rest = der_skip(rest)?; // serial
+    rest = der_skip(rest)?; // signature algorithm
+    let (issuer, after) = der_item(rest, 0x30)?;
+    let after = der_skip(after)?; // validity
+    let (subject, _) = der_item(after, 0x30)?;
+    Some((name_text(subject), name_text(issuer)))
+}
+
+fn name_text(mut name: &[u8]) -> String {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    const O: &[u8] = &[0x55, 0x04, 0x0a];
+    let mut cn = None;
+    let mut org = None;
+    while let Some((set, rest)) = der_item(name, 0x31) {
+        name = rest;
+        let Some((atv, _)) = der_item(set, 0x30) else {
+            continue;
+        };
+        let Some((oid, value)) = der_item(atv, 0x06) else {
+            continue;
+        };
+        let Some((tag, text, _)) = der_any(value) else {
+            continue;
+        };
+        if !matches!(tag, 0x0c | 0x13 | 0x16 | 0x14) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(text).into_owned();
+        if oid == CN {
+            cn = Some(text);
+        } else if oid == O {
+            org = Some(text);
+        }
+    }
+    match (cn, org) {
+        (Some(cn), _) => format!("CN={cn}"),
+        (None, Some(o)) => format!("O={o}"),
+        (None, None) => "(no common name)".to_string(),
+    }
+}
+
+/// One TLV: (tag, contents, rest).
+fn der_any(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *data.first()?;
+    let first = *data.get(1)? as usize;
+    let (len, header) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *data.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, data.get(header..end)?, &data[end..]))
+}
+
+fn der_item(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (t, body, rest) = der_any(data)?;
+    (t == tag).then_some((body, rest))
+}
+
+fn der_skip(data: &[u8]) -> Option<&[u8]> {
+    der_any(data).map(|(_, _, rest)| rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_reader_is_bounded() {
+        assert!(
+            der_any(&[0x30, 0x05, 0x01]).is_none(),
+            "length past the end"
+        );
+        assert!(der_any(&[0x30, 0x89]).is_none());
+        assert!(names(&[0x30, 0x00]).is_none());
+        assert_eq!(
+            der_any(&[0x04, 0x01, 0xaa, 0x05]),
+            Some((0x04, &[0xaa][..], &[0x05][..]))
+        );
+    }
+}
