@@ -28,6 +28,9 @@ _popfetch() {
             popfetch,help)
                 cmd="popfetch__subcmd__help"
                 ;;
+            popfetch,info)
+                cmd="popfetch__subcmd__info"
+                ;;
             popfetch,init)
                 cmd="popfetch__subcmd__init"
                 ;;
@@ -57,6 +60,9 @@ _popfetch() {
                 ;;
             popfetch__subcmd__help,help)
                 cmd="popfetch__subcmd__help__subcmd__help"
+                ;;
+            popfetch__subcmd__help,info)
+                cmd="popfetch__subcmd__help__subcmd__info"
                 ;;
             popfetch__subcmd__help,init)
                 cmd="popfetch__subcmd__help__subcmd__init"
@@ -125,7 +131,7 @@ _popfetch() {
 
     case "${cmd}" in
         popfetch)
-            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version sync check list top accounts seen init completions man help"
+            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version sync check list top accounts seen info init completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -229,7 +235,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__help)
-            opts="sync check list top accounts seen init completions man help"
+            opts="sync check list top accounts seen info init completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -285,6 +291,20 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__help__subcmd__info)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -431,6 +451,32 @@ _popfetch() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__info)
+            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use anyhow::Result;
 use serde_json::json;
 
@@ -13,6 +16,7 @@ use crate::cli::{AccountsArgs, CheckArgs, Cli, Command, ListArgs, SeenCommand, S
 use crate::config::{Account, Config, PasswordSource};
 use crate::connect::ConnectOptions;
 use crate::docs;
+use crate::error::ExitKind;
 use crate::net;
 use crate::peek::{self, Peek};
 use crate::report::{self, Output};
@@ -37,6 +41,13 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Top(args) => top_command(&cli, args),
         Command::Seen { command } => seen_command(&cli, command),
         Command::Init(args) => init_command(&cli, args),
+        Command::Info { account } => {
+            let config = load_config(&cli)?;
+            let account = one_account(&config, account)?;
+            let info = crate::info::probe(account, cli.verbose >= 2)?;
+            println!("{}", info.render(account));
+            Ok(0)
+        }
     }
 }
 
@@ -212,30 +223,41 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
     };
     // Accounts run in parallel threads (at most `jobs` at once); reports
     // are printed as each finishes, and the exit code follows config order.
-    let jobs = usize::from(args.jobs.unwrap_or(4)).clamp(1, accounts.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<Option<crate::error::ExitKind>>>> =
-        std::sync::Mutex::new(vec![None; accounts.len()]);
+    // Accounts of one mailbox identity share a lock, so they run one after
+    // the other in the same worker; distinct mailboxes run in parallel.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let identity = account.identity();
+        match groups
+            .iter_mut()
+            .find(|g| accounts[g[0]].identity() == identity)
+        {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    let jobs = usize::from(args.jobs.unwrap_or(4)).clamp(1, groups.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<ExitKind>>> = Mutex::new(vec![None; accounts.len()]);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(account) = accounts.get(i) else {
-                    break;
-                };
-                let progress = output.progress(&account.name);
-                let report = sync::sync_account(account, &config.state_dir, &opts, &progress);
-                output.sync_report(&report);
-                results.lock().unwrap()[i] = Some(report.error.as_ref().map(|e| e.kind()));
+            scope.spawn(|| {
+                while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    for &i in group {
+                        let account = accounts[i];
+                        let progress = output.progress(&account.name);
+                        let report =
+                            sync::sync_account(account, &config.state_dir, &opts, &progress);
+                        output.sync_report(&report);
+                        results.lock().unwrap()[i] = report.error.as_ref().map(|e| e.kind());
+                    }
+                }
             });
         }
     });
-    let kinds: Vec<Option<crate::error::ExitKind>> = results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|k| k.unwrap_or(Some(crate::error::ExitKind::Internal)))
-        .collect();
+    // Reports were printed as accounts finished; the exit code follows the
+    // config's order (SPEC §6).
+    let kinds = results.into_inner().unwrap();
     Ok(report::combined_exit(&kinds).map(|k| k.code()).unwrap_or(0))
 }
 
@@ -269,7 +291,7 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         "account": a.name,
         "host": a.host,
         "port": a.port,
-        "protocol": "pop3",
+        "protocol": a.protocol.name(),
         "tls": a.tls.name(),
         "auth": a.auth.name(),
         "user": a.user,
@@ -291,9 +313,10 @@ fn account_text(a: &Account, config: &Config) -> String {
     let mut lines = vec![
         format!("[{}]", a.name),
         format!(
-            "  server       {}:{} ({} TLS)",
+            "  server       {}:{} ({}, {} TLS)",
             a.host,
             a.port,
+            a.protocol.name(),
             a.tls.name()
         ),
         format!(

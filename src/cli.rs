@@ -73,6 +73,13 @@ pub enum Command {
         #[command(subcommand)]
         command: SeenCommand,
     },
+    /// Show what a server offers: greeting, CAPA, TLS version and cipher, certificate chain
+    /// with SHA-256 fingerprints (for tls_fingerprint). Never logs in.
+    Info {
+        /// The account whose server to probe
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+    },
     /// Write a commented starter config (mode 0600) for a provider or a host; never overwrites
     Init(InitArgs),
     /// Print a shell completion script

@@ -999,7 +999,7 @@ mod tests {
             ("max_size = \"12 parsecs\"", "expected a size"),
             ("keep_days = -1", "0 or more"),
             ("tls_fingerprint = \"sha256:12\"", "not a SHA-256"),
-            ("folder = \"x\"", "pop2 only"),
+            ("folder = \"x\"", "for protocol = \"pop2\" only"),
             ("protocol = \"pop2\"", "POP2 has no TLS"),
         ] {
             let err = parse_str(&format!("{MINIMAL}{extra}\n")).unwrap_err();

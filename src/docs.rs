@@ -158,6 +158,18 @@ start fresh on an old mailbox: what is there now counts as seen
 .TP
 \fBpopfetch seen forget work 00000a1b4f3c2e1d\fR
 download that message again on the next sync
+.TP
+\fBpopfetch seen import work \-\-from fetchmail ~/.fetchids\fR
+switching from fetchmail (or mpop, getmail, fdm): nothing it downloaded is downloaded again
+.TP
+\fBpopfetch init \-\-provider gmail \-\-user me@gmail.com\fR
+write a starter config; then \fBpopfetch accounts\fR and \fBpopfetch sync\fR
+.TP
+\fBpopfetch info work\fR
+the server's capabilities and certificate fingerprint, to pin with tls_fingerprint
+.TP
+\fBpopfetch sync \-\-dry\-run \-\-delete\fR
+what a deleting sync would fetch and delete, changing nothing
 .SH FILES
 .TP
 \fI~/.config/popfetch/config.toml\fR
@@ -173,8 +185,38 @@ A message counts as delivered only once it is on disk (fsync). Maildir delivery 
 exactly-once even across a crash: a journal in the seen database is checked against the
 Maildir at the next start. mbox delivery appends under fcntl and dotfile locks and truncates
 a failed append; a crash right after an append and before the seen record is written can
-deliver that batch twice. DELE is sent only for messages recorded as delivered, and takes
-effect only at a clean QUIT.
+deliver that batch twice. An \fBmda\fR command gets the message on stdin (run by sh \-c, with
+POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SENDER in its environment); exit 0 is delivered,
+75 is a temporary failure, anything else a failure that leaves the message unseen on the
+server; a crash between the MDA's exit and the seen record delivers that one message twice.
+DELE is sent only for messages recorded as delivered, and takes effect only at a clean QUIT.
+.SH POLICIES
+.TP
+\fBkeep_days = N\fR
+with keep = true, a message is deleted on the server at the first sync N or more days after
+it was first downloaded (0: at the next sync). Imported records count from the download time
+the other fetcher recorded, else from the import.
+.TP
+\fBmax_size = "25 MB"\fR
+larger messages (by the size the server announces) are never downloaded and are reported as
+skipped at every sync. KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024.
+.TP
+\fBfilter = "command"\fR
+for each new message the header block (from TOP n 0) goes to the command's stdin, with
+POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SIZE in its environment. Exit 0 fetches the
+message, 1 deletes it on the server without downloading it, 2 leaves it there and asks again
+next time; any other exit, a crash, or running longer than the account's timeout leaves that
+message on the server and is reported.
+.SH POP2
+\fBprotocol = "pop2"\fR speaks RFC 937 (HELO, FOLD, READ, RETR, ACKS/ACKD/NACK) on port 109.
+POP2 has no TLS: \fBtls\fR must be set to "none" (the password then crosses the network in
+clear), or to "implicit" with the \fBport\fR of a TLS\-wrapped POP2 service. \fBfolder\fR picks
+the mailbox (default: the inbox). POP2 has no message ids: a message is known by a digest of
+its content, so each new message is read twice (once to recognise it, once to deliver it) and,
+with keep = true, every message is read again at each sync, though never delivered twice.
+\fBcheck\fR can only count: it reports every message on the server as new (exact when the
+account deletes what it fetches, an upper bound with keep = true). \fBlist\fR, \fBtop\fR,
+\fBinfo\fR, \fBseen mark\fR and \fB\-\-dry\-run\fR need POP3.
 .SH EXIT STATUS
 .TP
 0

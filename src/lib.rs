@@ -15,6 +15,7 @@ pub mod docs;
 pub mod error;
 pub mod filter;
 pub mod import;
+pub mod info;
 pub mod init;
 pub mod net;
 pub mod peek;

@@ -47,10 +47,21 @@ impl Peek {
     /// Connects, logs in, lists the mailbox (LIST + UIDL, one round trip
     /// with PIPELINING) and reads the seen state.
     pub fn open(account: &Account, state_dir: &Path, opts: &ConnectOptions) -> Result<Peek> {
+        if account.protocol == crate::config::Protocol::Pop2 {
+            return Err(Error::new(
+                crate::error::ExitKind::Usage,
+                format!(
+                    "account {}: POP2 has no UIDs and no TOP, so only `sync` and `check` work with it",
+                    account.name
+                ),
+            ));
+        }
         let seen = read_seen(account, state_dir)?;
         let opened = connect::open(account, opts)?;
         let mut session = opened.session;
-        let listing = session.listing()?;
+        let mut listing = session.listing()?;
+        // Without UIDL, the same header digests as `sync` (SPEC §4.5).
+        crate::sync::identify_without_uidl(&mut session, &mut listing, true)?;
         Ok(Peek {
             session,
             listing,
@@ -114,12 +125,43 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
     report
 }
 
+/// POP2 can only count: `FOLD`/`HELO` give the number of messages and
+/// `READ n` each one's length, but which ones are new is known only by
+/// reading them. So `new` is every message on the server: exact when the
+/// account deletes what it fetches (keep = false), an upper bound otherwise.
+fn check_pop2(account: &Account, opts: &ConnectOptions, report: &mut CheckReport) -> Result<()> {
+    let mut conn = crate::pop2::Pop2::connect(account, opts.trace)?;
+    let mut count = conn.helo(&account.user, &account.secret()?)?;
+    if let Some(folder) = &account.folder {
+        count = conn.fold(folder)?;
+    }
+    let mut bytes = 0;
+    for n in 1..=count {
+        bytes += conn.read(n)?;
+    }
+    let _ = conn.quit();
+    report.total = count;
+    report.total_bytes = bytes;
+    report.new = count;
+    report.new_bytes = bytes;
+    if account.keep && count > 0 {
+        report.warnings.push(format!(
+            "{}: POP2 cannot tell new messages without reading them; {count} on the server, some may have been fetched before",
+            account.name
+        ));
+    }
+    Ok(())
+}
+
 fn check_into(
     account: &Account,
     state_dir: &Path,
     opts: &ConnectOptions,
     report: &mut CheckReport,
 ) -> Result<()> {
+    if account.protocol == crate::config::Protocol::Pop2 {
+        return check_pop2(account, opts, report);
+    }
     let peek = Peek::open(account, state_dir, opts)?;
     report.warnings.extend(peek.warnings.iter().cloned());
     report.total = peek.listing.len() as u64;

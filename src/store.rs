@@ -140,8 +140,18 @@ impl Store {
     }
 
     fn migrate(&mut self, path: &Path) -> Result<()> {
+        let target = MIGRATIONS.len() as i64;
+        let current: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| db_error("reading the schema version", e))?;
+        if current == target {
+            // The common case: no write lock for readers like `check`.
+            return Ok(());
+        }
         // One writer at a time: parallel accounts (or processes) opening a
-        // new database must not both create the schema.
+        // new database must not both create the schema, so the version is
+        // read again under the write lock.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -149,7 +159,6 @@ impl Store {
         let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| db_error("reading the schema version", e))?;
-        let target = MIGRATIONS.len() as i64;
         if version > target {
             return Err(Error::new(
                 ExitKind::Io,

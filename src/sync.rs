@@ -400,7 +400,7 @@ fn commit_batch(
 /// has neither UIDL nor TOP, which is only usable with `keep = false`
 /// (every message is then fetched, keyed by a digest of its content, and
 /// deleted).
-fn identify_without_uidl(
+pub(crate) fn identify_without_uidl(
     session: &mut Session,
     listing: &mut [Listed],
     keep: bool,

@@ -94,3 +94,22 @@ fn pop2_wrong_password_is_77_and_accounts_shows_protocol() {
     assert_eq!(run.json_lines()[0]["protocol"], "pop2");
     assert_eq!(run.json_lines()[0]["port"], server.port());
 }
+
+#[test]
+fn pop2_check_counts_and_other_commands_say_why_not() {
+    let server = Pop2Server::start(mixed_messages(3, 100));
+    let env = Env::new();
+    env.write_config(&pop2_account(server.port(), "keep = false"));
+    let run = env.run(&["check", "--json"]);
+    run.expect_code(0);
+    let j = &run.json_lines()[0];
+    assert_eq!(j["new"], 3);
+    assert_eq!(j["total"], 3);
+    assert!(
+        server.log().iter().all(|l| l != "RETR"),
+        "check reads no message"
+    );
+    let run = env.run(&["list", "old"]);
+    run.expect_code(64);
+    assert!(run.stderr.contains("POP2"), "{}", run.stderr);
+}

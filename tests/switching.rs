@@ -273,3 +273,67 @@ fn info_shows_the_certificate_to_pin_without_logging_in() {
     ));
     env.run(&["sync"]).expect_code(0);
 }
+
+/// The README's scheduling lines, run as written (with the binary's path
+/// substituted): silent and 0 when there is nothing new; 75 when the server
+/// is busy, which the systemd unit declares a success ("try later").
+#[test]
+fn readme_scheduling_command_lines_work_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let exec = readme
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("README shows a systemd ExecStart line");
+    assert!(
+        readme.contains("SuccessExitStatus=75"),
+        "the unit treats 75 as try-later"
+    );
+    let cron = readme
+        .lines()
+        .find(|l| l.starts_with("*/10 * * * * "))
+        .expect("README shows a crontab line")
+        .trim_start_matches("*/10 * * * * ");
+    let bin = env!("CARGO_BIN_EXE_popfetch");
+
+    let server = server_with(2);
+    let env = Env::new();
+    env.write_config(&account("t", server.port(), "none", ""));
+    for line in [
+        exec.replace("%h/.cargo/bin/popfetch", bin),
+        cron.replace("$HOME/.cargo/bin/popfetch", bin),
+    ] {
+        let first = env.command(&[]).arg("--version").output().unwrap();
+        assert!(first.status.success());
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(&line)
+            .env_clear()
+            .env("HOME", env.home())
+            .env("PATH", std::env::var_os("PATH").unwrap());
+        let out = sh.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{line}: silent on stdout");
+    }
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 2);
+
+    // A busy server: 75, the "try later" code.
+    let busy = |verb: &str| Fault::ErrOnCommand {
+        verb: verb.into(),
+        reply: "-ERR [IN-USE] mailbox locked".into(),
+    };
+    server.set_faults(vec![busy("AUTH"), busy("USER"), busy("PASS")]);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(exec.replace("%h/.cargo/bin/popfetch", bin))
+        .env_clear()
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+}

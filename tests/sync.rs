@@ -399,3 +399,24 @@ fn server_without_uidl_or_top_needs_delete_mode() {
     assert_eq!(maildir_messages(&env.maildir("t")), expected_all(&datas));
     assert!(server.messages().is_empty());
 }
+
+#[test]
+fn check_and_list_work_without_uidl_too() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(4, 100)),
+        uidl: false,
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    env.run(&["check"]).expect_code(0);
+    env.run(&["sync"]).expect_code(0);
+    env.run(&["check"]).expect_code(1);
+    let run = env.run(&["list", "t", "--json"]);
+    run.expect_code(0);
+    assert!(
+        run.json_lines().iter().all(|l| l["seen"] == true),
+        "{}",
+        run.stdout
+    );
+}

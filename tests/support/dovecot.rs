@@ -595,15 +595,11 @@ impl Dovecot {
     }
 
     /// Add several messages in order; returns how many.
-    pub fn add_messages<I, M>(&self, user: &str, messages: I) -> usize
-    where
-        I: IntoIterator<Item = M>,
-        M: AsRef<[u8]>,
-    {
-        messages
-            .into_iter()
-            .map(|m| self.add_message(user, m.as_ref()))
-            .count()
+    pub fn add_messages<M: AsRef<[u8]>>(&self, user: &str, messages: &[M]) -> usize {
+        for m in messages {
+            self.add_message(user, m.as_ref());
+        }
+        messages.len()
     }
 
     fn message_files(&self, user: &str) -> Vec<PathBuf> {
