@@ -769,6 +769,27 @@ impl Session {
                     }
                 }
             }
+            // A temporary refusal is not "no UIDL here": taking it as such
+            // would key this session's messages by header digest and fetch
+            // them all again once UIDL answers.
+            Status::Err {
+                code:
+                    Some(
+                        code @ (RespCode::SysTemp
+                        | RespCode::SysPerm
+                        | RespCode::InUse
+                        | RespCode::LoginDelay),
+                    ),
+                text,
+            } => {
+                return Err(server_error(
+                    &host,
+                    "UIDL",
+                    Phase::Transaction,
+                    Some(code),
+                    &text,
+                ))
+            }
             Status::Err { .. } => {}
             Status::Continue(_) => {
                 return Err(Error::new(
