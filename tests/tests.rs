@@ -2,6 +2,7 @@
 //! with HOME and XDG_* pointing into it, the real binary, real servers on loopback.
 
 mod cli;
+mod codec_props;
 mod dovecot_sync;
 mod peek;
 mod support;
