@@ -4,6 +4,7 @@
 mod cli;
 mod codec_props;
 mod dovecot_sync;
+mod faults;
 mod peek;
 mod support;
 mod sync;
