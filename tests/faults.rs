@@ -929,6 +929,8 @@ fn err_replies_get_the_documented_codes() {
         ("UIDL", "-ERR [SYS/TEMP] try later"),
         ("UIDL", "-ERR [IN-USE] mailbox locked"),
         ("DELE", "-ERR [SYS/TEMP] try later"),
+        ("RETR", "-ERR [SYS/TEMP] try later"),
+        ("RETR", "-ERR [IN-USE] mailbox locked"),
         ("QUIT", "-ERR [SYS/TEMP] try later"),
         ("QUIT", "-ERR [IN-USE] mailbox locked"),
     ] {

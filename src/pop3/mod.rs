@@ -889,6 +889,21 @@ impl Session {
                     if failure.is_some() {
                         continue;
                     }
+                    // A temporary refusal is about the server, not this
+                    // message: stop asking, and report it (SPEC §6: 75).
+                    if matches!(
+                        code,
+                        Some(RespCode::SysTemp | RespCode::InUse | RespCode::LoginDelay)
+                    ) {
+                        failure = Some(server_error(
+                            &self.conn.host,
+                            &what,
+                            Phase::Transaction,
+                            code,
+                            &text,
+                        ));
+                        continue;
+                    }
                     let reason = match code {
                         Some(c) => format!("[{}] {text}", resp_code_name(&c)),
                         None => text,
