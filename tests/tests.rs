@@ -6,5 +6,8 @@ mod codec_props;
 mod dovecot_sync;
 mod faults;
 mod peek;
+mod policies;
+mod pop2;
 mod support;
+mod switching;
 mod sync;
