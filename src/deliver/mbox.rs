@@ -254,22 +254,28 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Streaming mboxrd quoting: a line matching `^>*From ` gets one more `>`.
-/// Works across arbitrary write boundaries by holding back the start of a
-/// line while it could still become such a line.
+///
+/// Adding the `>` just before `From ` gives the same bytes as adding it at
+/// the start of the line (all the `>` are alike), so the leading `>` run is
+/// written through at once and only a partial `From ` (at most five bytes)
+/// is ever held back, whatever the line: memory stays bounded even for a
+/// hostile line of a million `>`.
 struct FromQuoter<'a> {
     out: &'a mut dyn Write,
-    /// Bytes at the start of the current line not yet written, while they
-    /// are still a prefix of `>*From `.
+    /// Bytes of a partial `From ` match, not yet written.
     held: Vec<u8>,
-    at_line_start: bool,
+    /// Still in the `>*` run at the start of a line.
+    in_prefix: bool,
 }
+
+const FROM_: &[u8] = b"From ";
 
 impl<'a> FromQuoter<'a> {
     fn new(out: &'a mut dyn Write) -> Self {
         FromQuoter {
             out,
-            held: Vec::new(),
-            at_line_start: true,
+            held: Vec::with_capacity(FROM_.len()),
+            in_prefix: true,
         }
     }
 
@@ -283,41 +289,35 @@ impl<'a> FromQuoter<'a> {
     }
 }
 
-/// Whether `held` (all `>` then part of "From ") could still grow into a
-/// `>*From ` line, and whether it already is one.
-fn from_prefix(held: &[u8]) -> (bool, bool) {
-    let gt = held.iter().take_while(|&&b| b == b'>').count();
-    let rest = &held[gt..];
-    let target = b"From ";
-    if rest.len() >= target.len() {
-        return (false, rest.starts_with(target));
-    }
-    (target.starts_with(rest), false)
-}
-
 impl Write for FromQuoter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut i = 0;
         while i < buf.len() {
-            if self.at_line_start {
+            if self.in_prefix {
                 let b = buf[i];
-                self.held.push(b);
                 i += 1;
-                let (could, is) = from_prefix(&self.held);
-                if is {
+                if self.held.is_empty() && b == b'>' {
                     self.out.write_all(b">")?;
+                    continue;
                 }
-                if is || !could || b == b'\n' {
+                self.held.push(b);
+                if self.held == FROM_ {
+                    self.out.write_all(b">From ")?;
+                    self.held.clear();
+                    self.in_prefix = false;
+                } else if !FROM_.starts_with(&self.held) {
                     let held = std::mem::take(&mut self.held);
                     self.out.write_all(&held)?;
-                    self.at_line_start = b == b'\n';
+                    self.held = held;
+                    self.held.clear();
+                    self.in_prefix = b == b'\n';
                 }
             } else {
                 match memchr::memchr(b'\n', &buf[i..]) {
                     Some(k) => {
                         self.out.write_all(&buf[i..=i + k])?;
                         i += k + 1;
-                        self.at_line_start = true;
+                        self.in_prefix = true;
                     }
                     None => {
                         self.out.write_all(&buf[i..])?;
@@ -436,6 +436,19 @@ mod tests {
         for chunk in 1..input.len() {
             assert_eq!(quote(input, chunk), want.to_vec(), "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn a_long_run_of_gt_is_quoted_without_holding_it() {
+        let mut input = vec![b'>'; 100_000];
+        input.extend_from_slice(b"From x\n");
+        let mut out = Vec::new();
+        let mut q = FromQuoter::new(&mut out);
+        q.write_all(&input).unwrap();
+        assert!(q.held.capacity() <= 8, "only a partial `From ` is held");
+        q.finish().unwrap();
+        assert_eq!(out.len(), input.len() + 1);
+        assert!(out.starts_with(b">>") && out.ends_with(b">From x\n"));
     }
 
     #[test]
