@@ -53,6 +53,10 @@ fn first_sync_is_byte_exact_and_second_delivers_nothing() {
 
     env.run(&["sync"]).expect_code(0);
     assert_eq!(maildir_messages(&env.maildir("t")), expected_all(&datas));
+    // SPEC §3: everything created is readable by the owner only.
+    for root in [env.maildir("t"), env.state_dir()] {
+        assert_private(&root);
+    }
     // keep = true by default: the server still has everything.
     assert_eq!(server.messages().len(), 40);
 
@@ -66,6 +70,17 @@ fn first_sync_is_byte_exact_and_second_delivers_nothing() {
     );
     for i in 0..40 {
         assert_eq!(server.retr_count(&format!("uid-{i:04}")), 1);
+    }
+}
+
+/// Every file and folder under `root` has no group or other permissions.
+fn assert_private(root: &std::path::Path) {
+    let mode = fs::metadata(root).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{} is mode {:o}", root.display(), mode);
+    if root.is_dir() {
+        for e in fs::read_dir(root).unwrap() {
+            assert_private(&e.unwrap().path());
+        }
     }
 }
 
