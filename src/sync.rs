@@ -26,7 +26,7 @@ use crate::store::{MailboxLock, PendingEntry, Store};
 use sha2::{Digest, Sha256};
 
 /// A batch is committed when it reaches any of these.
-const BATCH_MESSAGES: usize = 256;
+const BATCH_MESSAGES: usize = 1024;
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 const BATCH_TIME: Duration = Duration::from_secs(2);
 

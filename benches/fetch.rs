@@ -1,0 +1,1165 @@
+//! End-to-end fetch benchmark: popfetch against a bare pipelining client,
+//! mpop and fetchmail, all over implicit TLS to a private Dovecot on
+//! 127.0.0.1 (the test harness of `tests/support/dovecot.rs`).
+//!
+//! Run from the repository root:
+//!
+//! ```text
+//! cargo bench --bench fetch
+//! ```
+//!
+//! Environment:
+//! - `BENCH_REPS` (default 5): timed repetitions per scenario and contender.
+//!   Repetitions are interleaved (bare, popfetch, mpop, fetchmail, bare, …)
+//!   so a slow phase of the machine hits every contender alike.
+//! - `BENCH_SCENARIOS` (default `first,nonew,delete,big`): which scenarios.
+//! - `BENCH_CONTENDERS` (default `bare,popfetch,mpop,fetchmail`); mpop and
+//!   fetchmail are skipped when not installed.
+//! - `BENCH_POPFETCH_PREFIX`: a command put in front of popfetch, to profile
+//!   it in place (`strace -c -f -o /tmp/st`, `perf record -g -o /tmp/p.data`).
+//!
+//! Scenarios (mailboxes are deterministic, from a seeded PRNG):
+//! - `first`: first fetch, keep mode, of 5,000 mixed messages (~85 MB:
+//!   mostly 2–10 KB, some 50–500 KB, a dozen of 1–2 MB). Every repetition
+//!   starts from an empty local Maildir and fresh state.
+//! - `nonew`: a sync with no new mail on a 20,000-message mailbox, with the
+//!   state of an earlier full fetch. The bare client does login + UIDL + QUIT.
+//! - `delete`: the 5,000 messages fetched and deleted; the mailbox is
+//!   refilled (hard links, outside the timed region) before every run.
+//! - `big`: one 50 MB message, keep mode; peak RSS is the point here.
+//!
+//! Contenders, each a separate process timed from spawn to exit (peak RSS
+//! from `wait4`):
+//! - `bare`: this binary re-executed as a minimal client (rustls, USER/PASS,
+//!   STAT, UIDL, every RETR pipelined in a window of 256, bytes read and
+//!   thrown away without decoding; DELE pipelined in delete mode). The lower
+//!   bound of any client that uses the same TLS stack.
+//! - `popfetch`: `target/release/popfetch sync` with a config in a temp HOME,
+//!   Maildir target (durable: SPEC §4), keep mode unless `delete`.
+//! - `mpop`: `--delivery=maildir,DIR` (a fresh Maildir), `--keep=on`,
+//!   `--received-header=off`, its uidls file in the temp dir.
+//! - `fetchmail`: `--mda "cat >/dev/null"` (one shell per message, as
+//!   fetchmail delivers to an MDA), `uidl`, `keep`, `sslcertck` with the
+//!   test CA, idfile and pid file in the temp dir.
+//!
+//! The table goes to stdout and to `target/bench-results.md`.
+
+#![allow(dead_code)]
+
+#[path = "../tests/support"]
+mod support {
+    pub mod certs;
+    pub mod dovecot;
+}
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+use support::dovecot::{dovecot_available, Dovecot};
+
+const USER_MIXED: &str = "mixed";
+const USER_MANY: &str = "many";
+const USER_DEL: &str = "del";
+const USER_BIG: &str = "big";
+const PASSWORD: &str = "bench-pw";
+
+const MIXED_COUNT: usize = 5_000;
+const MANY_COUNT: usize = 20_000;
+const BIG_SIZE: usize = 50 * 1024 * 1024;
+
+/// Outstanding RETR/DELE commands of the bare client.
+const BARE_WINDOW: usize = 256;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__bare") {
+        bare_main(&args[2..]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("__run") {
+        run_main(&args[2..]);
+        return;
+    }
+    if !dovecot_available() {
+        eprintln!("SKIPPED: Dovecot (dovecot-core + dovecot-pop3d) is not installed");
+        return;
+    }
+    Bench::run();
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic mailboxes
+
+/// SplitMix64: small, fast, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below((hi - lo + 1) as u64) as usize
+    }
+
+    /// Log-uniform in `[lo, hi]`: more small ones than large ones.
+    fn log_range(&mut self, lo: usize, hi: usize) -> usize {
+        let f = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let v = (lo as f64).ln() + f * ((hi as f64).ln() - (lo as f64).ln());
+        (v.exp() as usize).clamp(lo, hi)
+    }
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "a",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "meeting",
+    "report",
+    "server",
+    "message",
+    "quarterly",
+    "attached",
+    "please",
+    "review",
+    "schedule",
+    "budget",
+    "regards",
+    "thanks",
+    "deadline",
+    "project",
+    "update",
+    "café",
+    "über",
+    "naïve",
+];
+
+const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn text_line(rng: &mut Rng, out: &mut Vec<u8>) {
+    // Some lines need dot-stuffing on the wire.
+    match rng.below(40) {
+        0 => out.extend_from_slice(b"."),
+        1 => out.extend_from_slice(b".."),
+        2 => out.extend_from_slice(b"> "),
+        _ => {}
+    }
+    let target = rng.range(20, 76);
+    let start = out.len();
+    while out.len() - start < target {
+        let w = WORDS[rng.below(WORDS.len() as u64) as usize];
+        out.extend_from_slice(w.as_bytes());
+        out.push(b' ');
+    }
+    out.pop();
+    out.push(b'\n');
+}
+
+fn b64_line(rng: &mut Rng, out: &mut Vec<u8>) {
+    let mut x = rng.next();
+    for i in 0..76 {
+        if i % 10 == 0 {
+            x = rng.next();
+        }
+        out.push(B64[(x & 63) as usize]);
+        x >>= 6;
+    }
+    out.push(b'\n');
+}
+
+/// One message of about `size` bytes (LF line ends, as Maildir stores them).
+fn message(rng: &mut Rng, i: usize, size: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(size + 200);
+    let attach = size > 40_000;
+    write!(
+        m,
+        "Return-Path: <sender{i}@example.org>\n\
+         Received: from mx.example.org by pop.example.com; Tue, 4 Mar 2025 10:{:02}:{:02} +0000\n\
+         From: Sender {i} <sender{i}@example.org>\n\
+         To: Alice <alice@example.com>\n\
+         Subject: benchmark message {i}\n\
+         Date: Tue, 4 Mar 2025 10:{:02}:{:02} +0000\n\
+         Message-ID: <{i}.{}@example.org>\n\
+         MIME-Version: 1.0\n",
+        i % 60,
+        (i / 60) % 60,
+        i % 60,
+        (i / 60) % 60,
+        rng.next()
+    )
+    .unwrap();
+    if attach {
+        m.extend_from_slice(
+            b"Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain; charset=utf-8\n\n",
+        );
+        for _ in 0..rng.range(5, 40) {
+            text_line(rng, &mut m);
+        }
+        m.extend_from_slice(
+            b"\n--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n",
+        );
+        while m.len() + 8 < size {
+            b64_line(rng, &mut m);
+        }
+        m.extend_from_slice(b"--b1--\n");
+    } else {
+        m.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\n\n");
+        while m.len() < size {
+            text_line(rng, &mut m);
+        }
+    }
+    m
+}
+
+/// 5,000 messages, ~85 MB: 4,788 of 2–10 KB, 200 of 50–500 KB
+/// (log-uniform), 12 of 1–2 MB, in a shuffled order.
+fn mixed_mailbox() -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x5EED_0001);
+    let mut kinds: Vec<u8> = std::iter::repeat_n(0u8, 4_788)
+        .chain(std::iter::repeat_n(1u8, 200))
+        .chain(std::iter::repeat_n(2u8, 12))
+        .collect();
+    for i in (1..kinds.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        kinds.swap(i, j);
+    }
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let size = match k {
+                0 => rng.range(2_000, 10_000),
+                1 => rng.log_range(50_000, 500_000),
+                _ => rng.range(1_000_000, 2_000_000),
+            };
+            message(&mut rng, i, size)
+        })
+        .collect()
+}
+
+/// 20,000 small messages (1–3 KB).
+fn many_mailbox() -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x5EED_0002);
+    (0..MANY_COUNT)
+        .map(|i| {
+            let size = rng.range(1_000, 3_000);
+            message(&mut rng, i, size)
+        })
+        .collect()
+}
+
+fn big_message() -> Vec<u8> {
+    let mut rng = Rng(0x5EED_0003);
+    message(&mut rng, 0, BIG_SIZE)
+}
+
+/// Message files written once, then hard-linked into a user's `new/` for
+/// every refill: a 5,000-message refill is 5,000 `link` calls.
+struct Template {
+    files: Vec<PathBuf>,
+    counter: u64,
+}
+
+impl Template {
+    fn create(dir: &Path, messages: &[Vec<u8>], uid: u32, gid: u32) -> Template {
+        fs::create_dir_all(dir).unwrap();
+        let files = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let p = dir.join(format!("{i:06}"));
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&p)
+                    .unwrap();
+                f.write_all(m).unwrap();
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+                p
+            })
+            .collect();
+        Template {
+            files,
+            counter: 1_000_000_000,
+        }
+    }
+
+    /// Links every template file into `maildir/new`, in order.
+    fn fill(&mut self, maildir: &Path) {
+        for f in &self.files {
+            self.counter += 1;
+            let n = self.counter;
+            let name = format!("{n}.M{n}P{}.bench", std::process::id());
+            fs::hard_link(f, maildir.join("new").join(name)).unwrap();
+        }
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn maildir_count(root: &Path) -> usize {
+    count_files(&root.join("new")) + count_files(&root.join("cur"))
+}
+
+// ---------------------------------------------------------------------------
+// Running and measuring a contender
+
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    secs: f64,
+    max_rss_kib: u64,
+}
+
+/// Runs `cmd` through a small `__run` wrapper process and returns wall time
+/// and peak RSS. Panics with the captured output when the exit code is not
+/// in `ok_codes`.
+///
+/// Why the wrapper: Linux carries a process's peak RSS across `execve`, and
+/// a child spawned straight from this (large) process would report our own
+/// RSS. The wrapper is a fresh small process; its child's `ru_maxrss` (from
+/// `wait4`) is the contender's own, with the wrapper's few MiB as a floor.
+fn measure(cmd: &mut Command, log: &Path, ok_codes: &[i32]) -> Sample {
+    let mut wrapper = Command::new(std::env::current_exe().unwrap());
+    wrapper.arg("__run").arg(log).arg(cmd.get_program());
+    wrapper.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    if cmd.get_envs().any(|(k, _)| k == "PATH") {
+        // Built with env_clear(): keep the child's environment exactly.
+        let keep: Vec<_> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
+        for (k, _) in std::env::vars_os() {
+            if !keep.contains(&k) {
+                wrapper.env_remove(&k);
+            }
+        }
+    }
+    let out = wrapper
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("spawn the __run wrapper: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    let (Some(secs), Some(kib), Some(code)) = (it.next(), it.next(), it.next()) else {
+        panic!("__run wrapper said {text:?}");
+    };
+    let code: i32 = code.parse().unwrap();
+    if !ok_codes.contains(&code) {
+        panic!(
+            "{cmd:?} exited with {code}:\n{}",
+            String::from_utf8_lossy(&fs::read(log).unwrap_or_default())
+        );
+    }
+    Sample {
+        secs: secs.parse().unwrap(),
+        max_rss_kib: kib.parse().unwrap(),
+    }
+}
+
+/// `__run LOG PROGRAM ARGS...`: runs PROGRAM with stdout and stderr to LOG,
+/// then prints `seconds max_rss_kib exit_code`.
+fn run_main(args: &[String]) {
+    let (log, rest) = args.split_first().expect("__run LOG PROGRAM ARGS...");
+    let (program, args) = rest.split_first().expect("__run LOG PROGRAM ARGS...");
+    let out = fs::File::create(log).unwrap();
+    let start = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: all-zero is a valid rusage; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child, valid pointers.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
+    drop(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    println!("{secs:.6} {} {code}", usage.ru_maxrss);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Contender {
+    Bare,
+    Popfetch,
+    /// Another popfetch binary (`BENCH_POPFETCH_B`), for A/B comparisons.
+    PopfetchB,
+    Mpop,
+    Fetchmail,
+}
+
+impl Contender {
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Bare => "bare",
+            Contender::Popfetch => "popfetch",
+            Contender::PopfetchB => "popfetch-B",
+            Contender::Mpop => "mpop",
+            Contender::Fetchmail => "fetchmail",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Scenario {
+    First,
+    NoNew,
+    Delete,
+    Big,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::First => "first",
+            Scenario::NoNew => "nonew",
+            Scenario::Delete => "delete",
+            Scenario::Big => "big",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Scenario::First => "first fetch, 5,000 msgs (keep)",
+            Scenario::NoNew => "no new mail, 20,000 msgs",
+            Scenario::Delete => "fetch + delete, 5,000 msgs",
+            Scenario::Big => "one 50 MB message",
+        }
+    }
+
+    fn user(self) -> &'static str {
+        match self {
+            Scenario::First => USER_MIXED,
+            Scenario::NoNew => USER_MANY,
+            Scenario::Delete => USER_DEL,
+            Scenario::Big => USER_BIG,
+        }
+    }
+
+    fn keep(self) -> bool {
+        self != Scenario::Delete
+    }
+
+    /// Messages a fetching run must deliver.
+    fn expected(self) -> usize {
+        match self {
+            Scenario::First | Scenario::Delete => MIXED_COUNT,
+            Scenario::NoNew => 0,
+            Scenario::Big => 1,
+        }
+    }
+}
+
+/// Where one contender's run keeps its local state.
+struct LocalDirs {
+    dir: tempfile::TempDir,
+}
+
+/// Parent of every contender's local dirs: `target/bench-tmp`, marked as a
+/// top of a directory hierarchy (`chattr +T`) so that ext4 spreads each
+/// run's folder to a fresh block group. Without that, files created right
+/// after thousands were deleted nearby (the previous runs) are slow to
+/// create on a journal-less ext4 (it skips inodes freed in the last
+/// minutes one by one), whichever program creates them.
+fn local_base() -> &'static Path {
+    static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tmp");
+        fs::create_dir_all(&base).unwrap();
+        let _ = Command::new("chattr")
+            .arg("+T")
+            .arg(&base)
+            .stderr(Stdio::null())
+            .status();
+        base
+    })
+}
+
+impl LocalDirs {
+    fn new(label: &str) -> LocalDirs {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("pfbench-{label}-"))
+            .tempdir_in(local_base())
+            .unwrap();
+        let maildir = dir.path().join("Maildir");
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        LocalDirs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn maildir(&self) -> PathBuf {
+        self.path().join("Maildir")
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+struct Bench {
+    dc: Dovecot,
+    reps: usize,
+    contenders: Vec<Contender>,
+    /// State kept across the no-new-mail runs, per contender.
+    nonew_state: BTreeMap<Contender, LocalDirs>,
+    del_template: Option<Template>,
+    results: BTreeMap<(Scenario, Contender), Vec<Sample>>,
+    notes: Vec<String>,
+    /// Local dirs of finished runs, removed only at the end: on ext4,
+    /// deleting thousands of files makes the next file creations near
+    /// them slower for minutes, which would penalise whoever runs next.
+    finished: Vec<LocalDirs>,
+}
+
+fn installed(bin: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin} >/dev/null 2>&1"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn env_list_ws(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+impl Bench {
+    fn run() {
+        let reps: usize = std::env::var("BENCH_REPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5)
+            .max(1);
+        let wanted = env_list("BENCH_CONTENDERS", "bare,popfetch,mpop,fetchmail");
+        let mut notes = Vec::new();
+        let mut contenders = Vec::new();
+        for c in [
+            Contender::Bare,
+            Contender::Popfetch,
+            Contender::PopfetchB,
+            Contender::Mpop,
+            Contender::Fetchmail,
+        ] {
+            let skip = if c == Contender::PopfetchB {
+                std::env::var_os("BENCH_POPFETCH_B").is_none()
+            } else {
+                !wanted.iter().any(|w| w == c.name())
+            };
+            if skip {
+                continue;
+            }
+            if matches!(c, Contender::Mpop | Contender::Fetchmail) && !installed(c.name()) {
+                notes.push(format!("{} is not installed: skipped", c.name()));
+                continue;
+            }
+            contenders.push(c);
+        }
+        let scenarios: Vec<Scenario> = {
+            let wanted = env_list("BENCH_SCENARIOS", "first,nonew,delete,big");
+            [
+                Scenario::First,
+                Scenario::NoNew,
+                Scenario::Delete,
+                Scenario::Big,
+            ]
+            .into_iter()
+            .filter(|s| wanted.iter().any(|w| w == s.name()))
+            .collect()
+        };
+
+        eprintln!("bench: starting Dovecot and loading mailboxes…");
+        let t = Instant::now();
+        let dc = Dovecot::start(&[
+            (USER_MIXED, PASSWORD),
+            (USER_MANY, PASSWORD),
+            (USER_DEL, PASSWORD),
+            (USER_BIG, PASSWORD),
+        ]);
+        let mut bench = Bench {
+            dc,
+            reps,
+            contenders,
+            nonew_state: BTreeMap::new(),
+            del_template: None,
+            results: BTreeMap::new(),
+            notes,
+            finished: Vec::new(),
+        };
+        let meta = fs::metadata(bench.dc.maildir(USER_MIXED)).unwrap();
+        let (uid, gid) = (meta.uid(), meta.gid());
+        if scenarios
+            .iter()
+            .any(|s| matches!(s, Scenario::First | Scenario::Delete))
+        {
+            let mixed = mixed_mailbox();
+            let total: usize = mixed.iter().map(Vec::len).sum();
+            bench.notes.push(format!(
+                "mixed mailbox: {} messages, {:.1} MB (LF; ~{:.1} MB on the wire)",
+                mixed.len(),
+                total as f64 / 1e6,
+                (total
+                    + mixed
+                        .iter()
+                        .map(|m| m.iter().filter(|&&b| b == b'\n').count())
+                        .sum::<usize>()) as f64
+                    / 1e6
+            ));
+            let mut template =
+                Template::create(&bench.dc.dir().join("template-mixed"), &mixed, uid, gid);
+            drop(mixed);
+            template.fill(&bench.dc.maildir(USER_MIXED));
+            bench.del_template = Some(template);
+        }
+        if scenarios.contains(&Scenario::NoNew) {
+            bench.dc.add_messages(USER_MANY, &many_mailbox());
+        }
+        if scenarios.contains(&Scenario::Big) {
+            bench.dc.add_message(USER_BIG, &big_message());
+        }
+        eprintln!(
+            "bench: mailboxes ready in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+
+        for s in &scenarios {
+            bench.scenario(*s);
+        }
+        let table = bench.table(&scenarios);
+        println!("{table}");
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results.md");
+        fs::write(&out, &table).unwrap();
+        eprintln!("bench: table written to {}", out.display());
+        eprintln!("bench: cleaning up");
+    }
+
+    fn scenario(&mut self, s: Scenario) {
+        eprintln!("bench: scenario {} ({})", s.name(), s.title());
+        // Warm the page cache and Dovecot's index (untimed).
+        if s == Scenario::Delete {
+            self.refill_del();
+        }
+        let warm = LocalDirs::new("warm");
+        self.run_once(s, Contender::Bare, &warm);
+        self.finished.push(warm);
+        if s == Scenario::NoNew {
+            for c in self.contenders.clone() {
+                if c == Contender::Bare {
+                    continue;
+                }
+                eprintln!("bench:   priming {} state (full fetch, untimed)", c.name());
+                let dirs = LocalDirs::new(&format!("nonew-{}", c.name()));
+                let t = Instant::now();
+                self.run_once(s, c, &dirs);
+                eprintln!(
+                    "bench:   primed in {:.1} s: {} messages",
+                    t.elapsed().as_secs_f64(),
+                    maildir_count(&dirs.maildir())
+                );
+                self.nonew_state.insert(c, dirs);
+            }
+        }
+        for rep in 0..self.reps {
+            for c in self.contenders.clone() {
+                if s == Scenario::Delete {
+                    self.refill_del();
+                }
+                let mut fresh = None;
+                let dirs = if s == Scenario::NoNew && c != Contender::Bare {
+                    &self.nonew_state[&c]
+                } else {
+                    fresh.insert(LocalDirs::new(c.name()))
+                };
+                let sample = self.run_once(s, c, dirs);
+                if s != Scenario::NoNew || c == Contender::Bare {
+                    let got = maildir_count(&dirs.maildir());
+                    let want = if c == Contender::Bare || c == Contender::Fetchmail {
+                        0 // bytes thrown away / handed to an MDA
+                    } else {
+                        s.expected()
+                    };
+                    assert_eq!(got, want, "{} {}: delivered {got}", s.name(), c.name());
+                }
+                if s == Scenario::Delete {
+                    let left = self.dc.message_count(USER_DEL);
+                    assert_eq!(left, 0, "{} left {left} messages", c.name());
+                }
+                eprintln!(
+                    "bench:   rep {} {:<9} {:>8.3} s  {:>7.1} MiB",
+                    rep + 1,
+                    c.name(),
+                    sample.secs,
+                    sample.max_rss_kib as f64 / 1024.0
+                );
+                self.results.entry((s, c)).or_default().push(sample);
+                self.finished.extend(fresh);
+            }
+        }
+    }
+
+    fn refill_del(&mut self) {
+        let md = self.dc.maildir(USER_DEL);
+        for sub in ["new", "cur"] {
+            for e in fs::read_dir(md.join(sub)).unwrap().flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        self.del_template.as_mut().unwrap().fill(&md);
+    }
+
+    /// One run of `c` on scenario `s` using `dirs` for its local state.
+    fn run_once(&self, s: Scenario, c: Contender, dirs: &LocalDirs) -> Sample {
+        let user = s.user();
+        let port = self.dc.pop3s_port();
+        let ca = &self.dc.pki().ca_path;
+        let log = dirs.path().join(format!("{}.log", c.name()));
+        match c {
+            Contender::Bare => {
+                let mode = match s {
+                    Scenario::NoNew => "uidl",
+                    Scenario::Delete => "delete",
+                    _ => "fetch",
+                };
+                let mut cmd = Command::new(std::env::current_exe().unwrap());
+                cmd.arg("__bare")
+                    .arg(mode)
+                    .arg(port.to_string())
+                    .arg(user)
+                    .arg(PASSWORD)
+                    .arg(ca);
+                measure(&mut cmd, &log, &[0])
+            }
+            Contender::Popfetch | Contender::PopfetchB => {
+                let home = dirs.path().join("home");
+                fs::create_dir_all(&home).unwrap();
+                let config = dirs.path().join("popfetch.toml");
+                write_private(
+                    &config,
+                    &format!(
+                        "state_dir = \"{state}\"\n\n[accounts.bench]\nhost = \"localhost\"\nport = {port}\n\
+                         tls = \"implicit\"\nuser = \"{user}\"\npassword = \"{PASSWORD}\"\nca_file = \"{ca}\"\n\
+                         maildir = \"{md}\"\nkeep = {keep}\ntimeout = 120\n",
+                        state = dirs.path().join("state").display(),
+                        ca = ca.display(),
+                        md = dirs.maildir().display(),
+                        keep = s.keep(),
+                    ),
+                );
+                // BENCH_POPFETCH_PREFIX: e.g. "strace -c -f -o /tmp/st" or
+                // "perf record -g -o /tmp/perf.data", for profiling.
+                let prefix = env_list_ws("BENCH_POPFETCH_PREFIX");
+                let bin = match c {
+                    Contender::PopfetchB => {
+                        PathBuf::from(std::env::var_os("BENCH_POPFETCH_B").unwrap())
+                    }
+                    _ => PathBuf::from(env!("CARGO_BIN_EXE_popfetch")),
+                };
+                let mut cmd = match prefix.split_first() {
+                    Some((p, rest)) => {
+                        let mut c = Command::new(p);
+                        c.args(rest).arg(&bin);
+                        c
+                    }
+                    None => Command::new(&bin),
+                };
+                cmd.arg("-c")
+                    .arg(&config)
+                    .arg("sync")
+                    .env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("HOME", &home)
+                    .env("XDG_CONFIG_HOME", home.join(".config"))
+                    .env("XDG_STATE_HOME", home.join(".local/state"))
+                    .env("LANG", "C.UTF-8");
+                measure(&mut cmd, &log, &[0])
+            }
+            Contender::Mpop => {
+                let mut cmd = Command::new("mpop");
+                cmd.arg("--host=localhost")
+                    .arg(format!("--port={port}"))
+                    .arg("--tls=on")
+                    .arg("--tls-starttls=off")
+                    .arg(format!("--tls-trust-file={}", ca.display()))
+                    .arg("--auth=on")
+                    .arg(format!("--user={user}"))
+                    .arg(format!("--passwordeval=echo {PASSWORD}"))
+                    .arg(format!("--keep={}", if s.keep() { "on" } else { "off" }))
+                    .arg("--only-new=on")
+                    .arg("--received-header=off")
+                    .arg(format!("--delivery=maildir,{}", dirs.maildir().display()))
+                    .arg(format!(
+                        "--uidls-file={}",
+                        dirs.path().join("mpop_uidls").display()
+                    ))
+                    .arg("--quiet")
+                    .env("HOME", dirs.path());
+                measure(&mut cmd, &log, &[0])
+            }
+            Contender::Fetchmail => {
+                let rc = dirs.path().join("fetchmailrc");
+                write_private(
+                    &rc,
+                    &format!(
+                        "set no syslog\n\
+                         poll localhost service {port} protocol pop3 uidl\n  \
+                         user \"{user}\" there with password \"{PASSWORD}\" is \"root\" here\n  \
+                         ssl sslcertck sslcertfile \"{ca}\"\n  \
+                         {keep}\n  \
+                         mda \"cat >/dev/null\"\n  \
+                         no rewrite\n",
+                        ca = ca.display(),
+                        keep = if s.keep() { "keep" } else { "nokeep" },
+                    ),
+                );
+                let mut cmd = Command::new("fetchmail");
+                cmd.arg("-f")
+                    .arg(&rc)
+                    .arg("--nosyslog")
+                    .arg("--silent")
+                    .arg("-i")
+                    .arg(dirs.path().join("fetchids"))
+                    .arg("--pidfile")
+                    .arg(dirs.path().join("fetchmail.pid"))
+                    .env("HOME", dirs.path())
+                    .env("FETCHMAILHOME", dirs.path());
+                // 1: no new mail.
+                measure(&mut cmd, &log, &[0, 1])
+            }
+        }
+    }
+
+    fn table(&self, scenarios: &[Scenario]) -> String {
+        let mut t = String::new();
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
+        writeln!(
+            t,
+            "Machine: {cores} cores, {cpu}. {} timed repetitions per cell, interleaved; \
+             implicit TLS to a local Dovecot on 127.0.0.1.\n",
+            self.reps
+        )
+        .ok();
+        t.push_str(
+            "| scenario | contender | median s | min–max s | × bare | × mpop | peak RSS MiB |\n\
+             |---|---|---:|---:|---:|---:|---:|\n",
+        );
+        for s in scenarios {
+            let median_of = |c: Contender| self.results.get(&(*s, c)).map(|v| median(v));
+            let bare = median_of(Contender::Bare);
+            let mpop = median_of(Contender::Mpop);
+            for c in &self.contenders {
+                let Some(samples) = self.results.get(&(*s, *c)) else {
+                    continue;
+                };
+                let m = median(samples);
+                let min = samples.iter().map(|x| x.secs).fold(f64::MAX, f64::min);
+                let max = samples.iter().map(|x| x.secs).fold(0.0, f64::max);
+                let rss = samples.iter().map(|x| x.max_rss_kib).max().unwrap_or(0);
+                let ratio = |base: Option<f64>| match base {
+                    Some(b) if b > 0.0 => format!("{:.2}", m / b),
+                    _ => "–".to_string(),
+                };
+                writeln!(
+                    t,
+                    "| {} | {} | {m:.3} | {min:.3}–{max:.3} | {} | {} | {:.1} |",
+                    s.title(),
+                    c.name(),
+                    ratio(bare),
+                    ratio(mpop),
+                    rss as f64 / 1024.0
+                )
+                .ok();
+            }
+        }
+        if !self.notes.is_empty() {
+            t.push('\n');
+            for n in &self.notes {
+                writeln!(t, "- {n}").ok();
+            }
+        }
+        t.push_str(
+            "- bare: minimal pipelining client (rustls, bytes discarded, no decoding); \
+             popfetch and mpop: Maildir; fetchmail: MDA `cat >/dev/null`.\n",
+        );
+        t
+    }
+}
+
+use std::fmt::Write as _;
+
+fn median(samples: &[Sample]) -> f64 {
+    let mut v: Vec<f64> = samples.iter().map(|s| s.secs).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The bare client
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+struct Wire {
+    s: Tls,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    bytes: u64,
+}
+
+impl Wire {
+    fn connect(port: u16, ca: &Path) -> Wire {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_nodelay(true).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        Wire {
+            s: rustls::StreamOwned::new(conn, tcp),
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+            bytes: 0,
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        self.s.write_all(data).unwrap();
+        self.s.flush().unwrap();
+    }
+
+    fn fill(&mut self) {
+        if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = self.s.read(&mut self.buf[self.end..]).unwrap();
+        assert!(n > 0, "server closed the connection");
+        self.end += n;
+        self.bytes += n as u64;
+    }
+
+    /// One status line, which must be `+OK`.
+    fn ok_line(&mut self) -> String {
+        loop {
+            if let Some(k) = memchr::memmem::find(&self.buf[self.start..self.end], b"\r\n") {
+                let line =
+                    String::from_utf8_lossy(&self.buf[self.start..self.start + k]).into_owned();
+                self.start += k + 2;
+                assert!(line.starts_with("+OK"), "server said {line:?}");
+                return line;
+            }
+            self.fill();
+        }
+    }
+
+    /// Consumes input up to and including the `n`-th occurrence of `needle`
+    /// (counted from the current position). `on_found` is told of each one.
+    fn skip(&mut self, needle: &[u8], n: usize, mut on_found: impl FnMut(&mut Tls, usize)) {
+        let finder = memchr::memmem::Finder::new(needle);
+        let mut found = 0;
+        while found < n {
+            let hay = &self.buf[self.start..self.end];
+            match finder.find(hay) {
+                Some(k) => {
+                    self.start += k + needle.len();
+                    found += 1;
+                    on_found(&mut self.s, found);
+                }
+                None => {
+                    // Keep a possible partial match.
+                    let keep = (needle.len() - 1).min(hay.len());
+                    self.start = self.end - keep;
+                    if self.end == self.buf.len() || self.start > self.buf.len() / 2 {
+                        self.buf.copy_within(self.start..self.end, 0);
+                        self.end -= self.start;
+                        self.start = 0;
+                    }
+                    self.fill();
+                }
+            }
+        }
+    }
+
+    /// Sends `verb 1` … `verb count` pipelined with at most `BARE_WINDOW`
+    /// outstanding, and reads the replies (`needle` ends each one).
+    fn pipeline(&mut self, verb: &str, count: usize, needle: &[u8]) {
+        let mut sent = 0;
+        let mut cmds = String::new();
+        let batch = |cmds: &mut String, from: usize, to: usize| {
+            cmds.clear();
+            for i in from..to {
+                write!(cmds, "{verb} {}\r\n", i + 1).unwrap();
+            }
+        };
+        let first = count.min(BARE_WINDOW);
+        batch(&mut cmds, 0, first);
+        self.send(cmds.as_bytes());
+        sent += first;
+        // Top up the window every 64 replies.
+        let mut pending = String::new();
+        self.skip(needle, count, |s, done| {
+            if done % 64 == 0 && sent < count {
+                let to = (done + BARE_WINDOW).min(count);
+                if to > sent {
+                    batch(&mut pending, sent, to);
+                    s.write_all(pending.as_bytes()).unwrap();
+                    s.flush().unwrap();
+                    sent = to;
+                }
+            }
+        });
+    }
+}
+
+/// `__bare MODE PORT USER PASSWORD CA`; MODE: fetch, delete or uidl.
+fn bare_main(args: &[String]) {
+    let [mode, port, user, password, ca] = args else {
+        panic!("usage: __bare fetch|delete|uidl PORT USER PASSWORD CA");
+    };
+    let port: u16 = port.parse().unwrap();
+    let mut w = Wire::connect(port, Path::new(ca));
+    w.ok_line();
+    w.send(format!("USER {user}\r\nPASS {password}\r\n").as_bytes());
+    w.ok_line();
+    w.ok_line();
+    w.send(b"STAT\r\nUIDL\r\n");
+    let stat = w.ok_line();
+    let count: usize = stat.split_whitespace().nth(1).unwrap().parse().unwrap();
+    w.skip(b"\r\n.\r\n", 1, |_, _| {});
+    if mode != "uidl" && count > 0 {
+        // A reply's status line and body end with "\r\n.\r\n" (a body line
+        // "." is stuffed as ".."), so counting them counts replies.
+        w.pipeline("RETR", count, b"\r\n.\r\n");
+        if mode == "delete" {
+            w.pipeline("DELE", count, b"\r\n");
+        }
+    }
+    w.send(b"QUIT\r\n");
+    w.ok_line();
+    eprintln!("bare {mode}: {count} messages, {} bytes", w.bytes);
+}
