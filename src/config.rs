@@ -148,7 +148,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::config(format!(
-                    "no config file at {}: write one (see `popfetch man`, CONFIGURATION, or the README quick start), or pass -c FILE",
+                    "no config file at {}: create one with `popfetch init --host HOST --user USER` (or `--provider gmail` etc.), or pass -c FILE",
                     path.display()
                 ))
             } else {

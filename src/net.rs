@@ -107,7 +107,7 @@ impl ServerCertVerifier for Verifier {
         };
         *self.verdict.lock().unwrap() = Some(match &result {
             Ok(_) => Ok(()),
-            Err(rustls::Error::InvalidCertificate(reason)) => Err(format!("{reason:?}")),
+            Err(rustls::Error::InvalidCertificate(reason)) => Err(describe_cert_error(reason)),
             Err(e) => Err(e.to_string()),
         });
         if self.probe {
@@ -250,7 +250,7 @@ impl TlsContext {
         match tls_err {
             Some(rustls::Error::InvalidCertificate(reason)) => Error::new(
                 ExitKind::NoPerm,
-                cert_advice(host, &format!("{reason:?}"), presented),
+                cert_advice(host, &describe_cert_error(&reason), presented),
             ),
             Some(rustls::Error::General(msg)) if msg.contains("tls_fingerprint") => {
                 Error::new(ExitKind::NoPerm, cert_advice(host, &msg, presented))
@@ -278,6 +278,25 @@ impl TlsContext {
     /// The fingerprint of the last certificate the server presented.
     pub fn presented_fingerprint(&self) -> Option<Fingerprint> {
         *self.verifier.presented.lock().unwrap()
+    }
+}
+
+/// Why a certificate was refused, in words.
+fn describe_cert_error(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "signed by an authority that is not trusted".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "issued for another host name".into()
+        }
+        C::Expired | C::ExpiredContext { .. } => "expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet (check the clock)".into(),
+        C::Revoked => "revoked".into(),
+        C::BadSignature => "its signature does not verify".into(),
+        C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "self-signed".into()
+        }
+        other => format!("{other:?}"),
     }
 }
 
