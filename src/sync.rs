@@ -278,9 +278,22 @@ fn mark_deletions(
 /// Resolves journal entries left by an interrupted run.
 pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<()> {
     let pending = store.pending(mailbox)?;
-    if pending.is_empty() {
-        return Ok(());
+    if !pending.is_empty() {
+        resolve_journal(store, mailbox, target, pending)?;
     }
+    // Files an interrupted run left in tmp/ (never journaled, never seen).
+    if let Target::Maildir(root) = target {
+        Maildir::open(root)?.clean_tmp();
+    }
+    Ok(())
+}
+
+fn resolve_journal(
+    store: &mut Store,
+    mailbox: i64,
+    target: &Target,
+    pending: Vec<PendingEntry>,
+) -> Result<()> {
     let mut by_folder: HashMap<std::path::PathBuf, Vec<PendingEntry>> = HashMap::new();
     for p in pending {
         by_folder.entry(p.folder.clone()).or_default().push(p);

@@ -220,7 +220,7 @@ impl Maildir {
     }
 
     /// Resolves journal entries left by an interrupted run (see the module
-    /// comment), and removes our own stale files from `tmp/`.
+    /// comment).
     pub fn recover(&self, entries: &[PendingEntry]) -> Result<Vec<(PendingEntry, Recovered)>> {
         let visible = self.visible_bases()?;
         let mut out = Vec::new();
@@ -246,7 +246,6 @@ impl Maildir {
         if publish {
             sync_dir(&self.root.join("new"))?;
         }
-        self.clean_tmp();
         Ok(out)
     }
 
@@ -266,10 +265,12 @@ impl Maildir {
         Ok(bases)
     }
 
-    /// Removes files this program left in `tmp/` more than an hour ago
-    /// (an interrupted write; never journaled, so never visible). Other
-    /// programs' files are left alone.
-    fn clean_tmp(&self) {
+    /// Removes files this program left in `tmp/` (an interrupted write;
+    /// never journaled, so never visible): those of a process that is no
+    /// longer running, and any more than an hour old. Other programs'
+    /// files are left alone. Runs after the journal was resolved, so no
+    /// file it removes is one a journal entry still needs.
+    pub fn clean_tmp(&self) {
         let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
             return;
         };
@@ -285,7 +286,7 @@ impl Maildir {
                 .and_then(|m| m.modified())
                 .map(|t| t < hour_ago)
                 .unwrap_or(false);
-            if old {
+            if old || writer_is_gone(name) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -424,6 +425,25 @@ fn start_writeback(file: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
+}
+
+/// Whether the process that made this `tmp/` file name (its `P<pid>`
+/// part) is no longer running. Never true for our own pid: another thread
+/// of this process may be writing it.
+fn writer_is_gone(name: &str) -> bool {
+    let pid = name
+        .split_once(".M")
+        .and_then(|(_, rest)| rest.split_once('P'))
+        .and_then(|(_, rest)| rest.split_once('Q'))
+        .and_then(|(pid, _)| pid.parse::<i32>().ok());
+    match pid {
+        Some(pid) if pid > 0 && pid as u32 != std::process::id() => {
+            // SAFETY: signal 0 only checks that the process exists.
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+        _ => false,
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -589,6 +609,25 @@ mod tests {
             ]
         );
         assert_eq!(files(&dir.path().join("new")), vec!["222.B.h,S=2"]);
+    }
+
+    #[test]
+    fn stale_tmp_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        // A pid that cannot be running (above the kernel's pid_max) and ours.
+        let dead = format!("1.M1P{}Q0R0{UNIQUE_TAG}.h", 1 << 30);
+        let ours = unique_name();
+        let foreign = "1.M1P999999999Q0R0.otherprogram".to_string();
+        for n in [&dead, &ours, &foreign] {
+            fs::write(dir.path().join("tmp").join(n), "x").unwrap();
+        }
+        md.clean_tmp();
+        let mut left = files(&dir.path().join("tmp"));
+        left.sort();
+        let mut want = vec![ours, foreign];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]
