@@ -2,15 +2,13 @@
 //! the servers. Errors go up as `anyhow` with a typed [`Error`] inside, so
 //! the binary can map them to an exit code.
 
+use std::io::Write;
 use std::path::PathBuf;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Result;
 use serde_json::json;
-
-use std::io::Write;
 
 use crate::cli::{AccountsArgs, CheckArgs, Cli, Command, ListArgs, SeenCommand, SyncArgs, TopArgs};
 use crate::config::{Account, Config, PasswordSource};
@@ -41,13 +39,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Top(args) => top_command(&cli, args),
         Command::Seen { command } => seen_command(&cli, command),
         Command::Init(args) => init_command(&cli, args),
-        Command::Info { account } => {
-            let config = load_config(&cli)?;
-            let account = one_account(&config, account)?;
-            let info = crate::info::probe(account, cli.verbose >= 2)?;
-            println!("{}", info.render(account));
-            Ok(0)
-        }
+        Command::Info { account } => info_command(&cli, account),
     }
 }
 
@@ -149,7 +141,7 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
         ));
         return Ok(0);
     }
-    for line in peek::summary_table(&rows, crate::term::stdout_width(), peek::now()) {
+    for line in peek::summary_table(&rows, crate::term::stdout_width(), crate::store::now_secs()) {
         writeln!(out, "{line}")?;
     }
     out.flush()?;
@@ -348,6 +340,14 @@ fn account_text(a: &Account, config: &Config) -> String {
         config.state_dir.display()
     ));
     lines.join("\n")
+}
+
+fn info_command(cli: &Cli, account: &str) -> Result<u8> {
+    let config = load_config(cli)?;
+    let account = one_account(&config, account)?;
+    let info = crate::info::probe(account, cli.verbose >= 2)?;
+    println!("{}", info.render(account));
+    Ok(0)
 }
 
 fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {

@@ -16,7 +16,7 @@ use crate::connect::{self, ConnectOptions};
 use crate::error::{Error, ExitKind, Result};
 use crate::plan::{self, Policy, SkipReason};
 use crate::pop3::{Flow, Listed, Retrieved, Session};
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::term;
 
 /// The most of one header block `top` keeps for its summary line; the
@@ -550,10 +550,6 @@ pub fn print_messages(
 }
 
 /// Now, for the relative dates of the table.
-pub fn now() -> i64 {
-    store::now_secs()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

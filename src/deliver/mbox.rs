@@ -15,7 +15,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
@@ -198,7 +198,7 @@ pub fn write_mboxrd(body: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64>
     // Read the header block first: the From_ line needs Return-Path.
     let head = read_header_block(body)?;
     let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_string());
-    let from_line = format!("From {sender} {}\n", asctime(now()));
+    let from_line = format!("From {sender} {}\n", asctime(crate::store::now_secs()));
     out.write_all(from_line.as_bytes())?;
 
     let mut quoter = FromQuoter::new(out);
@@ -208,13 +208,6 @@ pub fn write_mboxrd(body: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64>
     let out = quoter.into_inner();
     out.write_all(b"\n")?;
     Ok(n)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// `Thu Nov 24 18:22:48 1986` in UTC, as From_ lines use.
