@@ -295,6 +295,7 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         "keep_days": a.keep_days,
         "max_size": a.max_size,
         "filter": a.filter,
+        "folder": a.folder,
         "timeout": a.timeout.as_secs(),
         "identity": a.identity(),
         "state_dir": config.state_dir.display().to_string(),
