@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::Account;
 use crate::error::{Error, ExitKind, Result};
 use crate::plan::Plan;
-use crate::pop3::{Flow, Retrieved, Session};
+use crate::pop3::{Retrieved, Session};
 use crate::sync::SyncReport;
 
 /// Most header bytes handed to a filter.
@@ -91,7 +91,7 @@ pub fn apply(
                 ));
             }
         }
-        Ok(Flow::Continue)
+        Ok(())
     })?;
     let mut flags = keep.into_iter();
     plan.fetch.retain(|_| flags.next().unwrap_or(false));

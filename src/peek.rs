@@ -15,7 +15,7 @@ use crate::config::Account;
 use crate::connect::{self, ConnectOptions};
 use crate::error::{Error, ExitKind, Result};
 use crate::plan::{self, Policy, SkipReason};
-use crate::pop3::{Flow, Listed, Retrieved, Session};
+use crate::pop3::{Listed, Retrieved, Session};
 use crate::store::Store;
 use crate::term;
 
@@ -352,7 +352,7 @@ pub fn summaries(peek: &mut Peek, only_new: bool) -> Result<Vec<Summary>> {
                 rows[i].subject = term::one_line(&format!("(the server refused TOP: {reason})"));
             }
         }
-        Ok(Flow::Continue)
+        Ok(())
     })?;
     Ok(rows)
 }
@@ -536,7 +536,7 @@ pub fn print_messages(
                     Error::with_source(ExitKind::Io, "writing to stdout", e)
                 })?;
                 out.flush().map_err(stdout_error)?;
-                Ok(Flow::Continue)
+                Ok(())
             }
             Retrieved::Refused(reason) => Err(Error::new(
                 ExitKind::Protocol,

@@ -20,7 +20,7 @@ use crate::deliver::{self, Delivery, MessageInfo};
 use crate::error::{Error, Result};
 use crate::filter;
 use crate::plan::{self, Policy};
-use crate::pop3::{Flow, Listed, Retrieved, Session};
+use crate::pop3::{Listed, Retrieved, Session};
 use crate::report::Progress;
 use crate::store::{MailboxLock, PendingEntry, Store};
 use sha2::{Digest, Sha256};
@@ -318,8 +318,13 @@ fn resolve_journal(
     Ok(())
 }
 
-/// Fetches `wanted` in batches. Returns the numbers of the messages
-/// delivered and recorded, with the error that stopped it, if any.
+/// Fetches `wanted`, committing in batches. Returns the numbers of the
+/// messages delivered and recorded, with the error that stopped it, if any.
+///
+/// A batch is committed from inside the RETR loop, so the pipeline keeps
+/// running: the server goes on sending into the socket buffers while the
+/// batch is made durable. (DELE is sent after all of this, before QUIT,
+/// which is when deletion takes effect anyway.)
 fn fetch(
     session: &mut Session,
     target: &mut dyn Delivery,
@@ -329,68 +334,106 @@ fn fetch(
     progress: &Progress,
     report: &mut SyncReport,
 ) -> std::result::Result<Vec<u32>, (Vec<u32>, Error)> {
-    let mut recorded: Vec<u32> = Vec::new();
     let batch_limit = target.batch_limit().min(BATCH_MESSAGES);
-    let mut next = 0;
-    while next < wanted.len() {
-        let batch_start = Instant::now();
-        // (index into `wanted`, the key its seen record gets)
-        let mut batch: Vec<(usize, String)> = Vec::new();
-        let mut batch_bytes = 0u64;
-        let numbers: Vec<u32> = wanted[next..].iter().map(|f| f.number).collect();
-        let result = session.retr_many(&numbers, &mut |i, reply| {
-            let item = &wanted[next + i];
-            match reply {
-                Retrieved::Body(body) => {
-                    let (size, key) = if item.uidl.is_empty() {
-                        // No identity from the server: the content's digest.
-                        let mut hashing = HashingReader::new(body);
-                        let size = target.deliver(&MessageInfo { uidl: "" }, &mut hashing)?;
-                        (size, format!("body:{}", hashing.hex()))
-                    } else {
-                        let size = target.deliver(&MessageInfo { uidl: &item.uidl }, body)?;
-                        (size, item.uidl.clone())
-                    };
-                    batch.push((next + i, key));
-                    batch_bytes += size;
-                    progress.advance(size);
-                }
-                Retrieved::Refused(reason) => {
-                    report.warnings.push(format!(
-                        "{}: the server would not send message {} ({reason}); it stays on the server",
-                        report.account, item.number
-                    ));
-                    report.skipped += 1;
-                }
+    let mut batch = Batch::default();
+    let mut commit_failed = false;
+    let numbers: Vec<u32> = wanted.iter().map(|f| f.number).collect();
+    let result = session.retr_many(&numbers, &mut |i, reply| {
+        let item = &wanted[i];
+        match reply {
+            Retrieved::Body(body) => {
+                let (size, key) = if item.uidl.is_empty() {
+                    // No identity from the server: the content's digest.
+                    let mut hashing = HashingReader::new(body);
+                    let size = target.deliver(&MessageInfo { uidl: "" }, &mut hashing)?;
+                    (size, format!("body:{}", hashing.hex()))
+                } else {
+                    let size = target.deliver(&MessageInfo { uidl: &item.uidl }, body)?;
+                    (size, item.uidl.clone())
+                };
+                batch.add(i, key, size);
+                progress.advance(size);
             }
-            let full = batch.len() >= batch_limit
-                || batch_bytes >= BATCH_BYTES
-                || batch_start.elapsed() >= BATCH_TIME;
-            Ok(if full { Flow::Pause } else { Flow::Continue })
-        });
-        // Commit whatever was fully delivered, even when the batch stopped
-        // on an error: those messages are complete on our side.
-        let committed = commit_batch(target, store, mailbox, &batch);
-        match committed {
-            Ok(()) => {
-                for (i, _) in &batch {
-                    let i = *i;
-                    recorded.push(wanted[i].number);
-                    report.new += 1;
-                }
-                report.bytes += batch_bytes;
-            }
-            Err(e) => {
-                target.rollback();
-                return Err((recorded, e));
+            Retrieved::Refused(reason) => {
+                report.warnings.push(format!(
+                    "{}: the server would not send message {} ({reason}); it stays on the server",
+                    report.account, item.number
+                ));
+                report.skipped += 1;
             }
         }
-        match result {
-            Ok(handled) => next += handled,
-            Err(e) => return Err((recorded, e)),
+        let full = batch.keys.len() >= batch_limit
+            || batch.bytes >= BATCH_BYTES
+            || batch.started.elapsed() >= BATCH_TIME;
+        if full {
+            batch
+                .commit(target, store, mailbox, wanted, report)
+                .inspect_err(|_| commit_failed = true)?;
+        }
+        Ok(())
+    });
+    if !commit_failed {
+        // Commit whatever was fully delivered, even when the loop stopped on
+        // an error: those messages are complete on our side.
+        if let Err(e) = batch.commit(target, store, mailbox, wanted, report) {
+            target.rollback();
+            return Err((batch.recorded, e));
+        }
+    } else {
+        target.rollback();
+    }
+    match result {
+        Ok(_) => Ok(batch.recorded),
+        Err(e) => Err((batch.recorded, e)),
+    }
+}
+
+/// Messages delivered since the last commit, and what was recorded so far.
+struct Batch {
+    /// (index into `wanted`, the key its seen record gets)
+    keys: Vec<(usize, String)>,
+    bytes: u64,
+    started: Instant,
+    /// Numbers of the messages delivered and recorded.
+    recorded: Vec<u32>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            keys: Vec::new(),
+            bytes: 0,
+            started: Instant::now(),
+            recorded: Vec::new(),
         }
     }
-    Ok(recorded)
+}
+
+impl Batch {
+    fn add(&mut self, index: usize, key: String, size: u64) {
+        self.keys.push((index, key));
+        self.bytes += size;
+    }
+
+    /// Makes the batch durable and recorded, then starts a new one.
+    fn commit(
+        &mut self,
+        target: &mut dyn Delivery,
+        store: &mut Store,
+        mailbox: i64,
+        wanted: &[plan::Fetch],
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        commit_batch(target, store, mailbox, &self.keys)?;
+        for (i, _) in self.keys.drain(..) {
+            self.recorded.push(wanted[i].number);
+            report.new += 1;
+        }
+        report.bytes += self.bytes;
+        self.bytes = 0;
+        self.started = Instant::now();
+        Ok(())
+    }
 }
 
 fn commit_batch(
@@ -438,7 +481,7 @@ pub(crate) fn identify_without_uidl(
                     top_works = false;
                 }
             }
-            Ok(Flow::Continue)
+            Ok(())
         })?;
         if top_works {
             for (entry, digest) in listing.iter_mut().zip(digests) {

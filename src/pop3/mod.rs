@@ -598,14 +598,6 @@ pub enum Retrieved<'a, 'b> {
     Refused(String),
 }
 
-/// Whether to go on queuing RETRs after this message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    /// Stop after the ones already sent (e.g. to commit a batch).
-    Pause,
-}
-
 /// A multi-line response body as a `Read`: dot-unstuffed, LF line ends,
 /// ends (returns 0) right after the terminator.
 pub struct Body<'a> {
@@ -804,8 +796,7 @@ impl Session {
 
     /// Retrieves `numbers` with RETR, pipelined, handing each reply to
     /// `on_message(index, reply)` in order. The callback must read a body to
-    /// its end or fail. Returns how many messages were handled: fewer than
-    /// asked when the callback said [`Flow::Pause`].
+    /// its end or fail.
     ///
     /// If the callback fails, the replies already requested are read and
     /// thrown away so the session stays usable (to commit and QUIT), and
@@ -814,8 +805,8 @@ impl Session {
     pub fn retr_many(
         &mut self,
         numbers: &[u32],
-        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<Flow>,
-    ) -> Result<usize> {
+        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<()>,
+    ) -> Result<()> {
         self.fetch_many(numbers, None, on_message)
     }
 
@@ -824,8 +815,8 @@ impl Session {
         &mut self,
         numbers: &[u32],
         lines: u32,
-        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<Flow>,
-    ) -> Result<usize> {
+        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<()>,
+    ) -> Result<()> {
         self.fetch_many(numbers, Some(lines), on_message)
     }
 
@@ -833,18 +824,17 @@ impl Session {
         &mut self,
         numbers: &[u32],
         top_lines: Option<u32>,
-        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<Flow>,
-    ) -> Result<usize> {
+        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<()>,
+    ) -> Result<()> {
         let window = self.window();
         let verb = if top_lines.is_some() { "TOP" } else { "RETR" };
         let mut sent = 0;
-        let mut paused = false;
         let mut failure: Option<Error> = None;
         let mut done = 0;
-        while done < sent || (!paused && failure.is_none() && sent < numbers.len()) {
+        while done < sent || (failure.is_none() && sent < numbers.len()) {
             // Refill the window when half of it is used up, not after every
             // reply: far fewer writes (and TLS records) for the same flow.
-            if !paused && failure.is_none() && sent - done <= window / 2 {
+            if failure.is_none() && sent - done <= window / 2 {
                 while sent < numbers.len() && sent < done + window {
                     let cmd = match top_lines {
                         Some(k) => Command::Top(numbers[sent], k),
@@ -882,10 +872,8 @@ impl Session {
                     if !complete {
                         body.drain().map_err(|e| self.conn.net_error(&what, e))?;
                     }
-                    match outcome {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Pause) => paused = true,
-                        Err(e) => failure = Some(e),
+                    if let Err(e) = outcome {
+                        failure = Some(e);
                     }
                 }
                 Status::Err { code, text } => {
@@ -911,10 +899,8 @@ impl Session {
                         Some(c) => format!("[{}] {text}", resp_code_name(&c)),
                         None => text,
                     };
-                    match on_message(index, Retrieved::Refused(reason)) {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Pause) => paused = true,
-                        Err(e) => failure = Some(e),
+                    if let Err(e) = on_message(index, Retrieved::Refused(reason)) {
+                        failure = Some(e);
                     }
                 }
                 Status::Continue(_) => {
@@ -927,7 +913,7 @@ impl Session {
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(done),
+            None => Ok(()),
         }
     }
 
