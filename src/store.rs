@@ -115,6 +115,11 @@ impl Store {
                     e,
                 )
             })?;
+        // Setting up a connection is serialized across threads and
+        // processes: two connections switching a new database to WAL at
+        // once get "database is locked" straight away, without the busy
+        // wait (seen with -j on a fresh state directory).
+        let _setup = setup_lock(state_dir)?;
         let conn = Connection::open(&path).map_err(|e| db_error("cannot open", e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| db_error("setup", e))?;
@@ -422,6 +427,31 @@ impl Store {
     }
 }
 
+/// Held while a connection to the seen database is set up (an OS lock,
+/// released when dropped or when the process dies).
+fn setup_lock(state_dir: &Path) -> Result<File> {
+    let dir = state_dir.join("locks");
+    ensure_state_dir(&dir)?;
+    let path = dir.join("seen-setup.lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| {
+            Error::with_source(
+                ExitKind::CantCreate,
+                format!("cannot create the lock file {}", path.display()),
+                e,
+            )
+        })?;
+    file.lock().map_err(|e| {
+        Error::with_source(ExitKind::Io, format!("cannot lock {}", path.display()), e)
+    })?;
+    Ok(file)
+}
+
 /// The per-mailbox lock (SPEC §4.4): an OS file lock, so it dies with the
 /// process that held it (a `kill -9` never leaves a stale lock), with the
 /// holder's pid in the file for the message the next one prints.
@@ -607,6 +637,31 @@ mod tests {
         assert_eq!(mode & 0o077, 0);
         let mode = std::fs::metadata(&state).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0);
+    }
+
+    /// Regression: with -j on a fresh state directory, parallel opens got
+    /// "database is locked" while the database was switched to WAL.
+    #[test]
+    fn parallel_opens_of_a_fresh_database_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..6)
+                    .map(|i| {
+                        let d = dir.path();
+                        s.spawn(move || {
+                            let mut store = Store::open(d)?;
+                            let mb = store.mailbox(&format!("user{i}@h"))?;
+                            store.commit_delivered(mb, &["u"], &[])
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in results {
+                r.unwrap();
+            }
+        }
     }
 
     #[test]
