@@ -427,13 +427,13 @@ impl Store {
     }
 }
 
-/// Held while a connection to the seen database is set up (an OS lock,
-/// released when dropped or when the process dies).
-fn setup_lock(state_dir: &Path) -> Result<File> {
+/// Opens (creating it, 0600) a lock file in the state directory's `locks/`.
+fn open_lock_file(state_dir: &Path, name: &str) -> Result<(File, PathBuf)> {
     let dir = state_dir.join("locks");
     ensure_state_dir(&dir)?;
-    let path = dir.join("seen-setup.lock");
+    let path = dir.join(name);
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
@@ -446,6 +446,13 @@ fn setup_lock(state_dir: &Path) -> Result<File> {
                 e,
             )
         })?;
+    Ok((file, path))
+}
+
+/// Held while a connection to the seen database is set up (an OS lock,
+/// released when dropped or when the process dies).
+fn setup_lock(state_dir: &Path) -> Result<File> {
+    let (file, path) = open_lock_file(state_dir, "seen-setup.lock")?;
     file.lock().map_err(|e| {
         Error::with_source(ExitKind::Io, format!("cannot lock {}", path.display()), e)
     })?;
@@ -461,23 +468,7 @@ pub struct MailboxLock {
 
 impl MailboxLock {
     pub fn acquire(state_dir: &Path, identity: &str) -> Result<MailboxLock> {
-        let dir = state_dir.join("locks");
-        ensure_state_dir(&dir)?;
-        let path = dir.join(lock_file_name(identity));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                Error::with_source(
-                    ExitKind::CantCreate,
-                    format!("cannot create the lock file {}", path.display()),
-                    e,
-                )
-            })?;
+        let (mut file, path) = open_lock_file(state_dir, &lock_file_name(identity))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
