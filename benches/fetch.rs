@@ -60,7 +60,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -375,6 +375,12 @@ fn maildir_count(root: &Path) -> usize {
 struct Sample {
     secs: f64,
     max_rss_kib: u64,
+    /// CPU time (user + system) of the contender and the children it
+    /// waited for; with Dovecot on the same cores, every CPU second a
+    /// client spends is taken from the server too.
+    cpu_secs: f64,
+    /// CPU time Dovecot spent in the same run (its whole process tree).
+    server_cpu_secs: f64,
 }
 
 /// Runs `cmd` through a small `__run` wrapper process and returns wall time
@@ -411,7 +417,9 @@ fn measure(cmd: &mut Command, log: &Path, ok_codes: &[i32]) -> Sample {
         .unwrap_or_else(|e| panic!("spawn the __run wrapper: {e}"));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace();
-    let (Some(secs), Some(kib), Some(code)) = (it.next(), it.next(), it.next()) else {
+    let (Some(secs), Some(kib), Some(cpu), Some(code)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
         panic!("__run wrapper said {text:?}");
     };
     let code: i32 = code.parse().unwrap();
@@ -424,11 +432,13 @@ fn measure(cmd: &mut Command, log: &Path, ok_codes: &[i32]) -> Sample {
     Sample {
         secs: secs.parse().unwrap(),
         max_rss_kib: kib.parse().unwrap(),
+        cpu_secs: cpu.parse().unwrap(),
+        server_cpu_secs: 0.0,
     }
 }
 
 /// `__run LOG PROGRAM ARGS...`: runs PROGRAM with stdout and stderr to LOG,
-/// then prints `seconds max_rss_kib exit_code`.
+/// then prints `seconds max_rss_kib cpu_seconds exit_code`.
 fn run_main(args: &[String]) {
     let (log, rest) = args.split_first().expect("__run LOG PROGRAM ARGS...");
     let (program, args) = rest.split_first().expect("__run LOG PROGRAM ARGS...");
@@ -455,7 +465,9 @@ fn run_main(args: &[String]) {
     } else {
         -1
     };
-    println!("{secs:.6} {} {code}", usage.ru_maxrss);
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    println!("{secs:.6} {} {cpu:.6} {code}", usage.ru_maxrss);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -769,7 +781,9 @@ impl Bench {
                 } else {
                     fresh.insert(LocalDirs::new(c.name()))
                 };
-                let sample = self.run_once(s, c, dirs);
+                let server_before = tree_cpu_secs(self.dc.pid());
+                let mut sample = self.run_once(s, c, dirs);
+                sample.server_cpu_secs = server_cpu_since(self.dc.pid(), server_before);
                 if s != Scenario::NoNew || c == Contender::Bare {
                     let got = maildir_count(&dirs.maildir());
                     let want = if c == Contender::Bare || c == Contender::Fetchmail {
@@ -784,11 +798,13 @@ impl Bench {
                     assert_eq!(left, 0, "{} left {left} messages", c.name());
                 }
                 eprintln!(
-                    "bench:   rep {} {:<9} {:>8.3} s  {:>7.1} MiB",
+                    "bench:   rep {} {:<9} {:>8.3} s  {:>7.1} MiB  cpu {:.3} s  server cpu {:.3} s",
                     rep + 1,
                     c.name(),
                     sample.secs,
-                    sample.max_rss_kib as f64 / 1024.0
+                    sample.max_rss_kib as f64 / 1024.0,
+                    sample.cpu_secs,
+                    sample.server_cpu_secs
                 );
                 self.results.entry((s, c)).or_default().push(sample);
                 self.finished.extend(fresh);
@@ -949,28 +965,34 @@ impl Bench {
         )
         .ok();
         t.push_str(
-            "| scenario | contender | median s | min–max s | × bare | × mpop | peak RSS MiB |\n\
-             |---|---|---:|---:|---:|---:|---:|\n",
+            "| scenario | contender | median s | min–max s | × bare | × mpop | client CPU s | server CPU s | peak RSS MiB |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in scenarios {
-            let median_of = |c: Contender| self.results.get(&(*s, c)).map(|v| median(v));
+            let median_of = |c: Contender| {
+                self.results
+                    .get(&(*s, c))
+                    .map(|v| median(v.iter().map(|x| x.secs)))
+            };
             let bare = median_of(Contender::Bare);
             let mpop = median_of(Contender::Mpop);
             for c in &self.contenders {
                 let Some(samples) = self.results.get(&(*s, *c)) else {
                     continue;
                 };
-                let m = median(samples);
+                let m = median(samples.iter().map(|x| x.secs));
                 let min = samples.iter().map(|x| x.secs).fold(f64::MAX, f64::min);
                 let max = samples.iter().map(|x| x.secs).fold(0.0, f64::max);
                 let rss = samples.iter().map(|x| x.max_rss_kib).max().unwrap_or(0);
+                let cpu = median(samples.iter().map(|x| x.cpu_secs));
+                let server_cpu = median(samples.iter().map(|x| x.server_cpu_secs));
                 let ratio = |base: Option<f64>| match base {
                     Some(b) if b > 0.0 => format!("{:.2}", m / b),
                     _ => "–".to_string(),
                 };
                 writeln!(
                     t,
-                    "| {} | {} | {m:.3} | {min:.3}–{max:.3} | {} | {} | {:.1} |",
+                    "| {} | {} | {m:.3} | {min:.3}–{max:.3} | {} | {} | {cpu:.2} | {server_cpu:.2} | {:.1} |",
                     s.title(),
                     c.name(),
                     ratio(bare),
@@ -996,9 +1018,71 @@ impl Bench {
 
 use std::fmt::Write as _;
 
-fn median(samples: &[Sample]) -> f64 {
-    let mut v: Vec<f64> = samples.iter().map(|s| s.secs).collect();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+/// CPU seconds (user + system) used so far by the process `root` and all
+/// its descendants, living or reaped: each process's own time plus the
+/// time of the children it has reaped, summed over the live tree, counts
+/// every process once.
+fn tree_cpu_secs(root: u32) -> f64 {
+    let mut parent_of = BTreeMap::new();
+    let mut ticks_of = BTreeMap::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command name, which may hold spaces.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // rest[0] is field 3 (state): ppid = field 4, utime..cstime = 14..17.
+        let num = |i: usize| {
+            f.get(i - 3)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        parent_of.insert(pid, num(4) as u32);
+        ticks_of.insert(pid, num(14) + num(15) + num(16) + num(17));
+    }
+    let in_tree = |mut pid: u32| loop {
+        if pid == root {
+            return true;
+        }
+        match parent_of.get(&pid) {
+            Some(&p) if p != 0 && p != pid => pid = p,
+            _ => return false,
+        }
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks: u64 = ticks_of
+        .iter()
+        .filter(|(pid, _)| in_tree(**pid))
+        .map(|(_, t)| t)
+        .sum();
+    ticks as f64 / hz
+}
+
+/// Dovecot's CPU seconds since `before`, once the session's processes
+/// have ended and been reaped (their time then shows in the master's).
+fn server_cpu_since(root: u32, before: f64) -> f64 {
+    let mut last = tree_cpu_secs(root);
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = tree_cpu_secs(root);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last - before
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
         v[n / 2]
