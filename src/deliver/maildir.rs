@@ -30,8 +30,10 @@
 //! step 3 and step 4 of a crashed run gets it once more.
 
 use std::collections::HashSet;
+use std::ffi::CString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,10 +44,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{copy_with_final_newline, Delivery, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
 use crate::store::PendingEntry;
-
-/// Write buffer of a message file: the body arrives in pieces of a TLS
-/// record or so; this turns them into few large writes.
-const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Most messages per commit. A commit costs a fixed part (two database
 /// transactions, the fsync of `new/`, and the pipeline running dry while
@@ -64,6 +62,10 @@ struct Staged {
 
 pub struct Maildir {
     root: PathBuf,
+    /// `tmp/` and `new/`, held open: files are created and renamed
+    /// relative to them, without walking the whole path for each message.
+    tmp_dir: Dir,
+    new_dir: Dir,
     staged: Vec<Staged>,
     /// Started with the first delivery; `None` before, or if no thread
     /// could be started (then commit fsyncs the files itself).
@@ -209,6 +211,8 @@ impl Maildir {
         }
         Ok(Maildir {
             root: root.to_path_buf(),
+            tmp_dir: Dir::open(&root.join("tmp"))?,
+            new_dir: Dir::open(&root.join("new"))?,
             staged: Vec::new(),
             syncer: None,
             syncer_tried: false,
@@ -296,17 +300,12 @@ impl Maildir {
 impl Delivery for Maildir {
     fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
         let base = unique_name();
-        let path = self.root.join("tmp").join(&base);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        let path = self.tmp_dir.path.join(&base);
+        let mut file = self
+            .tmp_dir
+            .create_new(&base)
             .map_err(|e| Error::local_io(format!("cannot create {}", path.display()), e))?;
-        let written = {
-            let mut out = BufWriter::with_capacity(WRITE_BUFFER, &mut file);
-            copy_with_final_newline(body, &mut out).and_then(|n| out.flush().map(|_| n))
-        };
+        let written = copy_with_final_newline(body, &mut file);
         if written.is_ok() {
             start_writeback(&file);
         }
@@ -330,7 +329,7 @@ impl Delivery for Maildir {
             }
             Err(e) => {
                 drop(file);
-                let _ = fs::remove_file(&path);
+                let _ = self.tmp_dir.remove(&base);
                 Err(Error::local_io(format!("writing {}", path.display()), e))
             }
         }
@@ -370,16 +369,21 @@ impl Delivery for Maildir {
             })
             .collect();
         journal(&entries)?;
-        let new = self.root.join("new");
         for (s, e) in self.staged.iter().zip(&entries) {
-            fs::rename(tmp.join(&s.base), new.join(&e.name)).map_err(|err| {
-                Error::local_io(
-                    format!("cannot move {} into {}", s.base, new.display()),
-                    err,
-                )
-            })?;
+            self.tmp_dir
+                .rename_to(&s.base, &self.new_dir, &e.name)
+                .map_err(|err| {
+                    Error::local_io(
+                        format!(
+                            "cannot move {} into {}",
+                            s.base,
+                            self.new_dir.path.display()
+                        ),
+                        err,
+                    )
+                })?;
         }
-        sync_dir(&new)?;
+        self.new_dir.sync()?;
         self.staged.clear();
         Ok(entries.into_iter().map(|e| e.name).collect())
     }
@@ -391,7 +395,7 @@ impl Delivery for Maildir {
             let _ = syncer.wait();
         }
         for s in self.staged.drain(..) {
-            let _ = fs::remove_file(self.root.join("tmp").join(&s.base));
+            let _ = self.tmp_dir.remove(&s.base);
         }
     }
 
@@ -447,12 +451,98 @@ fn writer_is_gone(name: &str) -> bool {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
-        Error::local_io(
-            format!("cannot flush the folder {} to disk", dir.display()),
-            e,
-        )
-    })
+    Dir::open(dir)?.sync()
+}
+
+/// An open directory that files are created in and renamed between by
+/// name (`openat`, `renameat`), keeping its path for messages.
+struct Dir {
+    handle: File,
+    path: PathBuf,
+}
+
+impl Dir {
+    fn open(path: &Path) -> Result<Dir> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
+            .map(|handle| Dir {
+                handle,
+                path: path.to_path_buf(),
+            })
+            .map_err(|e| Error::local_io(format!("cannot open the folder {}", path.display()), e))
+    }
+
+    /// Creates `name` for writing, owner-only; fails if it exists.
+    fn create_new(&self, name: &str) -> io::Result<File> {
+        let name = c_name(name)?;
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                self.handle.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor we just opened and own alone.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Renames `name` here to `to_name` in `to` (atomic, same file system).
+    fn rename_to(&self, name: &str, to: &Dir, to_name: &str) -> io::Result<()> {
+        let (from, dest) = (c_name(name)?, c_name(to_name)?);
+        // SAFETY: valid directory descriptors and NUL-terminated names.
+        let rc = unsafe {
+            libc::renameat(
+                self.handle.as_raw_fd(),
+                from.as_ptr(),
+                to.handle.as_raw_fd(),
+                dest.as_ptr(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        let rc = unsafe { libc::unlinkat(self.handle.as_raw_fd(), name.as_ptr(), 0) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// Makes the directory's entries durable.
+    fn sync(&self) -> Result<()> {
+        self.handle.sync_all().map_err(|e| {
+            Error::local_io(
+                format!("cannot flush the folder {} to disk", self.path.display()),
+                e,
+            )
+        })
+    }
+}
+
+/// A file name for the *at() calls; names we make never hold a NUL or `/`.
+fn c_name(name: &str) -> io::Result<CString> {
+    if name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a name with '/'",
+        ));
+    }
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with NUL"))
 }
 
 /// The unique part of a file name, before the `,S=` or `:2,` suffixes.
@@ -465,8 +555,23 @@ const UNIQUE_TAG: &str = "Ppf";
 
 /// `<secs>.M<usec>P<pid>Q<n>R<random>Ppf.<host>`: unique per the Maildir
 /// conventions (time, pid, a per-process counter and randomness).
+///
+/// The pid, the host and a random seed are read once per process (this
+/// program never forks without exec); the random part of each name is the
+/// seed stirred with the counter. So making a name costs no system call.
 fn unique_name() -> String {
+    struct Process {
+        pid: u32,
+        seed: u64,
+        host: String,
+    }
+    static PROCESS: std::sync::OnceLock<Process> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let p = PROCESS.get_or_init(|| Process {
+        pid: std::process::id(),
+        seed: random_u64(),
+        host: hostname(),
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -475,11 +580,20 @@ fn unique_name() -> String {
         "{}.M{}P{}Q{}R{:016x}{UNIQUE_TAG}.{}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        p.pid,
         n,
-        random_u64(),
-        hostname()
+        splitmix64(p.seed.wrapping_add(n)),
+        p.host
     )
+}
+
+/// A bijective 64-bit mixer (SplitMix64's finaliser): distinct inputs give
+/// distinct, well-spread outputs.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn random_u64() -> u64 {
@@ -503,23 +617,19 @@ fn random_u64() -> u64 {
 
 /// The host name, with `/`, `:` and `,` encoded as Maildir readers expect.
 fn hostname() -> String {
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| {
-        let mut buf = [0u8; 256];
-        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-        // or truncates within it.
-        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-        let raw = if ok {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            String::from_utf8_lossy(&buf[..end]).into_owned()
-        } else {
-            "localhost".to_string()
-        };
-        raw.replace('/', "\\057")
-            .replace(':', "\\072")
-            .replace(',', "\\054")
-    })
-    .clone()
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // or truncates within it.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let raw = if ok {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
+    };
+    raw.replace('/', "\\057")
+        .replace(':', "\\072")
+        .replace(',', "\\054")
 }
 
 #[cfg(test)]

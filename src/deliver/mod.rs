@@ -106,23 +106,56 @@ pub(crate) fn return_path(head: &[u8]) -> Option<String> {
 
 /// Copies `body` into `out`, adding a final LF when the message does not
 /// end with one, and returns the bytes written.
+///
+/// The body arrives in pieces of a TLS record or so; they are gathered in
+/// a per-thread buffer and written in blocks of [`COPY_BLOCK`], so a small
+/// message is one `write`. The buffer is reused: a fresh zeroed 64 KiB for
+/// every message cost more than the copy itself.
 pub(crate) fn copy_with_final_newline(
     body: &mut dyn Read,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
+    thread_local! {
+        static BLOCK: std::cell::RefCell<Box<[u8]>> =
+            std::cell::RefCell::new(vec![0u8; COPY_BLOCK].into_boxed_slice());
+    }
+    BLOCK.with(|block| match block.try_borrow_mut() {
+        Ok(mut buf) => copy_blocks(body, out, &mut buf),
+        // Only if a body's reader itself delivers a message: use a buffer
+        // of its own rather than share.
+        Err(_) => copy_blocks(body, out, &mut vec![0u8; COPY_BLOCK]),
+    })
+}
+
+/// Size of the blocks [`copy_with_final_newline`] writes.
+const COPY_BLOCK: usize = 64 * 1024;
+
+fn copy_blocks(
+    body: &mut dyn Read,
+    out: &mut dyn std::io::Write,
+    buf: &mut [u8],
+) -> std::io::Result<u64> {
     let mut total = 0u64;
     let mut last = b'\n';
     loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        out.write_all(&buf[..n])?;
-        last = buf[n - 1];
-        total += n as u64;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match body.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        out.write_all(&buf[..filled])?;
+        last = buf[filled - 1];
+        total += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
     }
     if total > 0 && last != b'\n' {
         out.write_all(b"\n")?;

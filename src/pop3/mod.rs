@@ -604,6 +604,8 @@ pub struct Body<'a> {
     reader: &'a mut BufReader<Stream>,
     unstuffer: Unstuffer,
     bytes: u64,
+    /// A decoded byte a one-byte read had no room for; given out first.
+    spilled: Option<u8>,
     /// A network failure seen while reading, kept so the caller can tell it
     /// from a local write failure.
     net_failure: Option<io::ErrorKind>,
@@ -616,7 +618,7 @@ impl Body<'_> {
     }
 
     pub fn is_complete(&self) -> bool {
-        self.unstuffer.is_done()
+        self.unstuffer.is_done() && self.spilled.is_none()
     }
 
     fn drain(&mut self) -> io::Result<()> {
@@ -628,11 +630,23 @@ impl Body<'_> {
 
 impl Read for Body<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.len() < 2 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read buffer too small",
-            ));
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(byte) = self.spilled.take() {
+            buf[0] = byte;
+            return Ok(1);
+        }
+        if buf.len() == 1 {
+            // The unstuffer needs room for two bytes (a held-back CR and
+            // the next one): decode into a pair and keep the second.
+            let mut pair = [0u8; 2];
+            let n = self.read(&mut pair)?;
+            if n == 2 {
+                self.spilled = Some(pair[1]);
+            }
+            buf[0] = pair[0];
+            return Ok(n.min(1));
         }
         loop {
             if self.unstuffer.is_done() {
@@ -852,6 +866,7 @@ impl Session {
             match status {
                 Status::Ok(_) => {
                     let mut body = Body {
+                        spilled: None,
                         reader: &mut self.conn.reader,
                         unstuffer: Unstuffer::new(),
                         bytes: 0,
@@ -1007,5 +1022,42 @@ mod tests {
         let e = server_error("h", "RETR 1", Phase::Transaction, None, "no");
         assert_eq!(e.kind(), ExitKind::Protocol);
         assert!(e.message().contains("-ERR no"));
+    }
+
+    /// `Body` is a proper `Read`: any buffer size, including one byte
+    /// (the unstuffer itself needs room for two), gives the same bytes.
+    #[test]
+    fn body_reads_the_same_with_any_buffer_size() {
+        use std::net::{TcpListener, TcpStream};
+        let wire = b"a\r\n..dot\r\nx\ry\r\n\r\nend\r\n.\r\nNEXT";
+        let want = b"a\n.dot\nx\ry\n\nend\n";
+        for sizes in [&[1usize][..], &[2], &[1, 3, 1, 2], &[64]] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut server = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (client, _) = listener.accept().unwrap();
+            server.write_all(wire).unwrap();
+            let mut reader = BufReader::with_capacity(READ_BUFFER, Stream::Plain(client));
+            let mut body = Body {
+                spilled: None,
+                reader: &mut reader,
+                unstuffer: Unstuffer::new(),
+                bytes: 0,
+                net_failure: None,
+            };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            for k in 0.. {
+                let n = body.read(&mut buf[..sizes[k % sizes.len()]]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, want, "buffer sizes {sizes:?}");
+            assert!(body.is_complete());
+            let mut rest = [0u8; 4];
+            reader.read_exact(&mut rest).unwrap();
+            assert_eq!(&rest, b"NEXT", "stops right after the terminator");
+        }
     }
 }
