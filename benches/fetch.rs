@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-use support::dovecot::{dovecot_available, Dovecot};
+use support::dovecot::{dovecot_available, maildir_name, Dovecot};
 
 const USER_MIXED: &str = "mixed";
 const USER_MANY: &str = "many";
@@ -354,7 +354,7 @@ impl Template {
         for f in &self.files {
             self.counter += 1;
             let n = self.counter;
-            let name = format!("{n}.M{n}P{}.bench", std::process::id());
+            let name = maildir_name(n, "bench");
             fs::hard_link(f, maildir.join("new").join(name)).unwrap();
         }
     }
