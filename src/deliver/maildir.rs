@@ -7,13 +7,15 @@
 //!    are invisible to mail readers, nothing is seen, and the messages are
 //!    fetched again. Stale `tmp/` files of ours are removed at the next
 //!    start.
-//! 2. Commit: every file is fsynced, then a journal entry per message
+//! 2. Commit: every file is made durable, then a journal entry per message
 //!    (UIDL + final name) is committed to the seen database. A crash before
-//!    the journal commit is case 1. The fsyncs are issued by a background
-//!    thread as soon as each file is written, so they overlap the download
+//!    the journal commit is case 1. The flushes are issued by background
+//!    threads as soon as each file is written, so they overlap the download
 //!    of the next messages; the commit waits until every one of the batch
-//!    has succeeded before it writes the journal (a failed fsync fails the
-//!    commit, and nothing of the batch becomes visible or seen).
+//!    has succeeded before it writes the journal (a failed flush fails the
+//!    commit, and nothing of the batch becomes visible or seen). See
+//!    [`Flush`] for how files are flushed: in groups, with one `syncfs`
+//!    per group, where that is known to be sound, else one `fsync` each.
 //! 3. Each file is renamed to `new/<base>,S=<size>` and `new/` is fsynced.
 //! 4. The seen records are committed and the journal entries cleared, in
 //!    one transaction. Only then may the messages be DELEted.
@@ -81,9 +83,92 @@ struct SyncProgress {
     failure: Option<(PathBuf, io::Error)>,
 }
 
-/// A few threads that fsync message files as soon as they are written, so
-/// the disk flushes overlap the network, and several are in flight at once
-/// (one after the other, each waits for its own device flush).
+/// How written files are made durable.
+///
+/// Per-file `fsync` costs, on ext4 without a journal say, a synchronous
+/// write of the inode's table block, of the parent directory (a new
+/// entry), and a device flush, for every message. One `syncfs` writes
+/// every dirty file of the file system, each inode table block once, and
+/// flushes the device once: for a batch of small messages that is far less
+/// work (≈9% less CPU in the 5,000-message bench). It is used only where
+/// its result can be trusted:
+/// - Linux 5.8 or later, where `syncfs` reports write-back errors (since
+///   the descriptor was opened: ours is `tmp/`, opened before any write);
+///   earlier kernels always return success.
+/// - Local disk file systems whose `syncfs` flushes data, metadata and the
+///   device (ext2/3/4, XFS, Btrfs, F2FS). Elsewhere (NFS, FUSE, …) each
+///   file gets its own `fsync`, the portable guarantee.
+///
+/// The price: `syncfs` also writes other programs' dirty data on that file
+/// system, so a commit may wait for someone else's large write. It stays
+/// correct, only slower.
+enum Flush {
+    /// `fsync` each file, several threads at once.
+    EachFile,
+    /// `syncfs` through this descriptor of `tmp/`, for every file written
+    /// since the previous one.
+    Group(File),
+}
+
+impl Flush {
+    fn choose(tmp: &File) -> Flush {
+        match tmp.try_clone() {
+            Ok(fd) if syncfs_is_sound(tmp) => Flush::Group(fd),
+            _ => Flush::EachFile,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn syncfs_is_sound(dir: &File) -> bool {
+    // statfs f_type magic numbers (linux/magic.h).
+    const EXT234: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683E;
+    const F2FS: i64 = 0xF2F5_2010;
+    // SAFETY: all-zero is a valid statfs; fstatfs fills it in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a pointer to a statfs.
+    if unsafe { libc::fstatfs(dir.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    let local_disk = matches!(st.f_type as i64, EXT234 | XFS | BTRFS | F2FS);
+    local_disk && kernel_at_least(5, 8)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn syncfs_is_sound(_dir: &File) -> bool {
+    false
+}
+
+/// Whether the running kernel's release (`uname -r`) is at least
+/// `major.minor`.
+#[cfg(target_os = "linux")]
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    // SAFETY: all-zero is a valid utsname; uname fills it in.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a pointer to a utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return false;
+    }
+    // SAFETY: uname NUL-terminates the field.
+    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
+    release_at_least(&release.to_string_lossy(), major, minor)
+}
+
+/// `"6.1.0-18-amd64"` ≥ 5.8, `"5.4.0"` < 5.8; unparsable is "no".
+fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
+}
+
+/// Background threads that make message files durable as soon as they
+/// are written (see [`Flush`]), so the disk work overlaps the network.
 /// [`Syncer::wait`] is the barrier the commit needs: it returns once every
 /// submitted file is durable, or with the first failure.
 struct Syncer {
@@ -93,31 +178,50 @@ struct Syncer {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// fsync threads: enough to keep several flushes in flight; they mostly
-/// wait for the disk, not the CPU.
+/// Per-file fsync threads: enough to keep several flushes in flight; they
+/// mostly wait for the disk, not the CPU. A group flush needs only one.
 const SYNC_THREADS: usize = 4;
 
 impl Syncer {
-    fn start() -> Option<Syncer> {
+    fn start(flush: Flush) -> Option<Syncer> {
         let (tx, rx) = mpsc::channel::<(File, PathBuf)>();
         let rx = Arc::new(Mutex::new(rx));
         let progress = Arc::new((Mutex::new(SyncProgress::default()), Condvar::new()));
+        let flush = Arc::new(flush);
+        let count = match *flush {
+            Flush::EachFile => SYNC_THREADS,
+            Flush::Group(_) => 1,
+        };
         let mut threads = Vec::new();
-        for i in 0..SYNC_THREADS {
+        for i in 0..count {
             let rx = rx.clone();
             let shared = progress.clone();
+            let flush = flush.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("maildir-fsync-{i}"))
                 .spawn(move || loop {
-                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((file, path)) = job else { return };
-                    let res = file.sync_all();
-                    drop(file);
+                    let mut group = {
+                        let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                        let Ok(first) = rx.recv() else { return };
+                        let mut group = vec![first];
+                        if let Flush::Group(_) = *flush {
+                            // Everything written meanwhile goes in this flush.
+                            group.extend(rx.try_iter());
+                        }
+                        group
+                    };
+                    let res = match &*flush {
+                        Flush::EachFile => group[0].0.sync_all(),
+                        Flush::Group(fs) => syncfs(fs),
+                    };
+                    let done = group.len() as u64;
+                    let first_path = std::mem::take(&mut group[0].1);
+                    drop(group);
                     let (lock, cond) = &*shared;
                     let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    p.done += 1;
+                    p.done += done;
                     if let Err(e) = res {
-                        p.failure.get_or_insert((path, e));
+                        p.failure.get_or_insert((first_path, e));
                     }
                     cond.notify_all();
                 });
@@ -313,7 +417,7 @@ impl Delivery for Maildir {
             Ok(size) => {
                 if !self.syncer_tried {
                     self.syncer_tried = true;
-                    self.syncer = Syncer::start();
+                    self.syncer = Syncer::start(Flush::choose(&self.tmp_dir.handle));
                 }
                 let file = match &mut self.syncer {
                     Some(syncer) => syncer.submit(file, path).err(),
@@ -429,6 +533,21 @@ fn start_writeback(file: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
+}
+
+/// Flushes the whole file system `fd` is on (see [`Flush`]).
+fn syncfs(fd: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a valid open descriptor.
+        if unsafe { libc::syncfs(fd.as_raw_fd()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    fd.sync_all()
 }
 
 /// Whether the process that made this `tmp/` file name (its `P<pid>`
@@ -746,5 +865,37 @@ mod tests {
         let b = unique_name();
         assert_ne!(a, b);
         assert!(!a.contains('/') && !base_of(&a).contains(','));
+    }
+
+    #[test]
+    fn kernel_releases_compare() {
+        assert!(release_at_least("5.8.0", 5, 8));
+        assert!(release_at_least("6.1.0-18-amd64", 5, 8));
+        assert!(release_at_least("6.18.44-fc-v782", 5, 8));
+        assert!(release_at_least("10.0", 5, 8));
+        assert!(!release_at_least("5.4.0-150-generic", 5, 8));
+        assert!(!release_at_least("4.19.0", 5, 8));
+        assert!(!release_at_least("", 5, 8));
+        assert!(!release_at_least("six", 5, 8));
+    }
+
+    /// Both ways of flushing report every submitted file as done, and the
+    /// group flush takes files written while a flush runs into the next.
+    #[test]
+    fn syncer_flushes_every_file_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = File::open(dir.path()).unwrap();
+        for flush in [Flush::EachFile, Flush::Group(tmp.try_clone().unwrap())] {
+            let group = matches!(flush, Flush::Group(_));
+            let mut syncer = Syncer::start(flush).unwrap();
+            for i in 0..50 {
+                let path = dir.path().join(format!("f{i}-{group}"));
+                let file = File::create(&path).unwrap();
+                assert!(syncer.submit(file, path).is_ok());
+            }
+            syncer.wait().unwrap();
+            let (lock, _) = &*syncer.progress;
+            assert_eq!(lock.lock().unwrap().done, 50, "group: {group}");
+        }
     }
 }
