@@ -381,6 +381,9 @@ struct Sample {
     cpu_secs: f64,
     /// CPU time Dovecot spent in the same run (its whole process tree).
     server_cpu_secs: f64,
+    /// CPU time the whole machine spent (all processes and the kernel's
+    /// own threads, e.g. write-back), from /proc/stat.
+    machine_cpu_secs: f64,
 }
 
 /// Runs `cmd` through a small `__run` wrapper process and returns wall time
@@ -434,6 +437,7 @@ fn measure(cmd: &mut Command, log: &Path, ok_codes: &[i32]) -> Sample {
         max_rss_kib: kib.parse().unwrap(),
         cpu_secs: cpu.parse().unwrap(),
         server_cpu_secs: 0.0,
+        machine_cpu_secs: 0.0,
     }
 }
 
@@ -782,7 +786,9 @@ impl Bench {
                     fresh.insert(LocalDirs::new(c.name()))
                 };
                 let server_before = tree_cpu_secs(self.dc.pid());
+                let machine_before = machine_busy_secs();
                 let mut sample = self.run_once(s, c, dirs);
+                sample.machine_cpu_secs = machine_busy_secs() - machine_before;
                 sample.server_cpu_secs = server_cpu_since(self.dc.pid(), server_before);
                 if s != Scenario::NoNew || c == Contender::Bare {
                     let got = maildir_count(&dirs.maildir());
@@ -798,13 +804,14 @@ impl Bench {
                     assert_eq!(left, 0, "{} left {left} messages", c.name());
                 }
                 eprintln!(
-                    "bench:   rep {} {:<9} {:>8.3} s  {:>7.1} MiB  cpu {:.3} s  server cpu {:.3} s",
+                    "bench:   rep {} {:<9} {:>8.3} s  {:>7.1} MiB  cpu {:.3} s  server cpu {:.3} s  machine cpu {:.2} s",
                     rep + 1,
                     c.name(),
                     sample.secs,
                     sample.max_rss_kib as f64 / 1024.0,
                     sample.cpu_secs,
-                    sample.server_cpu_secs
+                    sample.server_cpu_secs,
+                    sample.machine_cpu_secs
                 );
                 self.results.entry((s, c)).or_default().push(sample);
                 self.finished.extend(fresh);
@@ -965,8 +972,8 @@ impl Bench {
         )
         .ok();
         t.push_str(
-            "| scenario | contender | median s | min–max s | × bare | × mpop | client CPU s | server CPU s | peak RSS MiB |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| scenario | contender | median s | min–max s | × bare | × mpop | client CPU s | server CPU s | machine CPU s | peak RSS MiB |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in scenarios {
             let median_of = |c: Contender| {
@@ -986,13 +993,14 @@ impl Bench {
                 let rss = samples.iter().map(|x| x.max_rss_kib).max().unwrap_or(0);
                 let cpu = median(samples.iter().map(|x| x.cpu_secs));
                 let server_cpu = median(samples.iter().map(|x| x.server_cpu_secs));
+                let machine_cpu = median(samples.iter().map(|x| x.machine_cpu_secs));
                 let ratio = |base: Option<f64>| match base {
                     Some(b) if b > 0.0 => format!("{:.2}", m / b),
                     _ => "–".to_string(),
                 };
                 writeln!(
                     t,
-                    "| {} | {} | {m:.3} | {min:.3}–{max:.3} | {} | {} | {cpu:.2} | {server_cpu:.2} | {:.1} |",
+                    "| {} | {} | {m:.3} | {min:.3}–{max:.3} | {} | {} | {cpu:.2} | {server_cpu:.2} | {machine_cpu:.2} | {:.1} |",
                     s.title(),
                     c.name(),
                     ratio(bare),
@@ -1063,6 +1071,32 @@ fn tree_cpu_secs(root: u32) -> f64 {
         .map(|(_, t)| t)
         .sum();
     ticks as f64 / hz
+}
+
+/// CPU seconds the machine has been busy (every state but idle and
+/// waiting for I/O, summed over all cores) since boot, from /proc/stat.
+fn machine_busy_secs() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already counted in user).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / hz
 }
 
 /// Dovecot's CPU seconds since `before`, once the session's processes
