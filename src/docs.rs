@@ -181,7 +181,10 @@ which messages of which mailbox were delivered ($XDG_STATE_HOME is honoured)
 \fI~/.local/state/popfetch/locks/\fR
 one lock per mailbox; a second popfetch on the same mailbox exits 75
 .SH DELIVERY
-A message counts as delivered only once it is on disk (fsync). Maildir delivery is
+A message counts as delivered only once it is on disk: fsync per file, or, for a Maildir on a
+local ext2/3/4, XFS, Btrfs or F2FS file system with Linux 5.8 or later, one syncfs for each
+group of files written (far less disk work; a commit may then also wait for other programs'
+pending writes on that file system). Maildir delivery is
 exactly-once even across a crash: a journal in the seen database is checked against the
 Maildir at the next start. mbox delivery appends under fcntl and dotfile locks and truncates
 a failed append; a crash right after an append and before the seen record is written can
