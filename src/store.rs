@@ -385,14 +385,25 @@ impl Store {
         on_server: &std::collections::HashSet<&str>,
     ) -> Result<usize> {
         let seen = self.seen(mailbox)?;
-        let gone: Vec<&String> = seen
+        self.prune_known(mailbox, &seen, on_server)
+    }
+
+    /// [`Store::prune`] with the records already in hand: `known` is the
+    /// seen set read at the start of the session (records added since are
+    /// of listed messages, so never among those to remove). Touches the
+    /// database only when something is to go.
+    pub fn prune_known(
+        &mut self,
+        mailbox: i64,
+        known: &HashMap<String, i64>,
+        on_server: &std::collections::HashSet<&str>,
+    ) -> Result<usize> {
+        let gone: Vec<&str> = known
             .keys()
-            .filter(|u| !on_server.contains(u.as_str()))
+            .map(String::as_str)
+            .filter(|u| !on_server.contains(u))
             .collect();
-        self.forget(
-            mailbox,
-            &gone.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        )
+        self.forget(mailbox, &gone)
     }
 
     /// Forgets the given UIDLs (all when `uidls` is empty is *not* implied:

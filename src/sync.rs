@@ -100,11 +100,24 @@ fn run(
     let mut target = deliver::open(&account.target, &account.name)?;
     recover(&mut store, mailbox, &account.target)?;
 
-    let opened = connect::open(account, &opts.connect)?;
+    // The seen set is read while the server handles the login: on a big
+    // mailbox each takes a while, and neither needs the other.
+    let (opened, seen) = std::thread::scope(|scope| {
+        // A unique borrow moves to the loader (a connection is Send, not
+        // Sync); the store is back in our hands after the join.
+        let store = &mut store;
+        let loading = scope.spawn(move || store.seen(mailbox));
+        let opened = connect::open(account, &opts.connect);
+        let seen = loading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (opened, seen)
+    });
+    let opened = opened?;
+    let seen = seen?;
     report.warnings.extend(opened.warnings);
     let mut session = opened.session;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let seen = store.seen(mailbox)?;
     let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
     let verdicts = filter::apply(&mut session, account, &mut plan, report)?;
     let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
@@ -149,7 +162,7 @@ fn run(
     if let Some(e) = fetch_error {
         return Err(e);
     }
-    store.prune(mailbox, &plan::listed_uidls(&listing))?;
+    store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
     Ok(())
 }
 
