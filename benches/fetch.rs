@@ -28,6 +28,10 @@
 //!   refilled (hard links, outside the timed region) before every run.
 //! - `big`: one 50 MB message, keep mode; peak RSS is the point here.
 //!
+//! Before every timed run the bench calls sync(2), outside the timed
+//! region, so no run pays for writing back another's data (popfetch's
+//! group flush with syncfs would).
+//!
 //! Contenders, each a separate process timed from spawn to exit (peak RSS
 //! from `wait4`):
 //! - `bare`: this binary re-executed as a minimal client (rustls, USER/PASS,
@@ -785,6 +789,11 @@ impl Bench {
                 } else {
                     fresh.insert(LocalDirs::new(c.name()))
                 };
+                // Every run starts with nothing left to write back from the
+                // setup or an earlier run: a contender that flushes with
+                // syncfs would otherwise pay for others' writes.
+                // SAFETY: sync has no preconditions.
+                unsafe { libc::sync() };
                 let server_before = tree_cpu_secs(self.dc.pid());
                 let machine_before = machine_busy_secs();
                 let mut sample = self.run_once(s, c, dirs);
