@@ -143,17 +143,18 @@ fn run(
     // one failed, provided the connection is still usable.
     let (delivered, fetch_error) = match fetched {
         Ok(d) => (d, None),
-        Err((d, e)) => (d, Some(e)),
+        Err(f) => {
+            if !f.session_usable {
+                return Err(f.error);
+            }
+            // A local failure (disk full, an MDA saying "later"…): the
+            // client read every reply, so still delete what was delivered
+            // and QUIT cleanly, then report the failure.
+            (f.recorded, Some(f.error))
+        }
     };
     if !keep {
         to_delete.extend(delivered.iter().copied());
-    }
-    if let Some(e) = &fetch_error {
-        if !session_usable(e) {
-            return Err(fetch_error.unwrap());
-        }
-        // A local failure (disk full, a failing MDA…): still delete what
-        // was delivered and QUIT cleanly, then report the failure.
     }
     let marked = mark_deletions(&mut session, &to_delete, report)?;
     session.quit()?;
@@ -259,15 +260,6 @@ fn dry_run(
     Ok(())
 }
 
-/// Whether the session can still be used after `e` (a local failure, not
-/// a broken connection or protocol).
-fn session_usable(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        crate::error::ExitKind::Io | crate::error::ExitKind::CantCreate
-    )
-}
-
 /// Sends DELE for `to_delete`; returns how many the server accepted.
 fn mark_deletions(
     session: &mut Session,
@@ -331,8 +323,18 @@ fn resolve_journal(
     Ok(())
 }
 
+/// Why [`fetch`] stopped early.
+struct FetchFailure {
+    /// Numbers of the messages delivered and recorded before it.
+    recorded: Vec<u32>,
+    error: Error,
+    /// The failure was ours (delivery or commit), reported after every
+    /// pending reply was read: the session can go on to DELE and QUIT.
+    session_usable: bool,
+}
+
 /// Fetches `wanted`, committing in batches. Returns the numbers of the
-/// messages delivered and recorded, with the error that stopped it, if any.
+/// messages delivered and recorded, or why it stopped.
 ///
 /// A batch is committed from inside the RETR loop, so the pipeline keeps
 /// running: the server goes on sending into the socket buffers while the
@@ -346,10 +348,13 @@ fn fetch(
     wanted: &[plan::Fetch],
     progress: &Progress,
     report: &mut SyncReport,
-) -> std::result::Result<Vec<u32>, (Vec<u32>, Error)> {
+) -> std::result::Result<Vec<u32>, FetchFailure> {
     let batch_limit = target.batch_limit().min(BATCH_MESSAGES);
     let mut batch = Batch::default();
     let mut commit_failed = false;
+    // What our side (delivery or commit) failed with, to tell it from a
+    // network failure when retr_many returns.
+    let mut ours: Option<(crate::error::ExitKind, String)> = None;
     let numbers: Vec<u32> = wanted.iter().map(|f| f.number).collect();
     let result = session.retr_many(&numbers, &mut |i, reply| {
         let item = &wanted[i];
@@ -358,10 +363,14 @@ fn fetch(
                 let (size, key) = if item.uidl.is_empty() {
                     // No identity from the server: the content's digest.
                     let mut hashing = HashingReader::new(body);
-                    let size = target.deliver(&MessageInfo { uidl: "" }, &mut hashing)?;
+                    let size = target
+                        .deliver(&MessageInfo { uidl: "" }, &mut hashing)
+                        .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
                     (size, format!("body:{}", hashing.hex()))
                 } else {
-                    let size = target.deliver(&MessageInfo { uidl: &item.uidl }, body)?;
+                    let size = target
+                        .deliver(&MessageInfo { uidl: &item.uidl }, body)
+                        .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
                     (size, item.uidl.clone())
                 };
                 batch.add(i, key, size);
@@ -381,23 +390,44 @@ fn fetch(
         if full {
             batch
                 .commit(target, store, mailbox, wanted, report)
-                .inspect_err(|_| commit_failed = true)?;
+                .inspect_err(|e| {
+                    commit_failed = true;
+                    ours = Some((e.kind(), e.message().to_string()));
+                })?;
         }
         Ok(())
     });
+    // retr_many returns the callback's own error only after reading every
+    // pending reply; a network failure comes back as itself.
+    let ours_stopped_it = |e: &Error| {
+        ours.as_ref()
+            .is_some_and(|(kind, message)| *kind == e.kind() && message == e.message())
+    };
     if !commit_failed {
         // Commit whatever was fully delivered, even when the loop stopped on
         // an error: those messages are complete on our side.
-        if let Err(e) = batch.commit(target, store, mailbox, wanted, report) {
+        if let Err(error) = batch.commit(target, store, mailbox, wanted, report) {
             target.rollback();
-            return Err((batch.recorded, e));
+            let session_usable = match &result {
+                Ok(()) => true,
+                Err(e) => ours_stopped_it(e),
+            };
+            return Err(FetchFailure {
+                recorded: batch.recorded,
+                error,
+                session_usable,
+            });
         }
     } else {
         target.rollback();
     }
     match result {
-        Ok(_) => Ok(batch.recorded),
-        Err(e) => Err((batch.recorded, e)),
+        Ok(()) => Ok(batch.recorded),
+        Err(error) => Err(FetchFailure {
+            recorded: batch.recorded,
+            session_usable: ours_stopped_it(&error),
+            error,
+        }),
     }
 }
 

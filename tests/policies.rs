@@ -153,6 +153,45 @@ fn mda_delivery_and_temporary_failure() {
     assert_eq!(files_in(&out).len(), 4);
 }
 
+/// An MDA that says "later" (75) for one message ends the fetching, but the
+/// session still ends cleanly: what was delivered before it is deleted in
+/// the same run (delete mode), nothing after it is touched, and the next
+/// run delivers the rest once.
+#[test]
+fn mda_temporary_failure_still_deletes_what_was_delivered() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: numbered(4, |i| format!("m{i}")),
+        ..Config::default()
+    });
+    let out = env.home().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let working = "cat > $HOME/out/$POPFETCH_UIDL";
+    let cfg = account("t", server.port(), "none", "keep = false\n")
+        .replace("maildir = \"~/Mail/t\"", &format!("mda = \"{working}\""));
+    env.write_config(&cfg.replace(
+        working,
+        &format!("if [ $POPFETCH_UIDL = u2 ]; then exit 75; fi; {working}"),
+    ));
+    env.run(&["sync"]).expect_code(75);
+    assert_eq!(files_in(&out), vec!["u0", "u1"]);
+    let log = server.log();
+    assert!(log.iter().any(|l| l == "DELE 1"), "{log:?}");
+    assert!(log.iter().any(|l| l == "DELE 2"), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l == "DELE 3" || l == "DELE 4"),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|l| l == "QUIT"), "a clean QUIT: {log:?}");
+    let left: Vec<String> = server.messages().into_iter().map(|m| m.uidl).collect();
+    assert_eq!(left, vec!["u2", "u3"]);
+
+    env.write_config(&cfg);
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(files_in(&out), vec!["u0", "u1", "u2", "u3"]);
+    assert!(server.messages().is_empty());
+}
+
 #[test]
 fn dry_run_changes_nothing() {
     let env = Env::new();
