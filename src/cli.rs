@@ -61,8 +61,8 @@ pub enum Command {
     List(ListArgs),
     /// Peek at messages without downloading them
     ///
-    /// Without MSG: one line per message (number, new/seen, size, date,
-    /// from, subject) from its header block. With MSG: that message's
+    /// Without MSG: one line per message (number, size, date, from,
+    /// subject, new/seen) from its header block. With MSG: that message's
     /// header block and first N body lines, as the server has them.
     /// Changes nothing on the server or in the seen state.
     Top(TopArgs),

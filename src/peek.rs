@@ -379,8 +379,10 @@ pub fn compact_size(n: u64) -> String {
     }
 }
 
-/// Lays the summaries out as a table, each line cut to `width` columns
-/// when known: number, new/seen, size, date, from, subject.
+/// Lays the summaries out as a table in SPEC order: number, size, date,
+/// from, subject, new/seen. On a terminal (`width` known) the sender and
+/// subject are cut and padded so every line fits and new/seen stays in
+/// its column; piped, the subject is whole and new/seen is the last word.
 pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<String> {
     const FROM_MAX: usize = 22;
     const FROM_MIN: usize = 8;
@@ -396,8 +398,8 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
         .max()
         .unwrap_or(0)
         .clamp(FROM_MIN.min(FROM_MAX), FROM_MAX);
-    // number, state, size, date and the gaps between columns.
-    let fixed = nw + 1 + 4 + 2 + 5 + 2 + 12 + 2;
+    // number, size, date, state and the gaps between the six columns.
+    let fixed = nw + 2 + 5 + 2 + 12 + 2 + 2 + 4;
     let subject_room = width.map(|w| {
         let left = w.saturating_sub(fixed + fw + 2);
         if left < SUBJECT_MIN {
@@ -417,17 +419,17 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
                 None => format!("{:<fw$}", r.from),
             };
             let subject = match subject_room {
-                Some(room) => term::cut(&r.subject, room),
+                Some(room) => term::fit(&r.subject, room),
                 None => r.subject.clone(),
             };
             let line = format!(
-                "{:>nw$} {:<4}  {:>5}  {:<12}  {}  {}",
+                "{:>nw$}  {:>5}  {:<12}  {}  {}  {}",
                 r.number,
-                if r.seen { "seen" } else { "new" },
                 compact_size(r.size),
                 date,
                 from,
                 subject,
+                if r.seen { "seen" } else { "new" },
             );
             let line = line.trim_end().to_string();
             match width {
@@ -616,7 +618,12 @@ Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
         }
         let uncut = summary_table(&rows, None, 1_700_000_000);
         assert!(uncut[0].contains("goes on and on"));
-        assert!(uncut[0].starts_with(" 1 new "), "{:?}", uncut[0]);
+        assert!(uncut[0].starts_with(" 1   1.2K  "), "{:?}", uncut[0]);
+        assert!(uncut[0].ends_with("goes on and on  new"), "{:?}", uncut[0]);
+        for line in summary_table(&rows, Some(80), 1_700_000_000) {
+            let state = line.split_whitespace().last().unwrap();
+            assert!(state == "new" || state == "seen", "{line:?}");
+        }
     }
 
     #[test]
