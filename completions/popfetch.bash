@@ -749,7 +749,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__seen__subcmd__list)
-            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version"
+            opts="-c -q -v -h -V --json --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

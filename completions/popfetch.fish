@@ -111,6 +111,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON object per record on stdout (`uidl`, `first_seen` in Unix seconds)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print errors only'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'

@@ -152,9 +152,12 @@ fn seen_command(cli: &Cli, command: &SeenCommand) -> Result<u8> {
     let config = load_config(cli)?;
     let output = Output::new(cli.quiet, false, cli.color, false);
     match command {
-        SeenCommand::List { account } => {
-            seen::list(one_account(&config, account)?, &config.state_dir, &output)?
-        }
+        SeenCommand::List { account, json } => seen::list(
+            one_account(&config, account)?,
+            &config.state_dir,
+            *json,
+            &output,
+        )?,
         SeenCommand::Forget {
             account,
             uidls,

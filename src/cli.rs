@@ -171,6 +171,10 @@ pub enum SeenCommand {
         /// The account
         #[arg(value_name = "ACCOUNT")]
         account: String,
+        /// Print one JSON object per record on stdout (`uidl`, `first_seen`
+        /// in Unix seconds)
+        #[arg(long)]
+        json: bool,
     },
     /// Forget UIDLs, so the next sync downloads those messages again
     ///

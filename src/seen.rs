@@ -28,9 +28,20 @@ pub fn records(account: &Account, state_dir: &Path) -> Result<Vec<SeenRecord>> {
 }
 
 /// `seen list`: one line per record, `UIDL  first-seen` (local time), so
-/// `cut -d' ' -f1` gives UIDLs to feed back to `seen forget`.
-pub fn list(account: &Account, state_dir: &Path, output: &Output) -> Result<()> {
+/// `cut -d' ' -f1` gives UIDLs to feed back to `seen forget`; with `json`,
+/// one object per record (`account`, `uidl`, `first_seen` in Unix seconds).
+pub fn list(account: &Account, state_dir: &Path, json: bool, output: &Output) -> Result<()> {
     let records = records(account, state_dir)?;
+    if json {
+        for r in &records {
+            crate::report::print_json_line(&serde_json::json!({
+                "account": account.name,
+                "uidl": r.uidl,
+                "first_seen": r.first_seen,
+            }));
+        }
+        return Ok(());
+    }
     if records.is_empty() {
         output.info(&format!(
             "{}: nothing recorded as seen for {}",

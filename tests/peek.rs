@@ -54,6 +54,50 @@ fn seen_list(env: &Env) -> String {
         .clone()
 }
 
+/// `seen list --json`: one object per record, the same UIDLs as the text
+/// form, with the time of the first delivery in Unix seconds.
+#[test]
+fn seen_list_json_matches_the_records() {
+    let (env, _srv) = start(numbered(0..4));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let before = now();
+    env.run(&["sync"]).expect_code(0);
+    let after = now();
+    let run = env.run(&["seen", "list", "test", "--json"]);
+    run.expect_code(0);
+    let records = run.json_lines();
+    let mut uidls: Vec<&str> = records
+        .iter()
+        .map(|r| r["uidl"].as_str().unwrap())
+        .collect();
+    uidls.sort();
+    assert_eq!(uidls, ["uid-0000", "uid-0001", "uid-0002", "uid-0003"]);
+    for r in &records {
+        assert_eq!(r["account"], "test", "{r}");
+        let t = r["first_seen"].as_i64().unwrap();
+        assert!(
+            (before..=after).contains(&t),
+            "{r} not in {before}..={after}"
+        );
+    }
+    let text: Vec<String> = seen_list(&env)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(text.len(), 4);
+    assert!(text.iter().all(|u| uidls.contains(&u.as_str())));
+    // No state yet for a fresh account: no lines, exit 0.
+    let (fresh, _srv2) = start(numbered(0..1));
+    let run = fresh.run(&["seen", "list", "test", "--json"]);
+    run.expect_code(0);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
 #[test]
 fn check_counts_new_mail_then_exits_1_after_sync() {
     let (env, srv) = start(numbered(0..295));
