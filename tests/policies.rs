@@ -117,19 +117,28 @@ fn filter_deletes_spam_unread_and_leaves_later() {
     assert_eq!(retr_lines(&server), 0);
 }
 
-#[test]
-fn mda_delivery_and_temporary_failure() {
-    let env = Env::new();
+/// The MDA the tests below deliver with: each message to `~/out/<UIDL>`.
+const MDA_TO_OUT: &str = "cat > $HOME/out/$POPFETCH_UIDL";
+
+/// A server with `count` messages (`u0`…) and an account delivering them
+/// with [`MDA_TO_OUT`] (plus `extra` keys); returns the config text and
+/// the `out` folder.
+fn mda_setup(env: &Env, count: usize, extra: &str) -> (Server, String, std::path::PathBuf) {
     let server = Server::start(Config {
-        messages: numbered(3, |i| format!("m{i}")),
+        messages: numbered(count, |i| format!("m{i}")),
         ..Config::default()
     });
     let out = env.home().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let cfg = account("t", server.port(), "none", "").replace(
-        "maildir = \"~/Mail/t\"",
-        "mda = \"cat > $HOME/out/$POPFETCH_UIDL\"",
-    );
+    let cfg = account("t", server.port(), "none", extra)
+        .replace("maildir = \"~/Mail/t\"", &format!("mda = \"{MDA_TO_OUT}\""));
+    (server, cfg, out)
+}
+
+#[test]
+fn mda_delivery_and_temporary_failure() {
+    let env = Env::new();
+    let (server, cfg, out) = mda_setup(&env, 3, "");
     env.write_config(&cfg);
     env.run(&["sync"]).expect_code(0);
     assert_eq!(files_in(&out), vec!["u0", "u1", "u2"]);
@@ -139,7 +148,7 @@ fn mda_delivery_and_temporary_failure() {
     );
 
     server.push_message(Msg::new("u3", b"Subject: m3\n\nx\n".to_vec()));
-    env.write_config(&cfg.replace("cat > $HOME/out/$POPFETCH_UIDL", "echo busy >&2; exit 75"));
+    env.write_config(&cfg.replace(MDA_TO_OUT, "echo busy >&2; exit 75"));
     let run = env.run(&["sync"]);
     run.expect_code(75);
     assert!(
@@ -160,18 +169,10 @@ fn mda_delivery_and_temporary_failure() {
 #[test]
 fn mda_temporary_failure_still_deletes_what_was_delivered() {
     let env = Env::new();
-    let server = Server::start(Config {
-        messages: numbered(4, |i| format!("m{i}")),
-        ..Config::default()
-    });
-    let out = env.home().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let working = "cat > $HOME/out/$POPFETCH_UIDL";
-    let cfg = account("t", server.port(), "none", "keep = false\n")
-        .replace("maildir = \"~/Mail/t\"", &format!("mda = \"{working}\""));
+    let (server, cfg, out) = mda_setup(&env, 4, "keep = false\n");
     env.write_config(&cfg.replace(
-        working,
-        &format!("if [ $POPFETCH_UIDL = u2 ]; then exit 75; fi; {working}"),
+        MDA_TO_OUT,
+        &format!("if [ $POPFETCH_UIDL = u2 ]; then exit 75; fi; {MDA_TO_OUT}"),
     ));
     env.run(&["sync"]).expect_code(75);
     assert_eq!(files_in(&out), vec!["u0", "u1"]);
