@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, ExitKind, Result};
@@ -108,17 +108,7 @@ maildir = "{maildir}"
 /// Writes the config at `path` (mode 0600), refusing to overwrite.
 pub fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                Error::with_source(
-                    ExitKind::CantCreate,
-                    format!("cannot create {}", dir.display()),
-                    e,
-                )
-            })?;
+        crate::files::create_private_dir(dir, "")?;
     }
     let mut file = OpenOptions::new()
         .write(true)

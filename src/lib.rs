@@ -2,9 +2,10 @@
 //!
 //! The binary is a thin shell around [`app::run`]; each module has one job:
 //! `config` (TOML → accounts), `net` (TCP/TLS), `pop3` (the protocol),
-//! `store` (seen state and locks), `deliver` (Maildir, mbox), `plan` (what
-//! to do with each message), `sync` (one account's session), `report`
-//! (what the user sees) and `cli`/`app` (the commands).
+//! `store` (seen state and locks), `deliver` (Maildir, mbox), `files`
+//! (owner-only folders), `plan` (what to do with each message), `sync`
+//! (one account's session), `report` (what the user sees) and `cli`/`app`
+//! (the commands).
 
 pub mod app;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod connect;
 pub mod deliver;
 pub mod docs;
 pub mod error;
+pub mod files;
 pub mod filter;
 pub mod import;
 pub mod info;

@@ -12,9 +12,9 @@
 //! looking at the disk at the next start (see `deliver::maildir`).
 
 use std::collections::HashMap;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -60,17 +60,7 @@ fn db_error(what: &str, e: rusqlite::Error) -> Error {
 
 /// Creates the state directory (mode 0700) if it is missing.
 pub fn ensure_state_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| {
-            Error::with_source(
-                ExitKind::CantCreate,
-                format!("cannot create the state directory {}", dir.display()),
-                e,
-            )
-        })
+    crate::files::create_private_dir(dir, "the state directory")
 }
 
 /// A seen record.

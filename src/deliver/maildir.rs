@@ -33,10 +33,10 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -44,7 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{copy_with_final_newline, Delivery, MessageInfo};
-use crate::error::{Error, ExitKind, Result};
+use crate::error::{Error, Result};
 use crate::store::PendingEntry;
 
 /// Most messages per commit. A commit costs a fixed part (two database
@@ -306,18 +306,7 @@ pub enum Recovered {
 impl Maildir {
     pub fn open(root: &Path) -> Result<Maildir> {
         for sub in ["", "tmp", "new", "cur"] {
-            let dir = root.join(sub);
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| {
-                    Error::with_source(
-                        ExitKind::CantCreate,
-                        format!("cannot create the Maildir folder {}", dir.display()),
-                        e,
-                    )
-                })?;
+            crate::files::create_private_dir(&root.join(sub), "the Maildir folder")?;
         }
         Ok(Maildir {
             root: root.to_path_buf(),
@@ -763,6 +752,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ExitKind;
 
     fn files(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)

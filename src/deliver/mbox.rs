@@ -10,10 +10,10 @@
 //! The duplicate window: a crash after the mbox fsync and before the seen
 //! records are committed delivers that batch again at the next run.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,17 +39,7 @@ impl Mbox {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| {
-                Error::with_source(
-                    ExitKind::CantCreate,
-                    format!("cannot create the folder {}", parent.display()),
-                    e,
-                )
-            })?;
+        crate::files::create_private_dir(parent, "the folder")?;
         OpenOptions::new()
             .create(true)
             .append(true)
