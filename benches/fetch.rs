@@ -50,6 +50,10 @@
 
 #![allow(dead_code)]
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 #[path = "../tests/support"]
 mod support {
     pub mod certs;
@@ -63,11 +67,9 @@ use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 
 use support::dovecot::{dovecot_available, maildir_name, Dovecot};
 
@@ -103,34 +105,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------
 // Deterministic mailboxes
-
-/// SplitMix64: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below((hi - lo + 1) as u64) as usize
-    }
-
-    /// Log-uniform in `[lo, hi]`: more small ones than large ones.
-    fn log_range(&mut self, lo: usize, hi: usize) -> usize {
-        let f = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let v = (lo as f64).ln() + f * ((hi as f64).ln() - (lo as f64).ln());
-        (v.exp() as usize).clamp(lo, hi)
-    }
-}
 
 const WORDS: &[&str] = &[
     "the",
@@ -1149,21 +1123,11 @@ struct Wire {
 
 impl Wire {
     fn connect(port: u16, ca: &Path) -> Wire {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = support::certs::client_config_for_ca_file(ca);
         let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         tcp.set_nodelay(true).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
         Wire {
             s: rustls::StreamOwned::new(conn, tcp),
             buf: vec![0; 256 * 1024],

@@ -779,12 +779,16 @@ fn connection_dropped_inside_a_message_is_75_and_leaves_no_partial_file() {
     run_parallel(3, &cases, check_case);
 }
 
+/// Every command of a keep-mode-then-delete session with USER/PASS, for
+/// faults injected at each step in turn.
+const SESSION_VERBS: [&str; 8] = [
+    "CAPA", "USER", "PASS", "LIST", "UIDL", "RETR", "DELE", "QUIT",
+];
+
 #[test]
 fn stalls_time_out_with_75() {
     let mut cases = Vec::new();
-    for verb in [
-        "CAPA", "USER", "PASS", "LIST", "UIDL", "RETR", "DELE", "QUIT",
-    ] {
+    for verb in SESSION_VERBS {
         cases.push(
             Case::new(
                 format!("stall on {verb}"),
@@ -855,9 +859,7 @@ fn a_server_that_never_greets_times_out_with_75() {
 #[test]
 fn garbage_and_endless_lines_are_76() {
     let mut cases = Vec::new();
-    for verb in [
-        "CAPA", "USER", "PASS", "LIST", "UIDL", "RETR", "DELE", "QUIT",
-    ] {
+    for verb in SESSION_VERBS {
         cases.push(
             Case::new(
                 format!("garbage reply to {verb}"),

@@ -163,15 +163,32 @@ impl TestPki {
     pub fn rustls_client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der()).expect("add CA to root store");
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Arc::new(cfg)
+        client_config_trusting(roots)
     }
+}
+
+/// A rustls client configuration that trusts only the certificates in the
+/// PEM file `ca_file` (what popfetch gets as `ca_file`), for clients that
+/// have the file but not the [`TestPki`] (the bench's bare client).
+pub fn client_config_for_ca_file(ca_file: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).expect("read the CA file") {
+        roots
+            .add(cert.expect("parse CA PEM"))
+            .expect("add CA to root store");
+    }
+    client_config_trusting(roots)
+}
+
+fn client_config_trusting(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(cfg)
 }
 
 /// `sha256:AB:CD:...` of some DER bytes.

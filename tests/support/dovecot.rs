@@ -906,11 +906,9 @@ fn read_lossy(path: &Path) -> String {
 mod selftest {
     use super::*;
     use std::io::Read;
-    use std::sync::Arc;
 
     use md5::{Digest, Md5};
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, ServerName};
+    use rustls_pki_types::ServerName;
 
     /// A bare POP3 client over any stream; multi-line bodies come back raw
     /// (still dot-stuffed) so the wire format itself can be checked.
@@ -990,19 +988,9 @@ mod selftest {
         dc: &Dovecot,
         tcp: TcpStream,
     ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&dc.pki().ca_path).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = crate::support::certs::client_config_for_ca_file(&dc.pki().ca_path);
         let name = ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         while stream.conn.is_handshaking() {
             stream
