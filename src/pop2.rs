@@ -360,7 +360,8 @@ pub fn sync(
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
     let mut target = deliver::open(&account.target, &account.name)?;
-    crate::sync::recover(&mut store, mailbox, &account.target)?;
+    let recovered = crate::sync::recover(&mut store, mailbox, &account.target)?;
+    report.warnings.extend(recovered);
     let mut seen = store.seen(mailbox)?;
 
     let mut conn = Pop2::connect(account, opts.connect.trace)?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Account, Target};
 use crate::connect::{self, ConnectOptions};
 use crate::deliver::maildir::{Maildir, Recovered};
-use crate::deliver::{self, Delivery, MessageInfo};
+use crate::deliver::{self, mbox, Delivery, MessageInfo};
 use crate::error::{Error, Result};
 use crate::filter;
 use crate::plan::{self, Policy};
@@ -98,7 +98,9 @@ fn run(
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
     let mut target = deliver::open(&account.target, &account.name)?;
-    recover(&mut store, mailbox, &account.target)?;
+    report
+        .warnings
+        .extend(recover(&mut store, mailbox, &account.target)?);
 
     // The seen set is read while the server handles the login: on a big
     // mailbox each takes a while, and neither needs the other.
@@ -280,15 +282,45 @@ fn mark_deletions(
     Ok((accepted.len() - refused) as u64)
 }
 
-/// Resolves journal entries left by an interrupted run.
-pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<()> {
+/// Resolves journal entries left by an interrupted run. Returns warnings
+/// about what recovery had to leave alone.
+pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<Vec<String>> {
     let pending = store.pending(mailbox)?;
+    let mut warnings = Vec::new();
     if !pending.is_empty() {
-        resolve_journal(store, mailbox, target, pending)?;
+        // Interrupted mbox appends are named by where they lie in the mbox;
+        // the rest are Maildir files.
+        let (appends, files): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|p| mbox::Segment::parse(&p.name).is_some());
+        resolve_appends(store, mailbox, appends, &mut warnings)?;
+        resolve_journal(store, mailbox, target, files)?;
     }
     // Files an interrupted run left in tmp/ (never journaled, never seen).
     if let Target::Maildir(root) = target {
         Maildir::open(root)?.clean_tmp();
+    }
+    Ok(warnings)
+}
+
+/// Interrupted mbox appends: the messages found complete are recorded as
+/// delivered, a partial tail is truncated (see `deliver::mbox`).
+fn resolve_appends(
+    store: &mut Store,
+    mailbox: i64,
+    appends: Vec<PendingEntry>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let mut by_mbox: HashMap<std::path::PathBuf, Vec<PendingEntry>> = HashMap::new();
+    for p in appends {
+        by_mbox.entry(p.folder.clone()).or_default().push(p);
+    }
+    for (path, entries) in by_mbox {
+        let found = mbox::recover(&path, &entries)?;
+        warnings.extend(found.warning);
+        let delivered: Vec<&str> = found.delivered.iter().map(String::as_str).collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        store.commit_delivered(mailbox, &delivered, &names)?;
     }
     Ok(())
 }

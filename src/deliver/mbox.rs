@@ -1,21 +1,39 @@
-//! mbox delivery (mboxrd), never leaving a partial message.
+//! mbox delivery (mboxrd): never a partial message, and exactly once across
+//! a crash or a power cut.
 //!
 //! Messages of a batch are framed and quoted into an unlinked spool file
-//! while they stream in from the network. At commit the mbox is locked
-//! (fcntl and a `.lock` dotfile, as mail readers expect), the spool is
-//! appended, the mbox is fsynced, and the lock is released: the lock is
-//! held only for a local copy, never while waiting on the server. If the
-//! append fails (disk full), the mbox is truncated back to its old length.
+//! while they stream in from the network, each one's length and SHA-256
+//! noted. At commit:
 //!
-//! The duplicate window: a crash after the mbox fsync and before the seen
-//! records are committed delivers that batch again at the next run.
+//! 1. The mbox is locked as mail readers expect: the `.lock` dotfile, then
+//!    open, then an fcntl write lock, then a check that the open file is
+//!    still the one at the path (a reader may have replaced it while we
+//!    waited). The lock is held only for a local copy, never while waiting
+//!    on the server.
+//! 2. A journal entry per message goes into the seen database (durable
+//!    when it returns): the mbox's device and inode, its length before the
+//!    append, where the message will lie, and the digest of its bytes.
+//! 3. The spool is appended and the mbox fsynced; a failed append (disk
+//!    full) is truncated back to the old length.
+//! 4. The seen records are committed and the journal entries cleared, in
+//!    one transaction (`sync`).
+//!
+//! A crash or power cut between 2 and 4 leaves journal entries, which
+//! [`recover`] resolves at the next run, under the same locks: each message
+//! found complete where it was written is recorded as delivered, and an
+//! incomplete tail of our own append is truncated. Bytes that are not ours
+//! (the file was replaced, shrunk, or another program wrote after us) are
+//! never touched; that case is reported. So an mbox has no duplicate
+//! window: a message is delivered once, whenever popfetch is killed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
@@ -23,22 +41,29 @@ use crate::store::PendingEntry;
 
 /// How long to wait for another program's lock on the mbox.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
-/// A dotlock older than this is left over from a crash.
+/// A dotlock whose holder cannot be checked (no readable pid, or a network
+/// file system where the pid may be another host's) is taken as left over
+/// from a crash once it is this old.
 const STALE_DOTLOCK: Duration = Duration::from_secs(300);
 
 pub struct Mbox {
     path: PathBuf,
     spool: File,
-    /// Messages in the spool.
-    pending: usize,
+    /// Messages in the spool, in order.
+    pending: Vec<Spooled>,
+}
+
+/// A message in the spool: what its journal entry needs.
+struct Spooled {
+    uidl: String,
+    /// Bytes in the mbox (From_ line, quoted message, empty line).
+    len: u64,
+    digest: [u8; 32],
 }
 
 impl Mbox {
     pub fn open(path: &Path) -> Result<Mbox> {
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let parent = folder_of(path);
         crate::files::create_private_dir(parent, "the folder")?;
         OpenOptions::new()
             .create(true)
@@ -46,8 +71,8 @@ impl Mbox {
             .mode(0o600)
             .open(path)
             .map_err(|e| {
-                Error::with_source(
-                    ExitKind::CantCreate,
+                cannot_create_here(
+                    parent,
                     format!("cannot create the mbox {}", path.display()),
                     e,
                 )
@@ -56,58 +81,93 @@ impl Mbox {
         Ok(Mbox {
             path: path.to_path_buf(),
             spool,
-            pending: 0,
+            pending: Vec::new(),
         })
     }
 
-    fn append_spool(&mut self) -> io::Result<()> {
-        let mut mbox = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        let _locks = MboxLock::acquire(&mbox, &self.path)?;
-        let old_len = mbox.seek(SeekFrom::End(0))?;
-        let result = (|| {
-            // Keep the mbox well-formed: the previous message must end with
-            // an empty line before our From_ line.
-            if old_len > 0 {
-                let mut tail = [0u8; 2];
-                let n = old_len.min(2) as usize;
-                mbox.seek(SeekFrom::Start(old_len - n as u64))?;
-                mbox.read_exact(&mut tail[..n])?;
-                mbox.seek(SeekFrom::End(0))?;
-                if tail[n - 1] != b'\n' {
-                    mbox.write_all(b"\n\n")?;
-                } else if n == 2 && tail[0] != b'\n' {
-                    mbox.write_all(b"\n")?;
+    /// Steps 1 to 3 of the module comment. Returns the journal names.
+    fn append_spool(
+        &mut self,
+        journal: &mut dyn FnMut(&[PendingEntry]) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let mut locked = LockedMbox::acquire(&self.path, true)?;
+        let append_error = |e: io::Error| {
+            let kind = if e.kind() == io::ErrorKind::TimedOut {
+                ExitKind::TempFail
+            } else {
+                ExitKind::Io
+            };
+            Error::with_source(kind, format!("cannot append to {}", self.path.display()), e)
+        };
+        let old_len = locked.file.metadata().map_err(append_error)?.len();
+        let separator = separator_for(&mut locked.file, old_len).map_err(append_error)?;
+        let mut start = old_len + separator.len() as u64;
+        let entries: Vec<PendingEntry> = self
+            .pending
+            .iter()
+            .map(|m| {
+                let seg = Segment {
+                    dev: locked.dev,
+                    ino: locked.ino,
+                    old: old_len,
+                    start,
+                    end: start + m.len,
+                    digest: m.digest,
+                };
+                start = seg.end;
+                PendingEntry {
+                    uidl: m.uidl.clone(),
+                    folder: self.path.clone(),
+                    name: seg.name(),
                 }
-            }
+            })
+            .collect();
+        // Durable before the first byte is appended: a crash from here on
+        // is resolved by `recover`.
+        journal(&entries)?;
+        let file = &mut locked.file;
+        let result = (|| {
+            file.seek(SeekFrom::Start(old_len))?;
+            file.write_all(separator)?;
             self.spool.seek(SeekFrom::Start(0))?;
-            io::copy(&mut self.spool, &mut mbox)?;
-            mbox.sync_all()
+            io::copy(&mut self.spool, file)?;
+            file.sync_all()
         })();
         if let Err(e) = result {
             // Leave the mbox exactly as it was.
-            let _ = mbox.set_len(old_len);
-            let _ = mbox.sync_all();
-            return Err(e);
+            let _ = file.set_len(old_len);
+            let _ = file.sync_all();
+            return Err(append_error(e));
         }
-        Ok(())
+        Ok(entries.into_iter().map(|e| e.name).collect())
     }
 
     fn reset_spool(&mut self) {
         let _ = self.spool.set_len(0);
         let _ = self.spool.seek(SeekFrom::Start(0));
-        self.pending = 0;
+        self.pending.clear();
     }
 }
 
 impl Delivery for Mbox {
-    fn deliver(&mut self, _info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
         let start = self
             .spool
             .stream_position()
             .map_err(|e| Error::local_io("mbox spool", e))?;
-        match write_mboxrd(body, &mut self.spool) {
+        let mut tally = Tally {
+            out: &mut self.spool,
+            hasher: Sha256::new(),
+            len: 0,
+        };
+        match write_mboxrd(body, &mut tally) {
             Ok(n) => {
-                self.pending += 1;
+                let (len, digest) = (tally.len, tally.hasher.finalize().into());
+                self.pending.push(Spooled {
+                    uidl: info.uidl.to_string(),
+                    len,
+                    digest,
+                });
                 Ok(n)
             }
             Err(e) => {
@@ -123,22 +183,14 @@ impl Delivery for Mbox {
 
     fn commit(
         &mut self,
-        _journal: &mut dyn FnMut(&[PendingEntry]) -> Result<()>,
+        journal: &mut dyn FnMut(&[PendingEntry]) -> Result<()>,
     ) -> Result<Vec<String>> {
-        if self.pending == 0 {
+        if self.pending.is_empty() {
             return Ok(Vec::new());
         }
-        let res = self.append_spool();
+        let res = self.append_spool(journal);
         self.reset_spool();
-        res.map_err(|e| {
-            let kind = if e.kind() == io::ErrorKind::TimedOut {
-                ExitKind::TempFail
-            } else {
-                ExitKind::Io
-            };
-            Error::with_source(kind, format!("cannot append to {}", self.path.display()), e)
-        })?;
-        Ok(Vec::new())
+        res
     }
 
     fn rollback(&mut self) {
@@ -146,8 +198,78 @@ impl Delivery for Mbox {
     }
 
     fn uncommitted(&self) -> usize {
-        self.pending
+        self.pending.len()
     }
+}
+
+/// Counts and digests what passes through to the spool.
+struct Tally<'a> {
+    out: &'a mut File,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Write for Tally<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// What keeps the mbox well-formed before our first From_ line: the
+/// previous message must end with an empty line.
+fn separator_for(mbox: &mut File, len: u64) -> io::Result<&'static [u8]> {
+    if len == 0 {
+        return Ok(b"");
+    }
+    let mut tail = [0u8; 2];
+    let n = len.min(2) as usize;
+    mbox.seek(SeekFrom::Start(len - n as u64))?;
+    mbox.read_exact(&mut tail[..n])?;
+    Ok(if tail[n - 1] != b'\n' {
+        b"\n\n"
+    } else if n == 2 && tail[0] != b'\n' {
+        b"\n"
+    } else {
+        b""
+    })
+}
+
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The error for a file we may not create in the mbox's folder. A system
+/// spool such as `/var/mail` (mode 2775 root:mail) lets only group `mail`
+/// create files there, and an mbox cannot be locked (nor spooled beside)
+/// without creating one: say so, and what to use instead.
+fn cannot_create_here(folder: &Path, what: String, e: io::Error) -> Error {
+    let denied = matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    ) || e.raw_os_error() == Some(libc::EPERM);
+    if !denied {
+        return Error::with_source(ExitKind::CantCreate, what, e);
+    }
+    Error::with_source(
+        ExitKind::CantCreate,
+        format!(
+            "{what}: popfetch may not create files in {} (like /var/mail, a system mail spool \
+             is writable only by group mail), and an mbox cannot be locked without creating \
+             its .lock file there; deliver to a Maildir (maildir = \"~/Mail\"), to an mbox in \
+             your home (mbox = \"~/mail/inbox\"), or through an MDA (mda = \"procmail\") instead",
+            folder.display()
+        ),
+        e,
+    )
 }
 
 /// An anonymous file next to the mbox (same file system, so no tmpfs
@@ -168,8 +290,8 @@ fn spool_file(dir: &Path) -> Result<File> {
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(Error::with_source(
-                    ExitKind::CantCreate,
+                return Err(cannot_create_here(
+                    dir,
                     format!("cannot create a spool file in {}", dir.display()),
                     e,
                 ))
@@ -180,6 +302,253 @@ fn spool_file(dir: &Path) -> Result<File> {
         ExitKind::CantCreate,
         format!("cannot create a spool file in {}", dir.display()),
     ))
+}
+
+// ---------------------------------------------------------------------------
+// The journal and recovery
+
+/// Where one message of an append lies, as written in its journal entry's
+/// name: `mbox:DEV:INO:OLD:START:END:SHA256`. `OLD` is the mbox's length
+/// before the whole append (the point to truncate back to), `START..END`
+/// the message's bytes, the digest theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    dev: u64,
+    ino: u64,
+    old: u64,
+    start: u64,
+    end: u64,
+    digest: [u8; 32],
+}
+
+impl Segment {
+    const PREFIX: &'static str = "mbox:";
+
+    fn name(&self) -> String {
+        let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}{}:{}:{}:{}:{}:{hex}",
+            Segment::PREFIX,
+            self.dev,
+            self.ino,
+            self.old,
+            self.start,
+            self.end
+        )
+    }
+
+    /// The segment a journal entry's name describes; `None` for an entry
+    /// that is not an mbox append (a Maildir file name).
+    pub fn parse(name: &str) -> Option<Segment> {
+        let mut f = name.strip_prefix(Segment::PREFIX)?.split(':');
+        let mut num = || f.next()?.parse::<u64>().ok();
+        let (dev, ino, old, start, end) = (num()?, num()?, num()?, num()?, num()?);
+        let hex = f.next()?;
+        if f.next().is_some() || hex.len() != 64 || start < old || end < start {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (i, d) in digest.iter_mut().enumerate() {
+            *d = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Segment {
+            dev,
+            ino,
+            old,
+            start,
+            end,
+            digest,
+        })
+    }
+}
+
+/// What [`recover`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// UIDLs of the messages found complete in the mbox: delivered.
+    pub delivered: Vec<String>,
+    /// Set when the mbox was left alone although the append was not
+    /// complete; says what the user should look at.
+    pub warning: Option<String>,
+}
+
+/// Resolves the journal entries of an append to `path` that an interrupted
+/// run left (see the module comment). The caller records `delivered` and
+/// clears every entry given, whatever the outcome: the messages not
+/// delivered are fetched again.
+pub fn recover(path: &Path, entries: &[PendingEntry]) -> Result<Recovery> {
+    let mut segs: Vec<(Segment, &str)> = entries
+        .iter()
+        .filter_map(|e| Some((Segment::parse(&e.name)?, e.uidl.as_str())))
+        .collect();
+    segs.sort_by_key(|(s, _)| s.start);
+    let Some((first, _)) = segs.first() else {
+        return Ok(Recovery::default());
+    };
+    let (dev, ino, old) = (first.dev, first.ino, first.old);
+    let refetch = |why: String| {
+        Ok(Recovery {
+            delivered: Vec::new(),
+            warning: Some(format!(
+                "{}: {why}; an interrupted run was appending {} message(s) to it, which will be \
+                 fetched again (the mbox was left as it is: look at its end for a partial message)",
+                path.display(),
+                segs.len()
+            )),
+        })
+    };
+    if !path.exists() {
+        return refetch("the mbox is gone".into());
+    }
+    let mut locked = LockedMbox::acquire(path, false)?;
+    if (locked.dev, locked.ino) != (dev, ino) {
+        return refetch("the mbox was replaced by another file".into());
+    }
+    let io_err =
+        |e: io::Error| Error::local_io(format!("checking {} after a crash", path.display()), e);
+    let len = locked.file.metadata().map_err(io_err)?.len();
+    if len < old {
+        return refetch(format!(
+            "the mbox is shorter ({len} bytes) than before the interrupted append ({old} bytes)"
+        ));
+    }
+    // Every message whose bytes are where they were written, complete.
+    let mut complete = 0;
+    for (seg, _) in &segs {
+        if len < seg.end
+            || scan(&mut locked.file, seg.start, seg.end)
+                .map_err(io_err)?
+                .digest
+                != seg.digest
+        {
+            break;
+        }
+        complete += 1;
+    }
+    let delivered: Vec<String> = segs[..complete]
+        .iter()
+        .map(|(_, u)| u.to_string())
+        .collect();
+    if complete == segs.len() {
+        return Ok(Recovery {
+            delivered,
+            warning: None,
+        });
+    }
+    // The append stopped inside message `complete`. Truncate only if every
+    // byte from there to the end is what we were writing.
+    let cut = if complete == 0 {
+        old
+    } else {
+        segs[complete].0.start
+    };
+    let ours = tail_is_ours(&mut locked.file, &segs[complete..], cut, len).map_err(io_err)?;
+    if !ours {
+        let n = segs.len() - complete;
+        return Ok(Recovery {
+            delivered,
+            warning: Some(format!(
+                "{}: an interrupted run was appending to it and another program has written \
+                 after it since; the mbox was left as it is (look near byte {cut} for a partial \
+                 message), and the {n} message(s) not complete there will be fetched again",
+                path.display()
+            )),
+        });
+    }
+    locked
+        .file
+        .set_len(cut)
+        .and_then(|()| locked.file.sync_all())
+        .map_err(|e| {
+            Error::local_io(
+                format!("cannot remove a partial append from {}", path.display()),
+                e,
+            )
+        })?;
+    Ok(Recovery {
+        delivered,
+        warning: None,
+    })
+}
+
+/// Whether the bytes from `cut` to `len` can only be the unfinished rest of
+/// our append: inside the append's range, the separator made of LFs, and
+/// each message's bytes starting with its From_ line with no other From_
+/// line in them (mboxrd quoting leaves none in a message we wrote; a
+/// message another program appended would start one). NUL bytes are what
+/// a power cut leaves where the length reached the disk but the data did
+/// not.
+fn tail_is_ours(file: &mut File, rest: &[(Segment, &str)], cut: u64, len: u64) -> io::Result<bool> {
+    let append_end = rest.last().map_or(cut, |(s, _)| s.end);
+    if len > append_end {
+        return Ok(false);
+    }
+    let first_start = rest.first().map_or(cut, |(s, _)| s.start);
+    if cut < first_start {
+        // The separator we wrote before the first message.
+        let n = (first_start.min(len) - cut) as usize;
+        let mut sep = vec![0u8; n];
+        file.seek(SeekFrom::Start(cut))?;
+        file.read_exact(&mut sep)?;
+        if sep.iter().any(|&b| b != b'\n' && b != 0) {
+            return Ok(false);
+        }
+    }
+    for (seg, _) in rest {
+        if seg.start >= len {
+            break;
+        }
+        let found = scan(file, seg.start, seg.end.min(len))?;
+        let from = &b"From "[..found.head.len()];
+        let starts_ours = found.head == from || found.head.first() == Some(&0);
+        if !starts_ours || found.stray_from_line {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+struct Scanned {
+    digest: [u8; 32],
+    /// The first bytes (up to 5).
+    head: Vec<u8>,
+    /// A line starting with `From ` after the first line.
+    stray_from_line: bool,
+}
+
+/// Reads `start..end` of `file` once: its digest, its first bytes, and
+/// whether a From_ line follows its first line.
+fn scan(file: &mut File, start: u64, end: u64) -> io::Result<Scanned> {
+    const NEEDLE: &[u8] = b"\nFrom ";
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = file.take(end - start);
+    let mut hasher = Sha256::new();
+    let mut head = Vec::new();
+    let mut stray = false;
+    // The last bytes of the previous block, so a match across blocks is seen.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let block = &buf[..n];
+        hasher.update(block);
+        if head.len() < 5 {
+            let want = (5 - head.len()).min(n);
+            head.extend_from_slice(&block[..want]);
+        }
+        carry.extend_from_slice(block);
+        stray |= memchr::memmem::find(&carry, NEEDLE).is_some();
+        let keep = carry.len().min(NEEDLE.len() - 1);
+        carry.drain(..carry.len() - keep);
+    }
+    Ok(Scanned {
+        digest: hasher.finalize().into(),
+        head,
+        stray_from_line: stray,
+    })
 }
 
 /// Writes one message in mboxrd form: the From_ line, the message with
@@ -317,82 +686,229 @@ impl Write for FromQuoter<'_> {
     }
 }
 
-/// Both locks mail programs honour on an mbox: a `.lock` dotfile and an
-/// fcntl write lock. Released on drop.
-struct MboxLock {
-    dotlock: PathBuf,
-    fd: i32,
+// ---------------------------------------------------------------------------
+// Locking
+
+/// The mbox opened and locked the way mail programs expect. Released on
+/// drop (fcntl lock, then the dotlock: the reverse of taking them).
+struct LockedMbox {
+    file: File,
+    dev: u64,
+    ino: u64,
+    _dotlock: Dotlock,
 }
 
-impl MboxLock {
-    fn acquire(file: &File, path: &Path) -> io::Result<MboxLock> {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".lock");
-        let dotlock = PathBuf::from(name);
+impl LockedMbox {
+    /// Dotlock, then open, then the fcntl lock, then a check that the open
+    /// file is still the one at the path: a mail reader may have replaced
+    /// the mbox (written a new file and renamed it over) while we waited
+    /// for its lock, and appending to the old inode would lose our
+    /// messages. If so, let go and start again.
+    fn acquire(path: &Path, create: bool) -> Result<LockedMbox> {
         let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            let dotlock = Dotlock::acquire(path, deadline)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::local_io(format!("cannot open {}", path.display()), e))?;
+            fcntl_lock(&file, deadline).map_err(|e| {
+                Error::with_source(
+                    ExitKind::of_io(&e),
+                    format!("{} is locked by another program", path.display()),
+                    e,
+                )
+            })?;
+            let open = file
+                .metadata()
+                .map_err(|e| Error::local_io(format!("cannot open {}", path.display()), e))?;
+            let same = fs::metadata(path)
+                .is_ok_and(|at_path| (at_path.dev(), at_path.ino()) == (open.dev(), open.ino()));
+            if same {
+                return Ok(LockedMbox {
+                    dev: open.dev(),
+                    ino: open.ino(),
+                    file,
+                    _dotlock: dotlock,
+                });
+            }
+            drop(file);
+            drop(dotlock);
+            if Instant::now() > deadline {
+                return Err(Error::new(
+                    ExitKind::TempFail,
+                    format!(
+                        "{} kept being replaced by another program while popfetch waited to append to it; try again later",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Takes the fcntl write lock on the whole file, waiting up to `deadline`.
+///
+/// On Linux this is an open-file-description lock (`F_OFD_SETLK`): it
+/// belongs to this open file, not to the process, so two accounts synced
+/// by threads of one `sync -j` exclude each other, and closing any other
+/// descriptor of the mbox never drops it (with classic POSIX locks both
+/// fail: threads share the process's lock, and any close releases it). It
+/// conflicts with the POSIX locks mail readers take, as it must. Released
+/// when the file is closed.
+fn fcntl_lock(file: &File, deadline: Instant) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    const SET_LOCK: libc::c_int = libc::F_OFD_SETLK;
+    // Elsewhere only per-process locks exist: parallel accounts on one
+    // mbox are then kept apart by the dotlock alone.
+    #[cfg(not(target_os = "linux"))]
+    const SET_LOCK: libc::c_int = libc::F_SETLK;
+    loop {
+        // SAFETY: a zeroed flock is a valid argument (l_pid must be 0 for
+        // OFD locks); the descriptor is open for the call.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as _;
+        fl.l_whence = libc::SEEK_SET as _;
+        if unsafe { libc::fcntl(file.as_raw_fd(), SET_LOCK, &fl) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(
+            err.raw_os_error(),
+            Some(libc::EAGAIN) | Some(libc::EACCES) | Some(libc::EINTR)
+        ) {
+            return Err(err);
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, err));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `.lock` dotfile next to the mbox, with our pid in it (in ASCII with
+/// a newline, as liblockfile writes it). Removed on drop.
+struct Dotlock {
+    path: PathBuf,
+}
+
+impl Dotlock {
+    fn acquire(mbox: &Path, deadline: Instant) -> Result<Dotlock> {
+        let mut name = mbox.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
         loop {
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&dotlock)
+                .open(&path)
             {
                 Ok(mut f) => {
-                    let _ = write!(f, "{}", std::process::id());
-                    break;
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(Dotlock { path });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(&dotlock)
-                        .and_then(|m| m.modified())
-                        .map(|t| t.elapsed().unwrap_or_default() > STALE_DOTLOCK)
-                        .unwrap_or(false);
-                    if stale {
-                        let _ = fs::remove_file(&dotlock);
+                    if let Some(stale) = stale_dotlock(&path) {
+                        // Only the lock file we judged: not a fresh one
+                        // another program made since.
+                        if fs::metadata(&path).is_ok_and(|m| m.ino() == stale) {
+                            let _ = fs::remove_file(&path);
+                        }
                         continue;
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    return Err(cannot_create_here(
+                        folder_of(mbox),
+                        format!("cannot create the lock file {}", path.display()),
+                        e,
+                    ))
+                }
             }
             if Instant::now() > deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} is locked by another program", dotlock.display()),
+                let holder = read_pid(&path).map_or(String::new(), |p| format!(" (pid {p})"));
+                return Err(Error::new(
+                    ExitKind::TempFail,
+                    format!(
+                        "{} is locked by another program{holder}: {} exists; try again later",
+                        mbox.display(),
+                        path.display()
+                    ),
                 ));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let fd = file.as_raw_fd();
-        loop {
-            // SAFETY: a zeroed flock is a valid argument; fd is open.
-            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-            fl.l_type = libc::F_WRLCK as _;
-            fl.l_whence = libc::SEEK_SET as _;
-            let rc = unsafe { libc::fcntl(fd, libc::F_SETLK, &fl) };
-            if rc == 0 {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            if Instant::now() > deadline {
-                let _ = fs::remove_file(&dotlock);
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} is locked by another program ({err})", path.display()),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(MboxLock { dotlock, fd })
     }
 }
 
-impl Drop for MboxLock {
+impl Drop for Dotlock {
     fn drop(&mut self) {
-        // SAFETY: unlocking a lock we set on a still-open descriptor.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_UNLCK as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        unsafe { libc::fcntl(self.fd, libc::F_SETLK, &fl) };
-        let _ = fs::remove_file(&self.dotlock);
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// The pid written in a dotlock, if it holds one.
+fn read_pid(path: &Path) -> Option<i32> {
+    let mut text = String::new();
+    File::open(path)
+        .ok()?
+        .take(64)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().parse::<i32>().ok().filter(|&p| p > 0)
+}
+
+/// The inode of a dotlock left over from a crash, or `None` while it may
+/// still be held. A lock is stale when the pid in it is gone from this
+/// host: age alone would break the lock of a mail reader that is slowly
+/// rewriting a big mbox. Only when the pid cannot be checked (none
+/// readable yet or ever, or a network file system, where the pid may be
+/// another host's) does age decide.
+fn stale_dotlock(path: &Path) -> Option<u64> {
+    let meta = fs::metadata(path).ok()?;
+    let pid = read_pid(path).filter(|_| !on_network_fs(folder_of(path)));
+    let stale = match pid {
+        Some(pid) => {
+            // SAFETY: signal 0 only asks whether the process exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0;
+            gone && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+        None => meta
+            .modified()
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_DOTLOCK),
+    };
+    stale.then(|| meta.ino())
+}
+
+/// Whether `dir` is on NFS or SMB, where the pid in a lock may belong to
+/// another host.
+fn on_network_fs(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        const NFS: i64 = 0x6969;
+        const SMB: i64 = 0x517B;
+        const CIFS: i64 = 0xFF53_4D42;
+        const SMB2: i64 = 0xFE53_4D42;
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: a zeroed statfs is a valid buffer; the path is a C string.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+            return false;
+        }
+        matches!(st.f_type as i64, NFS | SMB | CIFS | SMB2)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
     }
 }
 
@@ -485,5 +1001,295 @@ mod tests {
         assert!(!path.with_file_name("inbox.lock").exists());
         // Only the mbox is left in the folder: the spool was anonymous.
         assert_eq!(fs::read_dir(dir.path().join("sub")).unwrap().count(), 1);
+    }
+    /// Delivers `bodies` to a fresh mbox holding `before`, and returns the
+    /// mbox path, the journal entries the commit wrote, and the file's
+    /// bytes after the append.
+    fn appended(
+        dir: &Path,
+        before: &[u8],
+        bodies: &[&[u8]],
+    ) -> (PathBuf, Vec<PendingEntry>, Vec<u8>) {
+        let path = dir.join("inbox");
+        fs::write(&path, before).unwrap();
+        let mut mbox = Mbox::open(&path).unwrap();
+        for (i, body) in bodies.iter().enumerate() {
+            let uidl = format!("u{i}");
+            mbox.deliver(&MessageInfo { uidl: &uidl }, &mut &body[..])
+                .unwrap();
+        }
+        let mut journaled = Vec::new();
+        let names = mbox
+            .commit(&mut |e| {
+                journaled.extend_from_slice(e);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            names,
+            journaled.iter().map(|e| e.name.clone()).collect::<Vec<_>>()
+        );
+        let after = fs::read(&path).unwrap();
+        (path, journaled, after)
+    }
+
+    const OLD: &[u8] = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: old\n\nold body";
+    const BODIES: [&[u8]; 3] = [
+        b"Subject: one\n\nFrom here\none\n",
+        b"Subject: two\n\ntwo\n",
+        b"Subject: three\n\nthree\n",
+    ];
+
+    #[test]
+    fn journal_entries_name_each_message_where_it_lies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, entries, after) = appended(dir.path(), OLD, &BODIES);
+        assert_eq!(entries.len(), 3);
+        let segs: Vec<Segment> = entries
+            .iter()
+            .map(|e| Segment::parse(&e.name).unwrap())
+            .collect();
+        assert_eq!(segs[0].old, OLD.len() as u64);
+        // The old mbox lacked its final newline and empty line.
+        assert_eq!(segs[0].start, OLD.len() as u64 + 2);
+        assert_eq!(segs[2].end, after.len() as u64);
+        for (seg, e) in segs.iter().zip(&entries) {
+            let bytes = &after[seg.start as usize..seg.end as usize];
+            assert!(bytes.starts_with(b"From "));
+            assert_eq!(<[u8; 32]>::from(Sha256::digest(bytes)), seg.digest);
+            assert_eq!(Segment::parse(&seg.name()).as_ref(), Some(seg));
+            assert_eq!(e.folder, dir.path().join("inbox"));
+        }
+        assert_eq!(Segment::parse("123.x.host,S=5"), None);
+        assert_eq!(Segment::parse("mbox:1:2:3:4"), None);
+    }
+
+    #[test]
+    fn recovery_records_a_complete_append_as_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
+        let found = recover(&path, &entries).unwrap();
+        assert_eq!(found.delivered, vec!["u0", "u1", "u2"]);
+        assert_eq!(found.warning, None);
+        assert_eq!(fs::read(&path).unwrap(), after, "nothing touched");
+        // Another program appended after our complete append: still ours.
+        let mut more = after.clone();
+        more.extend_from_slice(b"From x@y Thu Jan  1 00:00:00 1970\n\nlater\n\n");
+        fs::write(&path, &more).unwrap();
+        let found = recover(&path, &entries).unwrap();
+        assert_eq!(found.delivered.len(), 3);
+        assert_eq!(fs::read(&path).unwrap(), more);
+    }
+
+    #[test]
+    fn recovery_truncates_a_partial_append_keeping_complete_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
+        let segs: Vec<Segment> = entries
+            .iter()
+            .map(|e| Segment::parse(&e.name).unwrap())
+            .collect();
+        // Cut inside the second message: the first is complete and kept.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(segs[1].start + 7).unwrap();
+        let found = recover(&path, &entries).unwrap();
+        assert_eq!(found.delivered, vec!["u0"]);
+        assert_eq!(found.warning, None);
+        assert_eq!(fs::read(&path).unwrap(), &after[..segs[1].start as usize]);
+
+        // Cut inside the separator or the first message: back to the old
+        // length exactly.
+        for cut in [segs[0].old + 1, segs[0].start + 3, segs[0].end - 1] {
+            let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
+            let file = OpenOptions::new().write(true).open(&path).unwrap();
+            file.set_len(cut).unwrap();
+            let found = recover(&path, &entries).unwrap();
+            assert!(found.delivered.is_empty(), "cut {cut}");
+            assert_eq!(found.warning, None);
+            assert_eq!(fs::read(&path).unwrap(), &after[..OLD.len()], "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn recovery_truncates_what_a_power_cut_left_unwritten() {
+        // The length reached the disk, the data did not (zeros).
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
+        let seg = Segment::parse(&entries[2].name).unwrap();
+        let mut broken = after.clone();
+        broken[seg.start as usize..].fill(0);
+        fs::write(&path, &broken).unwrap();
+        let found = recover(&path, &entries).unwrap();
+        assert_eq!(found.delivered, vec!["u0", "u1"]);
+        assert_eq!(fs::read(&path).unwrap(), &after[..seg.start as usize]);
+    }
+
+    #[test]
+    fn recovery_never_truncates_bytes_that_are_not_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
+        let segs: Vec<Segment> = entries
+            .iter()
+            .map(|e| Segment::parse(&e.name).unwrap())
+            .collect();
+        // Our append stopped inside the second message, then another
+        // program appended a message of its own (short enough to end
+        // inside our range).
+        let mut mixed = after[..segs[1].start as usize + 10].to_vec();
+        mixed.extend_from_slice(b"\n\nFrom x@y Thu Jan  1 00:00:00 1970\n\nx\n\n");
+        assert!(mixed.len() < after.len());
+        fs::write(&path, &mixed).unwrap();
+        let found = recover(&path, &entries).unwrap();
+        assert_eq!(found.delivered, vec!["u0"]);
+        assert!(
+            found
+                .warning
+                .as_deref()
+                .unwrap()
+                .contains("another program"),
+            "{found:?}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), mixed, "left as it is");
+
+        // The mbox was replaced by another file (a reader rewrote it).
+        let (path, entries, _) = appended(dir.path(), OLD, &BODIES);
+        let partial = &fs::read(&path).unwrap()[..OLD.len() + 20];
+        let new = dir.path().join("inbox.new");
+        fs::write(&new, partial).unwrap();
+        fs::rename(&new, &path).unwrap();
+        let found = recover(&path, &entries).unwrap();
+        assert!(found.delivered.is_empty());
+        assert!(found.warning.as_deref().unwrap().contains("replaced"));
+        assert_eq!(fs::read(&path).unwrap(), partial);
+
+        // Shrunk below the old length (a reader expunged messages).
+        let (path, entries, _) = appended(dir.path(), OLD, &BODIES);
+        fs::write(&path, &OLD[..10]).unwrap();
+        let found = recover(&path, &entries).unwrap();
+        assert!(found.warning.as_deref().unwrap().contains("shorter"));
+        assert_eq!(fs::read(&path).unwrap(), &OLD[..10]);
+    }
+
+    /// A pid that is certainly gone: a child that has exited and been
+    /// reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_dotlock_whose_pid_is_gone_is_broken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("inbox");
+        let lock = dir.path().join("inbox.lock");
+        fs::write(&lock, format!("{}\n", dead_pid())).unwrap();
+        let t = Instant::now();
+        let held = Dotlock::acquire(&mbox, Instant::now() + Duration::from_secs(5)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "broken by age?");
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            format!("{}\n", std::process::id()),
+            "our pid, in ASCII"
+        );
+        drop(held);
+        assert!(!lock.exists());
+    }
+
+    #[test]
+    fn a_dotlock_whose_pid_lives_is_waited_for_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("inbox");
+        let lock = dir.path().join("inbox.lock");
+        // A live holder (this process), however old its lock.
+        fs::write(&lock, std::process::id().to_string()).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let err = Dotlock::acquire(&mbox, Instant::now() + Duration::from_millis(300))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ExitKind::TempFail);
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        // No pid in it: only age tells, and an hour is stale.
+        fs::write(&lock, "").unwrap();
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        drop(Dotlock::acquire(&mbox, Instant::now() + Duration::from_secs(5)).unwrap());
+        // No pid and fresh: may be a writer between create and write.
+        fs::write(&lock, "").unwrap();
+        assert!(Dotlock::acquire(&mbox, Instant::now() + Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn the_fcntl_lock_excludes_threads_of_one_process_and_survives_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox");
+        fs::write(&path, b"").unwrap();
+        let first = File::options().read(true).write(true).open(&path).unwrap();
+        fcntl_lock(&first, Instant::now()).unwrap();
+        // Another account's sync in this process opens and closes the
+        // mbox: with per-process locks that close would drop ours.
+        drop(File::open(&path).unwrap());
+        let second = File::options().read(true).write(true).open(&path).unwrap();
+        let err = std::thread::scope(|s| {
+            s.spawn(|| fcntl_lock(&second, Instant::now() + Duration::from_millis(200)))
+                .join()
+                .unwrap()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop(first);
+        fcntl_lock(&second, Instant::now()).unwrap();
+    }
+
+    #[test]
+    fn a_mbox_replaced_while_waiting_for_its_lock_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox");
+        fs::write(&path, b"old").unwrap();
+        // A mail reader holds the fcntl lock (no dotlock) and rewrites the
+        // mbox by renaming a new file over it.
+        let reader = File::options().read(true).write(true).open(&path).unwrap();
+        fcntl_lock(&reader, Instant::now()).unwrap();
+        let locked = std::thread::scope(|s| {
+            let waiting = s.spawn(|| LockedMbox::acquire(&path, true));
+            std::thread::sleep(Duration::from_millis(300));
+            let new = dir.path().join("inbox.new");
+            fs::write(&new, b"rewritten").unwrap();
+            fs::rename(&new, &path).unwrap();
+            drop(reader);
+            waiting.join().unwrap().unwrap()
+        });
+        let at_path = fs::metadata(&path).unwrap();
+        assert_eq!((locked.dev, locked.ino), (at_path.dev(), at_path.ino()));
+        assert_eq!(locked.file.metadata().unwrap().len(), 9);
+    }
+
+    #[test]
+    fn a_folder_without_create_rights_gets_an_error_naming_it_and_the_alternatives() {
+        let err = cannot_create_here(
+            Path::new("/var/mail"),
+            "cannot create the lock file /var/mail/alice.lock".into(),
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(err.kind(), ExitKind::CantCreate);
+        let text = err.to_string();
+        for word in ["/var/mail", "maildir =", "mbox =", "mda ="] {
+            assert!(text.contains(word), "{word}: {text}");
+        }
     }
 }
