@@ -237,8 +237,16 @@ struct Figures {
     killed_mid_run: usize,
     lost: usize,
     duplicated: usize,
+    /// Duplicates inside the target's documented window (MDA: the message
+    /// delivered when the kill came, before its seen record).
+    duplicated_in_window: usize,
     bad_dele: usize,
     corrupt: usize,
+    /// Partial messages seen at a kill instant or after recovery.
+    truncated: usize,
+    /// mbox: our unfinished append at the kill instant (under our dotlock,
+    /// taken back by the next run's recovery).
+    partial_append_at_kill: usize,
     tmp_leftovers: usize,
     /// Kills that landed after the first messages became visible.
     killed_after_commit: usize,
@@ -246,10 +254,198 @@ struct Figures {
     killed_after_dele: usize,
     /// Kills that left delivery-journal entries for the next run to resolve.
     killed_with_journal: usize,
+    /// mbox: kills that left the `.lock` dotfile behind (a dead pid in it).
+    killed_holding_dotlock: usize,
     failures: Vec<String>,
 }
 
 const CRASH_MESSAGES: usize = 30;
+
+/// Where the crash trials deliver. Each has its own way of telling, from
+/// outside, which messages it holds and which are partial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sink {
+    Maildir,
+    /// `~/mail/inbox`.
+    Mbox,
+    /// A shell MDA that writes each message to a temporary name in
+    /// `~/mda-out`, fsyncs it, and renames it to a name of its own: one file
+    /// per delivered message, never a partial one unless it was handed one.
+    Mda,
+}
+
+impl Sink {
+    /// The account's config for this target.
+    fn config(self, env: &Env, port: u16, keep: bool) -> String {
+        let extra = if keep { "" } else { "keep = false" };
+        let cfg = account("c", port, "none", extra);
+        let maildir = "maildir = \"~/Mail/c\"";
+        match self {
+            Sink::Maildir => cfg,
+            Sink::Mbox => cfg.replace(maildir, "mbox = \"~/mail/inbox\""),
+            Sink::Mda => {
+                let out = self.root(env);
+                fs::create_dir_all(&out).unwrap();
+                let script = format!(
+                    "t={out}/.tmp.$$ && cat > $t && sync $t && mv $t {out}/$(date +%s%N).$$",
+                    out = out.display()
+                );
+                cfg.replace(maildir, &format!("mda = {script:?}"))
+            }
+        }
+    }
+
+    /// The Maildir, the mbox file, or the MDA's output folder.
+    fn root(self, env: &Env) -> PathBuf {
+        match self {
+            Sink::Maildir => env.maildir("c"),
+            Sink::Mbox => env.home().join("mail/inbox"),
+            Sink::Mda => env.home().join("mda-out"),
+        }
+    }
+
+    fn inventory(self, env: &Env, msgs: &[Msg]) -> Inventory {
+        let root = self.root(env);
+        match self {
+            Sink::Maildir => inventory(&root, msgs),
+            Sink::Mbox => {
+                let want = wanted(msgs);
+                let mut inv = Inventory {
+                    counts: vec![0; msgs.len()],
+                    strangers: Vec::new(),
+                    tmp: Vec::new(),
+                };
+                let text = fs::read(&root).unwrap_or_default();
+                for (at, m) in mbox_messages(&text) {
+                    match m.and_then(|m| want.get(&m).copied()) {
+                        Some(i) => inv.counts[i] += 1,
+                        None => inv.strangers.push(format!("message at byte {at}")),
+                    }
+                }
+                if root.with_file_name("inbox.lock").exists() {
+                    inv.tmp.push("inbox.lock".into());
+                }
+                inv
+            }
+            Sink::Mda => {
+                let want = wanted(msgs);
+                let mut inv = Inventory {
+                    counts: vec![0; msgs.len()],
+                    strangers: Vec::new(),
+                    tmp: Vec::new(),
+                };
+                for name in files_in(&root) {
+                    if name.starts_with('.') {
+                        // The MDA's own temporary file (an MDA killed
+                        // before its rename): never a delivery.
+                        inv.tmp.push(name);
+                        continue;
+                    }
+                    let data = fs::read(root.join(&name)).unwrap();
+                    match want.get(&data) {
+                        Some(&i) => inv.counts[i] += 1,
+                        None => inv.strangers.push(format!("{name} ({} bytes)", data.len())),
+                    }
+                }
+                inv
+            }
+        }
+    }
+
+    /// When to kill. The Maildir keeps its long-standing draw (same seeds,
+    /// same instants); the others aim at their own short windows.
+    fn draw(self, rng: &mut Rng, keep: bool, span_us: u64) -> KillPoint {
+        match self {
+            Sink::Maildir => KillPoint::draw(rng, keep, span_us),
+            // The append runs under the dotlock: journal, append, fsync,
+            // then the seen records once the lock is gone.
+            Sink::Mbox => match rng.next() % 10 {
+                0..=2 => KillPoint::At(rng.range(0, span_us)),
+                3..=5 => KillPoint::Locked(rng.range(0, 1500)),
+                6 | 7 => KillPoint::Visible(rng.range(0, 3000)),
+                _ if keep => KillPoint::At(rng.range(span_us * 3 / 4, span_us)),
+                _ => KillPoint::Dele(rng.range(0, 1500)),
+            },
+            // Each message is one MDA run and one seen record.
+            Sink::Mda => match rng.next() % 10 {
+                0..=2 => KillPoint::At(rng.range(0, span_us)),
+                3..=7 => KillPoint::Delivered(
+                    rng.range(1, CRASH_MESSAGES as u64 + 1) as usize,
+                    rng.range(0, 3000),
+                ),
+                _ if keep => KillPoint::At(rng.range(span_us * 3 / 4, span_us)),
+                _ => KillPoint::Dele(rng.range(0, 1500)),
+            },
+        }
+    }
+
+    /// Whether `event` has happened.
+    fn saw(self, env: &Env, server: &Server, event: Event) -> bool {
+        let root = self.root(env);
+        match event {
+            Event::TmpFiles(n) => files_in(&root.join("tmp")).len() >= n,
+            Event::Visible if self == Sink::Maildir => !files_in(&root.join("new")).is_empty(),
+            Event::Visible => fs::metadata(&root).is_ok_and(|m| m.len() > 0),
+            Event::Locked => root.with_file_name("inbox.lock").exists(),
+            Event::Delivered(n) => {
+                files_in(&root)
+                    .iter()
+                    .filter(|f| !f.starts_with('.'))
+                    .count()
+                    >= n
+            }
+            Event::Dele => server.log().iter().any(|l| l.starts_with("DELE")),
+        }
+    }
+}
+
+/// Each expected delivery and its index.
+fn wanted(msgs: &[Msg]) -> HashMap<Vec<u8>, usize> {
+    let want: HashMap<Vec<u8>, usize> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (expected_delivery(&m.data), i))
+        .collect();
+    assert_eq!(want.len(), msgs.len(), "test messages must be distinct");
+    want
+}
+
+/// The messages of an mboxrd file, unquoted, each with the byte offset of
+/// its From_ line; `None` for one that does not end with the empty line
+/// that closes every complete message (cut short), or text before the
+/// first From_ line.
+fn mbox_messages(text: &[u8]) -> Vec<(usize, Option<Vec<u8>>)> {
+    let mut out: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut junk_at_start = false;
+    let mut at = 0;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            out.push((at, Vec::new()));
+        } else if let Some((_, cur)) = out.last_mut() {
+            let gt = line.iter().take_while(|&&b| b == b'>').count();
+            if gt > 0 && line[gt..].starts_with(b"From ") {
+                cur.extend_from_slice(&line[1..]);
+            } else {
+                cur.extend_from_slice(line);
+            }
+        } else {
+            junk_at_start = true;
+        }
+        at += line.len();
+    }
+    let mut messages: Vec<(usize, Option<Vec<u8>>)> = out
+        .into_iter()
+        .map(|(at, mut m)| {
+            let complete = m.ends_with(b"\n\n") || m == b"\n";
+            m.pop();
+            (at, complete.then_some(m))
+        })
+        .collect();
+    if junk_at_start {
+        messages.insert(0, (0, None));
+    }
+    messages
+}
 
 /// When a trial kills the process. A kill at a uniformly random time
 /// rarely lands in the short windows that matter most (the batch commit,
@@ -263,8 +459,13 @@ enum KillPoint {
     /// of them: the fsyncs and the journal), then after a delay.
     TmpFiles(usize, u64),
     /// When the first message appears in new/ (the renames, then the seen
-    /// records), then after a delay.
+    /// records), or the mbox first grows, then after a delay.
     Visible(u64),
+    /// When the mbox's dotlock appears (its append begins), then after a
+    /// delay.
+    Locked(u64),
+    /// When the MDA has delivered this many messages, then after a delay.
+    Delivered(usize, u64),
     /// When the server got the first DELE, then after a delay.
     Dele(u64),
 }
@@ -273,6 +474,8 @@ enum KillPoint {
 enum Event {
     TmpFiles(usize),
     Visible,
+    Locked,
+    Delivered(usize),
     Dele,
 }
 
@@ -291,12 +494,23 @@ impl KillPoint {
             _ => KillPoint::Dele(rng.range(0, 1500)),
         }
     }
+
+    fn split(self) -> (Option<Event>, u64) {
+        match self {
+            KillPoint::At(us) => (None, us),
+            KillPoint::TmpFiles(n, us) => (Some(Event::TmpFiles(n)), us),
+            KillPoint::Visible(us) => (Some(Event::Visible), us),
+            KillPoint::Locked(us) => (Some(Event::Locked), us),
+            KillPoint::Delivered(n, us) => (Some(Event::Delivered(n)), us),
+            KillPoint::Dele(us) => (Some(Event::Dele), us),
+        }
+    }
 }
 
 /// One trial: start a sync against a slow server, SIGKILL it at a seeded
 /// instant, check what the disk and the server show at that instant, then
 /// sync to completion and check every message.
-fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
+fn crash_trial(sink: Sink, t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
     let mut rng = Rng::new(t.seed);
     let env = Env::new();
     let msgs = messages("crash", CRASH_MESSAGES, 6_000);
@@ -308,12 +522,10 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
         faults: vec![fault.clone()],
         ..Config::default()
     });
-    let extra = if t.keep { "" } else { "keep = false" };
-    env.write_config(&account("c", server.port(), "none", extra));
-    let root = env.maildir("c");
+    env.write_config(&sink.config(&env, server.port(), t.keep));
 
     let span = full_run.as_micros() as u64;
-    let point = KillPoint::draw(&mut rng, t.keep, span);
+    let point = sink.draw(&mut rng, t.keep, span);
     let mut child = env
         .command(&["sync"])
         .stdout(Stdio::null())
@@ -322,12 +534,7 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
         .unwrap();
     let started = Instant::now();
     let mut finished_first = false;
-    let (event, delay_us) = match point {
-        KillPoint::At(us) => (None, us),
-        KillPoint::TmpFiles(n, us) => (Some(Event::TmpFiles(n)), us),
-        KillPoint::Visible(us) => (Some(Event::Visible), us),
-        KillPoint::Dele(us) => (Some(Event::Dele), us),
-    };
+    let (event, delay_us) = point.split();
     if let Some(event) = event {
         // Poll for the event (bounded), then wait the drawn delay.
         while started.elapsed() < Duration::from_secs(10) {
@@ -335,12 +542,7 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
                 finished_first = true;
                 break;
             }
-            let hit = match event {
-                Event::TmpFiles(n) => files_in(&root.join("tmp")).len() >= n,
-                Event::Visible => !files_in(&root.join("new")).is_empty(),
-                Event::Dele => server.log().iter().any(|l| l.starts_with("DELE")),
-            };
-            if hit {
+            if sink.saw(&env, &server, event) {
                 break;
             }
             std::thread::sleep(Duration::from_micros(100));
@@ -351,19 +553,20 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
     let _ = child.kill(); // SIGKILL
     child.wait().unwrap();
 
-    // Let the server take in whatever the dead client had already sent.
-    let mut last = usize::MAX;
+    // Let the server take in whatever the dead client had already sent
+    // (and an MDA that outlived popfetch finish its message).
+    let mut last = (usize::MAX, usize::MAX);
     for _ in 0..100 {
-        let n = server.log().len();
-        if n == last {
+        let now = (server.log().len(), files_in(&sink.root(&env)).len());
+        if now == last {
             break;
         }
-        last = n;
+        last = now;
         std::thread::sleep(Duration::from_millis(15));
     }
 
     let label = format!(
-        "trial {} ({}, seed {:#x}, {fault:?}, kill {point:?}, full run {span} µs)",
+        "{sink:?} trial {} ({}, seed {:#x}, {fault:?}, kill {point:?}, full run {span} µs)",
         t.index,
         if t.keep { "keep" } else { "delete" },
         t.seed,
@@ -372,9 +575,10 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
     let mut bad_dele = 0;
     let mut lost = 0;
     // At the instant of the kill: DELE only for delivered messages, and
-    // every message on the server or in the Maildir.
-    let at_kill = inventory(&root, &msgs);
+    // every message on the server or in the target.
+    let at_kill = sink.inventory(&env, &msgs);
     let journal = journal_entries(&env.state_dir());
+    let seen_at_kill = seen_uidls(&env.state_dir());
     let left = uidls_on(&server);
     let deleting = msgs.iter().any(|m| server.dele_count(&m.uidl) > 0);
     for (m, &c) in msgs.iter().zip(&at_kill.counts) {
@@ -387,10 +591,25 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
             fails.push(format!("{label}: {} lost at the kill", m.uidl));
         }
     }
-    if !at_kill.strangers.is_empty() {
+    // An mbox may show our unfinished append at the kill (recovery takes it
+    // back); a Maildir or an MDA never shows a partial message.
+    if !at_kill.strangers.is_empty() && sink != Sink::Mbox {
         fails.push(format!(
             "{label}: partial files visible: {:?}",
             at_kill.strangers
+        ));
+    }
+    // The MDA's window: delivered, the kill came before its seen record.
+    let in_window: Vec<&str> = msgs
+        .iter()
+        .zip(&at_kill.counts)
+        .filter(|(m, &c)| c > 0 && !seen_at_kill.contains(&m.uidl))
+        .map(|(m, _)| m.uidl.as_str())
+        .collect();
+    if sink == Sink::Mda && in_window.len() > 1 {
+        fails.push(format!(
+            "{label}: {} messages delivered without a seen record at the kill: {in_window:?}",
+            in_window.len()
         ));
     }
 
@@ -402,14 +621,18 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
             run.code, run.stderr
         ));
     }
-    let end = inventory(&root, &msgs);
+    let end = sink.inventory(&env, &msgs);
     let mut duplicated = 0;
+    let mut duplicated_in_window = 0;
     for (m, &c) in msgs.iter().zip(&end.counts) {
         match c {
             1 => {}
             0 => {
                 lost += 1;
                 fails.push(format!("{label}: {} never delivered", m.uidl));
+            }
+            2 if sink == Sink::Mda && in_window.contains(&m.uidl.as_str()) => {
+                duplicated_in_window += 1;
             }
             n => {
                 duplicated += 1;
@@ -445,23 +668,30 @@ fn crash_trial(t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex<Figures>) {
     f.killed_after_commit += usize::from(!finished_first && committed);
     f.killed_after_dele += usize::from(!finished_first && !t.keep && deleting);
     f.killed_with_journal += usize::from(journal > 0);
+    f.killed_holding_dotlock += usize::from(sink == Sink::Mbox && !at_kill.tmp.is_empty());
     f.lost += lost;
     f.duplicated += duplicated;
+    f.duplicated_in_window += duplicated_in_window;
     f.bad_dele += bad_dele;
     f.corrupt += end.strangers.len();
+    if sink == Sink::Mbox {
+        f.partial_append_at_kill += at_kill.strangers.len();
+    } else {
+        f.truncated += at_kill.strangers.len();
+    }
+    f.truncated += end.strangers.len();
     f.tmp_leftovers += end.tmp.len();
     f.failures.extend(fails);
 }
 
-/// Entries in the delivery journal (the `pending` table) of the seen
-/// database, read straight from SQLite while no popfetch runs.
-fn journal_entries(state_dir: &Path) -> usize {
+/// Opens the seen database straight from SQLite while no popfetch runs;
+/// `None` when it or its schema does not exist yet (killed before).
+fn open_state(state_dir: &Path) -> Option<rusqlite::Connection> {
     let path = state_dir.join("seen.sqlite3");
     if !path.exists() {
-        return 0;
+        return None;
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    // Killed before the schema was created: no journal yet.
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'pending'",
@@ -469,11 +699,26 @@ fn journal_entries(state_dir: &Path) -> usize {
             |r| r.get(0),
         )
         .unwrap();
-    if tables == 0 {
-        return 0;
-    }
-    conn.query_row("SELECT count(*) FROM pending", [], |r| r.get::<_, i64>(0))
-        .unwrap() as usize
+    (tables > 0).then_some(conn)
+}
+
+/// Entries in the delivery journal (the `pending` table) of the seen
+/// database.
+fn journal_entries(state_dir: &Path) -> usize {
+    open_state(state_dir).map_or(0, |conn| {
+        conn.query_row("SELECT count(*) FROM pending", [], |r| r.get::<_, i64>(0))
+            .unwrap() as usize
+    })
+}
+
+/// Every UIDL with a seen record.
+fn seen_uidls(state_dir: &Path) -> std::collections::HashSet<String> {
+    let Some(conn) = open_state(state_dir) else {
+        return Default::default();
+    };
+    let mut stmt = conn.prepare("SELECT uidl FROM seen").unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
 }
 
 /// The two ways the server is slowed down: half the trials trickle the
@@ -489,9 +734,9 @@ fn crash_faults() -> [Fault; 2] {
     ]
 }
 
-/// How long an uninterrupted sync takes against the slow server:
-/// `[keep as usize][fault]`.
-fn calibrate() -> [[Duration; 2]; 2] {
+/// How long an uninterrupted sync into `sink` takes against the slow
+/// server: `[keep as usize][fault]`.
+fn calibrate(sink: Sink) -> [[Duration; 2]; 2] {
     let mut spans = [[Duration::ZERO; 2]; 2];
     for keep in [false, true] {
         for (i, fault) in crash_faults().into_iter().enumerate() {
@@ -501,8 +746,7 @@ fn calibrate() -> [[Duration; 2]; 2] {
                 faults: vec![fault],
                 ..Config::default()
             });
-            let extra = if keep { "" } else { "keep = false" };
-            env.write_config(&account("c", server.port(), "none", extra));
+            env.write_config(&sink.config(&env, server.port(), keep));
             let start = Instant::now();
             env.run(&["sync"]).expect_code(0);
             spans[usize::from(keep)][i] = start.elapsed();
@@ -511,16 +755,16 @@ fn calibrate() -> [[Duration; 2]; 2] {
     spans
 }
 
-#[test]
-fn kill_9_at_random_instants_never_loses_or_duplicates() {
-    const PER_MODE: usize = 50;
+/// `per_mode` trials with keep and as many with delete, killed at seeded
+/// instants; prints the figures and fails on any problem.
+fn kill_9_trials(sink: Sink, per_mode: usize, default_seed: u64) {
     let base: u64 = std::env::var("POPFETCH_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0004);
+        .unwrap_or(default_seed);
     let started = Instant::now();
-    let spans = calibrate();
-    let trials: Vec<Trial> = (0..2 * PER_MODE)
+    let spans = calibrate(sink);
+    let trials: Vec<Trial> = (0..2 * per_mode)
         .map(|i| Trial {
             index: i,
             keep: i % 2 == 0,
@@ -528,29 +772,35 @@ fn kill_9_at_random_instants_never_loses_or_duplicates() {
         })
         .collect();
     let figures = Arc::new(Mutex::new(Figures::default()));
-    run_parallel(4, &trials, |t| crash_trial(*t, &spans, &figures));
+    run_parallel(4, &trials, |t| crash_trial(sink, *t, &spans, &figures));
     let f = figures.lock().unwrap();
     eprintln!(
-        "kill -9 crash test (seed {base:#x}): {} trials ({PER_MODE} keep, {PER_MODE} delete), \
+        "kill -9 crash test, {sink:?} (seed {base:#x}): {} trials ({per_mode} keep, {per_mode} delete), \
          {} killed mid-run ({} with a delivery journal to recover, \
-         {} after messages became visible, {} after a DELE), \
+         {} after messages became visible, {} after a DELE, {} holding the mbox dotlock), \
          full runs {:?} (delete: slow, trickle; keep: slow, trickle); \
-         lost {}, duplicated {}, DELE for undelivered {}, corrupt files {}, \
+         lost {}, truncated {} (mbox: {} partial appends at the kill, taken back), \
+         duplicated {} (+ {} inside the documented window), \
+         DELE for undelivered {}, corrupt files {}, \
          stale tmp/ files left by the kills {}; {:?} in all",
         f.trials,
         f.killed_mid_run,
         f.killed_with_journal,
         f.killed_after_commit,
         f.killed_after_dele,
+        f.killed_holding_dotlock,
         spans,
         f.lost,
+        f.truncated,
+        f.partial_append_at_kill,
         f.duplicated,
+        f.duplicated_in_window,
         f.bad_dele,
         f.corrupt,
         f.tmp_leftovers,
         started.elapsed()
     );
-    assert_eq!(f.trials, 2 * PER_MODE);
+    assert_eq!(f.trials, 2 * per_mode);
     assert!(
         f.failures.is_empty(),
         "{} problems:\n{}",
@@ -558,10 +808,30 @@ fn kill_9_at_random_instants_never_loses_or_duplicates() {
         f.failures.join("\n")
     );
     assert!(
-        f.killed_mid_run >= PER_MODE,
+        f.killed_mid_run >= per_mode,
         "too few kills landed inside a run ({}): the timing is off",
         f.killed_mid_run
     );
+}
+
+#[test]
+fn kill_9_at_random_instants_never_loses_or_duplicates() {
+    kill_9_trials(Sink::Maildir, 50, 0x5EED_0004);
+}
+
+/// SPEC §4.3 for an mbox: no loss, no partial message, and (with the
+/// append journal) no duplicate either.
+#[test]
+fn kill_9_during_mbox_delivery_never_loses_truncates_or_duplicates() {
+    kill_9_trials(Sink::Mbox, 50, 0x5EED_0B0C);
+}
+
+/// SPEC §4.3 for an MDA: no loss, the MDA never handed a partial message,
+/// and a duplicate only for the message whose MDA had exited 0 when the
+/// kill came, before its seen record.
+#[test]
+fn kill_9_during_mda_delivery_never_loses_or_truncates() {
+    kill_9_trials(Sink::Mda, 50, 0x5EED_0FDA);
 }
 
 // ---------------------------------------------------------------------------

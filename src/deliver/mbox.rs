@@ -802,16 +802,8 @@ impl Dotlock {
         name.push(".lock");
         let path = PathBuf::from(name);
         loop {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return Ok(Dotlock { path });
-                }
+            match create_with_pid(&path) {
+                Ok(()) => return Ok(Dotlock { path }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if let Some(stale) = stale_dotlock(&path) {
                         // Only the lock file we judged: not a fresh one
@@ -850,6 +842,65 @@ impl Drop for Dotlock {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
     }
+}
+
+/// Creates the dotlock `path` (failing if it exists) with our pid already
+/// in it. On Linux the pid goes into an anonymous file that is then linked
+/// at `path`, so the lock never exists without its pid: a kill between
+/// "create" and "write" would otherwise leave an empty lock that only age
+/// could clear. Elsewhere (or where O_TMPFILE is not supported) the pid is
+/// written just after the create.
+fn create_with_pid(path: &Path) -> io::Result<()> {
+    let pid = std::process::id();
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let anonymous = OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(folder_of(path));
+        match anonymous {
+            Ok(mut f) => {
+                writeln!(f, "{pid}")?;
+                let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+                    .map_err(io::Error::other)?;
+                let to = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(io::Error::other)?;
+                // SAFETY: both are C strings that outlive the call.
+                let rc = unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        from.as_ptr(),
+                        libc::AT_FDCWD,
+                        to.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                };
+                if rc == 0 {
+                    return Ok(());
+                }
+                let err = io::Error::last_os_error();
+                // No /proc: fall back to create-then-write.
+                if err.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(err);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{pid}")
 }
 
 /// The pid written in a dotlock, if it holds one.
