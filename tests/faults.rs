@@ -553,12 +553,24 @@ fn crash_trial(sink: Sink, t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex
     let _ = child.kill(); // SIGKILL
     child.wait().unwrap();
 
-    // Let the server take in whatever the dead client had already sent
-    // (and an MDA that outlived popfetch finish its message).
-    let mut last = (usize::MAX, usize::MAX);
-    for _ in 0..100 {
-        let now = (server.log().len(), files_in(&sink.root(&env)).len());
-        if now == last {
+    // Let the server take in whatever the dead client had already sent.
+    // An MDA runs in a process group of its own and outlives popfetch:
+    // let it finish its message too (its temporary file renamed, nothing
+    // changing for a while).
+    let mut last = (usize::MAX, Vec::new());
+    let mut quiet = 0;
+    let settle_by = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < settle_by {
+        let files = if sink == Sink::Mda {
+            files_in(&sink.root(&env))
+        } else {
+            Vec::new()
+        };
+        let busy = files.iter().any(|f| f.starts_with('.'));
+        let now = (server.log().len(), files);
+        quiet = if now == last && !busy { quiet + 1 } else { 0 };
+        let enough = if sink == Sink::Mda { 20 } else { 1 };
+        if quiet >= enough {
             break;
         }
         last = now;

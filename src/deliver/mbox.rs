@@ -77,7 +77,18 @@ impl Mbox {
                     e,
                 )
             })?;
-        let spool = spool_file(parent)?;
+        // Next to the mbox (same file system, so no tmpfs limit).
+        let spool = crate::files::spool_file(parent).map_err(|e| {
+            // Say why, and what to use instead, for a folder like /var/mail.
+            match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>()) {
+                Some(cause) => cannot_create_here(
+                    parent,
+                    e.message().to_string(),
+                    io::Error::new(cause.kind(), cause.to_string()),
+                ),
+                None => e,
+            }
+        })?;
         Ok(Mbox {
             path: path.to_path_buf(),
             spool,
@@ -270,38 +281,6 @@ fn cannot_create_here(folder: &Path, what: String, e: io::Error) -> Error {
         ),
         e,
     )
-}
-
-/// An anonymous file next to the mbox (same file system, so no tmpfs
-/// limit): created and unlinked at once, so it never outlives the process.
-fn spool_file(dir: &Path) -> Result<File> {
-    for attempt in 0..100u32 {
-        let path = dir.join(format!(".popfetch-spool-{}-{attempt}", std::process::id()));
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => {
-                let _ = fs::remove_file(&path);
-                return Ok(f);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(cannot_create_here(
-                    dir,
-                    format!("cannot create a spool file in {}", dir.display()),
-                    e,
-                ))
-            }
-        }
-    }
-    Err(Error::new(
-        ExitKind::CantCreate,
-        format!("cannot create a spool file in {}", dir.display()),
-    ))
 }
 
 // ---------------------------------------------------------------------------
