@@ -791,7 +791,7 @@ fn kill_9_trials(sink: Sink, per_mode: usize, default_seed: u64) {
          {} killed mid-run ({} with a delivery journal to recover, \
          {} after messages became visible, {} after a DELE, {} holding the mbox dotlock), \
          full runs {:?} (delete: slow, trickle; keep: slow, trickle); \
-         lost {}, truncated {} (mbox: {} partial appends at the kill, taken back), \
+         lost {}, truncated {} (mbox: {} partial appends seen at the kill), \
          duplicated {} (+ {} inside the documented window), \
          DELE for undelivered {}, corrupt files {}, \
          stale tmp/ files left by the kills {}; {:?} in all",

@@ -59,6 +59,16 @@ struct Spooled {
     /// Bytes in the mbox (From_ line, quoted message, empty line).
     len: u64,
     digest: [u8; 32],
+    /// The From_ line: its length (with the LF) and digest.
+    line: FirstLine,
+}
+
+/// The length and (shortened) digest of a message's From_ line: enough to
+/// tell our unfinished message from another program's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FirstLine {
+    len: u64,
+    digest: [u8; 16],
 }
 
 impl Mbox {
@@ -124,6 +134,7 @@ impl Mbox {
                     start,
                     end: start + m.len,
                     digest: m.digest,
+                    line: m.line,
                 };
                 start = seg.end;
                 PendingEntry {
@@ -166,18 +177,14 @@ impl Delivery for Mbox {
             .spool
             .stream_position()
             .map_err(|e| Error::local_io("mbox spool", e))?;
-        let mut tally = Tally {
-            out: &mut self.spool,
-            hasher: Sha256::new(),
-            len: 0,
-        };
+        let mut tally = Tally::new(&mut self.spool);
         match write_mboxrd(body, &mut tally) {
             Ok(n) => {
-                let (len, digest) = (tally.len, tally.hasher.finalize().into());
                 self.pending.push(Spooled {
                     uidl: info.uidl.to_string(),
-                    len,
-                    digest,
+                    len: tally.len,
+                    digest: tally.hasher.finalize().into(),
+                    line: tally.line,
                 });
                 Ok(n)
             }
@@ -218,13 +225,39 @@ struct Tally<'a> {
     out: &'a mut File,
     hasher: Sha256,
     len: u64,
+    /// Digests the first line until its LF has passed.
+    line_hasher: Option<Sha256>,
+    line: FirstLine,
+}
+
+impl<'a> Tally<'a> {
+    fn new(out: &'a mut File) -> Self {
+        Tally {
+            out,
+            hasher: Sha256::new(),
+            len: 0,
+            line_hasher: Some(Sha256::new()),
+            line: FirstLine::default(),
+        }
+    }
 }
 
 impl Write for Tally<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        let written = &buf[..n];
+        self.hasher.update(written);
         self.len += n as u64;
+        if let Some(line) = &mut self.line_hasher {
+            let end = memchr::memchr(b'\n', written);
+            let upto = end.map_or(n, |i| i + 1);
+            line.update(&written[..upto]);
+            self.line.len += upto as u64;
+            if end.is_some() {
+                let done = self.line_hasher.take().expect("present");
+                self.line.digest = short_digest(done);
+            }
+        }
         Ok(n)
     }
 
@@ -287,9 +320,10 @@ fn cannot_create_here(folder: &Path, what: String, e: io::Error) -> Error {
 // The journal and recovery
 
 /// Where one message of an append lies, as written in its journal entry's
-/// name: `mbox:DEV:INO:OLD:START:END:SHA256`. `OLD` is the mbox's length
-/// before the whole append (the point to truncate back to), `START..END`
-/// the message's bytes, the digest theirs.
+/// name: `mbox:DEV:INO:OLD:START:END:SHA256:LINE:LINEDIGEST`. `OLD` is the
+/// mbox's length before the whole append (the point to truncate back to),
+/// `START..END` the message's bytes, the digest theirs; `LINE` and
+/// `LINEDIGEST` the length and digest of its From_ line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
     dev: u64,
@@ -298,21 +332,24 @@ pub struct Segment {
     start: u64,
     end: u64,
     digest: [u8; 32],
+    line: FirstLine,
 }
 
 impl Segment {
     const PREFIX: &'static str = "mbox:";
 
     fn name(&self) -> String {
-        let hex: String = self.digest.iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "{}{}:{}:{}:{}:{}:{hex}",
+            "{}{}:{}:{}:{}:{}:{}:{}:{}",
             Segment::PREFIX,
             self.dev,
             self.ino,
             self.old,
             self.start,
-            self.end
+            self.end,
+            hex(&self.digest),
+            self.line.len,
+            hex(&self.line.digest)
         )
     }
 
@@ -322,13 +359,13 @@ impl Segment {
         let mut f = name.strip_prefix(Segment::PREFIX)?.split(':');
         let mut num = || f.next()?.parse::<u64>().ok();
         let (dev, ino, old, start, end) = (num()?, num()?, num()?, num()?, num()?);
-        let hex = f.next()?;
-        if f.next().is_some() || hex.len() != 64 || start < old || end < start {
+        let digest = unhex(f.next()?)?;
+        let line = FirstLine {
+            len: f.next()?.parse().ok()?,
+            digest: unhex(f.next()?)?,
+        };
+        if f.next().is_some() || start < old || end < start || line.len > end - start {
             return None;
-        }
-        let mut digest = [0u8; 32];
-        for (i, d) in digest.iter_mut().enumerate() {
-            *d = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
         Some(Segment {
             dev,
@@ -337,8 +374,31 @@ impl Segment {
             start,
             end,
             digest,
+            line,
         })
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn short_digest(hasher: Sha256) -> [u8; 16] {
+    let full = hasher.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }
 
 /// What [`recover`] found.
@@ -395,7 +455,7 @@ pub fn recover(path: &Path, entries: &[PendingEntry]) -> Result<Recovery> {
     let mut complete = 0;
     for (seg, _) in &segs {
         if len < seg.end
-            || scan(&mut locked.file, seg.start, seg.end)
+            || scan(&mut locked.file, seg.start, seg.end, seg.line.len)
                 .map_err(io_err)?
                 .digest
                 != seg.digest
@@ -452,11 +512,11 @@ pub fn recover(path: &Path, entries: &[PendingEntry]) -> Result<Recovery> {
 
 /// Whether the bytes from `cut` to `len` can only be the unfinished rest of
 /// our append: inside the append's range, the separator made of LFs, and
-/// each message's bytes starting with its From_ line with no other From_
-/// line in them (mboxrd quoting leaves none in a message we wrote; a
-/// message another program appended would start one). NUL bytes are what
-/// a power cut leaves where the length reached the disk but the data did
-/// not.
+/// each message's bytes starting with its own From_ line (or as much of it
+/// as was written) with no other From_ line in them (mboxrd quoting leaves
+/// none in a message we wrote; a message another program appended would
+/// start one). NUL bytes are what a power cut leaves where the length
+/// reached the disk but the data did not.
 fn tail_is_ours(file: &mut File, rest: &[(Segment, &str)], cut: u64, len: u64) -> io::Result<bool> {
     let append_end = rest.last().map_or(cut, |(s, _)| s.end);
     if len > append_end {
@@ -477,9 +537,16 @@ fn tail_is_ours(file: &mut File, rest: &[(Segment, &str)], cut: u64, len: u64) -
         if seg.start >= len {
             break;
         }
-        let found = scan(file, seg.start, seg.end.min(len))?;
-        let from = &b"From "[..found.head.len()];
-        let starts_ours = found.head == from || found.head.first() == Some(&0);
+        let found = scan(file, seg.start, seg.end.min(len), seg.line.len)?;
+        let starts_ours = match found.line {
+            // The whole From_ line is there: ours, or never written.
+            Some(line) => line == seg.line.digest || found.line_unwritten,
+            // Part of it: one line, starting like a From_ line.
+            None => {
+                let from = &b"From "[..found.head.len()];
+                !found.has_newline && (found.head == from || found.line_unwritten)
+            }
+        };
         if !starts_ours || found.stray_from_line {
             return Ok(false);
         }
@@ -489,19 +556,28 @@ fn tail_is_ours(file: &mut File, rest: &[(Segment, &str)], cut: u64, len: u64) -
 
 struct Scanned {
     digest: [u8; 32],
+    /// The digest of the first `line` bytes, if there were that many.
+    line: Option<[u8; 16]>,
+    /// The first `line` bytes (or all, if fewer) are NUL.
+    line_unwritten: bool,
     /// The first bytes (up to 5).
     head: Vec<u8>,
+    has_newline: bool,
     /// A line starting with `From ` after the first line.
     stray_from_line: bool,
 }
 
-/// Reads `start..end` of `file` once: its digest, its first bytes, and
-/// whether a From_ line follows its first line.
-fn scan(file: &mut File, start: u64, end: u64) -> io::Result<Scanned> {
+/// Reads `start..end` of `file` once: its digest, that of its first `line`
+/// bytes, its first bytes, and whether a From_ line follows its first line.
+fn scan(file: &mut File, start: u64, end: u64, line: u64) -> io::Result<Scanned> {
     const NEEDLE: &[u8] = b"\nFrom ";
     file.seek(SeekFrom::Start(start))?;
     let mut reader = file.take(end - start);
     let mut hasher = Sha256::new();
+    let mut line_hasher = Sha256::new();
+    let mut line_seen = 0u64;
+    let mut line_unwritten = true;
+    let mut has_newline = false;
     let mut head = Vec::new();
     let mut stray = false;
     // The last bytes of the previous block, so a match across blocks is seen.
@@ -514,6 +590,13 @@ fn scan(file: &mut File, start: u64, end: u64) -> io::Result<Scanned> {
         }
         let block = &buf[..n];
         hasher.update(block);
+        has_newline |= memchr::memchr(b'\n', block).is_some();
+        if line_seen < line {
+            let take = ((line - line_seen) as usize).min(n);
+            line_hasher.update(&block[..take]);
+            line_unwritten &= block[..take].iter().all(|&b| b == 0);
+            line_seen += take as u64;
+        }
         if head.len() < 5 {
             let want = (5 - head.len()).min(n);
             head.extend_from_slice(&block[..want]);
@@ -525,7 +608,10 @@ fn scan(file: &mut File, start: u64, end: u64) -> io::Result<Scanned> {
     }
     Ok(Scanned {
         digest: hasher.finalize().into(),
+        line: (line_seen == line).then(|| short_digest(line_hasher)),
+        line_unwritten,
         head,
+        has_newline,
         stray_from_line: stray,
     })
 }
@@ -1090,6 +1176,12 @@ mod tests {
             assert_eq!(Segment::parse(&seg.name()).as_ref(), Some(seg));
             assert_eq!(e.folder, dir.path().join("inbox"));
         }
+        for seg in &segs {
+            let line = &after[seg.start as usize..][..seg.line.len as usize];
+            assert!(line.starts_with(b"From MAILER-DAEMON ") && line.ends_with(b"\n"));
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert_eq!(short_digest(Sha256::new_with_prefix(line)), seg.line.digest);
+        }
         assert_eq!(Segment::parse("123.x.host,S=5"), None);
         assert_eq!(Segment::parse("mbox:1:2:3:4"), None);
     }
@@ -1180,6 +1272,25 @@ mod tests {
             "{found:?}"
         );
         assert_eq!(fs::read(&path).unwrap(), mixed, "left as it is");
+
+        // Killed after the journal, before the first byte; then another
+        // program appended a message, short enough to end inside our range,
+        // right where ours would have started.
+        for before in [OLD, b"From a@b Thu Jan  1 00:00:00 1970\n\nold\n\n"] {
+            let (path, entries, after) = appended(dir.path(), before, &BODIES);
+            let theirs = b"From x@y Thu Jan  1 00:00:00 1970\n\nx\n\n";
+            let mut mixed = before.to_vec();
+            if before == OLD {
+                mixed.extend_from_slice(b"\n\n");
+            }
+            mixed.extend_from_slice(theirs);
+            assert!(mixed.len() < after.len());
+            fs::write(&path, &mixed).unwrap();
+            let found = recover(&path, &entries).unwrap();
+            assert!(found.delivered.is_empty());
+            assert!(found.warning.is_some(), "{found:?}");
+            assert_eq!(fs::read(&path).unwrap(), mixed, "their message kept");
+        }
 
         // The mbox was replaced by another file (a reader rewrote it).
         let (path, entries, _) = appended(dir.path(), OLD, &BODIES);
