@@ -286,6 +286,47 @@ impl Store {
             .map_err(|e| db_error("reading the journal", e))
     }
 
+    /// The mbox appends other mailboxes left in the journal (their names
+    /// start with `mbox:`, see `deliver::mbox`): an account must resolve
+    /// another's interrupted append to the same mbox before appending
+    /// after it.
+    pub fn pending_appends_elsewhere(&self, mailbox: i64) -> Result<Vec<(i64, PendingEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT mailbox, uidl, folder, name FROM pending WHERE mailbox != ?1 AND name LIKE 'mbox:%'",
+            )
+            .map_err(|e| db_error("reading the journal", e))?;
+        let rows = stmt
+            .query_map(params![mailbox], |r| {
+                Ok((
+                    r.get(0)?,
+                    PendingEntry {
+                        uidl: r.get(1)?,
+                        folder: PathBuf::from(r.get::<_, String>(2)?),
+                        name: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(|e| db_error("reading the journal", e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error("reading the journal", e))
+    }
+
+    /// Whether a journal entry is still there (another process may have
+    /// resolved it meanwhile).
+    pub fn is_pending(&self, mailbox: i64, name: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM pending WHERE mailbox = ?1 AND name = ?2",
+                params![mailbox, name],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|e| db_error("reading the journal", e))
+    }
+
     /// Records `uidls` as delivered and clears their journal entries, in
     /// one durable transaction. Existing records keep their first-seen time.
     pub fn commit_delivered(

@@ -296,6 +296,23 @@ pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Resul
         resolve_appends(store, mailbox, appends, &mut warnings)?;
         resolve_journal(store, mailbox, target, files)?;
     }
+    if let Target::Mbox(path) = target {
+        // Another account's interrupted append to this same mbox (two
+        // accounts often share one): resolved before we append after it,
+        // or its unfinished message would end up in the middle.
+        let others = store.pending_appends_elsewhere(mailbox)?;
+        if !others.is_empty() {
+            let mut by_mailbox: HashMap<i64, Vec<PendingEntry>> = HashMap::new();
+            for (other, entry) in others {
+                if mbox::Segment::parse(&entry.name).is_some_and(|s| s.is_in(path)) {
+                    by_mailbox.entry(other).or_default().push(entry);
+                }
+            }
+            for (other, entries) in by_mailbox {
+                resolve_appends(store, other, entries, &mut warnings)?;
+            }
+        }
+    }
     // Files an interrupted run left in tmp/ (never journaled, never seen).
     if let Target::Maildir(root) = target {
         Maildir::open(root)?.clean_tmp();
@@ -316,7 +333,8 @@ fn resolve_appends(
         by_mbox.entry(p.folder.clone()).or_default().push(p);
     }
     for (path, entries) in by_mbox {
-        let found = mbox::recover(&path, &entries)?;
+        let first = entries[0].name.clone();
+        let found = mbox::recover(&path, &entries, &mut || store.is_pending(mailbox, &first))?;
         warnings.extend(found.warning);
         let delivered: Vec<&str> = found.delivered.iter().map(String::as_str).collect();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();

@@ -353,6 +353,11 @@ impl Segment {
         )
     }
 
+    /// Whether the message was appended to the file now at `path`.
+    pub fn is_in(&self, path: &Path) -> bool {
+        fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (self.dev, self.ino))
+    }
+
     /// The segment a journal entry's name describes; `None` for an entry
     /// that is not an mbox append (a Maildir file name).
     pub fn parse(name: &str) -> Option<Segment> {
@@ -414,8 +419,13 @@ pub struct Recovery {
 /// Resolves the journal entries of an append to `path` that an interrupted
 /// run left (see the module comment). The caller records `delivered` and
 /// clears every entry given, whatever the outcome: the messages not
-/// delivered are fetched again.
-pub fn recover(path: &Path, entries: &[PendingEntry]) -> Result<Recovery> {
+/// delivered are fetched again. `still_pending` is asked once the mbox is
+/// locked: another account's sync may have resolved the entries meanwhile.
+pub fn recover(
+    path: &Path,
+    entries: &[PendingEntry],
+    still_pending: &mut dyn FnMut() -> Result<bool>,
+) -> Result<Recovery> {
     let mut segs: Vec<(Segment, &str)> = entries
         .iter()
         .filter_map(|e| Some((Segment::parse(&e.name)?, e.uidl.as_str())))
@@ -440,6 +450,9 @@ pub fn recover(path: &Path, entries: &[PendingEntry]) -> Result<Recovery> {
         return refetch("the mbox is gone".into());
     }
     let mut locked = LockedMbox::acquire(path, false)?;
+    if !still_pending()? {
+        return Ok(Recovery::default());
+    }
     if (locked.dev, locked.ino) != (dev, ino) {
         return refetch("the mbox was replaced by another file".into());
     }
@@ -1190,7 +1203,7 @@ mod tests {
     fn recovery_records_a_complete_append_as_delivered() {
         let dir = tempfile::tempdir().unwrap();
         let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert_eq!(found.delivered, vec!["u0", "u1", "u2"]);
         assert_eq!(found.warning, None);
         assert_eq!(fs::read(&path).unwrap(), after, "nothing touched");
@@ -1198,7 +1211,7 @@ mod tests {
         let mut more = after.clone();
         more.extend_from_slice(b"From x@y Thu Jan  1 00:00:00 1970\n\nlater\n\n");
         fs::write(&path, &more).unwrap();
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert_eq!(found.delivered.len(), 3);
         assert_eq!(fs::read(&path).unwrap(), more);
     }
@@ -1214,7 +1227,7 @@ mod tests {
         // Cut inside the second message: the first is complete and kept.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(segs[1].start + 7).unwrap();
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert_eq!(found.delivered, vec!["u0"]);
         assert_eq!(found.warning, None);
         assert_eq!(fs::read(&path).unwrap(), &after[..segs[1].start as usize]);
@@ -1225,7 +1238,7 @@ mod tests {
             let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
             let file = OpenOptions::new().write(true).open(&path).unwrap();
             file.set_len(cut).unwrap();
-            let found = recover(&path, &entries).unwrap();
+            let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
             assert!(found.delivered.is_empty(), "cut {cut}");
             assert_eq!(found.warning, None);
             assert_eq!(fs::read(&path).unwrap(), &after[..OLD.len()], "cut {cut}");
@@ -1241,7 +1254,7 @@ mod tests {
         let mut broken = after.clone();
         broken[seg.start as usize..].fill(0);
         fs::write(&path, &broken).unwrap();
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert_eq!(found.delivered, vec!["u0", "u1"]);
         assert_eq!(fs::read(&path).unwrap(), &after[..seg.start as usize]);
     }
@@ -1261,7 +1274,7 @@ mod tests {
         mixed.extend_from_slice(b"\n\nFrom x@y Thu Jan  1 00:00:00 1970\n\nx\n\n");
         assert!(mixed.len() < after.len());
         fs::write(&path, &mixed).unwrap();
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert_eq!(found.delivered, vec!["u0"]);
         assert!(
             found
@@ -1286,7 +1299,7 @@ mod tests {
             mixed.extend_from_slice(theirs);
             assert!(mixed.len() < after.len());
             fs::write(&path, &mixed).unwrap();
-            let found = recover(&path, &entries).unwrap();
+            let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
             assert!(found.delivered.is_empty());
             assert!(found.warning.is_some(), "{found:?}");
             assert_eq!(fs::read(&path).unwrap(), mixed, "their message kept");
@@ -1298,7 +1311,7 @@ mod tests {
         let new = dir.path().join("inbox.new");
         fs::write(&new, partial).unwrap();
         fs::rename(&new, &path).unwrap();
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert!(found.delivered.is_empty());
         assert!(found.warning.as_deref().unwrap().contains("replaced"));
         assert_eq!(fs::read(&path).unwrap(), partial);
@@ -1306,7 +1319,7 @@ mod tests {
         // Shrunk below the old length (a reader expunged messages).
         let (path, entries, _) = appended(dir.path(), OLD, &BODIES);
         fs::write(&path, &OLD[..10]).unwrap();
-        let found = recover(&path, &entries).unwrap();
+        let found = recover(&path, &entries, &mut || Ok(true)).unwrap();
         assert!(found.warning.as_deref().unwrap().contains("shorter"));
         assert_eq!(fs::read(&path).unwrap(), &OLD[..10]);
     }
@@ -1432,5 +1445,37 @@ mod tests {
         for word in ["/var/mail", "maildir =", "mbox =", "mda ="] {
             assert!(text.contains(word), "{word}: {text}");
         }
+    }
+    /// Two accounts deliver to one mbox; one was killed inside its append.
+    /// The other, syncing first at the next run, must resolve that append
+    /// before appending after it: else the unfinished message would end
+    /// up in the middle of the mbox, where no recovery may cut it.
+    #[test]
+    fn an_accounts_unfinished_append_is_resolved_by_the_next_account_on_that_mbox() {
+        use crate::config::Target;
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut store = Store::open(&state).unwrap();
+        let (a, b) = (store.mailbox("a@h").unwrap(), store.mailbox("b@h").unwrap());
+        let (path, entries, after) = appended(dir.path(), OLD, &BODIES);
+        store.journal(a, &entries).unwrap();
+        // Killed inside its third message.
+        let third = Segment::parse(&entries[2].name).unwrap();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(third.start + 9).unwrap();
+
+        let warnings = crate::sync::recover(&mut store, b, &Target::Mbox(path.clone())).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(fs::read(&path).unwrap(), &after[..third.start as usize]);
+        assert!(store.pending(a).unwrap().is_empty());
+        let mut seen: Vec<String> = store.seen(a).unwrap().into_keys().collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec!["u0", "u1"],
+            "recorded for the account that appended"
+        );
+        assert!(store.seen(b).unwrap().is_empty());
     }
 }
