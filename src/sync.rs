@@ -286,61 +286,24 @@ fn mark_deletions(
 /// about what recovery had to leave alone.
 pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Result<Vec<String>> {
     let pending = store.pending(mailbox)?;
-    let mut warnings = Vec::new();
+    // Interrupted mbox appends are named by where they lie in the mbox;
+    // the rest are Maildir files.
+    let (appends, pending): (Vec<_>, Vec<_>) = pending
+        .into_iter()
+        .partition(|p| mbox::Segment::parse(&p.name).is_some());
+    let to = match target {
+        Target::Mbox(path) => Some(path.as_path()),
+        _ => None,
+    };
+    let warnings = mbox::recover_journal(store, mailbox, appends, to)?;
     if !pending.is_empty() {
-        // Interrupted mbox appends are named by where they lie in the mbox;
-        // the rest are Maildir files.
-        let (appends, files): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .partition(|p| mbox::Segment::parse(&p.name).is_some());
-        resolve_appends(store, mailbox, appends, &mut warnings)?;
-        resolve_journal(store, mailbox, target, files)?;
-    }
-    if let Target::Mbox(path) = target {
-        // Another account's interrupted append to this same mbox (two
-        // accounts often share one): resolved before we append after it,
-        // or its unfinished message would end up in the middle.
-        let others = store.pending_appends_elsewhere(mailbox)?;
-        if !others.is_empty() {
-            let mut by_mailbox: HashMap<i64, Vec<PendingEntry>> = HashMap::new();
-            for (other, entry) in others {
-                if mbox::Segment::parse(&entry.name).is_some_and(|s| s.is_in(path)) {
-                    by_mailbox.entry(other).or_default().push(entry);
-                }
-            }
-            for (other, entries) in by_mailbox {
-                resolve_appends(store, other, entries, &mut warnings)?;
-            }
-        }
+        resolve_journal(store, mailbox, target, pending)?;
     }
     // Files an interrupted run left in tmp/ (never journaled, never seen).
     if let Target::Maildir(root) = target {
         Maildir::open(root)?.clean_tmp();
     }
     Ok(warnings)
-}
-
-/// Interrupted mbox appends: the messages found complete are recorded as
-/// delivered, a partial tail is truncated (see `deliver::mbox`).
-fn resolve_appends(
-    store: &mut Store,
-    mailbox: i64,
-    appends: Vec<PendingEntry>,
-    warnings: &mut Vec<String>,
-) -> Result<()> {
-    let mut by_mbox: HashMap<std::path::PathBuf, Vec<PendingEntry>> = HashMap::new();
-    for p in appends {
-        by_mbox.entry(p.folder.clone()).or_default().push(p);
-    }
-    for (path, entries) in by_mbox {
-        let first = entries[0].name.clone();
-        let found = mbox::recover(&path, &entries, &mut || store.is_pending(mailbox, &first))?;
-        warnings.extend(found.warning);
-        let delivered: Vec<&str> = found.delivered.iter().map(String::as_str).collect();
-        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        store.commit_delivered(mailbox, &delivered, &names)?;
-    }
-    Ok(())
 }
 
 fn resolve_journal(

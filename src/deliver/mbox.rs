@@ -26,6 +26,7 @@
 //! never touched; that case is reported. So an mbox has no duplicate
 //! window: a message is delivered once, whenever popfetch is killed.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
@@ -37,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
-use crate::store::PendingEntry;
+use crate::store::{PendingEntry, Store};
 
 /// How long to wait for another program's lock on the mbox.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -404,6 +405,44 @@ fn short_digest(hasher: Sha256) -> [u8; 16] {
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
     out
+}
+
+/// Resolves the interrupted appends in the journal: `appends`, this
+/// mailbox's, and, when `target` is this account's mbox, other accounts'
+/// appends to the same file (two accounts often share one: another's
+/// unfinished message must be resolved before we append after it, or it
+/// would end up in the middle). Records what was delivered, for the
+/// mailbox that appended it, and clears the entries. Returns warnings.
+pub fn recover_journal(
+    store: &mut Store,
+    mailbox: i64,
+    appends: Vec<PendingEntry>,
+    target: Option<&Path>,
+) -> Result<Vec<String>> {
+    let mut groups: HashMap<(i64, PathBuf), Vec<PendingEntry>> = HashMap::new();
+    for p in appends {
+        groups
+            .entry((mailbox, p.folder.clone()))
+            .or_default()
+            .push(p);
+    }
+    if let Some(path) = target {
+        for (other, p) in store.pending_appends_elsewhere(mailbox)? {
+            if Segment::parse(&p.name).is_some_and(|s| s.is_in(path)) {
+                groups.entry((other, p.folder.clone())).or_default().push(p);
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    for ((owner, path), entries) in groups {
+        let first = entries[0].name.clone();
+        let found = recover(&path, &entries, &mut || store.is_pending(owner, &first))?;
+        warnings.extend(found.warning);
+        let delivered: Vec<&str> = found.delivered.iter().map(String::as_str).collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        store.commit_delivered(owner, &delivered, &names)?;
+    }
+    Ok(warnings)
 }
 
 /// What [`recover`] found.
