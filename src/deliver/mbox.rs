@@ -12,7 +12,8 @@
 //!    on the server.
 //! 2. A journal entry per message goes into the seen database (durable
 //!    when it returns): the mbox's device and inode, its length before the
-//!    append, where the message will lie, and the digest of its bytes.
+//!    append, where the message will lie, the digest of its bytes, and the
+//!    length and digest of its From_ line.
 //! 3. The spool is appended and the mbox fsynced; a failed append (disk
 //!    full) is truncated back to the old length.
 //! 4. The seen records are committed and the journal entries cleared, in
@@ -24,7 +25,9 @@
 //! incomplete tail of our own append is truncated. Bytes that are not ours
 //! (the file was replaced, shrunk, or another program wrote after us) are
 //! never touched; that case is reported. So an mbox has no duplicate
-//! window: a message is delivered once, whenever popfetch is killed.
+//! window: a message is delivered once, whenever popfetch is killed. An
+//! account whose target is the mbox also resolves other accounts'
+//! interrupted appends to it before appending after them.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -114,12 +117,11 @@ impl Mbox {
     ) -> Result<Vec<String>> {
         let mut locked = LockedMbox::acquire(&self.path, true)?;
         let append_error = |e: io::Error| {
-            let kind = if e.kind() == io::ErrorKind::TimedOut {
-                ExitKind::TempFail
-            } else {
-                ExitKind::Io
-            };
-            Error::with_source(kind, format!("cannot append to {}", self.path.display()), e)
+            Error::with_source(
+                ExitKind::of_io(&e),
+                format!("cannot append to {}", self.path.display()),
+                e,
+            )
         };
         let old_len = locked.file.metadata().map_err(append_error)?.len();
         let separator = separator_for(&mut locked.file, old_len).map_err(append_error)?;
