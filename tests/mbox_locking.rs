@@ -63,7 +63,7 @@ fn a_fresh_dotlock_whose_process_is_gone_does_not_hold_the_mbox() {
 }
 
 #[test]
-fn a_live_process_dotlock_holds_the_mbox_and_is_named() {
+fn a_dotlock_whose_process_lives_holds_the_mbox_however_old() {
     let env = Env::new();
     let server = Server::start(Config {
         messages: vec![one_message()],
