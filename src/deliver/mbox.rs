@@ -97,7 +97,7 @@ impl Mbox {
             match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>()) {
                 Some(cause) => cannot_create_here(
                     parent,
-                    e.message().to_string(),
+                    format!("cannot spool messages next to {}", path.display()),
                     io::Error::new(cause.kind(), cause.to_string()),
                 ),
                 None => e,
@@ -309,10 +309,11 @@ fn cannot_create_here(folder: &Path, what: String, e: io::Error) -> Error {
     Error::with_source(
         ExitKind::CantCreate,
         format!(
-            "{what}: popfetch may not create files in {} (like /var/mail, a system mail spool \
-             is writable only by group mail), and an mbox cannot be locked without creating \
-             its .lock file there; deliver to a Maildir (maildir = \"~/Mail\"), to an mbox in \
-             your home (mbox = \"~/mail/inbox\"), or through an MDA (mda = \"procmail\") instead",
+            "{what}: you may not create files in {} (a system mail spool like /var/mail lets \
+             only group mail do that), and popfetch must, to lock the mbox with a .lock file \
+             and to spool messages beside it; deliver to a Maildir (maildir = \"~/Mail\"), to \
+             an mbox in your home (mbox = \"~/mail/inbox\"), or through an MDA \
+             (mda = \"procmail\") instead",
             folder.display()
         ),
         e,
