@@ -1,6 +1,8 @@
 //! The mbox's locks as mail programs see them: a dotlock left by a dead
-//! process does not hold the mbox, and a spool folder where popfetch may
-//! not create its lock (like /var/mail) gets an error that says what to do.
+//! process does not hold the mbox (one of a live process does, however
+//! old), an mbox a mail reader replaced while popfetch waited is the one
+//! appended to, and a spool folder where popfetch may not create its lock
+//! (like /var/mail) gets an error that says what to do.
 
 use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -170,4 +172,62 @@ fn a_spool_folder_we_may_not_create_files_in_is_named_with_the_alternatives() {
         "nothing fetched"
     );
     assert_eq!(fs::read(&mbox).unwrap(), b"", "the mbox is untouched");
+}
+
+/// A mail reader that rewrites the mbox holds its fcntl lock (no dotlock),
+/// writes the new version to another file and renames it over the mbox.
+/// popfetch, waiting for that lock on the file it opened, must notice that
+/// the path now names another file, or it appends to the old one, which
+/// nobody will ever read again: the message is lost, and marked seen.
+#[test]
+fn an_mbox_replaced_while_popfetch_waits_for_its_lock_gets_the_message() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: vec![one_message()],
+        ..Config::default()
+    });
+    let mbox = env.home().join("mail/inbox");
+    fs::create_dir_all(mbox.parent().unwrap()).unwrap();
+    let old = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: old\n\nold\n\n";
+    fs::write(&mbox, old).unwrap();
+    let reader = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&mbox)
+        .unwrap();
+    // SAFETY: a zeroed flock is valid; the descriptor is open.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    assert_eq!(
+        unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETLK, &fl) },
+        0
+    );
+    env.write_config(&mbox_account(server.port(), &mbox));
+    let mut child = env
+        .command(&["sync"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // popfetch has its dotlock and waits for the fcntl lock.
+    let lock = mbox.with_file_name("inbox.lock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lock.exists() {
+        assert!(Instant::now() < deadline, "popfetch never took the dotlock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // The reader's rewrite (it dropped the old message), then its unlock.
+    let rewritten = mbox.with_file_name("inbox.rewrite");
+    fs::write(&rewritten, b"").unwrap();
+    fs::rename(&rewritten, &mbox).unwrap();
+    drop(reader);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        parse_mboxrd(&fs::read(&mbox).unwrap()),
+        vec![expected_delivery(&one_message().data)],
+        "the message is in the mbox at the path"
+    );
 }
