@@ -88,12 +88,7 @@ struct Inventory {
 }
 
 fn inventory(root: &Path, msgs: &[Msg]) -> Inventory {
-    let want: HashMap<Vec<u8>, usize> = msgs
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (expected_delivery(&m.data), i))
-        .collect();
-    assert_eq!(want.len(), msgs.len(), "test messages must be distinct");
+    let want = wanted(msgs);
     let mut inv = Inventory {
         counts: vec![0; msgs.len()],
         strangers: Vec::new(),
