@@ -1037,11 +1037,18 @@ fn read_pid(path: &Path) -> Option<i32> {
 /// The inode of a dotlock left over from a crash, or `None` while it may
 /// still be held. A lock is stale when the pid in it is gone from this
 /// host: age alone would break the lock of a mail reader that is slowly
-/// rewriting a big mbox. Only when the pid cannot be checked (none
-/// readable yet or ever, or a network file system, where the pid may be
-/// another host's) does age decide.
+/// rewriting a big mbox. A lock older than the last boot is stale too:
+/// after a power cut its pid may belong to an unrelated process now. Only
+/// when the pid cannot be checked (none readable yet or ever, or a network
+/// file system, where the pid may be another host's) does age decide.
 fn stale_dotlock(path: &Path) -> Option<u64> {
     let meta = fs::metadata(path).ok()?;
+    let written = meta.modified().ok();
+    if let (Some(written), Some(boot)) = (written, booted_at()) {
+        if written < boot {
+            return Some(meta.ino());
+        }
+    }
     let pid = read_pid(path).filter(|_| !on_network_fs(folder_of(path)));
     let stale = match pid {
         Some(pid) => {
@@ -1049,11 +1056,28 @@ fn stale_dotlock(path: &Path) -> Option<u64> {
             let gone = unsafe { libc::kill(pid, 0) } != 0;
             gone && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
         }
-        None => meta
-            .modified()
-            .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_DOTLOCK),
+        None => written.is_some_and(|t| t.elapsed().unwrap_or_default() > STALE_DOTLOCK),
     };
     stale.then(|| meta.ino())
+}
+
+/// When this host last booted (a minute early, to be safe from clock
+/// steps), if known.
+fn booted_at() -> Option<std::time::SystemTime> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: clock_gettime fills a plain C struct.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+            return None;
+        }
+        let up = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32) + Duration::from_secs(60);
+        std::time::SystemTime::now().checked_sub(up)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// Whether `dir` is on NFS or SMB, where the pid in a lock may belong to
@@ -1394,13 +1418,32 @@ mod tests {
     }
 
     #[test]
+    fn a_dotlock_from_before_the_last_boot_is_stale_whatever_its_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("inbox");
+        let lock = dir.path().join("inbox.lock");
+        // Its pid now names a live process (this one, say).
+        fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+        let before_boot = booted_at().unwrap() - Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(before_boot)
+            .unwrap();
+        drop(Dotlock::acquire(&mbox, Instant::now() + Duration::from_secs(5)).unwrap());
+    }
+
+    #[test]
     fn a_dotlock_whose_pid_lives_is_waited_for_and_named() {
         let dir = tempfile::tempdir().unwrap();
         let mbox = dir.path().join("inbox");
         let lock = dir.path().join("inbox.lock");
-        // A live holder (this process), however old its lock.
+        // A live holder (this process), however old its lock (but from
+        // this boot).
         fs::write(&lock, std::process::id().to_string()).unwrap();
-        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let old = hour_ago.max(booted_at().unwrap() + Duration::from_secs(120));
         File::options()
             .write(true)
             .open(&lock)
@@ -1422,7 +1465,7 @@ mod tests {
             .write(true)
             .open(&lock)
             .unwrap()
-            .set_modified(old)
+            .set_modified(hour_ago)
             .unwrap();
         drop(Dotlock::acquire(&mbox, Instant::now() + Duration::from_secs(5)).unwrap());
         // No pid and fresh: may be a writer between create and write.
