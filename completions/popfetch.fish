@@ -134,7 +134,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -l from -d 'Which fetcher wrote FILE' -r -f -a "fetchmail\t'fetchmail\'s `.fetchids`: `user@host uid` lines'
-mpop\t'mpop\'s uidls file: `<count> <host> <user>` headers, then `<uid> <time>` lines'
+mpop\t'mpop\'s uidls file: `<count> <host> <user>` headers, then one UID (and in older files a time) per line'
 getmail\t'getmail\'s `oldmail-*` file: `uid NUL timestamp` lines'
 fdm\t'fdm\'s cache: `<length> <uid>` lines'"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F

@@ -337,3 +337,76 @@ fn readme_scheduling_command_lines_work_as_written() {
         .unwrap();
     assert_eq!(out.status.code(), Some(75));
 }
+
+/// The mpop in Debian 12 (1.4.18) writes comment lines, headers with a
+/// leading space and one UID per line without a time: run the installed
+/// mpop against the scripted server so the file is the tool's own, then
+/// import it.
+#[test]
+fn seen_import_reads_the_file_the_installed_mpop_writes() {
+    let Some(mpop) = crate::support::tool("mpop") else {
+        return;
+    };
+    let env = Env::new();
+    let server = server_with(3);
+    let uidls = env.dir.path().join("mpop-uidls");
+    let mbox = env.dir.path().join("mpop.mbox");
+    std::fs::write(&mbox, b"").unwrap();
+    // mpop fetches the first three; the server then gets two more.
+    let out = std::process::Command::new(mpop)
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", server.port()),
+            "--tls=off",
+            "--auth=user",
+            "--user=alice",
+            "--passwordeval=echo secret",
+            "--keep=on",
+            &format!("--delivery=mbox,{}", mbox.display()),
+            &format!("--uidls-file={}", uidls.display()),
+        ])
+        .env("HOME", env.home())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run mpop");
+    assert!(out.status.success(), "mpop failed: {out:?}");
+    let written = std::fs::read_to_string(&uidls).unwrap();
+    assert!(
+        written.starts_with('#') && written.contains(" 3 127.0.0.1 alice\n"),
+        "not the layout this test is about:\n{written}"
+    );
+    for i in 3..5 {
+        server.push_message(Msg::new(
+            format!("UID{i}"),
+            format!("Subject: {i}\n\n{i}\n"),
+        ));
+    }
+
+    env.write_config(&account("t", server.port(), "none", ""));
+    let run = env.run(&[
+        "seen",
+        "import",
+        "t",
+        "--from",
+        "mpop",
+        uidls.to_str().unwrap(),
+    ]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("imported 3"), "{}", run.stderr);
+    env.run(&["sync"]).expect_code(0);
+    for i in 0..3 {
+        assert_eq!(
+            server.retr_count(&format!("UID{i}")),
+            1,
+            "UID{i}: only mpop's RETR"
+        );
+    }
+    for i in 3..5 {
+        assert_eq!(
+            server.retr_count(&format!("UID{i}")),
+            1,
+            "UID{i} not fetched"
+        );
+    }
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 2);
+}
