@@ -159,10 +159,14 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s v -l verbose 
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l provider -d 'A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l host -d 'The POP3 server (instead of a provider)' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l host -d 'The POP3 server (instead of a provider); HOST:PORT sets the port too' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l port -d 'The server\'s port [default: 995, or 110 with --tls starttls or none]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l tls -d 'Transport security [default: implicit, or starttls with --port 110]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l user -d 'Your login name (for most providers: your e-mail address)' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l account -d 'The account\'s name in the config [default: the provider, or "mail"]' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l maildir -d 'Where mail goes [default: ~/Mail/ACCOUNT]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l name -l account -d 'The account\'s section name in the config [default: the provider, or "mail"]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l maildir -d 'Where mail goes [default: ~/Mail/NAME]' -r
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''

@@ -258,14 +258,54 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
 
 fn accounts_command(cli: &Cli, args: &AccountsArgs) -> Result<u8> {
     let config = load_config(cli)?;
+    let output = Output::new(cli.quiet, args.json, cli.color, false);
+    let mut code = 0;
     for a in &config.accounts {
         if args.json {
             report::print_json_line(&account_json(a, &config));
         } else {
             println!("{}", account_text(a, &config));
         }
+        let (errors, warnings) = path_problems(a);
+        for w in warnings {
+            output.warn(&format!("{}: {w}", a.name));
+        }
+        for e in errors {
+            output.error(&format!("{}: {e}", a.name));
+            code = ExitKind::Config.code();
+        }
     }
-    Ok(0)
+    Ok(code)
+}
+
+/// Paths in an account that point nowhere: a missing `ca_file` would stop
+/// every sync (an error); a missing folder above the Maildir or mbox is
+/// created at the first sync, which is what a typo in the path would do too
+/// (a warning).
+fn path_problems(a: &Account) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(ca) = &a.trust.ca_file {
+        if !ca.is_file() {
+            errors.push(format!(
+                "ca_file {} does not exist (or is not a file); fix the path or remove the key",
+                ca.display()
+            ));
+        }
+    }
+    let target = match &a.target {
+        crate::config::Target::Maildir(p) | crate::config::Target::Mbox(p) => Some(p),
+        crate::config::Target::Mda(_) => None,
+    };
+    if let Some(parent) = target.and_then(|p| p.parent()) {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            warnings.push(format!(
+                "the folder {} does not exist yet; the first sync creates it (check the path for a typo)",
+                parent.display()
+            ));
+        }
+    }
+    (errors, warnings)
 }
 
 fn password_source(a: &Account) -> &'static str {
@@ -381,22 +421,26 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
             .into())
         }
     };
+    let (host, port_in_host) = init::split_host_port(&host)?;
+    let port = match (port_in_host, args.port) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::new(
+                ExitKind::Usage,
+                format!("--host names port {a} but --port says {b}: give the port once"),
+            )
+            .into())
+        }
+        (a, b) => a.or(b),
+    };
+    let (port, tls) = init::resolve_transport(port, args.tls.as_deref());
     let account = args
-        .account
+        .name
         .clone()
         .unwrap_or_else(|| default_name.to_string());
     let maildir = args
         .maildir
         .clone()
         .unwrap_or_else(|| format!("~/Mail/{account}"));
-    let text = init::render(&init::InitRequest {
-        account: &account,
-        host: &host,
-        user: &args.user,
-        auth,
-        note,
-        maildir: &maildir,
-    });
     // Refuse values that would break the TOML we write.
     if [&account, &host, &args.user, &maildir]
         .iter()
@@ -408,13 +452,25 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         )
         .into());
     }
+    let text = init::render(&init::InitRequest {
+        account: &account,
+        host: &host,
+        port,
+        tls,
+        user: &args.user,
+        auth,
+        note,
+        maildir: &maildir,
+    });
     crate::config::parse(&text, &path)?;
     init::write(&path, &text)?;
     if !cli.quiet {
         eprintln!("wrote {} (mode 600)", path.display());
-        eprintln!("next: make `password_command` in it print your password (or token), then run:");
-        eprintln!("  popfetch accounts      # check the settings");
-        eprintln!("  popfetch sync          # fetch your mail");
+        eprintln!("next:");
+        eprintln!("  popfetch accounts            # check the settings");
+        eprintln!("  popfetch info {account:<14} # see the server and its certificate");
+        eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
+        eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
     }
     Ok(0)
 }

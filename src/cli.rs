@@ -226,16 +226,22 @@ pub struct InitArgs {
     /// A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub provider: Option<String>,
-    /// The POP3 server (instead of a provider)
+    /// The POP3 server (instead of a provider); HOST:PORT sets the port too
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// The server's port [default: 995, or 110 with --tls starttls or none]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Transport security [default: implicit, or starttls with --port 110]
+    #[arg(long, value_name = "MODE", value_parser = ["implicit", "starttls", "none"])]
+    pub tls: Option<String>,
     /// Your login name (for most providers: your e-mail address)
     #[arg(long, value_name = "USER")]
     pub user: String,
-    /// The account's name in the config [default: the provider, or "mail"]
-    #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
-    /// Where mail goes [default: ~/Mail/ACCOUNT]
+    /// The account's section name in the config [default: the provider, or "mail"]
+    #[arg(long, visible_alias = "account", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Where mail goes [default: ~/Mail/NAME]
     #[arg(long, value_name = "DIR")]
     pub maildir: Option<String>,
 }

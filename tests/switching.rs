@@ -123,6 +123,106 @@ fn init_writes_a_private_config_and_refuses_to_overwrite() {
     assert!(again.stderr.contains("never overwrites"));
 }
 
+/// `init` for any server: host:port, --tls, --name; the next steps name
+/// the section; the starter config works without `pass` (it prompts).
+#[test]
+fn init_for_any_server_sets_port_tls_and_name() {
+    let env = Env::new();
+    let server = server_with(2);
+    let host = format!("127.0.0.1:{}", server.port());
+    let run = env.run(&[
+        "init", "--host", &host, "--tls", "none", "--name", "home", "--user", "alice",
+    ]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("popfetch sync home"), "{}", run.stderr);
+    assert!(run.stderr.contains("popfetch info home"), "{}", run.stderr);
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(text.contains("[accounts.home]"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("password_command")),
+        "an active password_command needs a tool the machine may not have:\n{text}"
+    );
+    assert!(
+        text.contains("# password_command = \"secret-tool"),
+        "{text}"
+    );
+    let j = &env.run(&["accounts", "--json"]).expect_code(0).json_lines()[0];
+    assert_eq!(j["account"], "home");
+    assert_eq!(j["host"], "127.0.0.1");
+    assert_eq!(j["port"], server.port());
+    assert_eq!(j["tls"], "none");
+    assert_eq!(j["password_source"], "prompt");
+
+    // The port once, or refused; a port that is not a number is refused.
+    let env2 = Env::new();
+    let both = env2.run(&[
+        "init",
+        "--host",
+        "pop.example.com:995",
+        "--port",
+        "110",
+        "--user",
+        "u",
+    ]);
+    assert_eq!(both.code, 64, "{}", both.stderr);
+    assert!(
+        both.stderr.contains("give the port once"),
+        "{}",
+        both.stderr
+    );
+    let bad = env2.run(&["init", "--host", "pop.example.com:pop3", "--user", "u"]);
+    assert_eq!(bad.code, 64, "{}", bad.stderr);
+    assert!(bad.stderr.contains("HOST:PORT"), "{}", bad.stderr);
+    assert!(!env2.config_path().exists());
+    // --port 110 alone means STARTTLS, as in the config.
+    env2.run(&[
+        "init",
+        "--host",
+        "pop.example.com",
+        "--port",
+        "110",
+        "--user",
+        "u",
+    ])
+    .expect_code(0);
+    let j = &env2
+        .run(&["accounts", "--json"])
+        .expect_code(0)
+        .json_lines()[0];
+    assert_eq!(
+        (j["port"].as_u64(), j["tls"].as_str()),
+        (Some(110), Some("starttls"))
+    );
+}
+
+/// `accounts` checks the paths a sync would need: a missing ca_file is an
+/// error (78), a missing folder above the Maildir a warning.
+#[test]
+fn accounts_checks_that_ca_file_and_target_folder_exist() {
+    let env = Env::new();
+    env.write_config(
+        "[accounts.a]\nhost = \"pop.example.com\"\nuser = \"u\"\npassword = \"p\"\n\
+         ca_file = \"~/no-such-ca.pem\"\nmaildir = \"~/Nowhere/a\"\n",
+    );
+    let run = env.run(&["accounts"]);
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no-such-ca.pem does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Nowhere does not exist yet"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(env.home().join("no-such-ca.pem"), "x").unwrap();
+    std::fs::create_dir_all(env.home().join("Nowhere")).unwrap();
+    let run = env.run(&["accounts"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
+}
+
 #[test]
 fn parallel_accounts_are_not_held_up_by_a_stalled_one() {
     let env = Env::new();
