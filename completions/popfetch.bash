@@ -621,7 +621,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__seen__subcmd__forget)
-            opts="-y -c -q -v -h -V --yes --config --quiet --verbose --color --help --version"
+            opts="-y -c -q -v -h -V --all --yes --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -120,7 +120,8 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Forget everything without asking'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l all -d 'Forget every record of the account (required off a terminal)'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Do not ask before forgetting everything'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print errors only'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -161,12 +161,16 @@ fn seen_command(cli: &Cli, command: &SeenCommand) -> Result<u8> {
         SeenCommand::Forget {
             account,
             uidls,
+            all,
             yes,
         } => seen::forget(
             one_account(&config, account)?,
             &config.state_dir,
             uidls,
-            *yes,
+            seen::ForgetAll {
+                all: *all,
+                yes: *yes,
+            },
             &output,
         )?,
         SeenCommand::Mark { account } => seen::mark(

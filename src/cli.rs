@@ -180,15 +180,19 @@ pub enum SeenCommand {
     ///
     /// With no UIDL, forget every record of the account: the next sync
     /// downloads everything still on the server again. On a terminal this
-    /// asks first; --yes skips the question. Nothing is deleted anywhere.
+    /// asks first (--yes skips the question); elsewhere (a script, cron) it
+    /// needs --all. Nothing is deleted anywhere.
     Forget {
         /// The account
         #[arg(value_name = "ACCOUNT")]
         account: String,
-        /// UIDLs to forget (default: all of them)
+        /// UIDLs to forget (or --all)
         #[arg(value_name = "UIDL")]
         uidls: Vec<String>,
-        /// Forget everything without asking
+        /// Forget every record of the account (required off a terminal)
+        #[arg(long, conflicts_with = "uidls")]
+        all: bool,
+        /// Do not ask before forgetting everything
         #[arg(short, long)]
         yes: bool,
     },

@@ -6,7 +6,7 @@
 //! any account key and is inherited by every account. Secrets are resolved
 //! late ([`Account::secret`]) so a down server never triggers a prompt.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -277,6 +277,9 @@ impl Ctx<'_> {
 pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let ctx = Ctx { text, path };
     let root = DeTable::parse(text).map_err(|e| {
+        if let Some(dup) = repeated_section(text) {
+            return dup.error(&ctx);
+        }
         let line = e.span().map(|s| ctx.line_of(s.start)).unwrap_or(0);
         Error::config(format!(
             "{}:{line}: not valid TOML: {}",
@@ -329,15 +332,82 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         Some(d) => d,
         None => default_state_dir()?,
     };
-    let mut accounts = Vec::new();
-    for (name, span, keys) in &sections {
-        accounts.push(build_account(&ctx, name, span, keys, &defaults)?);
+    let mut accounts: Vec<Account> = Vec::new();
+    let mut mailboxes: HashMap<(String, Option<String>), usize> = HashMap::new();
+    for (i, (name, span, keys)) in sections.iter().enumerate() {
+        let account = build_account(&ctx, name, span, keys, &defaults)?;
+        // The seen state belongs to the mailbox, not the section: two
+        // sections for one mailbox would share it, and the second would
+        // never fetch what the first recorded.
+        let mailbox = (account.identity(), account.folder.clone());
+        if let Some(&other) = mailboxes.get(&mailbox) {
+            // Name them in file order: the later one is the one to remove.
+            let (first, second) = if sections[other].1.start < span.start {
+                (&sections[other], &sections[i])
+            } else {
+                (&sections[i], &sections[other])
+            };
+            return Err(ctx.err(
+                &second.1,
+                format!(
+                    "[accounts.{}] is the same mailbox as [accounts.{}] ({}): they would share one \
+                     seen state, so one of them would never fetch anything; keep one section",
+                    second.0, first.0, mailbox.0
+                ),
+            ));
+        }
+        mailboxes.insert(mailbox, i);
+        accounts.push(account);
     }
     Ok(Config {
         path: path.to_path_buf(),
         state_dir,
         accounts,
     })
+}
+
+/// A `[accounts.NAME]` header that appears twice, found by a plain scan of
+/// the lines: the TOML parser only says "duplicate key".
+struct RepeatedSection {
+    name: String,
+    first_line: usize,
+    line: usize,
+}
+
+impl RepeatedSection {
+    fn error(&self, ctx: &Ctx) -> Error {
+        Error::config(format!(
+            "{}:{}: the section [accounts.{}] appears twice (first at line {}); give each account \
+             its own name, or merge the two",
+            ctx.path.display(),
+            self.line,
+            self.name,
+            self.first_line
+        ))
+    }
+}
+
+fn repeated_section(text: &str) -> Option<RepeatedSection> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
+            continue;
+        };
+        let Some(name) = inner.trim().strip_prefix("accounts.") else {
+            continue;
+        };
+        let name = name.trim().trim_matches('"').to_string();
+        if let Some(&first) = seen.get(&name) {
+            return Some(RepeatedSection {
+                name,
+                first_line: first,
+                line: i + 1,
+            });
+        }
+        seen.insert(name, i + 1);
+    }
+    None
 }
 
 fn default_state_dir() -> Result<PathBuf> {
@@ -974,6 +1044,31 @@ mod tests {
         assert_eq!(a.tls, TlsMode::StartTls);
         assert!(!a.keep);
         assert_eq!(a.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn two_sections_for_one_mailbox_are_refused_naming_both() {
+        let text = format!(
+            "{MINIMAL}\n[accounts.again]\nhost = \"POP.example.com\"\nuser = \"alice\"\nmbox = \"~/m\"\n"
+        );
+        let msg = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            msg.contains("[accounts.again] is the same mailbox as [accounts.work]")
+                && msg.contains("alice@pop.example.com"),
+            "{msg}"
+        );
+        // Another user on the same host is another mailbox.
+        parse_str(&text.replace("user = \"alice\"\nmbox", "user = \"bob\"\nmbox")).unwrap();
+    }
+
+    #[test]
+    fn a_repeated_section_name_is_named() {
+        let text = format!("{MINIMAL}\n[accounts.work]\nkeep = false\n");
+        let msg = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            msg.contains("the section [accounts.work] appears twice (first at line 1)"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1274,18 +1274,31 @@ fn a_second_sync_of_the_same_mailbox_exits_75_naming_the_first() {
     assert_exactly_once("first sync", &root, &msgs);
 
     // Really started together: one wins, the other names it. The same
-    // mailbox under two section names is still one mailbox.
+    // mailbox under two section names (in two config files: one file
+    // refuses that) is still one mailbox.
     let mut all = msgs.clone();
-    let mut cfg = account("l", server.port(), "none", "");
-    cfg.push_str(&account("alias", server.port(), "none", "").replace("~/Mail/alias", "~/Mail/l"));
-    env.write_config(&cfg);
+    let alias_config = env.dir.path().join("alias.toml");
+    std::fs::write(
+        &alias_config,
+        account("alias", server.port(), "none", "").replace("~/Mail/alias", "~/Mail/l"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&alias_config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     for round in 0..3 {
         // New mail each round, so each winner is busy for a second.
         let new = messages(&format!("race{round}"), 20, 2_000);
         all.extend(new.iter().cloned());
         server.set_messages(new);
         let spawn = |name: &str| {
-            env.command(&["sync", name])
+            let config = if name == "alias" {
+                alias_config.clone()
+            } else {
+                env.config_path()
+            };
+            env.command(&["-c", config.to_str().unwrap(), "sync", name])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

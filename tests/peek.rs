@@ -416,8 +416,12 @@ fn seen_mark_then_sync_downloads_nothing_and_forget_brings_messages_back() {
         assert_eq!(srv.retr_count(&format!("uid-{i:04}")), want, "uid-{i:04}");
     }
 
-    // Forget everything (no terminal: no question asked): all come back.
-    let run = env.run(&["seen", "forget", "test"]);
+    // Forget everything: off a terminal only with --all; then all come back.
+    let refused = env.run(&["seen", "forget", "test"]);
+    assert_eq!(refused.code, 64, "{}", refused.stderr);
+    assert!(refused.stderr.contains("add --all"), "{}", refused.stderr);
+    assert_eq!(seen_list(&env).lines().count(), 6, "nothing forgotten");
+    let run = env.run(&["seen", "forget", "test", "--all"]);
     run.expect_code(0);
     assert!(run.stderr.contains("forgot all 6"), "{}", run.stderr);
     assert_eq!(seen_list(&env), "");

@@ -322,10 +322,11 @@ fn one_failing_account_does_not_stop_the_others() {
         ..Config::default()
     });
     let bad = Server::start(Config {
+        user: "bob".into(),
         password: "nope".into(),
         ..Config::default()
     });
-    let mut cfg = account("bad", bad.port(), "none", "");
+    let mut cfg = account("bad", bad.port(), "none", "").replace("\"alice\"", "\"bob\"");
     cfg.push_str(&account("good", good.port(), "none", ""));
     env.write_config(&cfg);
     let run = env.run(&["sync"]);
