@@ -960,6 +960,10 @@ impl Session {
             // Refill the window when half of it is used up, not after every
             // reply: far fewer writes (and TLS records) for the same flow.
             if failure.is_none() && sent - done <= window / 2 {
+                if sent == done {
+                    // No reply is outstanding, so nothing may be waiting.
+                    self.conn.ensure_in_step(&format!("before {verb}"))?;
+                }
                 while sent < numbers.len() && sent < done + window {
                     let cmd = match top_lines {
                         Some(k) => Command::Top(numbers[sent], k),
@@ -1043,6 +1047,9 @@ impl Session {
             }
         }
         // Every reply asked for has been read: anything more is a desync.
+        if numbers.is_empty() {
+            return Ok(());
+        }
         self.conn
             .ensure_in_step(&format!("after the last {verb} reply"))?;
         match failure {
