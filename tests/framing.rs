@@ -55,7 +55,6 @@ fn a_body_with_lf_dot_lf_cannot_smuggle_a_forged_message() {
         });
         env.write_config(&account("f", server.port(), "none", ""));
         let run = env.run(&["sync"]);
-        run.expect_code(0);
         let root = env.maildir("f");
         let got = maildir_messages(&root);
         assert_eq!(
@@ -70,6 +69,7 @@ fn a_body_with_lf_dot_lf_cannot_smuggle_a_forged_message() {
             !got.iter().any(|m| m.starts_with(b"From: ceo@")),
             "nothing forged"
         );
+        run.expect_code(0);
         // Both are seen: a second run fetches nothing, and delete mode
         // deletes both without fetching them again.
         env.run(&["sync", "--delete"]).expect_code(0);
