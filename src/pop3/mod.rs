@@ -255,44 +255,41 @@ impl Connection {
         self.line = line;
         Ok(())
     }
-}
 
-impl Connection {
     /// Insists that nothing the server sent is left unread. Called where
-    /// every reply asked for has been read (before DELE, before QUIT, after
-    /// the last RETR or TOP): bytes there answer no command, so client and
-    /// server are out of step, and the replies read so far may not belong
-    /// to the commands they were taken for. Going on could mark or delete
-    /// the wrong messages, so this is a protocol error.
-    fn ensure_in_step(&mut self, when: &str) -> Result<()> {
-        let shown = codec::printable(self.reader.buffer(), 80);
-        let mut pending = self.reader.buffer().len();
-        if pending == 0 {
+    /// every reply asked for has been read (before DELE, before QUIT, before
+    /// a RETR or TOP with none outstanding, after the last one): bytes there
+    /// answer no command, so client and server are out of step, and the
+    /// replies read so far may not belong to the commands they were taken
+    /// for. Going on could mark or delete the wrong messages, so this is a
+    /// protocol error.
+    fn ensure_in_step(&self, when: &str) -> Result<()> {
+        let mut probe = [0u8; 80];
+        let pending: &[u8] = if !self.reader.buffer().is_empty() {
+            self.reader.buffer()
+        } else if let Stream::Plain(tcp) = self.reader.get_ref() {
             // Bytes may have arrived after the last read: look without
             // waiting. (Over TLS the socket holds records, not replies, so
             // only the buffer counts there.)
-            if let Stream::Plain(tcp) = self.reader.get_ref() {
-                let mut probe = [0u8; 64];
-                if tcp.set_nonblocking(true).is_ok() {
-                    pending = tcp.peek(&mut probe).unwrap_or(0);
-                    let _ = tcp.set_nonblocking(false);
-                }
+            let mut n = 0;
+            if tcp.set_nonblocking(true).is_ok() {
+                n = tcp.peek(&mut probe).unwrap_or(0);
+                let _ = tcp.set_nonblocking(false);
             }
-        }
-        if pending == 0 {
+            &probe[..n]
+        } else {
+            &[]
+        };
+        if pending.is_empty() {
             return Ok(());
         }
         Err(Error::new(
             ExitKind::Protocol,
             format!(
-                "{}: protocol error {when}: the server sent data no command asked for{}; \
+                "{}: protocol error {when}: the server sent data no command asked for (\"{}\"); \
                  client and server are out of step, so nothing more is marked or deleted in this session",
                 self.host,
-                if shown.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({shown:?})")
-                }
+                codec::printable(pending, 80)
             ),
         ))
     }
