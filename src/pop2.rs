@@ -135,6 +135,14 @@ impl Pop2 {
                     self.host
                 ),
             )),
+            Err(codec::LineError::BareLf) => Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: protocol error while {what}: the server ends lines with a bare LF; \
+                     POP2 requires CRLF",
+                    self.host
+                ),
+            )),
             Err(codec::LineError::Garbage(g)) => Err(Error::new(
                 ExitKind::Protocol,
                 format!("{}: protocol error while {what}: {g:?}", self.host),
@@ -228,12 +236,36 @@ impl Pop2 {
     /// `ACKS`, `ACKD` or `NACK`; returns the length the server announces
     /// next (which this client does not rely on: it always sends READ).
     pub fn ack(&mut self, verb: &str) -> Result<u64> {
+        self.ensure_in_step(verb)?;
         self.send(verb, verb)?;
         self.length(verb)
     }
 
+    /// Insists that nothing is left unread after a message: POP2 frames a
+    /// message by its announced length only, so bytes beyond it (a server
+    /// that announced too little, or sent more) answer no command. Taking
+    /// them for the next reply could acknowledge, and delete, the wrong
+    /// message: a protocol error instead, before ACKS/ACKD/NACK and QUIT.
+    fn ensure_in_step(&self, verb: &str) -> Result<()> {
+        let buffered = self.reader.buffer();
+        if buffered.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ExitKind::Protocol,
+            format!(
+                "{}: protocol error before {verb}: the server sent more than the message length it \
+                 announced ({:?}); client and server are out of step, so nothing more is \
+                 acknowledged or deleted in this session",
+                self.host,
+                codec::printable(buffered, 80)
+            ),
+        ))
+    }
+
     /// `QUIT`: deletions happen when the server confirms.
     pub fn quit(mut self) -> Result<()> {
+        self.ensure_in_step("QUIT")?;
         self.send("QUIT", "QUIT")?;
         match self.reply("QUIT")? {
             Reply::Ok(_) => Ok(()),

@@ -129,6 +129,9 @@ fn run(
         to_delete.extend(verdicts.delete.iter().map(|(n, _)| *n));
     }
 
+    // LIST sizes are the server's word: max_size holds while a message
+    // streams, too (an oversized one is reported below, in fetch).
+    session.limit_retr(account.max_size);
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
     let fetched = fetch(
         &mut session,
@@ -360,21 +363,37 @@ fn fetch(
         let item = &wanted[i];
         match reply {
             Retrieved::Body(body) => {
-                let (size, key) = if item.uidl.is_empty() {
+                let delivered = if item.uidl.is_empty() {
                     // No identity from the server: the content's digest.
                     let mut hashing = HashingReader::new(body);
-                    let size = target
+                    target
                         .deliver(&MessageInfo { uidl: "" }, &mut hashing)
-                        .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
-                    (size, format!("body:{}", hashing.hex()))
+                        .map(|size| (size, format!("body:{}", hashing.hex())))
                 } else {
-                    let size = target
+                    target
                         .deliver(&MessageInfo { uidl: &item.uidl }, body)
-                        .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
-                    (size, item.uidl.clone())
+                        .map(|size| (size, item.uidl.clone()))
                 };
-                batch.add(i, key, size);
-                progress.advance(size);
+                match delivered {
+                    Ok((size, key)) => {
+                        batch.add(i, key, size);
+                        progress.advance(size);
+                    }
+                    // The target dropped what it had of it (Delivery's
+                    // contract); the rest is skipped and the session goes on.
+                    Err(_) if body.over_limit() => {
+                        report.warnings.push(format!(
+                            "{}: message {} grew past max_size while it was received \
+                             (the server announced {} bytes); it was not delivered and stays on the server",
+                            report.account, item.number, item.size
+                        ));
+                        report.skipped += 1;
+                    }
+                    Err(e) => {
+                        ours = Some((e.kind(), e.message().to_string()));
+                        return Err(e);
+                    }
+                }
             }
             Retrieved::Refused(reason) => {
                 report.warnings.push(format!(

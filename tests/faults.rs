@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::certs::TestPki;
 use crate::support::server::{dot_stuff, wire_form, Config, Fault, Msg, Server, Tls};
-use crate::support::{expected_delivery, files_in, Env, Run};
+use crate::support::{expected_delivery, files_in, maildir_messages, Env, Run};
 use crate::sync::{account, parse_mboxrd};
 
 // ---------------------------------------------------------------------------
@@ -1724,4 +1724,193 @@ fn the_password_appears_nowhere() {
         let run = env.run(&["accounts", "--json"]);
         assert_no_secret("accounts", &env, &run);
     });
+}
+
+// ---------------------------------------------------------------------------
+// Out of step: a reply no command asked for
+
+#[test]
+fn an_unsolicited_reply_is_76_and_nothing_more_is_marked_or_deleted() {
+    let unsolicited = |verb: &str, arg: &str| Fault::Unsolicited {
+        verb: verb.into(),
+        arg: arg.into(),
+    };
+    // (what, fault, pipelining, first sync in keep mode, args, delivered)
+    let cases = [
+        // After the last RETR reply: seen in step with DELE about to go.
+        (
+            "after the last RETR",
+            unsolicited("RETR", "5"),
+            true,
+            false,
+            &["sync"][..],
+            5,
+        ),
+        // Without PIPELINING each RETR waits for the one before: caught
+        // before the second one is asked for.
+        (
+            "after RETR 1",
+            unsolicited("RETR", "1"),
+            false,
+            false,
+            &["sync"][..],
+            1,
+        ),
+        // Everything already seen: only DELE would follow.
+        (
+            "before DELE",
+            unsolicited("UIDL", ""),
+            true,
+            true,
+            &["sync", "--delete"][..],
+            5,
+        ),
+        // Keep mode, nothing new: only QUIT would follow.
+        (
+            "before QUIT",
+            unsolicited("UIDL", ""),
+            true,
+            true,
+            &["sync", "--keep"][..],
+            5,
+        ),
+    ];
+    for (what, fault, pipelining, seen_first, args, delivered) in cases {
+        let env = Env::new();
+        let msgs = fault_messages();
+        let server = Server::start(Config {
+            messages: msgs.clone(),
+            pipelining,
+            ..Config::default()
+        });
+        env.write_config(&account("f", server.port(), "none", "keep = false"));
+        let root = env.maildir("f");
+        if seen_first {
+            env.run(&["sync", "--keep"]).expect_code(0);
+        }
+        server.clear_log();
+        server.set_faults(vec![fault]);
+        let run = env.run(args);
+        assert_eq!(run.code, 76, "{what}: {}", run.stderr);
+        assert!(run.stderr.contains("out of step"), "{what}: {}", run.stderr);
+        let log = server.log();
+        assert!(
+            !log.iter().any(|l| l.starts_with("DELE") || l == "QUIT"),
+            "{what}: DELE or QUIT after the desync: {log:?}"
+        );
+        assert_eq!(
+            server.messages().len(),
+            msgs.len(),
+            "{what}: nothing deleted"
+        );
+        assert_clean_failure(what, &root, &msgs);
+        let inv = inventory(&root, &msgs);
+        assert_eq!(
+            inv.counts.iter().sum::<usize>(),
+            delivered,
+            "{what}: {inv:?}"
+        );
+
+        // In step again: what was delivered is not fetched twice, and the
+        // rest arrives.
+        server.clear_faults();
+        env.run(&["sync"]).expect_code(0);
+        assert_exactly_once(what, &root, &msgs);
+        for m in &msgs {
+            assert_eq!(
+                server.retr_count(&m.uidl),
+                1,
+                "{what}: {} fetched once",
+                m.uidl
+            );
+        }
+        assert!(server.messages().is_empty(), "{what}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bounded against a hostile server
+
+#[test]
+fn an_endless_listing_is_76_not_unbounded_memory() {
+    let mut cases = Vec::new();
+    for verb in ["LIST", "UIDL", "CAPA"] {
+        cases.push(
+            Case::new(
+                format!("endless {verb} listing"),
+                vec![Fault::EndlessListing(verb.into())],
+                76,
+            )
+            .timeout(30)
+            .says(&["protocol error", "more than 1000000 entries"]),
+        );
+    }
+    run_parallel(3, &cases, check_case);
+}
+
+#[test]
+fn a_uidl_that_rfc_1939_forbids_is_76_naming_it() {
+    for (bad, shown) in [
+        ("has space", "has space"),
+        ("bell\x07", "bell\\\\x07"),
+        (&"x".repeat(71)[..], &"x".repeat(71)[..]),
+    ] {
+        let env = Env::new();
+        let mut msgs = fault_messages();
+        msgs[2].uidl = bad.to_string();
+        let server = Server::start(Config {
+            messages: msgs.clone(),
+            ..Config::default()
+        });
+        env.write_config(&account("f", server.port(), "none", "keep = false"));
+        let run = env.run(&["sync"]);
+        assert_eq!(run.code, 76, "{bad:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("RFC 1939") && run.stderr.contains(shown),
+            "{bad:?}: {}",
+            run.stderr
+        );
+        assert!(maildir_messages(&env.maildir("f")).is_empty(), "{bad:?}");
+        assert!(!server.log().iter().any(|l| l.starts_with("RETR")));
+        assert_eq!(server.messages().len(), msgs.len());
+    }
+}
+
+#[test]
+fn a_message_that_grows_past_max_size_while_streaming_is_left_on_the_server() {
+    let env = Env::new();
+    let mut msgs = messages("grow", 4, 2_000);
+    msgs[1] = messages("huge", 1, 20_000).remove(0);
+    // LIST halves every size: the 20 kB message is announced as 10 kB,
+    // under max_size, and only shows its real size while it streams.
+    let server = Server::start(Config {
+        messages: msgs.clone(),
+        faults: vec![Fault::WrongListSizes],
+        ..Config::default()
+    });
+    env.write_config(&account(
+        "f",
+        server.port(),
+        "none",
+        "keep = false\nmax_size = \"15000 B\"",
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("grew past max_size"), "{}", run.stderr);
+    let report = &run.json_lines()[0];
+    assert_eq!(report["new"], 3, "{report}");
+    assert_eq!(report["skipped"], 1, "{report}");
+    let root = env.maildir("f");
+    assert_clean_failure("grew past max_size", &root, &msgs);
+    assert_eq!(inventory(&root, &msgs).counts, vec![1, 0, 1, 1]);
+    assert_eq!(
+        uidls_on(&server),
+        vec![msgs[1].uidl.clone()],
+        "left on the server, the rest deleted"
+    );
+    // Not marked seen: with a larger max_size it arrives.
+    server.clear_faults();
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    env.run(&["sync"]).expect_code(0);
+    assert_exactly_once("after raising max_size", &root, &msgs);
 }

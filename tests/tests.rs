@@ -5,6 +5,7 @@ mod cli;
 mod codec_props;
 mod dovecot_sync;
 mod faults;
+mod framing;
 mod peek;
 mod policies;
 mod pop2;
