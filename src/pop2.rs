@@ -27,6 +27,7 @@ use crate::report::Progress;
 use crate::secret::Secret;
 use crate::store::{MailboxLock, Store};
 use crate::sync::{SyncOptions, SyncReport};
+use crate::term;
 
 /// A POP2 connection after the greeting.
 pub struct Pop2 {
@@ -45,8 +46,10 @@ enum Reply {
     Refused(String),
 }
 
+/// The reply's text ends up in errors on a terminal: its control
+/// characters are escaped here, where every reply enters.
 fn parse_reply(line: &[u8]) -> std::result::Result<Reply, String> {
-    let text = String::from_utf8_lossy(line).trim_end().to_string();
+    let text = term::escape_controls(String::from_utf8_lossy(line).trim_end());
     let number = |s: &str| -> std::result::Result<u64, String> {
         s.split_ascii_whitespace()
             .next()

@@ -124,6 +124,25 @@ pub fn one_line(s: &str) -> String {
     out
 }
 
+/// Text a server sent, safe to show on a terminal: every control
+/// character (C0 including ESC, DEL, C1) is written as an escape
+/// (`\x1b`, `\u{9b}`), so a hostile server cannot move the cursor, set
+/// the window title or worse. Other text, UTF-8 included, is kept as it is.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c as u32 {
+            n @ (0..=0x1f | 0x7f) => out.push_str(&format!("\\x{n:02x}")),
+            n if c.is_control() => out.push_str(&format!("\\u{{{n:x}}}")),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Display width (East Asian wide characters count two).
 pub fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
@@ -167,6 +186,16 @@ mod tests {
     fn one_line_defuses_control_characters() {
         assert_eq!(one_line("a\x1b[2Jb\r\n\tc  d "), "a [2Jb c d");
         assert_eq!(one_line("  x"), "x");
+    }
+
+    #[test]
+    fn escape_controls_keeps_text_and_defuses_controls() {
+        assert_eq!(escape_controls("plain text"), "plain text");
+        assert_eq!(escape_controls("Grüße, 日本"), "Grüße, 日本");
+        assert_eq!(
+            escape_controls("a\x1b]0;pwned\x07b\tc\x7f\u{9b}d"),
+            "a\\x1b]0;pwned\\x07b\\x09c\\x7f\\u{9b}d"
+        );
     }
 
     #[test]
