@@ -43,9 +43,10 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn connect_options(cli: &Cli) -> ConnectOptions {
+fn connect_options(cli: &Cli, output: &Output) -> ConnectOptions {
     ConnectOptions {
         trace: cli.verbose >= 2,
+        alerts: output.alerts(),
     }
 }
 
@@ -58,7 +59,7 @@ fn check_command(cli: &Cli, args: &CheckArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let accounts = config.select(&args.accounts)?;
     let output = Output::new(cli.quiet, args.json, cli.color, false);
-    let opts = connect_options(cli);
+    let opts = connect_options(cli, &output);
     let mut kinds = Vec::new();
     let mut any_new = false;
     for account in accounts {
@@ -79,7 +80,7 @@ fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
     let account = one_account(&config, &args.account)?;
     let output = Output::new(cli.quiet, args.json, cli.color, false);
     let (entries, warnings) =
-        peek::list_account(account, &config.state_dir, &connect_options(cli))?;
+        peek::list_account(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &warnings {
         output.warn(w);
     }
@@ -116,7 +117,7 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, &args.account)?;
     let output = Output::new(cli.quiet, false, cli.color, false);
-    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli))?;
+    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &peek.warnings {
         output.warn(w);
     }
@@ -172,7 +173,7 @@ fn seen_command(cli: &Cli, command: &SeenCommand) -> Result<u8> {
         SeenCommand::Mark { account } => seen::mark(
             one_account(&config, account)?,
             &config.state_dir,
-            &connect_options(cli),
+            &connect_options(cli, &output),
             &output,
         )?,
         SeenCommand::Import {
@@ -212,9 +213,7 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         },
         all: args.all,
         dry_run: args.dry_run,
-        connect: ConnectOptions {
-            trace: cli.verbose >= 2,
-        },
+        connect: connect_options(cli, &output),
     };
     // Accounts run in parallel threads (at most `jobs` at once); reports
     // are printed as each finishes, and the exit code follows config order.

@@ -6,12 +6,15 @@ use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
 use crate::pop3::{Client, Session};
+use crate::report::Alerts;
 
 /// Options that shape how a session is opened.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
     /// Print the protocol dialogue (secrets redacted) on stderr.
     pub trace: bool,
+    /// Where a warning about a secret sent in clear goes (at once).
+    pub alerts: Alerts,
 }
 
 /// A logged-in session plus what the caller should tell the user.
@@ -53,10 +56,7 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
     let mut warnings = Vec::new();
     let method = client.choose_auth(account.auth)?;
     if !client.is_tls() && method.sends_cleartext() {
-        warnings.push(format!(
-            "{}: sending the password unencrypted (tls = \"none\"); anyone on the network path can read it",
-            account.name
-        ));
+        warn_cleartext(account, opts, method.secret_name());
     }
     if let Some(delay) = client.capabilities().args("LOGIN-DELAY") {
         if let Some(secs) = delay.first() {
@@ -83,6 +83,16 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
         }
     }
     Ok(Opened { session, warnings })
+}
+
+/// Says, at once and even with `--quiet` (SPEC §5), that the secret of
+/// `account` (its `secret`: "password", "OAuth token") is about to cross
+/// the network unencrypted.
+pub fn warn_cleartext(account: &Account, opts: &ConnectOptions, secret: &str) {
+    opts.alerts.security(&format!(
+        "{}: sending the {secret} unencrypted (tls = \"none\"); anyone on the network path can read it",
+        account.name
+    ));
 }
 
 fn login_context(account: &Account, e: Error) -> Error {

@@ -368,10 +368,7 @@ pub fn sync(
 
     let mut conn = Pop2::connect(account, opts.connect.trace)?;
     if !conn.is_tls() {
-        report.warnings.push(format!(
-            "{}: POP2 sends the password unencrypted (tls = \"none\")",
-            account.name
-        ));
+        crate::connect::warn_cleartext(account, &opts.connect, "password");
     }
     let secret = account.secret()?;
     let mut count = conn.helo(&account.user, &secret)?;

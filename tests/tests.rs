@@ -8,6 +8,7 @@ mod faults;
 mod peek;
 mod policies;
 mod pop2;
+mod security_warnings;
 mod server_text;
 mod support;
 mod switching;
