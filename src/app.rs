@@ -2,6 +2,8 @@
 //! the servers. Errors go up as `anyhow` with a typed [`Error`] inside, so
 //! the binary can map them to an exit code.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use crate::error::ExitKind;
 use crate::net;
 use crate::peek::{self, Peek};
 use crate::report::{self, Output};
+use crate::secret::Secret;
 use crate::seen;
 use crate::sync::{self, SyncOptions};
 
@@ -231,14 +234,51 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         }
     }
     let jobs = usize::from(args.jobs.unwrap_or(4)).clamp(1, groups.len().max(1));
-    let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ExitKind>>> = Mutex::new(vec![None; accounts.len()]);
+    // Passwords to be typed are asked for first, one account after the
+    // other, before any work starts: prompts from parallel threads would
+    // interleave on one terminal, and mix with the progress bars.
+    // (`password_command` still runs in each account's thread, when its
+    // server has answered.) `None`: the prompt failed, and that was reported.
+    let mut runnable: Vec<Option<Cow<Account>>> =
+        accounts.iter().map(|a| Some(Cow::Borrowed(*a))).collect();
+    let mut asked: HashMap<String, Secret> = HashMap::new();
+    for (i, account) in accounts.iter().enumerate() {
+        if !account.prompts() {
+            continue;
+        }
+        // Sections of one mailbox share its password: ask once.
+        let secret = match asked.get(&account.identity()) {
+            Some(s) => s.clone(),
+            None => match account.secret() {
+                Ok(s) => {
+                    asked.insert(account.identity(), s.clone());
+                    s
+                }
+                Err(e) => {
+                    let report = sync::SyncReport {
+                        account: account.name.clone(),
+                        error: Some(e),
+                        ..Default::default()
+                    };
+                    output.sync_report(&report);
+                    results.lock().unwrap()[i] = report.error.as_ref().map(|e| e.kind());
+                    runnable[i] = None;
+                    continue;
+                }
+            },
+        };
+        runnable[i] = Some(Cow::Owned(account.with_secret(secret)));
+    }
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
                     for &i in group {
-                        let account = accounts[i];
+                        let Some(account) = runnable[i].as_deref() else {
+                            continue;
+                        };
                         let progress = output.progress(&account.name);
                         let report =
                             sync::sync_account(account, &config.state_dir, &opts, &progress);
