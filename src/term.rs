@@ -242,7 +242,13 @@ pub fn read_hidden_line(tty: &std::fs::File, prompt: &str) -> std::io::Result<St
                 action.sa_flags = libc::SA_RESETHAND;
                 libc::sigemptyset(&mut action.sa_mask);
                 let mut old_action: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &action, &mut old_action) == 0 {
+                if libc::sigaction(sig, &action, &mut old_action) != 0 {
+                    continue;
+                }
+                if old_action.sa_sigaction == libc::SIG_IGN {
+                    // Ignored (nohup): it must not end the prompt either.
+                    libc::sigaction(sig, &old_action, std::ptr::null_mut());
+                } else {
                     previous.push((sig, old_action));
                 }
             }
