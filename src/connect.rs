@@ -56,7 +56,8 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
     let mut warnings = Vec::new();
     let method = client.choose_auth(account.auth)?;
     if !client.is_tls() && method.sends_cleartext() {
-        warn_cleartext(account, opts, method.secret_name());
+        let offers_stls = client.capabilities().has("STLS");
+        warn_cleartext(account, opts, method.secret_name(), offers_stls);
     }
     if let Some(delay) = client.capabilities().args("LOGIN-DELAY") {
         if let Some(secs) = delay.first() {
@@ -87,10 +88,15 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
 
 /// Says, at once and even with `--quiet` (SPEC §5), that the secret of
 /// `account` (its `secret`: "password", "OAuth token") is about to cross
-/// the network unencrypted.
-pub fn warn_cleartext(account: &Account, opts: &ConnectOptions, secret: &str) {
+/// the network unencrypted; and how to avoid it when the server offers STLS.
+pub fn warn_cleartext(account: &Account, opts: &ConnectOptions, secret: &str, offers_stls: bool) {
+    let advice = if offers_stls {
+        "; the server offers STLS: set tls = \"starttls\" to protect it"
+    } else {
+        ""
+    };
     opts.alerts.security(&format!(
-        "{}: sending the {secret} unencrypted (tls = \"none\"); anyone on the network path can read it",
+        "{}: sending the {secret} unencrypted (tls = \"none\"); anyone on the network path can read it{advice}",
         account.name
     ));
 }

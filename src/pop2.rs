@@ -368,7 +368,7 @@ pub fn sync(
 
     let mut conn = Pop2::connect(account, opts.connect.trace)?;
     if !conn.is_tls() {
-        crate::connect::warn_cleartext(account, &opts.connect, "password");
+        crate::connect::warn_cleartext(account, &opts.connect, "password", false);
     }
     let secret = account.secret()?;
     let mut count = conn.helo(&account.user, &secret)?;

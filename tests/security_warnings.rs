@@ -1,10 +1,13 @@
 //! A secret that crosses the network in clear (`tls = "none"`) is always
 //! warned about: for a password and for an OAuth bearer token, for POP3
-//! and POP2, even with `-q`, even when the login then fails. Everything
-//! else stays quiet with `-q`.
+//! and POP2, even with `-q`, even when the login then fails, and with the
+//! fix when the server offers STLS. Everything else stays quiet with `-q`.
 
+use std::sync::Arc;
+
+use crate::support::certs::TestPki;
 use crate::support::pop2server::Pop2Server;
-use crate::support::server::{self, Msg, Server};
+use crate::support::server::{self, Msg, Server, Tls};
 use crate::support::Env;
 
 fn account(port: u16, extra: &str) -> String {
@@ -91,4 +94,24 @@ fn pop2_check_and_sync_warn_about_the_cleartext_password() {
     let run = env.run(&["sync", "-q"]);
     run.expect_code(0);
     assert_warned(&run.stderr, "password");
+}
+
+#[test]
+fn cleartext_warning_says_to_use_stls_when_the_server_offers_it() {
+    let env = Env::new();
+    let pki = Arc::new(TestPki::generate(env.dir.path()));
+    let srv = Server::start(server::Config {
+        tls: Tls::Stls(pki),
+        ..Default::default()
+    });
+    env.write_config(&account(srv.port(), "password = \"secret\""));
+    let run = env.run(&["sync", "-q"]);
+    run.expect_code(0);
+    assert_warned(&run.stderr, "password");
+    assert!(
+        run.stderr
+            .contains("the server offers STLS: set tls = \"starttls\""),
+        "{}",
+        run.stderr
+    );
 }
