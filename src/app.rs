@@ -2,6 +2,8 @@
 //! the servers. Errors go up as `anyhow` with a typed [`Error`] inside, so
 //! the binary can map them to an exit code.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use crate::error::ExitKind;
 use crate::net;
 use crate::peek::{self, Peek};
 use crate::report::{self, Output};
+use crate::secret::Secret;
 use crate::seen;
 use crate::sync::{self, SyncOptions};
 
@@ -43,9 +46,10 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn connect_options(cli: &Cli) -> ConnectOptions {
+fn connect_options(cli: &Cli, output: &Output) -> ConnectOptions {
     ConnectOptions {
         trace: cli.verbose >= 2,
+        alerts: output.alerts(),
     }
 }
 
@@ -58,7 +62,7 @@ fn check_command(cli: &Cli, args: &CheckArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let accounts = config.select(&args.accounts)?;
     let output = Output::new(cli.quiet, args.json, cli.color, false);
-    let opts = connect_options(cli);
+    let opts = connect_options(cli, &output);
     let mut kinds = Vec::new();
     let mut any_new = false;
     for account in accounts {
@@ -79,7 +83,7 @@ fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
     let account = one_account(&config, &args.account)?;
     let output = Output::new(cli.quiet, args.json, cli.color, false);
     let (entries, warnings) =
-        peek::list_account(account, &config.state_dir, &connect_options(cli))?;
+        peek::list_account(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &warnings {
         output.warn(w);
     }
@@ -116,7 +120,7 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, &args.account)?;
     let output = Output::new(cli.quiet, false, cli.color, false);
-    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli))?;
+    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &peek.warnings {
         output.warn(w);
     }
@@ -176,7 +180,7 @@ fn seen_command(cli: &Cli, command: &SeenCommand) -> Result<u8> {
         SeenCommand::Mark { account } => seen::mark(
             one_account(&config, account)?,
             &config.state_dir,
-            &connect_options(cli),
+            &connect_options(cli, &output),
             &output,
         )?,
         SeenCommand::Import {
@@ -216,9 +220,7 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         },
         all: args.all,
         dry_run: args.dry_run,
-        connect: ConnectOptions {
-            trace: cli.verbose >= 2,
-        },
+        connect: connect_options(cli, &output),
     };
     // Accounts run in parallel threads (at most `jobs` at once); reports
     // are printed as each finishes, and the exit code follows config order.
@@ -236,14 +238,51 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         }
     }
     let jobs = usize::from(args.jobs.unwrap_or(4)).clamp(1, groups.len().max(1));
-    let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ExitKind>>> = Mutex::new(vec![None; accounts.len()]);
+    // Passwords to be typed are asked for first, one account after the
+    // other, before any work starts: prompts from parallel threads would
+    // interleave on one terminal, and mix with the progress bars.
+    // (`password_command` still runs in each account's thread, when its
+    // server has answered.) `None`: the prompt failed, and that was reported.
+    let mut runnable: Vec<Option<Cow<Account>>> =
+        accounts.iter().map(|a| Some(Cow::Borrowed(*a))).collect();
+    let mut asked: HashMap<String, Secret> = HashMap::new();
+    for (i, account) in accounts.iter().enumerate() {
+        if !account.prompts() {
+            continue;
+        }
+        // Sections of one mailbox share its password: ask once.
+        let secret = match asked.get(&account.identity()) {
+            Some(s) => s.clone(),
+            None => match account.secret() {
+                Ok(s) => {
+                    asked.insert(account.identity(), s.clone());
+                    s
+                }
+                Err(e) => {
+                    let report = sync::SyncReport {
+                        account: account.name.clone(),
+                        error: Some(e),
+                        ..Default::default()
+                    };
+                    output.sync_report(&report);
+                    results.lock().unwrap()[i] = report.error.as_ref().map(|e| e.kind());
+                    runnable[i] = None;
+                    continue;
+                }
+            },
+        };
+        runnable[i] = Some(Cow::Owned(account.with_secret(secret)));
+    }
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
                     for &i in group {
-                        let account = accounts[i];
+                        let Some(account) = runnable[i].as_deref() else {
+                            continue;
+                        };
                         let progress = output.progress(&account.name);
                         let report =
                             sync::sync_account(account, &config.state_dir, &opts, &progress);

@@ -31,7 +31,7 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
-    /// Print errors only
+    /// Print errors only (and warnings that a password or token goes out unencrypted)
     #[arg(short, long, global = true)]
     pub quiet: bool,
 

@@ -4,10 +4,11 @@
 //! The file is read with spans so every error names the file, the line and
 //! the key, and an unknown key gets a "did you mean". `[defaults]` holds
 //! any account key and is inherited by every account. Secrets are resolved
-//! late ([`Account::secret`]) so a down server never triggers a prompt.
+//! late ([`Account::secret`]) so a down server never runs a
+//! `password_command`; `sync` asks for typed passwords up front, one at a
+//! time, so prompts never interleave.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::net::{self, Fingerprint, TlsTrust};
 use crate::pop3::auth::AuthMethod;
 use crate::secret::Secret;
+use crate::term;
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +125,20 @@ impl Account {
             PasswordSource::Inline(s) => Ok(s.clone()),
             PasswordSource::Command(cmd) => run_password_command(&self.name, cmd),
             PasswordSource::Prompt => prompt_password(&self.name, &self.identity()),
+        }
+    }
+
+    /// Whether [`Account::secret`] would ask on the terminal.
+    pub fn prompts(&self) -> bool {
+        matches!(self.password, PasswordSource::Prompt)
+    }
+
+    /// This account with its secret already in hand (asked for before the
+    /// accounts run in parallel, so prompts never interleave).
+    pub fn with_secret(&self, secret: Secret) -> Account {
+        Account {
+            password: PasswordSource::Inline(secret),
+            ..self.clone()
         }
     }
 }
@@ -974,33 +990,15 @@ fn prompt_password(account: &str, identity: &str) -> Result<Secret> {
         .read(true)
         .write(true)
         .open("/dev/tty");
-    let (true, Ok(mut tty)) = (interactive, tty) else {
+    let (true, Ok(tty)) = (interactive, tty) else {
         return Err(Error::config(format!(
             "account {account}: no password: set `password_command` (or `password` in a file only you can read), \
              or run popfetch from a terminal to be asked"
         )));
     };
-    use std::os::fd::AsRawFd;
-    let fd = tty.as_raw_fd();
-    // SAFETY: plain termios calls on a descriptor we own; the old settings
-    // are restored before returning.
-    let mut old: libc::termios = unsafe { std::mem::zeroed() };
-    let have_termios = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
-    if have_termios {
-        let mut quiet = old;
-        quiet.c_lflag &= !libc::ECHO;
-        quiet.c_lflag |= libc::ECHONL;
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    }
-    let _ = write!(tty, "Password for {identity} ({account}): ");
-    let _ = tty.flush();
-    let mut line = String::new();
-    let res = std::io::BufReader::new(&tty).read_line(&mut line);
-    if have_termios {
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-    }
-    res.map_err(|e| Error::config(format!("account {account}: reading the password: {e}")))?;
-    let pw = line.trim_end_matches(['\n', '\r']);
+    let res = term::read_hidden_line(&tty, &format!("Password for {identity} ({account}): "));
+    let pw =
+        res.map_err(|e| Error::config(format!("account {account}: reading the password: {e}")))?;
     if pw.is_empty() {
         return Err(Error::config(format!("account {account}: empty password")));
     }

@@ -131,6 +131,9 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
 /// account deletes what it fetches (keep = false), an upper bound otherwise.
 fn check_pop2(account: &Account, opts: &ConnectOptions, report: &mut CheckReport) -> Result<()> {
     let mut conn = crate::pop2::Pop2::connect(account, opts.trace)?;
+    if !conn.is_tls() {
+        crate::connect::warn_cleartext(account, opts, "password", false);
+    }
     let mut count = conn.helo(&account.user, &account.secret()?)?;
     if let Some(folder) = &account.folder {
         count = conn.fold(folder)?;

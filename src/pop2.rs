@@ -27,6 +27,7 @@ use crate::report::Progress;
 use crate::secret::Secret;
 use crate::store::{MailboxLock, Store};
 use crate::sync::{SyncOptions, SyncReport};
+use crate::term;
 
 /// A POP2 connection after the greeting.
 pub struct Pop2 {
@@ -45,8 +46,10 @@ enum Reply {
     Refused(String),
 }
 
+/// The reply's text ends up in errors on a terminal: its control
+/// characters are escaped here, where every reply enters.
 fn parse_reply(line: &[u8]) -> std::result::Result<Reply, String> {
-    let text = String::from_utf8_lossy(line).trim_end().to_string();
+    let text = term::escape_controls(String::from_utf8_lossy(line).trim_end());
     let number = |s: &str| -> std::result::Result<u64, String> {
         s.split_ascii_whitespace()
             .next()
@@ -397,10 +400,7 @@ pub fn sync(
 
     let mut conn = Pop2::connect(account, opts.connect.trace)?;
     if !conn.is_tls() {
-        report.warnings.push(format!(
-            "{}: POP2 sends the password unencrypted (tls = \"none\")",
-            account.name
-        ));
+        crate::connect::warn_cleartext(account, &opts.connect, "password", false);
     }
     let secret = account.secret()?;
     let mut count = conn.helo(&account.user, &secret)?;

@@ -9,6 +9,8 @@ mod framing;
 mod peek;
 mod policies;
 mod pop2;
+mod security_warnings;
+mod server_text;
 mod support;
 mod switching;
 mod sync;

@@ -20,6 +20,7 @@ use std::net::TcpStream;
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{Stream, TlsContext};
 use crate::secret::Secret;
+use crate::term;
 use auth::AuthMethod;
 use codec::{Capabilities, LineError, RespCode, Status, Unstuffer};
 
@@ -197,7 +198,8 @@ impl Connection {
             eprintln!("{label} < {}", codec::printable(&line, 200));
         }
         self.line = line;
-        res.map_err(|e| self.line_error(what, e))
+        res.map(escape_err_text)
+            .map_err(|e| self.line_error(what, e))
     }
 
     /// Reads a status line and insists on `+OK`; a `-ERR` becomes an error
@@ -292,6 +294,22 @@ impl Connection {
                 codec::printable(pending, 80)
             ),
         ))
+    }
+}
+
+/// A `-ERR` text ends up in errors and warnings on a terminal: its control
+/// characters are escaped here, where every status line enters, so no path
+/// can forget (a hostile server's escape sequences never reach the user).
+fn escape_err_text(status: Status) -> Status {
+    match status {
+        Status::Err { code, text } => Status::Err {
+            code: code.map(|c| match c {
+                RespCode::Other(c) => RespCode::Other(term::escape_controls(&c)),
+                c => c,
+            }),
+            text: term::escape_controls(&text),
+        },
+        other => other,
     }
 }
 
@@ -605,8 +623,9 @@ impl Client {
                         None => {
                             // An error challenge: keep what it says (OAuth
                             // servers send JSON), then end the exchange.
-                            error_challenge =
-                                Some(String::from_utf8_lossy(&decoded).trim().to_string());
+                            error_challenge = Some(term::escape_controls(
+                                String::from_utf8_lossy(&decoded).trim(),
+                            ));
                             let dummy = Secret::new(if mech == "XOAUTH2" { "" } else { "AQ==" });
                             self.conn.send(&Command::SaslResponse(&dummy))?;
                         }
@@ -630,7 +649,9 @@ fn read_capa(conn: &mut Connection) -> Result<Capabilities> {
         Status::Ok(_) => {
             caps.known = true;
             conn.listing("reading the CAPA list", |line| {
-                caps.parse_line(line);
+                // Shown by `info` and in errors: escaped as it enters.
+                let line = term::escape_controls(&String::from_utf8_lossy(line));
+                caps.parse_line(line.as_bytes());
                 Ok(())
             })?;
         }
