@@ -136,6 +136,7 @@ fn run(
         &mut store,
         mailbox,
         &plan.fetch,
+        &seen,
         progress,
         report,
     );
@@ -178,7 +179,13 @@ fn plan_session(
 ) -> Result<(Vec<Listed>, plan::Plan)> {
     let mut listing = session.listing()?;
     let content_keyed = identify_without_uidl(session, &mut listing, keep)?;
-    let plan = if content_keyed {
+    let mut held = Vec::new();
+    if !content_keyed {
+        let shared = tell_shared_uidls_apart(session, &mut listing, seen)?;
+        report.warnings.extend(shared.warning);
+        held = shared.held;
+    }
+    let mut plan = if content_keyed {
         // Neither UIDL nor TOP: every message is fetched and deleted.
         plan::Plan {
             fetch: listing
@@ -204,6 +211,9 @@ fn plan_session(
             },
         )
     };
+    for (number, reason) in held {
+        plan.hold(number, reason);
+    }
     for (number, reason) in &plan.skip {
         report.warnings.push(format!(
             "{}: message {number} left on the server: {reason}",
@@ -340,12 +350,17 @@ struct FetchFailure {
 /// running: the server goes on sending into the socket buffers while the
 /// batch is made durable. (DELE is sent after all of this, before QUIT,
 /// which is when deletion takes effect anyway.)
+///
+/// `seen` is the seen state at the start of the session: a message keyed
+/// by its content's digest that is already there is not delivered again.
+#[allow(clippy::too_many_arguments)] // the session's parts, each used once
 fn fetch(
     session: &mut Session,
     target: &mut dyn Delivery,
     store: &mut Store,
     mailbox: i64,
     wanted: &[plan::Fetch],
+    seen: &HashMap<String, i64>,
     progress: &Progress,
     report: &mut SyncReport,
 ) -> std::result::Result<Vec<u32>, FetchFailure> {
@@ -361,7 +376,8 @@ fn fetch(
         match reply {
             Retrieved::Body(body) => {
                 let (size, key) = if item.uidl.is_empty() {
-                    // No identity from the server: the content's digest.
+                    // No identity from the server: the content's digest,
+                    // known only once the message was read to the end.
                     let mut hashing = HashingReader::new(body);
                     let size = target
                         .deliver(&MessageInfo { uidl: "" }, &mut hashing)
@@ -373,8 +389,18 @@ fn fetch(
                         .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
                     (size, item.uidl.clone())
                 };
-                batch.add(i, key, size);
                 progress.advance(size);
+                if item.uidl.is_empty() && seen.contains_key(&key) && target.discard_last() {
+                    // Delivered and recorded by a session that ended before
+                    // its QUIT: taken back before anyone saw it, and deleted
+                    // now on the strength of that record.
+                    batch.recorded.push(item.number);
+                } else {
+                    if item.uidl.is_empty() {
+                        target.set_last_uidl(&key);
+                    }
+                    batch.add(i, key, size);
+                }
             }
             Retrieved::Refused(reason) => {
                 report.warnings.push(format!(
@@ -507,31 +533,12 @@ pub(crate) fn identify_without_uidl(
     if listing.is_empty() || listing.iter().any(|e| e.uidl.is_some()) {
         return Ok(false);
     }
-    let caps = session.capabilities();
-    let mut top_works = !caps.known || caps.has("TOP");
-    if top_works {
-        let numbers: Vec<u32> = listing.iter().map(|e| e.number).collect();
-        let mut digests: Vec<Option<String>> = vec![None; numbers.len()];
-        session.top_many(&numbers, 0, &mut |i, reply| {
-            match reply {
-                Retrieved::Body(body) => {
-                    let mut hashing = HashingReader::new(body);
-                    std::io::copy(&mut hashing, &mut std::io::sink())
-                        .map_err(|e| Error::new(crate::error::ExitKind::TempFail, e.to_string()))?;
-                    digests[i] = Some(format!("hdr:{}", hashing.hex()));
-                }
-                Retrieved::Refused(_) => {
-                    top_works = false;
-                }
-            }
-            Ok(())
-        })?;
-        if top_works {
-            for (entry, digest) in listing.iter_mut().zip(digests) {
-                entry.uidl = digest;
-            }
-            return Ok(false);
+    let numbers: Vec<u32> = listing.iter().map(|e| e.number).collect();
+    if let Some(digests) = header_digests(session, &numbers)? {
+        for (entry, digest) in listing.iter_mut().zip(digests) {
+            entry.uidl = Some(format!("hdr:{digest}"));
         }
+        return Ok(false);
     }
     if keep {
         return Err(Error::config(format!(
@@ -542,6 +549,146 @@ pub(crate) fn identify_without_uidl(
         )));
     }
     Ok(true)
+}
+
+/// What [`tell_shared_uidls_apart`] found.
+#[derive(Debug, Default)]
+pub(crate) struct SharedUidls {
+    /// Names the server's bug, once per session.
+    pub warning: Option<String>,
+    /// Messages to leave on the server this session.
+    pub held: Vec<(u32, plan::SkipReason)>,
+}
+
+/// Messages that share a UIDL (a server bug) are told apart by a digest of
+/// their header block (`TOP n 0`): each listing entry gets the key
+/// [`plan::told_apart_key`] instead of the shared UIDL, so it is fetched
+/// once and deleted like any other. So is a message whose UIDL is no longer
+/// shared but was told apart before (its copy was deleted meanwhile): its
+/// record is under that key.
+///
+/// A UIDL recorded as seen before it was shared is left as it is: one of
+/// its messages was delivered under it, and nothing says which (the plan
+/// leaves them on the server). Without TOP nothing can be told apart: the
+/// shared ones stay on the server (the plan skips them), and so do the
+/// returned messages, which must not be fetched under their plain UIDL.
+///
+/// Returns the warning naming the server's bug (once per session), and the
+/// messages to hold back.
+pub(crate) fn tell_shared_uidls_apart(
+    session: &mut Session,
+    listing: &mut [Listed],
+    seen: &HashMap<String, i64>,
+) -> Result<SharedUidls> {
+    let shared: Vec<(String, Vec<usize>)> = plan::shared_uidls(listing)
+        .into_iter()
+        .filter(|(uidl, _)| !seen.contains_key(*uidl))
+        .map(|(uidl, group)| (uidl.to_string(), group))
+        .collect();
+    // UIDLs that have records under told-apart keys.
+    let told_before: std::collections::HashSet<&str> = seen
+        .keys()
+        .filter(|k| k.contains(' '))
+        .filter_map(|k| plan::told_apart_uidl(k))
+        .collect();
+    let mut once: Vec<(String, usize)> = Vec::new();
+    if !told_before.is_empty() {
+        let in_shared: std::collections::HashSet<usize> =
+            shared.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+        for (i, entry) in listing.iter().enumerate() {
+            if let Some(u) = entry.uidl.as_deref() {
+                if told_before.contains(u) && !in_shared.contains(&i) && !seen.contains_key(u) {
+                    once.push((u.to_string(), i));
+                }
+            }
+        }
+    }
+    if shared.is_empty() && once.is_empty() {
+        return Ok(SharedUidls::default());
+    }
+    let wanted: Vec<usize> = shared
+        .iter()
+        .flat_map(|(_, g)| g.iter().copied())
+        .chain(once.iter().map(|(_, i)| *i))
+        .collect();
+    let numbers: Vec<u32> = wanted.iter().map(|&i| listing[i].number).collect();
+    let Some(digests) = header_digests(session, &numbers)? else {
+        let held = once
+            .into_iter()
+            .map(|(u, i)| (listing[i].number, plan::SkipReason::DuplicateUidl(u)))
+            .collect();
+        return Ok(SharedUidls {
+            warning: None,
+            held,
+        });
+    };
+    let digest_of: HashMap<usize, String> = wanted.into_iter().zip(digests).collect();
+    for (uidl, group) in &shared {
+        let digests: Vec<String> = group.iter().map(|i| digest_of[i].clone()).collect();
+        for (&i, key) in group.iter().zip(plan::told_apart_keys(uidl, &digests)) {
+            listing[i].uidl = Some(key);
+        }
+    }
+    for (uidl, i) in &once {
+        listing[*i].uidl = Some(plan::told_apart_key(uidl, &digest_of[i], 1));
+    }
+    if shared.is_empty() {
+        return Ok(SharedUidls::default());
+    }
+    const NAMED: usize = 5;
+    let mut named: Vec<String> = shared
+        .iter()
+        .take(NAMED)
+        .map(|(_, group)| {
+            let numbers: Vec<String> = group
+                .iter()
+                .map(|&i| listing[i].number.to_string())
+                .collect();
+            let (last, first) = numbers
+                .split_last()
+                .expect("a shared UIDL has two messages");
+            format!("messages {} and {last}", first.join(", "))
+        })
+        .collect();
+    if shared.len() > NAMED {
+        named.push(format!("{} more groups", shared.len() - NAMED));
+    }
+    let warning = format!(
+        "{}: the server gives the same UIDL to {} (a server bug); telling them apart by their headers",
+        session.host(),
+        named.join("; ")
+    );
+    Ok(SharedUidls {
+        warning: Some(warning),
+        held: Vec::new(),
+    })
+}
+
+/// The SHA-256 (hex) of each message's header block, from pipelined
+/// `TOP n 0`; `None` when the server has no TOP or refuses it for any of
+/// them.
+fn header_digests(session: &mut Session, numbers: &[u32]) -> Result<Option<Vec<String>>> {
+    let caps = session.capabilities();
+    if caps.known && !caps.has("TOP") {
+        return Ok(None);
+    }
+    let mut top_works = true;
+    let mut digests: Vec<String> = vec![String::new(); numbers.len()];
+    session.top_many(numbers, 0, &mut |i, reply| {
+        match reply {
+            Retrieved::Body(body) => {
+                let mut hashing = HashingReader::new(body);
+                std::io::copy(&mut hashing, &mut std::io::sink())
+                    .map_err(|e| Error::new(crate::error::ExitKind::TempFail, e.to_string()))?;
+                digests[i] = hashing.hex();
+            }
+            Retrieved::Refused(_) => {
+                top_works = false;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(top_works.then_some(digests))
 }
 
 /// Passes bytes through while computing their SHA-256.

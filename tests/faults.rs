@@ -1013,12 +1013,55 @@ fn lying_list_sizes_still_deliver_byte_exact() {
 }
 
 #[test]
+fn duplicate_uidls_are_told_apart_by_headers_delivered_once_and_deleted() {
+    // Messages 1 and 2 get the same UIDL from the start (a server bug).
+    let env = Env::new();
+    let msgs = fault_messages();
+    let server = Server::start(Config {
+        messages: msgs.clone(),
+        faults: vec![Fault::DuplicateUidls],
+        ..Config::default()
+    });
+    env.write_config(&account("f", server.port(), "none", ""));
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    let root = env.maildir("f");
+    assert_exactly_once("shared UIDL, first run", &root, &msgs);
+    assert_eq!(
+        run.stderr.matches("a server bug").count(),
+        1,
+        "one warning per session: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("the same UIDL to messages 1 and 2")
+            && run.stderr.contains("telling them apart by their headers"),
+        "names the bug: {}",
+        run.stderr
+    );
+    // Known by their headers in the next session too: nothing fetched.
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(
+        server.log().iter().all(|l| !l.starts_with("RETR")),
+        "fetched again: {:?}",
+        server.log()
+    );
+    assert_exactly_once("shared UIDL, second run", &root, &msgs);
+    // Delete mode deletes both.
+    env.run(&["sync", "--delete"]).expect_code(0);
+    assert!(server.messages().is_empty(), "{:?}", uidls_on(&server));
+    assert_exactly_once("shared UIDL, delete mode", &root, &msgs);
+}
+
+#[test]
 fn duplicate_uidls_never_mark_or_delete_the_wrong_message() {
     let env = Env::new();
     let msgs = fault_messages();
     // Message 1 is delivered and seen; then message 2 arrives, and the
-    // server gives it message 1's UIDL. Believing the server would skip
-    // message 2 as seen and delete it unread.
+    // server gives it message 1's UIDL. Which of the two was delivered
+    // cannot be known: believing the server would skip message 2 as seen
+    // and delete it unread; fetching both would deliver message 1 twice.
     let server = Server::start(Config {
         messages: msgs[..1].to_vec(),
         ..Config::default()
@@ -1032,8 +1075,10 @@ fn duplicate_uidls_never_mark_or_delete_the_wrong_message() {
     let run = env.run(&["sync", "--delete"]);
     run.expect_code(0);
     assert!(
-        run.stderr.contains("same UIDL") && run.stderr.contains(&msgs[0].uidl),
-        "warns: {}",
+        run.stderr.contains("same UIDL")
+            && run.stderr.contains(&msgs[0].uidl)
+            && run.stderr.contains("seen forget"),
+        "warns and says what to do: {}",
         run.stderr
     );
     let root = env.maildir("f");
@@ -1055,21 +1100,64 @@ fn duplicate_uidls_never_mark_or_delete_the_wrong_message() {
     assert!(server.messages().is_empty());
     assert_eq!(server.retr_count(&msgs[0].uidl), 1);
 
-    // Both copies unseen from the start: neither delivered nor deleted.
+    // Shared from the start on a server without TOP: nothing tells them
+    // apart, so neither is delivered nor deleted.
     let env = Env::new();
     let server = Server::start(Config {
         messages: msgs.clone(),
         faults: vec![Fault::DuplicateUidls],
+        top: false,
         ..Config::default()
     });
     env.write_config(&account("f", server.port(), "none", "keep = false"));
-    env.run(&["sync"]).expect_code(0);
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("has no TOP"), "{}", run.stderr);
     let root = env.maildir("f");
     assert_eq!(inventory(&root, &msgs).counts, vec![0, 0, 1, 1, 1]);
     assert_eq!(server.messages().len(), 2);
     server.clear_faults();
     env.run(&["sync"]).expect_code(0);
-    assert_exactly_once("duplicate UIDLs from the start", &root, &msgs);
+    assert_exactly_once("duplicate UIDLs without TOP", &root, &msgs);
+}
+
+#[test]
+fn a_server_without_uidl_or_top_cut_before_quit_delivers_nothing_twice() {
+    let msgs = fault_messages();
+    let config = |faults: Vec<Fault>| Config {
+        messages: msgs.clone(),
+        uidl: false,
+        top: false,
+        faults,
+        ..Config::default()
+    };
+    // The line QUIT is in a clean session.
+    let quit = {
+        let env = Env::new();
+        let server = Server::start(config(Vec::new()));
+        env.write_config(&account("f", server.port(), "none", "keep = false"));
+        env.run(&["sync"]).expect_code(0);
+        server.log().iter().position(|l| l == "QUIT").unwrap() + 1
+    };
+    let env = Env::new();
+    let server = Server::start(config(vec![Fault::DropAfterCommands(quit)]));
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    env.run(&["sync"]).expect_code(75);
+    let root = env.maildir("f");
+    assert_exactly_once("cut at QUIT", &root, &msgs);
+    assert_eq!(server.messages().len(), msgs.len(), "nothing deleted");
+    // Every message comes again: each is recognised by its digest, not
+    // delivered a second time, and deleted.
+    server.clear_faults();
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert_exactly_once("after the cut", &root, &msgs);
+    assert!(
+        server.messages().is_empty(),
+        "{:?}",
+        server.messages().len()
+    );
+    assert!(files_in(&root.join("tmp")).is_empty());
 }
 
 #[test]

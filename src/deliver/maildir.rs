@@ -501,6 +501,24 @@ impl Delivery for Maildir {
         }
     }
 
+    fn discard_last(&mut self) -> bool {
+        match self.staged.pop() {
+            // Only ever in tmp/: removing it is all there is to do (a
+            // pending fsync of it, if any, harms nothing).
+            Some(s) => {
+                let _ = self.tmp_dir.remove(&s.base);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn set_last_uidl(&mut self, uidl: &str) {
+        if let Some(s) = self.staged.last_mut() {
+            s.uidl = uidl.to_string();
+        }
+    }
+
     fn uncommitted(&self) -> usize {
         self.staged.len()
     }
