@@ -164,7 +164,12 @@ fn run(
     if let Some(e) = fetch_error {
         return Err(e);
     }
-    store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
+    // Without UIDL and TOP the listing names no message, so a record is
+    // known to be of a message gone only when every deletion happened.
+    let content_keyed = listing.iter().all(|e| e.uidl.is_none());
+    if !content_keyed || marked == to_delete.len() as u64 {
+        store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
+    }
     Ok(())
 }
 

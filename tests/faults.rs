@@ -1158,6 +1158,19 @@ fn a_server_without_uidl_or_top_cut_before_quit_delivers_nothing_twice() {
         server.messages().len()
     );
     assert!(files_in(&root.join("tmp")).is_empty());
+
+    // Cut again, then the server refuses the DELEs: the records must stay
+    // for the session after.
+    let env = Env::new();
+    let server = Server::start(config(vec![Fault::DropAfterCommands(quit)]));
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    env.run(&["sync"]).expect_code(75);
+    server.set_faults(vec![Fault::RejectDele]);
+    env.run(&["sync"]).expect_code(0);
+    server.clear_faults();
+    env.run(&["sync"]).expect_code(0);
+    assert_exactly_once("after refused DELEs", &env.maildir("f"), &msgs);
+    assert!(server.messages().is_empty());
 }
 
 #[test]
