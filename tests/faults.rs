@@ -476,6 +476,109 @@ fn journal_entries(state_dir: &Path) -> usize {
         .unwrap() as usize
 }
 
+/// After a crash between the rename into `new/` and the seen record, the
+/// next run finds the message in `new/` (or a reader moved it to `cur/`)
+/// and records it as seen, which allows its DELE. The rename may still be
+/// only in the page cache: `new/` and `cur/` must be flushed before the
+/// record is written. Checked with strace: both fsyncs come before the
+/// first write to the seen database's WAL.
+#[test]
+fn recovered_maildir_entries_are_recorded_only_after_new_and_cur_are_flushed() {
+    let probe = Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        loud_skip(
+            "recovered_maildir_entries_are_recorded_only_after_new_and_cur_are_flushed",
+            "strace is missing or not permitted here",
+        );
+        return;
+    }
+    let env = Env::new();
+    let msgs = fault_messages();
+    let server = Server::start(Config {
+        messages: msgs.clone(),
+        ..Config::default()
+    });
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    let root = env.maildir("f");
+    // A first run delivers everything; then the state is put back to what
+    // a crash after the renames of two messages leaves: journal entries
+    // instead of seen records, one file still in new/, one moved to cur/.
+    server.set_faults(vec![Fault::RejectDele]);
+    env.run(&["sync"]).expect_code(0);
+    server.clear_faults();
+    let new = files_in(&root.join("new"));
+    let moved = format!("{}:2,S", new[1]);
+    fs::rename(
+        root.join("new").join(&new[1]),
+        root.join("cur").join(&moved),
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open(env.state_dir().join("seen.sqlite3")).unwrap();
+    for name in &new[..2] {
+        let data = fs::read(root.join("new").join(name))
+            .or_else(|_| fs::read(root.join("cur").join(&moved)))
+            .unwrap();
+        let m = msgs
+            .iter()
+            .find(|m| expected_delivery(&m.data) == data)
+            .expect("one of ours");
+        conn.execute("DELETE FROM seen WHERE uidl = ?1", [&m.uidl])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO pending (mailbox, uidl, folder, name, created) \
+             SELECT mailbox, ?1, ?2, ?3, 0 FROM seen LIMIT 1",
+            [&m.uidl, &root.to_string_lossy().into_owned(), name],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    assert_eq!(journal_entries(&env.state_dir()), 2);
+
+    let trace = env.dir.path().join("trace");
+    let cmd = env.command(&["sync"]);
+    let mut traced = Command::new("strace");
+    traced
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,write,pwrite64",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null());
+    Run::from(traced.output().unwrap()).expect_code(0);
+    assert_eq!(journal_entries(&env.state_dir()), 0);
+    assert_exactly_once("recovered", &root, &msgs);
+    for m in &msgs {
+        assert_eq!(server.retr_count(&m.uidl), 1, "{} fetched again", m.uidl);
+    }
+    assert!(server.messages().is_empty(), "all deleted");
+
+    let trace = fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let at = |what: &dyn Fn(&str) -> bool| lines.iter().position(|l| what(l));
+    let flushed = |dir: &Path| {
+        let dir = format!("<{}>)", dir.display());
+        at(&|l: &str| l.contains("fsync(") && l.contains(&dir))
+    };
+    let recorded = at(&|l: &str| l.contains("seen.sqlite3-wal>") && l.contains("write"))
+        .expect("a write to the seen database");
+    for sub in ["new", "cur"] {
+        let flush = flushed(&root.join(sub));
+        assert!(
+            flush.is_some_and(|f| f < recorded),
+            "{sub}/ flushed at line {flush:?}, seen records written at line {recorded}:\n{trace}"
+        );
+    }
+}
+
 /// The two ways the server is slowed down: half the trials trickle the
 /// bytes (the kill mostly lands inside a message being written), half delay
 /// each reply (it mostly lands between messages).

@@ -324,10 +324,15 @@ impl Maildir {
 
     /// Resolves journal entries left by an interrupted run (see the module
     /// comment).
+    ///
+    /// A name found in `new/` or `cur/` may be there only in the page
+    /// cache: the run that renamed it may have died before its fsync of
+    /// `new/` (and a reader's move to `cur/` is not flushed by anyone). So
+    /// both folders are flushed before any entry is reported delivered:
+    /// the caller records those as seen, which allows their DELE.
     pub fn recover(&self, entries: &[PendingEntry]) -> Result<Vec<(PendingEntry, Recovered)>> {
         let visible = self.visible_bases()?;
         let mut out = Vec::new();
-        let mut publish = false;
         for entry in entries {
             let base = base_of(&entry.name);
             if visible.contains(base) {
@@ -340,14 +345,14 @@ impl Maildir {
                 fs::rename(&tmp, &dest).map_err(|e| {
                     Error::local_io(format!("cannot move {} into new/", tmp.display()), e)
                 })?;
-                publish = true;
                 out.push((entry.clone(), Recovered::Delivered));
             } else {
                 out.push((entry.clone(), Recovered::Absent));
             }
         }
-        if publish {
+        if out.iter().any(|(_, r)| *r == Recovered::Delivered) {
             sync_dir(&self.root.join("new"))?;
+            sync_dir(&self.root.join("cur"))?;
         }
         Ok(out)
     }
