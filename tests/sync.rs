@@ -447,6 +447,61 @@ fn tmp_cleaning_removes_only_this_hosts_files_of_gone_writers() {
     }
 }
 
+/// A seen database overwritten with garbage, or cut short, is exit 74
+/// naming the file and how to recover, never a bare SQLite message.
+#[test]
+fn a_damaged_seen_database_is_74_naming_the_file_and_the_way_out() {
+    let env = Env::new();
+    let datas = mixed_messages(300, 100);
+    let server = Server::start(Config {
+        messages: msgs(&datas),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    env.run(&["sync"]).expect_code(0);
+    let db = env.state_dir().join("seen.sqlite3");
+    assert!(
+        !env.state_dir().join("seen.sqlite3-wal").exists(),
+        "checkpointed at exit"
+    );
+    let good = fs::read(&db).unwrap();
+    assert!(good.len() > 3 * 4096, "several pages: {}", good.len());
+    let says_what_to_do = |what: &str| {
+        for args in [&["sync"][..], &["seen", "list", "t"]] {
+            let run = env.run(args);
+            run.expect_code(74);
+            for part in [
+                db.to_str().unwrap(),
+                "is damaged",
+                "mv ",
+                "popfetch seen mark",
+                "popfetch seen import",
+            ] {
+                assert!(
+                    run.stderr.contains(part),
+                    "{what}: {part:?} in {}",
+                    run.stderr
+                );
+            }
+        }
+    };
+    // Cut short after the first page (the header says more).
+    fs::write(&db, &good[..4096]).unwrap();
+    says_what_to_do("truncated");
+    // Garbage.
+    let garbage: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(&db, &garbage).unwrap();
+    says_what_to_do("garbage");
+    // The way out works: moved aside, a new database is started.
+    fs::rename(&db, env.state_dir().join("seen.sqlite3.damaged")).unwrap();
+    env.run(&["seen", "mark", "t"]).expect_code(0);
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(server.log().iter().all(|l| !l.starts_with("RETR")));
+}
+
 #[test]
 fn server_without_uidl_falls_back_to_header_digests() {
     let env = Env::new();
