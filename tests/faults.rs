@@ -1262,6 +1262,23 @@ fn a_server_without_uidl_or_top_cut_before_quit_delivers_nothing_twice() {
     );
     assert!(files_in(&root.join("tmp")).is_empty());
 
+    // Into an mbox: taken back from the spool before the append.
+    let env = Env::new();
+    let server = Server::start(config(vec![Fault::DropAfterCommands(quit)]));
+    env.write_config(
+        &account("m", server.port(), "none", "keep = false")
+            .replace("maildir = \"~/Mail/m\"", "mbox = \"~/mail/inbox\""),
+    );
+    env.run(&["sync"]).expect_code(75);
+    server.clear_faults();
+    env.run(&["sync"]).expect_code(0);
+    let mut got = parse_mboxrd(&fs::read(env.home().join("mail/inbox")).unwrap());
+    got.sort();
+    let mut want: Vec<Vec<u8>> = msgs.iter().map(|m| expected_delivery(&m.data)).collect();
+    want.sort();
+    assert_eq!(got, want, "each message once in the mbox");
+    assert!(server.messages().is_empty());
+
     // Cut again, then the server refuses the DELEs: the records must stay
     // for the session after.
     let env = Env::new();
