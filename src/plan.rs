@@ -130,7 +130,7 @@ pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> 
     let mut plan = Plan::default();
     for entry in listing {
         let uidl = entry.uidl.as_deref().unwrap_or("");
-        if !valid_uidl(uidl) && told_apart_uidl(uidl).is_none() {
+        if !valid_key(uidl) {
             plan.skip
                 .push((entry.number, SkipReason::InvalidUidl(uidl.to_string())));
             continue;
@@ -222,9 +222,15 @@ pub fn told_apart_keys(uidl: &str, header_digests: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The UIDL inside a key made by [`told_apart_key`], `None` for any other
-/// string.
-pub fn told_apart_uidl(key: &str) -> Option<&str> {
+/// Whether `key` can identify a message: a valid UIDL, or a key made by
+/// [`told_apart_key`].
+pub fn valid_key(key: &str) -> bool {
+    valid_uidl(key) || told_apart_parts(key).is_some()
+}
+
+/// The UIDL and the header digest inside a key made by [`told_apart_key`],
+/// `None` for any other string.
+pub fn told_apart_parts(key: &str) -> Option<(&str, &str)> {
     let (uidl, rest) = key.split_once(' ')?;
     let (digest, nth) = match rest.split_once(' ') {
         Some((d, n)) => (d, Some(n)),
@@ -236,7 +242,7 @@ pub fn told_apart_uidl(key: &str) -> Option<&str> {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let nth_ok =
         nth.is_none_or(|n| n.parse::<usize>().is_ok_and(|n| n >= 2) && !n.starts_with('0'));
-    (valid_uidl(uidl) && digest_ok && nth_ok).then_some(uidl)
+    (valid_uidl(uidl) && digest_ok && nth_ok).then_some((uidl, digest))
 }
 
 #[cfg(test)]
@@ -372,7 +378,7 @@ mod tests {
         );
         for k in &keys {
             assert!(!valid_uidl(k));
-            assert_eq!(told_apart_uidl(k), Some("dup"));
+            assert_eq!(told_apart_parts(k).map(|(u, _)| u), Some("dup"));
         }
         for not_ours in [
             "dup",
@@ -381,7 +387,7 @@ mod tests {
             &format!("dup {a} x"),
             "a b",
         ] {
-            assert_eq!(told_apart_uidl(not_ours), None, "{not_ours}");
+            assert_eq!(told_apart_parts(not_ours), None, "{not_ours}");
         }
         // Told apart, they are planned like any message: fetched once, then
         // deleted in delete mode.

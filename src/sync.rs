@@ -568,18 +568,20 @@ pub(crate) struct SharedUidls {
 /// Messages that share a UIDL (a server bug) are told apart by a digest of
 /// their header block (`TOP n 0`): each listing entry gets the key
 /// [`plan::told_apart_key`] instead of the shared UIDL, so it is fetched
-/// once and deleted like any other. So is a message whose UIDL is no longer
-/// shared but was told apart before (its copy was deleted meanwhile): its
-/// record is under that key.
+/// once and deleted like any other.
+///
+/// Once such keys are recorded, every message not known by its plain UIDL
+/// is looked at the same way, so that none of them is delivered again:
+/// one whose header digest is recorded under a told-apart key is that
+/// message (its copy was deleted, or the server mended its ways and gave
+/// it a UIDL of its own), and one whose UIDL was shared before keeps being
+/// known by its header digest.
 ///
 /// A UIDL recorded as seen before it was shared is left as it is: one of
 /// its messages was delivered under it, and nothing says which (the plan
 /// leaves them on the server). Without TOP nothing can be told apart: the
-/// shared ones stay on the server (the plan skips them), and so do the
-/// returned messages, which must not be fetched under their plain UIDL.
-///
-/// Returns the warning naming the server's bug (once per session), and the
-/// messages to hold back.
+/// shared ones stay on the server (the plan skips them), and so do those
+/// whose UIDL was shared before, which must not be fetched under it.
 pub(crate) fn tell_shared_uidls_apart(
     session: &mut Session,
     listing: &mut [Listed],
@@ -590,37 +592,49 @@ pub(crate) fn tell_shared_uidls_apart(
         .filter(|(uidl, _)| !seen.contains_key(*uidl))
         .map(|(uidl, group)| (uidl.to_string(), group))
         .collect();
-    // UIDLs that have records under told-apart keys.
-    let told_before: std::collections::HashSet<&str> = seen
-        .keys()
-        .filter(|k| k.contains(' '))
-        .filter_map(|k| plan::told_apart_uidl(k))
-        .collect();
-    let mut once: Vec<(String, usize)> = Vec::new();
-    if !told_before.is_empty() {
-        let in_shared: std::collections::HashSet<usize> =
-            shared.iter().flat_map(|(_, g)| g.iter().copied()).collect();
-        for (i, entry) in listing.iter().enumerate() {
-            if let Some(u) = entry.uidl.as_deref() {
-                if told_before.contains(u) && !in_shared.contains(&i) && !seen.contains_key(u) {
-                    once.push((u.to_string(), i));
-                }
-            }
+    // The records under told-apart keys: their UIDLs, and their keys by
+    // header digest.
+    let mut told_uidls: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut told_keys: HashMap<&str, Vec<&str>> = HashMap::new();
+    for key in seen.keys().filter(|k| k.contains(' ')) {
+        if let Some((uidl, digest)) = plan::told_apart_parts(key) {
+            told_uidls.insert(uidl);
+            told_keys.entry(digest).or_default().push(key);
         }
     }
-    if shared.is_empty() && once.is_empty() {
+    // Messages not known by their plain UIDL, while such records exist.
+    let mut unknown: Vec<usize> = Vec::new();
+    if !told_keys.is_empty() {
+        let in_shared: std::collections::HashSet<usize> =
+            shared.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+        unknown = (0..listing.len())
+            .filter(|i| !in_shared.contains(i))
+            .filter(|&i| {
+                listing[i]
+                    .uidl
+                    .as_deref()
+                    .is_some_and(|u| plan::valid_key(u) && !seen.contains_key(u))
+            })
+            .collect();
+    }
+    if shared.is_empty() && unknown.is_empty() {
         return Ok(SharedUidls::default());
     }
     let wanted: Vec<usize> = shared
         .iter()
         .flat_map(|(_, g)| g.iter().copied())
-        .chain(once.iter().map(|(_, i)| *i))
+        .chain(unknown.iter().copied())
         .collect();
     let numbers: Vec<u32> = wanted.iter().map(|&i| listing[i].number).collect();
     let Some(digests) = header_digests(session, &numbers)? else {
-        let held = once
+        let held = unknown
             .into_iter()
-            .map(|(u, i)| (listing[i].number, plan::SkipReason::DuplicateUidl(u)))
+            .filter_map(|i| {
+                let uidl = listing[i].uidl.clone()?;
+                told_uidls
+                    .contains(uidl.as_str())
+                    .then(|| (listing[i].number, plan::SkipReason::DuplicateUidl(uidl)))
+            })
             .collect();
         return Ok(SharedUidls {
             warning: None,
@@ -634,8 +648,21 @@ pub(crate) fn tell_shared_uidls_apart(
             listing[i].uidl = Some(key);
         }
     }
-    for (uidl, i) in &once {
-        listing[*i].uidl = Some(plan::told_apart_key(uidl, &digest_of[i], 1));
+    let mut taken: std::collections::HashSet<String> =
+        listing.iter().filter_map(|e| e.uidl.clone()).collect();
+    for i in unknown {
+        let digest = &digest_of[&i];
+        let recorded = told_keys
+            .get(digest.as_str())
+            .and_then(|keys| keys.iter().find(|k| !taken.contains(**k)));
+        let uidl = listing[i].uidl.clone().unwrap_or_default();
+        let key = match recorded {
+            Some(key) => key.to_string(),
+            None if told_uidls.contains(uidl.as_str()) => plan::told_apart_key(&uidl, digest, 1),
+            None => continue,
+        };
+        taken.insert(key.clone());
+        listing[i].uidl = Some(key);
     }
     if shared.is_empty() {
         return Ok(SharedUidls::default());

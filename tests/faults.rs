@@ -1151,6 +1151,16 @@ fn duplicate_uidls_are_told_apart_by_headers_delivered_once_and_deleted() {
         server.log()
     );
     assert_exactly_once("shared UIDL, second run", &root, &msgs);
+    // The server mends its ways and gives message 2 a UIDL of its own:
+    // both are still known by their headers, nothing is fetched again.
+    server.clear_faults();
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(
+        server.log().iter().all(|l| !l.starts_with("RETR")),
+        "fetched again after the server mended: {:?}",
+        server.log()
+    );
     // Delete mode deletes both.
     env.run(&["sync", "--delete"]).expect_code(0);
     assert!(server.messages().is_empty(), "{:?}", uidls_on(&server));
