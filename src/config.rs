@@ -242,7 +242,7 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("filter", "command deciding from the headers"),
     (
         "timeout",
-        "seconds for connect and each read or write (default 60)",
+        "seconds for the name lookup, connect and each read or write (default 60)",
     ),
     ("folder", "POP2 mailbox"),
 ];

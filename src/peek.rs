@@ -62,11 +62,15 @@ impl Peek {
         let mut listing = session.listing()?;
         // Without UIDL, the same header digests as `sync` (SPEC §4.5).
         crate::sync::identify_without_uidl(&mut session, &mut listing, true)?;
+        // Messages sharing a UIDL: the keys `sync` records them under.
+        let mut warnings = opened.warnings;
+        let shared = crate::sync::tell_shared_uidls_apart(&mut session, &mut listing, &seen)?;
+        warnings.extend(shared.warning);
         Ok(Peek {
             session,
             listing,
             seen,
-            warnings: opened.warnings,
+            warnings,
         })
     }
 

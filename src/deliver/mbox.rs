@@ -31,6 +31,8 @@ pub struct Mbox {
     spool: File,
     /// Messages in the spool.
     pending: usize,
+    /// Where the last message in the spool starts, for [`Delivery::discard_last`].
+    last_start: Option<u64>,
 }
 
 impl Mbox {
@@ -57,6 +59,7 @@ impl Mbox {
             path: path.to_path_buf(),
             spool,
             pending: 0,
+            last_start: None,
         })
     }
 
@@ -96,6 +99,7 @@ impl Mbox {
         let _ = self.spool.set_len(0);
         let _ = self.spool.seek(SeekFrom::Start(0));
         self.pending = 0;
+        self.last_start = None;
     }
 }
 
@@ -108,6 +112,7 @@ impl Delivery for Mbox {
         match write_mboxrd(body, &mut self.spool) {
             Ok(n) => {
                 self.pending += 1;
+                self.last_start = Some(start);
                 Ok(n)
             }
             Err(e) => {
@@ -143,6 +148,18 @@ impl Delivery for Mbox {
 
     fn rollback(&mut self) {
         self.reset_spool();
+    }
+
+    fn discard_last(&mut self) -> bool {
+        // Still only in the spool: cut it off.
+        let Some(start) = self.last_start.take() else {
+            return false;
+        };
+        if self.spool.set_len(start).is_err() || self.spool.seek(SeekFrom::Start(start)).is_err() {
+            return false;
+        }
+        self.pending -= 1;
+        true
     }
 
     fn uncommitted(&self) -> usize {
