@@ -4,7 +4,6 @@
 //! never holds the mailbox.
 
 use std::fs;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::server::{Config, Fault, Msg, Server};
@@ -35,24 +34,34 @@ fn message(uidl: &str, body_bytes: usize) -> Msg {
 }
 
 /// Runs popfetch, killing it if it is still running after `limit` (a
-/// command that hangs must not hang the test): `None` then.
+/// command that hangs must not hang the test): `None` then. Its output
+/// goes to files, not pipes, which a leftover child could hold open.
 fn run_within(env: &Env, args: &[&str], limit: Duration) -> Option<Run> {
+    let out = env.dir.path().join("stdout");
+    let err = env.dir.path().join("stderr");
     let mut child = env
         .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Run::from(child.wait_with_output().unwrap()))
+    };
+    Some(Run {
+        code: status.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out).unwrap(),
+        stderr: fs::read_to_string(&err).unwrap(),
+    })
 }
 
 /// The pids a [`HANGS`] command wrote.
