@@ -24,14 +24,14 @@ const GENERATED: [(&str, &[&str]); 4] = [
     ("completions/popfetch.fish", &["completions", "fish"]),
 ];
 
-fn installed(program: &str) -> bool {
+pub(crate) fn installed(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-fn skip(what: &str) {
+pub(crate) fn skip(what: &str) {
     eprintln!("\n**********************************************************************");
     eprintln!("SKIPPED: {what}");
     eprintln!("**********************************************************************");
@@ -164,18 +164,18 @@ fn config_for(port: u16) -> String {
 
 /// A private tmux server (its own socket in the test's temp dir), killed
 /// when dropped.
-struct Tmux {
-    socket: PathBuf,
+pub(crate) struct Tmux {
+    pub(crate) socket: PathBuf,
 }
 
 impl Tmux {
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
         c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
         c
     }
 
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "pf"])

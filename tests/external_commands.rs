@@ -310,3 +310,101 @@ fn command_timeout_is_checked() {
     run.expect_code(78);
     assert!(run.stderr.contains("command_timeout = 0"), "{}", run.stderr);
 }
+
+/// A password_command may ask on the terminal (`read`, gpg's loopback
+/// pinentry) although it runs in a process group of its own: its group
+/// gets the terminal while it runs (else SIGTTIN stops it), and popfetch
+/// takes the terminal back afterwards (else the next account's prompt
+/// stops popfetch with SIGTTOU).
+#[test]
+fn password_command_can_ask_on_the_terminal() {
+    use crate::cli::{installed, skip, Tmux};
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot check a password_command that asks on the terminal");
+        return;
+    }
+    let env = Env::new();
+    let first = Server::start(Config {
+        messages: vec![message("u0", 1000)],
+        ..Config::default()
+    });
+    let second = Server::start(Config {
+        user: "bob".into(),
+        messages: vec![message("u1", 1000)],
+        ..Config::default()
+    });
+    let asks = "printf \"pw? \" >&2; read -r p; echo \"$p\"";
+    env.write_config(&format!(
+        "{}{}",
+        account("a", first.port(), "none", "").replace(
+            "password = \"secret\"",
+            &format!("password_command = '{asks}'")
+        ),
+        account("b", second.port(), "none", "")
+            .replace("user = \"alice\"", "user = \"bob\"")
+            .replace("password = \"secret\"\n", ""),
+    ));
+    let home = env.home();
+    fs::create_dir_all(&home).unwrap();
+    let script = env.dir.path().join("run.sh");
+    fs::write(
+        &script,
+        format!(
+            "env -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
+             XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' sync -j 1\necho \"EXIT=$?\"\nsleep 600\n",
+            h = home.display(),
+            bin = env!("CARGO_BIN_EXE_popfetch"),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: env.dir.path().join("tmux.sock"),
+    };
+    let started = tmux
+        .cmd()
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "pf",
+            "-x",
+            "120",
+            "-y",
+            "20",
+            "sh",
+        ])
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(started.success(), "tmux new-session failed");
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = tmux.capture();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} on the terminal:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let type_line = |text: &str| {
+        let sent = tmux
+            .cmd()
+            .args(["send-keys", "-t", "pf", text, "Enter"])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    wait_for("pw?");
+    type_line("secret");
+    wait_for("Password for bob@127.0.0.1");
+    type_line("secret");
+    let screen = wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert_eq!(first.retr_count("u0"), 1, "{screen}");
+    assert_eq!(second.retr_count("u1"), 1, "{screen}");
+}
