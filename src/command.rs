@@ -36,7 +36,8 @@ pub enum Ended {
 /// With `terminal`, a command may ask on the terminal popfetch runs in
 /// (`read -s`, gpg's loopback pinentry): its group is made the terminal's
 /// foreground group while it runs, as a shell does, since a background
-/// group that reads the terminal is stopped (SIGTTIN).
+/// group that reads the terminal is stopped (SIGTTIN); a Ctrl-C there
+/// interrupts popfetch too.
 pub fn run<T>(
     cmd: &mut Command,
     limit: Duration,
@@ -71,10 +72,20 @@ pub fn run<T>(
     // stranger's group.
     let exited = wait_exited(pid);
     let fired = watchdog.stop();
+    let had_terminal = restore.is_some();
     drop(restore);
     let status = child.wait();
     exited?;
     let status = status?;
+    if had_terminal {
+        // Ctrl-C (or Ctrl-\) at the command's prompt reached only its
+        // group: pass it on to popfetch, as a shell does for its jobs.
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig @ (libc::SIGINT | libc::SIGQUIT)) = status.signal() {
+            // SAFETY: raise has no memory effects.
+            unsafe { libc::raise(sig) };
+        }
+    }
     // A command that exited by itself just as the limit passed keeps its
     // own exit status.
     if fired && status.code().is_none() {

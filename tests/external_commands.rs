@@ -318,9 +318,7 @@ fn command_timeout_is_checked() {
 /// stops popfetch with SIGTTOU).
 #[test]
 fn password_command_can_ask_on_the_terminal() {
-    use crate::cli::{installed, skip, Tmux};
-    if !installed("tmux") {
-        skip("tmux is not installed; cannot check a password_command that asks on the terminal");
+    if !tmux_installed() {
         return;
     }
     let env = Env::new();
@@ -344,43 +342,101 @@ fn password_command_can_ask_on_the_terminal() {
             .replace("user = \"alice\"", "user = \"bob\"")
             .replace("password = \"secret\"\n", ""),
     ));
-    let home = env.home();
-    fs::create_dir_all(&home).unwrap();
-    let script = env.dir.path().join("run.sh");
-    fs::write(
-        &script,
-        format!(
-            "env -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
-             XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' sync -j 1\necho \"EXIT=$?\"\nsleep 600\n",
-            h = home.display(),
-            bin = env!("CARGO_BIN_EXE_popfetch"),
-        ),
-    )
-    .unwrap();
-    let tmux = Tmux {
-        socket: env.dir.path().join("tmux.sock"),
-    };
-    let started = tmux
-        .cmd()
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "pf",
-            "-x",
-            "120",
-            "-y",
-            "20",
-            "sh",
-        ])
-        .arg(&script)
-        .status()
+    let pane = Pane::start(&env, "sync -j 1");
+    pane.wait_for("pw?");
+    pane.keys(&["secret", "Enter"]);
+    pane.wait_for("Password for bob@127.0.0.1");
+    pane.keys(&["secret", "Enter"]);
+    let screen = pane.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert_eq!(first.retr_count("u0"), 1, "{screen}");
+    assert_eq!(second.retr_count("u1"), 1, "{screen}");
+}
+
+/// Ctrl-C at a password_command's prompt interrupts popfetch too, as it
+/// did when the command shared popfetch's process group.
+#[test]
+fn ctrl_c_at_a_password_command_prompt_stops_popfetch() {
+    if !tmux_installed() {
+        return;
+    }
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: vec![message("u0", 1000)],
+        ..Config::default()
+    });
+    let asks = "printf \"pw? \" >&2; read -r p; echo \"$p\"";
+    env.write_config(&account("a", server.port(), "none", "").replace(
+        "password = \"secret\"",
+        &format!("password_command = '{asks}'"),
+    ));
+    let pane = Pane::start(&env, "sync");
+    pane.wait_for("pw?");
+    pane.keys(&["C-c"]);
+    let screen = pane.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert_eq!(server.retr_count("u0"), 0);
+}
+
+fn tmux_installed() -> bool {
+    let installed = crate::cli::installed("tmux");
+    if !installed {
+        crate::cli::skip(
+            "tmux is not installed; cannot check password_command prompts on a terminal",
+        );
+    }
+    installed
+}
+
+/// popfetch running in a tmux pane (a real terminal), in the test's
+/// hermetic environment; the pane stays after it exits, showing `EXIT=n`.
+struct Pane {
+    tmux: crate::cli::Tmux,
+}
+
+impl Pane {
+    fn start(env: &Env, args: &str) -> Pane {
+        let home = env.home();
+        fs::create_dir_all(&home).unwrap();
+        let script = env.dir.path().join("run.sh");
+        fs::write(
+            &script,
+            format!(
+                "env -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
+                 XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' {args}\necho \"EXIT=$?\"\nsleep 600\n",
+                h = home.display(),
+                bin = env!("CARGO_BIN_EXE_popfetch"),
+            ),
+        )
         .unwrap();
-    assert!(started.success(), "tmux new-session failed");
-    let wait_for = |needle: &str| {
+        let tmux = crate::cli::Tmux {
+            socket: env.dir.path().join("tmux.sock"),
+        };
+        let started = tmux
+            .cmd()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "pf",
+                "-x",
+                "120",
+                "-y",
+                "20",
+                "sh",
+            ])
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(started.success(), "tmux new-session failed");
+        Pane { tmux }
+    }
+
+    #[track_caller]
+    fn wait_for(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let screen = tmux.capture();
+            let screen = self.tmux.capture();
             if screen.contains(needle) {
                 return screen;
             }
@@ -390,21 +446,16 @@ fn password_command_can_ask_on_the_terminal() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
-    let type_line = |text: &str| {
-        let sent = tmux
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let sent = self
+            .tmux
             .cmd()
-            .args(["send-keys", "-t", "pf", text, "Enter"])
+            .args(["send-keys", "-t", "pf"])
+            .args(keys)
             .status()
             .unwrap();
         assert!(sent.success());
-    };
-    wait_for("pw?");
-    type_line("secret");
-    wait_for("Password for bob@127.0.0.1");
-    type_line("secret");
-    let screen = wait_for("EXIT=");
-    assert!(screen.contains("EXIT=0"), "{screen}");
-    assert_eq!(first.retr_count("u0"), 1, "{screen}");
-    assert_eq!(second.retr_count("u1"), 1, "{screen}");
+    }
 }
