@@ -885,7 +885,7 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Most of a password_command's output read (a token is a few KiB).
+/// Longest first line read from a password_command (a token is a few KiB).
 const MAX_PASSWORD_OUTPUT: u64 = 1024 * 1024;
 
 fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Secret> {
@@ -897,14 +897,24 @@ fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Sec
         .stderr(Stdio::inherit())
         .stdout(Stdio::piped());
     let (ended, stdout) = crate::command::run(&mut command, limit, true, |child| {
-        // Only the first line is used; keep a bounded amount, read the rest
-        // so the command never blocks on a full pipe.
-        let mut kept = Vec::new();
-        if let Some(mut out) = child.stdout.take() {
-            let _ = (&mut out).take(MAX_PASSWORD_OUTPUT).read_to_end(&mut kept);
+        // Only the first line is used. It is read on a thread of its own,
+        // which then drains the rest so the command never blocks on a full
+        // pipe: a daemon the command started outside its process group
+        // may hold the pipe open for ever, and must not keep us waiting.
+        let Some(out) = child.stdout.take() else {
+            return Vec::new();
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::io::BufReader::new(out);
+            let mut first = Vec::new();
+            let _ = (&mut out)
+                .take(MAX_PASSWORD_OUTPUT)
+                .read_until(b'\n', &mut first);
+            let _ = tx.send(first);
             let _ = std::io::copy(&mut out, &mut std::io::sink());
-        }
-        kept
+        });
+        rx.recv_timeout(limit).unwrap_or_default()
     })
     .map_err(|e| {
         Error::config(format!(

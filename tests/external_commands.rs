@@ -302,6 +302,37 @@ fn hung_password_command_is_killed_with_its_children() {
     assert_eq!(server.retr_count("u0"), 0);
 }
 
+/// A daemon that a password_command starts outside its process group
+/// (a gpg-agent would) may hold the command's stdout open for ever: the
+/// first line is the password, and popfetch goes on without waiting for
+/// the end of the output.
+#[test]
+fn password_command_leaving_a_daemon_on_its_output_does_not_hang() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: vec![message("u0", 1000)],
+        ..Config::default()
+    });
+    let daemon = "setsid sleep 1000 & echo $! > $HOME/daemon; echo secret";
+    env.write_config(
+        &account("t", server.port(), "none", "command_timeout = 5").replace(
+            "password = \"secret\"",
+            &format!("password_command = '{daemon}'"),
+        ),
+    );
+    let run = run_within(&env, &["sync"], Duration::from_secs(30));
+    let daemon: i32 = fs::read_to_string(env.home().join("daemon"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    let run = run.expect("popfetch still running after 30 s: it waited for the daemon");
+    run.expect_code(0);
+    assert_eq!(server.retr_count("u0"), 1);
+}
+
 #[test]
 fn command_timeout_is_checked() {
     let env = Env::new();
