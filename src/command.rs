@@ -31,7 +31,9 @@ pub enum Ended {
 /// Starts `cmd` (from [`shell`]), lets `talk` exchange data with it (feed
 /// its stdin, read its stdout), waits for it to exit, and returns how it
 /// ended with what `talk` returned. Past `limit` the command's process
-/// group is killed, which also ends a `talk` blocked on its pipes.
+/// group is killed, which also ends a `talk` blocked on a pipe that only
+/// the group holds (one that a daemon it started may hold too, `talk`
+/// must not wait on past `limit`).
 ///
 /// With `terminal`, a command may ask on the terminal popfetch runs in
 /// (`read -s`, gpg's loopback pinentry): its group is made the terminal's
