@@ -9,9 +9,10 @@
 //! time, so prompts never interleave.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
@@ -109,6 +110,8 @@ pub struct Account {
     /// Command deciding from the header block: 0 fetch, 1 delete, 2 leave.
     pub filter: Option<String>,
     pub timeout: Duration,
+    /// Time limit for the MDA, `filter` and `password_command`.
+    pub command_timeout: Duration,
 }
 
 impl Account {
@@ -123,7 +126,9 @@ impl Account {
     pub fn secret(&self) -> Result<Secret> {
         match &self.password {
             PasswordSource::Inline(s) => Ok(s.clone()),
-            PasswordSource::Command(cmd) => run_password_command(&self.name, cmd),
+            PasswordSource::Command(cmd) => {
+                run_password_command(&self.name, cmd, self.command_timeout)
+            }
             PasswordSource::Prompt => prompt_password(&self.name, &self.identity()),
         }
     }
@@ -243,6 +248,10 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     (
         "timeout",
         "seconds for the name lookup, connect and each read or write (default 60)",
+    ),
+    (
+        "command_timeout",
+        "seconds the mda, filter or password_command may run before it is killed with its children (default 300)",
     ),
     ("folder", "POP2 mailbox"),
 ];
@@ -732,6 +741,22 @@ fn build_account(
         }
         None => Duration::from_secs(60),
     };
+    // Under the 10 minutes a POP3 server may wait before it drops an idle
+    // session (RFC 1939 §3), yet long enough for an MDA on a big message
+    // or a passphrase typed at a gpg prompt.
+    let command_timeout = match get("command_timeout") {
+        Some(l) => {
+            let n = expect_int(ctx, "command_timeout", l.value)?;
+            if !(1..=3600).contains(&n) {
+                return Err(ctx.err(
+                    &l.key_span,
+                    format!("command_timeout = {n}: expected 1 to 3600 seconds"),
+                ));
+            }
+            Duration::from_secs(n as u64)
+        }
+        None => Duration::from_secs(300),
+    };
 
     let keep_days = match get("keep_days") {
         Some(l) => {
@@ -795,6 +820,7 @@ fn build_account(
         max_size,
         filter,
         timeout,
+        command_timeout,
     })
 }
 
@@ -946,22 +972,54 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn run_password_command(account: &str, cmd: &str) -> Result<Secret> {
-    // stdin and stderr stay connected so pinentry/gpg-agent can ask.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
+/// Longest first line read from a password_command (a token is a few KiB).
+const MAX_PASSWORD_OUTPUT: u64 = 1024 * 1024;
+
+fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Secret> {
+    // stdin and stderr stay connected, and the command gets the terminal,
+    // so pinentry/gpg-agent or a prompt of its own can ask.
+    let mut command = crate::command::shell(cmd);
+    command
         .stdin(Stdio::inherit())
         .stderr(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .output()
-        .map_err(|e| {
-            Error::config(format!(
-                "account {account}: cannot run password_command: {e}"
-            ))
-        })?;
-    if !out.status.success() {
-        let how = match out.status.code() {
+        .stdout(Stdio::piped());
+    let (ended, stdout) = crate::command::run(&mut command, limit, true, |child| {
+        // Only the first line is used. It is read on a thread of its own,
+        // which then drains the rest so the command never blocks on a full
+        // pipe: a daemon the command started outside its process group
+        // may hold the pipe open for ever, and must not keep us waiting.
+        let Some(out) = child.stdout.take() else {
+            return Vec::new();
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::io::BufReader::new(out);
+            let mut first = Vec::new();
+            let _ = (&mut out)
+                .take(MAX_PASSWORD_OUTPUT)
+                .read_until(b'\n', &mut first);
+            let _ = tx.send(first);
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        rx.recv_timeout(limit).unwrap_or_default()
+    })
+    .map_err(|e| {
+        Error::config(format!(
+            "account {account}: cannot run password_command: {e}"
+        ))
+    })?;
+    let status = match ended {
+        crate::command::Ended::Exited(status) => status,
+        crate::command::Ended::TimedOut => {
+            return Err(Error::config(format!(
+                "account {account}: password_command did not finish within {} s and was killed \
+                 (raise command_timeout if it needs longer)",
+                limit.as_secs()
+            )))
+        }
+    };
+    if !status.success() {
+        let how = match status.code() {
             Some(c) => format!("exit code {c}"),
             None => "killed by a signal".to_string(),
         };
@@ -969,7 +1027,7 @@ fn run_password_command(account: &str, cmd: &str) -> Result<Secret> {
             "account {account}: password_command failed ({how}); run it by hand to see why"
         )));
     }
-    let text = String::from_utf8(out.stdout).map_err(|_| {
+    let text = String::from_utf8(stdout).map_err(|_| {
         Error::config(format!(
             "account {account}: password_command printed invalid UTF-8"
         ))

@@ -189,9 +189,13 @@ exactly-once even across a crash: a journal in the seen database is checked agai
 Maildir at the next start. mbox delivery appends under fcntl and dotfile locks and truncates
 a failed append; a crash right after an append and before the seen record is written can
 deliver that batch twice. An \fBmda\fR command gets the message on stdin (run by sh \-c, with
-POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SENDER in its environment); exit 0 is delivered,
-75 is a temporary failure, anything else a failure that leaves the message unseen on the
-server; a crash between the MDA's exit and the seen record delivers that one message twice.
+POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SENDER in its environment), started only once
+the whole message has been received and spooled to an unlinked file in the state directory,
+so it never sees a message cut short by a dropped connection; exit 0 is delivered, 75 is a
+temporary failure, anything else a failure that leaves the message unseen on the server; an
+MDA still running after \fBcommand_timeout\fR is killed with its children (exit 75, the
+message stays unseen); a crash while the MDA runs or before its seen record is written
+delivers that one message twice.
 DELE is sent only for messages recorded as delivered, and takes effect only at a clean QUIT.
 .SH POLICIES
 .TP
@@ -208,8 +212,15 @@ skipped at every sync. KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024.
 for each new message the header block (from TOP n 0) goes to the command's stdin, with
 POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SIZE in its environment. Exit 0 fetches the
 message, 1 deletes it on the server without downloading it, 2 leaves it there and asks again
-next time; any other exit, a crash, or running longer than the account's timeout leaves that
-message on the server and is reported.
+next time; any other exit or a crash leaves that message on the server and is reported. A
+filter still running after \fBcommand_timeout\fR is killed with its children and stops the
+account (exit 78) before anything is fetched or deleted.
+.TP
+\fBcommand_timeout = 300\fR
+seconds the \fBmda\fR, the \fBfilter\fR and \fBpassword_command\fR may each run (default 300,
+under the 10 minutes after which a POP3 server may drop an idle session). Each runs in a
+process group of its own; past the limit the whole group is killed, so a hung command never
+holds the mailbox. A timed\-out password_command exits 78.
 .SH POP2
 \fBprotocol = "pop2"\fR speaks RFC 937 (HELO, FOLD, READ, RETR, ACKS/ACKD/NACK) on port 109.
 POP2 has no TLS: \fBtls\fR must be set to "none" (the password then crosses the network in

@@ -1,8 +1,8 @@
-//! Folders that only their owner may read: the state directory, Maildirs,
+//! Folders and files that only their owner may read: the state directory, Maildirs,
 //! an mbox's folder, the config's folder (SPEC §3: owner-only files).
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, ExitKind, Result};
@@ -23,4 +23,36 @@ pub fn create_private_dir(dir: &Path, what: &str) -> Result<()> {
             };
             Error::with_source(ExitKind::CantCreate, format!("cannot create {named}"), e)
         })
+}
+
+/// Creates an unlinked file in `dir`, readable by its owner only, for
+/// spooling: nothing of it is left behind, whatever happens to us.
+pub fn spool_file(dir: &Path) -> Result<File> {
+    for attempt in 0..100u32 {
+        let path = dir.join(format!(".popfetch-spool-{}-{attempt}", std::process::id()));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::with_source(
+                    ExitKind::CantCreate,
+                    format!("cannot create a spool file in {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Err(Error::new(
+        ExitKind::CantCreate,
+        format!("cannot create a spool file in {}", dir.display()),
+    ))
 }

@@ -1,13 +1,15 @@
 //! The `filter` hook: before a new message is downloaded, its header block
 //! (from a pipelined `TOP n 0`) goes to a command that decides: exit 0
 //! fetch it, 1 delete it unread, 2 leave it on the server (and ask again
-//! next time). Anything else, or a filter that crashes or hangs past the
-//! account's timeout, is an error for that message only: it stays on the
-//! server untouched.
+//! next time). Anything else, or a filter that crashes, is an error for
+//! that message only: it stays on the server untouched. A filter still
+//! running after `command_timeout` is killed with its process group and
+//! stops the account (exit 78) before anything is fetched or deleted:
+//! waiting that long again for every further message would hold the
+//! mailbox lock for hours, and a filter that hangs needs its owner.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use crate::config::Account;
 use crate::error::{Error, ExitKind, Result};
@@ -72,7 +74,7 @@ pub fn apply(
                 ))
             }
         };
-        match run_filter(command, account, &item.uidl, item.size, &headers) {
+        match run_filter(command, account, &item.uidl, item.size, &headers)? {
             Ok(Verdict::Fetch) => {}
             Ok(Verdict::Delete) => {
                 keep[i] = false;
@@ -98,52 +100,57 @@ pub fn apply(
     Ok(verdicts)
 }
 
+/// Runs the filter on one message's headers. The outer error (the filter
+/// timed out) stops the account; the inner one is about this message.
 fn run_filter(
     command: &str,
     account: &Account,
     uidl: &str,
     size: u64,
     headers: &[u8],
-) -> std::result::Result<Verdict, String> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env("POPFETCH_ACCOUNT", &account.name)
+) -> Result<std::result::Result<Verdict, String>> {
+    let mut cmd = crate::command::shell(command);
+    cmd.env("POPFETCH_ACCOUNT", &account.name)
         .env("POPFETCH_UIDL", uidl)
         .env("POPFETCH_SIZE", size.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("could not be started: {e}"))?;
-    // Write on a thread: a filter that does not read must not block us.
-    let mut stdin = child.stdin.take().expect("piped");
-    let data = headers.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
+        .stderr(Stdio::inherit());
+    let limit = account.command_timeout;
+    let ran = crate::command::run(&mut cmd, limit, false, |child| {
+        // Written on a thread, waited for at most the time limit: a daemon
+        // the filter started outside its process group could keep the
+        // pipe open, unread, for ever. A filter may decide without reading
+        // everything: a broken pipe is not an error.
+        let Some(mut stdin) = child.stdin.take() else {
+            return;
+        };
+        let data = headers.to_vec();
+        let (done, written) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+            drop(stdin);
+            let _ = done.send(());
+        });
+        let _ = written.recv_timeout(limit);
     });
-    let deadline = Instant::now() + account.timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "did not finish within {} s and was killed",
-                    account.timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("could not be waited for: {e}")),
+    let status = match ran {
+        Ok((crate::command::Ended::Exited(status), ())) => status,
+        Ok((crate::command::Ended::TimedOut, ())) => {
+            return Err(Error::config(format!(
+                "{}: the filter {command:?} did not finish within {} s (command_timeout) and was \
+                 killed; nothing was fetched or deleted: fix the filter or raise command_timeout",
+                account.name,
+                limit.as_secs()
+            )))
         }
+        Err(e) => return Ok(Err(format!("could not be started: {e}"))),
     };
-    let _ = writer.join();
-    match status.code() {
+    Ok(match status.code() {
         Some(0) => Ok(Verdict::Fetch),
         Some(1) => Ok(Verdict::Delete),
         Some(2) => Ok(Verdict::Leave),
         Some(code) => Err(format!("exited {code} (0 fetch, 1 delete, 2 leave)")),
         None => Err("was killed by a signal".to_string()),
-    }
+    })
 }

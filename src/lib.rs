@@ -2,13 +2,15 @@
 //!
 //! The binary is a thin shell around [`app::run`]; each module has one job:
 //! `config` (TOML → accounts), `net` (TCP/TLS), `pop3` (the protocol),
-//! `store` (seen state and locks), `deliver` (Maildir, mbox), `files`
+//! `store` (seen state and locks), `deliver` (Maildir, mbox, MDA), `command`
+//! (external commands under a time limit), `files`
 //! (owner-only folders), `plan` (what to do with each message), `sync`
 //! (one account's session), `report` (what the user sees) and `cli`/`app`
 //! (the commands).
 
 pub mod app;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod connect;
 pub mod deliver;

@@ -394,7 +394,7 @@ pub fn sync(
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = deliver::open(&account.target, &account.name)?;
+    let mut target = deliver::open(account, state_dir)?;
     crate::sync::recover(&mut store, mailbox, &account.target)?;
     let mut seen = store.seen(mailbox)?;
 

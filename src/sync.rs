@@ -97,7 +97,7 @@ fn run(
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = deliver::open(&account.target, &account.name)?;
+    let mut target = deliver::open(account, state_dir)?;
     recover(&mut store, mailbox, &account.target)?;
 
     // The seen set is read while the server handles the login: on a big

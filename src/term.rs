@@ -183,8 +183,15 @@ pub fn fit(s: &str, w: usize) -> String {
     out
 }
 
-/// Only one prompt owns the terminal at a time.
+/// Only one prompt owns the terminal at a time: popfetch's own password
+/// prompts and any `password_command` given the terminal (with `-j`,
+/// several accounts may ask at once).
 static PROMPT: Mutex<()> = Mutex::new(());
+
+/// Holds the terminal for one asker until the guard is dropped.
+pub fn terminal_turn() -> std::sync::MutexGuard<'static, ()> {
+    PROMPT.lock().unwrap_or_else(|e| e.into_inner())
+}
 /// The terminal of the running prompt (-1: none) and the settings to put
 /// back if a signal ends the process while echo is off.
 static PROMPT_FD: AtomicI32 = AtomicI32::new(-1);
@@ -222,7 +229,7 @@ extern "C" fn restore_echo_and_die(sig: libc::c_int) {
 /// handler restores the terminal, then the signal ends the process as it
 /// would have. Prompts are serialised: one owns the terminal at a time.
 pub fn read_hidden_line(tty: &std::fs::File, prompt: &str) -> std::io::Result<String> {
-    let _owner = PROMPT.lock().unwrap_or_else(|e| e.into_inner());
+    let _owner = terminal_turn();
     let fd = tty.as_raw_fd();
     // SAFETY: termios calls on a descriptor we hold open; the settings are
     // restored before returning (or by the handler before the process dies).

@@ -24,14 +24,14 @@ const GENERATED: [(&str, &[&str]); 4] = [
     ("completions/popfetch.fish", &["completions", "fish"]),
 ];
 
-fn installed(program: &str) -> bool {
+pub(crate) fn installed(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-fn skip(what: &str) {
+pub(crate) fn skip(what: &str) {
     eprintln!("\n**********************************************************************");
     eprintln!("SKIPPED: {what}");
     eprintln!("**********************************************************************");
@@ -164,8 +164,8 @@ fn config_for(port: u16) -> String {
 
 /// A private tmux server (its own socket in the test's temp dir), killed
 /// when dropped.
-struct Tmux {
-    socket: PathBuf,
+pub(crate) struct Tmux {
+    pub(crate) socket: PathBuf,
 }
 
 impl Tmux {
@@ -173,7 +173,7 @@ impl Tmux {
     /// in the same hermetic environment as Env::command; when it ends the
     /// pane shows `EXIT=<code>` and `ECHO=<echo or -echo>` (the terminal's
     /// echo setting afterwards) and stays open.
-    fn start(env: &Env, args: &str) -> Tmux {
+    pub(crate) fn start(env: &Env, args: &str) -> Tmux {
         let home = env.home();
         fs::create_dir_all(&home).unwrap();
         let script = env.dir.path().join("run.sh");
@@ -214,7 +214,7 @@ impl Tmux {
     }
 
     /// Waits until the screen satisfies `done`, and returns it.
-    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let screen = self.capture();
@@ -227,7 +227,7 @@ impl Tmux {
     }
 
     /// Types `text` into the pane (literally), then Enter.
-    fn type_line(&self, text: &str) {
+    pub(crate) fn type_line(&self, text: &str) {
         let typed = self
             .cmd()
             .args(["send-keys", "-t", "pf", "-l", text])
@@ -237,13 +237,13 @@ impl Tmux {
         assert!(entered.unwrap().success());
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
         c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
         c
     }
 
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "pf"])

@@ -4,6 +4,7 @@
 mod cli;
 mod codec_props;
 mod dovecot_sync;
+mod external_commands;
 mod faults;
 mod framing;
 mod peek;

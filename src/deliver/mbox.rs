@@ -54,7 +54,8 @@ impl Mbox {
                     e,
                 )
             })?;
-        let spool = spool_file(parent)?;
+        // Next to the mbox (same file system, so no tmpfs limit).
+        let spool = crate::files::spool_file(parent)?;
         Ok(Mbox {
             path: path.to_path_buf(),
             spool,
@@ -169,36 +170,6 @@ impl Delivery for Mbox {
 
 /// An anonymous file next to the mbox (same file system, so no tmpfs
 /// limit): created and unlinked at once, so it never outlives the process.
-fn spool_file(dir: &Path) -> Result<File> {
-    for attempt in 0..100u32 {
-        let path = dir.join(format!(".popfetch-spool-{}-{attempt}", std::process::id()));
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => {
-                let _ = fs::remove_file(&path);
-                return Ok(f);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(Error::with_source(
-                    ExitKind::CantCreate,
-                    format!("cannot create a spool file in {}", dir.display()),
-                    e,
-                ))
-            }
-        }
-    }
-    Err(Error::new(
-        ExitKind::CantCreate,
-        format!("cannot create a spool file in {}", dir.display()),
-    ))
-}
-
 /// Writes one message in mboxrd form: the From_ line, the message with
 /// `^>*From ` lines quoted, a final LF if missing, and one empty line.
 pub fn write_mboxrd(body: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64> {

@@ -1,6 +1,6 @@
 //! Delivery targets behind one small interface: write a message, then
 //! commit a batch (make it durable and visible), or roll back what was not
-//! committed. Maildir and mbox are its implementations.
+//! committed. Maildir, mbox and MDA are its implementations.
 //!
 //! A message handed to a target is the server's bytes after dot-unstuffing
 //! with LF line ends; targets change nothing else (SPEC §3), except the
@@ -11,8 +11,9 @@ pub mod mbox;
 pub mod mda;
 
 use std::io::Read;
+use std::path::Path;
 
-use crate::config::Target;
+use crate::config::{Account, Target};
 use crate::error::Result;
 use crate::store::PendingEntry;
 
@@ -62,12 +63,18 @@ pub trait Delivery {
     }
 }
 
-/// Opens the account's target, creating folders and files as needed.
-pub fn open(target: &Target, account: &str) -> Result<Box<dyn Delivery>> {
-    Ok(match target {
+/// Opens the account's target, creating folders and files as needed. An
+/// MDA's messages are spooled in `state_dir`.
+pub fn open(account: &Account, state_dir: &Path) -> Result<Box<dyn Delivery>> {
+    Ok(match &account.target {
         Target::Maildir(path) => Box::new(maildir::Maildir::open(path)?),
         Target::Mbox(path) => Box::new(mbox::Mbox::open(path)?),
-        Target::Mda(command) => Box::new(mda::Mda::new(command, account)),
+        Target::Mda(command) => Box::new(mda::Mda::new(
+            command,
+            &account.name,
+            state_dir,
+            account.command_timeout,
+        )),
     })
 }
 
