@@ -485,7 +485,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__init)
-            opts="-c -q -v -h -V --provider --host --user --account --maildir --config --quiet --verbose --color --help --version"
+            opts="-c -q -v -h -V --provider --host --port --tls --user --account --name --maildir --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -499,7 +499,19 @@ _popfetch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls)
+                    COMPREPLY=($(compgen -W "implicit starttls none" -- "${cur}"))
+                    return 0
+                    ;;
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -609,7 +621,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__seen__subcmd__forget)
-            opts="-y -c -q -v -h -V --yes --config --quiet --verbose --color --help --version"
+            opts="-y -c -q -v -h -V --all --yes --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -28,7 +28,7 @@ complete -c popfetch -n "__fish_popfetch_needs_command" -s c -l config -d 'The c
 complete -c popfetch -n "__fish_popfetch_needs_command" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_needs_command" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_needs_command" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_needs_command" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_needs_command" -s V -l version -d 'Print version'
@@ -53,7 +53,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l delete -d 'De
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l all -d 'Also fetch messages that were delivered before'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l dry-run -d 'Connect and report what would be fetched, skipped and deleted; change nothing'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l json -d 'Print one JSON object per account on stdout'
-complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s V -l version -d 'Print version'
@@ -62,7 +62,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand check" -l color -d 'Wh
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -l json -d 'Print one JSON object per account on stdout'
-complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s V -l version -d 'Print version'
@@ -71,7 +71,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand list" -l color -d 'Whe
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -l json -d 'Print one JSON object per message on stdout'
-complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s V -l version -d 'Print version'
@@ -81,7 +81,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l color -d 'When
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l new -d 'Without MSG: only the messages not seen before'
-complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s V -l version -d 'Print version'
@@ -90,7 +90,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -l color -d 
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -l json -d 'Print one JSON object per account'
-complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s V -l version -d 'Print version'
@@ -98,7 +98,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_s
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s V -l version -d 'Print version'
@@ -112,7 +112,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON object per record on stdout (`uidl`, `first_seen` in Unix seconds)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
@@ -120,8 +120,9 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Forget everything without asking'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l all -d 'Forget every record of the account (required off a terminal)'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Do not ask before forgetting everything'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
@@ -129,19 +130,19 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -l from -d 'Which fetcher wrote FILE' -r -f -a "fetchmail\t'fetchmail\'s `.fetchids`: `user@host uid` lines'
-mpop\t'mpop\'s uidls file: `<count> <host> <user>` headers, then `<uid> <time>` lines'
+mpop\t'mpop\'s uidls file: `<count> <host> <user>` headers, then one UID (and in older files a time) per line'
 getmail\t'getmail\'s `oldmail-*` file: `uid NUL timestamp` lines'
 fdm\t'fdm\'s cache: `<length> <uid>` lines'"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
@@ -154,20 +155,24 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s c -l config -
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l provider -d 'A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l host -d 'The POP3 server (instead of a provider)' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l host -d 'The POP3 server (instead of a provider); HOST:PORT sets the port too' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l port -d 'The server\'s port [default: 995, or 110 with --tls starttls or none]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l tls -d 'Transport security [default: implicit, or starttls with --port 110]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l user -d 'Your login name (for most providers: your e-mail address)' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l account -d 'The account\'s name in the config [default: the provider, or "mail"]' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l maildir -d 'Where mail goes [default: ~/Mail/ACCOUNT]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l name -l account -d 'The account\'s section name in the config [default: the provider, or "mail"]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l maildir -d 'Where mail goes [default: ~/Mail/NAME]' -r
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s V -l version -d 'Print version'
@@ -175,7 +180,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s c -l c
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s V -l version -d 'Print version'
@@ -183,7 +188,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s c -l config -d
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s q -l quiet -d 'Print errors only'
+complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s V -l version -d 'Print version'

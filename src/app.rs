@@ -2,6 +2,8 @@
 //! the servers. Errors go up as `anyhow` with a typed [`Error`] inside, so
 //! the binary can map them to an exit code.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use crate::error::ExitKind;
 use crate::net;
 use crate::peek::{self, Peek};
 use crate::report::{self, Output};
+use crate::secret::Secret;
 use crate::seen;
 use crate::sync::{self, SyncOptions};
 
@@ -43,9 +46,10 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn connect_options(cli: &Cli) -> ConnectOptions {
+fn connect_options(cli: &Cli, output: &Output) -> ConnectOptions {
     ConnectOptions {
         trace: cli.verbose >= 2,
+        alerts: output.alerts(),
     }
 }
 
@@ -58,7 +62,7 @@ fn check_command(cli: &Cli, args: &CheckArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let accounts = config.select(&args.accounts)?;
     let output = Output::new(cli.quiet, args.json, cli.color, false);
-    let opts = connect_options(cli);
+    let opts = connect_options(cli, &output);
     let mut kinds = Vec::new();
     let mut any_new = false;
     for account in accounts {
@@ -79,7 +83,7 @@ fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
     let account = one_account(&config, &args.account)?;
     let output = Output::new(cli.quiet, args.json, cli.color, false);
     let (entries, warnings) =
-        peek::list_account(account, &config.state_dir, &connect_options(cli))?;
+        peek::list_account(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &warnings {
         output.warn(w);
     }
@@ -116,7 +120,7 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, &args.account)?;
     let output = Output::new(cli.quiet, false, cli.color, false);
-    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli))?;
+    let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &peek.warnings {
         output.warn(w);
     }
@@ -161,18 +165,22 @@ fn seen_command(cli: &Cli, command: &SeenCommand) -> Result<u8> {
         SeenCommand::Forget {
             account,
             uidls,
+            all,
             yes,
         } => seen::forget(
             one_account(&config, account)?,
             &config.state_dir,
             uidls,
-            *yes,
+            seen::ForgetAll {
+                all: *all,
+                yes: *yes,
+            },
             &output,
         )?,
         SeenCommand::Mark { account } => seen::mark(
             one_account(&config, account)?,
             &config.state_dir,
-            &connect_options(cli),
+            &connect_options(cli, &output),
             &output,
         )?,
         SeenCommand::Import {
@@ -212,9 +220,7 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         },
         all: args.all,
         dry_run: args.dry_run,
-        connect: ConnectOptions {
-            trace: cli.verbose >= 2,
-        },
+        connect: connect_options(cli, &output),
     };
     // Accounts run in parallel threads (at most `jobs` at once); reports
     // are printed as each finishes, and the exit code follows config order.
@@ -232,14 +238,51 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         }
     }
     let jobs = usize::from(args.jobs.unwrap_or(4)).clamp(1, groups.len().max(1));
-    let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ExitKind>>> = Mutex::new(vec![None; accounts.len()]);
+    // Passwords to be typed are asked for first, one account after the
+    // other, before any work starts: prompts from parallel threads would
+    // interleave on one terminal, and mix with the progress bars.
+    // (`password_command` still runs in each account's thread, when its
+    // server has answered.) `None`: the prompt failed, and that was reported.
+    let mut runnable: Vec<Option<Cow<Account>>> =
+        accounts.iter().map(|a| Some(Cow::Borrowed(*a))).collect();
+    let mut asked: HashMap<String, Secret> = HashMap::new();
+    for (i, account) in accounts.iter().enumerate() {
+        if !account.prompts() {
+            continue;
+        }
+        // Sections of one mailbox share its password: ask once.
+        let secret = match asked.get(&account.identity()) {
+            Some(s) => s.clone(),
+            None => match account.secret() {
+                Ok(s) => {
+                    asked.insert(account.identity(), s.clone());
+                    s
+                }
+                Err(e) => {
+                    let report = sync::SyncReport {
+                        account: account.name.clone(),
+                        error: Some(e),
+                        ..Default::default()
+                    };
+                    output.sync_report(&report);
+                    results.lock().unwrap()[i] = report.error.as_ref().map(|e| e.kind());
+                    runnable[i] = None;
+                    continue;
+                }
+            },
+        };
+        runnable[i] = Some(Cow::Owned(account.with_secret(secret)));
+    }
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
                     for &i in group {
-                        let account = accounts[i];
+                        let Some(account) = runnable[i].as_deref() else {
+                            continue;
+                        };
                         let progress = output.progress(&account.name);
                         let report =
                             sync::sync_account(account, &config.state_dir, &opts, &progress);
@@ -258,14 +301,54 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
 
 fn accounts_command(cli: &Cli, args: &AccountsArgs) -> Result<u8> {
     let config = load_config(cli)?;
+    let output = Output::new(cli.quiet, args.json, cli.color, false);
+    let mut code = 0;
     for a in &config.accounts {
         if args.json {
             report::print_json_line(&account_json(a, &config));
         } else {
             println!("{}", account_text(a, &config));
         }
+        let (errors, warnings) = path_problems(a);
+        for w in warnings {
+            output.warn(&format!("{}: {w}", a.name));
+        }
+        for e in errors {
+            output.error(&format!("{}: {e}", a.name));
+            code = ExitKind::Config.code();
+        }
     }
-    Ok(0)
+    Ok(code)
+}
+
+/// Paths in an account that point nowhere: a missing `ca_file` would stop
+/// every sync (an error); a missing folder above the Maildir or mbox is
+/// created at the first sync, which is what a typo in the path would do too
+/// (a warning).
+fn path_problems(a: &Account) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(ca) = &a.trust.ca_file {
+        if !ca.is_file() {
+            errors.push(format!(
+                "ca_file {} does not exist (or is not a file); fix the path or remove the key",
+                ca.display()
+            ));
+        }
+    }
+    let target = match &a.target {
+        crate::config::Target::Maildir(p) | crate::config::Target::Mbox(p) => Some(p),
+        crate::config::Target::Mda(_) => None,
+    };
+    if let Some(parent) = target.and_then(|p| p.parent()) {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            warnings.push(format!(
+                "the folder {} does not exist yet; the first sync creates it (check the path for a typo)",
+                parent.display()
+            ));
+        }
+    }
+    (errors, warnings)
 }
 
 fn password_source(a: &Account) -> &'static str {
@@ -381,22 +464,26 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
             .into())
         }
     };
+    let (host, port_in_host) = init::split_host_port(&host)?;
+    let port = match (port_in_host, args.port) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::new(
+                ExitKind::Usage,
+                format!("--host names port {a} but --port says {b}: give the port once"),
+            )
+            .into())
+        }
+        (a, b) => a.or(b),
+    };
+    let (port, tls) = init::resolve_transport(port, args.tls.as_deref());
     let account = args
-        .account
+        .name
         .clone()
         .unwrap_or_else(|| default_name.to_string());
     let maildir = args
         .maildir
         .clone()
         .unwrap_or_else(|| format!("~/Mail/{account}"));
-    let text = init::render(&init::InitRequest {
-        account: &account,
-        host: &host,
-        user: &args.user,
-        auth,
-        note,
-        maildir: &maildir,
-    });
     // Refuse values that would break the TOML we write.
     if [&account, &host, &args.user, &maildir]
         .iter()
@@ -408,13 +495,25 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         )
         .into());
     }
+    let text = init::render(&init::InitRequest {
+        account: &account,
+        host: &host,
+        port,
+        tls,
+        user: &args.user,
+        auth,
+        note,
+        maildir: &maildir,
+    });
     crate::config::parse(&text, &path)?;
     init::write(&path, &text)?;
     if !cli.quiet {
         eprintln!("wrote {} (mode 600)", path.display());
-        eprintln!("next: make `password_command` in it print your password (or token), then run:");
-        eprintln!("  popfetch accounts      # check the settings");
-        eprintln!("  popfetch sync          # fetch your mail");
+        eprintln!("next:");
+        eprintln!("  popfetch accounts            # check the settings");
+        eprintln!("  popfetch info {account:<14} # see the server and its certificate");
+        eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
+        eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
     }
     Ok(0)
 }

@@ -31,7 +31,7 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
-    /// Print errors only
+    /// Print errors only (and warnings that a password or token goes out unencrypted)
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
@@ -180,15 +180,19 @@ pub enum SeenCommand {
     ///
     /// With no UIDL, forget every record of the account: the next sync
     /// downloads everything still on the server again. On a terminal this
-    /// asks first; --yes skips the question. Nothing is deleted anywhere.
+    /// asks first (--yes skips the question); elsewhere (a script, cron) it
+    /// needs --all. Nothing is deleted anywhere.
     Forget {
         /// The account
         #[arg(value_name = "ACCOUNT")]
         account: String,
-        /// UIDLs to forget (default: all of them)
+        /// UIDLs to forget (or --all)
         #[arg(value_name = "UIDL")]
         uidls: Vec<String>,
-        /// Forget everything without asking
+        /// Forget every record of the account (required off a terminal)
+        #[arg(long, conflicts_with = "uidls")]
+        all: bool,
+        /// Do not ask before forgetting everything
         #[arg(short, long)]
         yes: bool,
     },
@@ -226,16 +230,22 @@ pub struct InitArgs {
     /// A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub provider: Option<String>,
-    /// The POP3 server (instead of a provider)
+    /// The POP3 server (instead of a provider); HOST:PORT sets the port too
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
+    /// The server's port [default: 995, or 110 with --tls starttls or none]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Transport security [default: implicit, or starttls with --port 110]
+    #[arg(long, value_name = "MODE", value_parser = ["implicit", "starttls", "none"])]
+    pub tls: Option<String>,
     /// Your login name (for most providers: your e-mail address)
     #[arg(long, value_name = "USER")]
     pub user: String,
-    /// The account's name in the config [default: the provider, or "mail"]
-    #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
-    /// Where mail goes [default: ~/Mail/ACCOUNT]
+    /// The account's section name in the config [default: the provider, or "mail"]
+    #[arg(long, visible_alias = "account", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Where mail goes [default: ~/Mail/NAME]
     #[arg(long, value_name = "DIR")]
     pub maildir: Option<String>,
 }

@@ -31,12 +31,15 @@ pub enum Ended {
 /// Starts `cmd` (from [`shell`]), lets `talk` exchange data with it (feed
 /// its stdin, read its stdout), waits for it to exit, and returns how it
 /// ended with what `talk` returned. Past `limit` the command's process
-/// group is killed, which also ends a `talk` blocked on its pipes.
+/// group is killed, which also ends a `talk` blocked on a pipe that only
+/// the group holds (one that a daemon it started may hold too, `talk`
+/// must not wait on past `limit`).
 ///
 /// With `terminal`, a command may ask on the terminal popfetch runs in
 /// (`read -s`, gpg's loopback pinentry): its group is made the terminal's
 /// foreground group while it runs, as a shell does, since a background
-/// group that reads the terminal is stopped (SIGTTIN).
+/// group that reads the terminal is stopped (SIGTTIN); a Ctrl-C there
+/// interrupts popfetch too.
 pub fn run<T>(
     cmd: &mut Command,
     limit: Duration,
@@ -44,6 +47,8 @@ pub fn run<T>(
     talk: impl FnOnce(&mut Child) -> T,
 ) -> io::Result<(Ended, T)> {
     let tty = if terminal { Foreground::ours() } else { None };
+    // One command at a time gets the terminal, and never during a prompt.
+    let _turn = tty.as_ref().map(|_| crate::term::terminal_turn());
     if let Some(tty) = &tty {
         let fd = tty.file.as_raw_fd();
         // SAFETY: only async-signal-safe calls (setpgid, signal,
@@ -71,10 +76,20 @@ pub fn run<T>(
     // stranger's group.
     let exited = wait_exited(pid);
     let fired = watchdog.stop();
+    let had_terminal = restore.is_some();
     drop(restore);
     let status = child.wait();
     exited?;
     let status = status?;
+    if had_terminal {
+        // Ctrl-C (or Ctrl-\) at the command's prompt reached only its
+        // group: pass it on to popfetch, as a shell does for its jobs.
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig @ (libc::SIGINT | libc::SIGQUIT)) = status.signal() {
+            // SAFETY: raise has no memory effects.
+            unsafe { libc::raise(sig) };
+        }
+    }
     // A command that exited by itself just as the limit passed keeps its
     // own exit status.
     if fired && status.code().is_none() {

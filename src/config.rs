@@ -4,10 +4,12 @@
 //! The file is read with spans so every error names the file, the line and
 //! the key, and an unknown key gets a "did you mean". `[defaults]` holds
 //! any account key and is inherited by every account. Secrets are resolved
-//! late ([`Account::secret`]) so a down server never triggers a prompt.
+//! late ([`Account::secret`]) so a down server never runs a
+//! `password_command`; `sync` asks for typed passwords up front, one at a
+//! time, so prompts never interleave.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::net::{self, Fingerprint, TlsTrust};
 use crate::pop3::auth::AuthMethod;
 use crate::secret::Secret;
+use crate::term;
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +132,20 @@ impl Account {
             PasswordSource::Prompt => prompt_password(&self.name, &self.identity()),
         }
     }
+
+    /// Whether [`Account::secret`] would ask on the terminal.
+    pub fn prompts(&self) -> bool {
+        matches!(self.password, PasswordSource::Prompt)
+    }
+
+    /// This account with its secret already in hand (asked for before the
+    /// accounts run in parallel, so prompts never interleave).
+    pub fn with_secret(&self, secret: Secret) -> Account {
+        Account {
+            password: PasswordSource::Inline(secret),
+            ..self.clone()
+        }
+    }
 }
 
 /// The whole configuration.
@@ -230,7 +247,7 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("filter", "command deciding from the headers"),
     (
         "timeout",
-        "seconds for connect and each read or write (default 60)",
+        "seconds for the name lookup, connect and each read or write (default 60)",
     ),
     (
         "command_timeout",
@@ -285,6 +302,9 @@ impl Ctx<'_> {
 pub fn parse(text: &str, path: &Path) -> Result<Config> {
     let ctx = Ctx { text, path };
     let root = DeTable::parse(text).map_err(|e| {
+        if let Some(dup) = repeated_section(text) {
+            return dup.error(&ctx);
+        }
         let line = e.span().map(|s| ctx.line_of(s.start)).unwrap_or(0);
         Error::config(format!(
             "{}:{line}: not valid TOML: {}",
@@ -337,15 +357,82 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         Some(d) => d,
         None => default_state_dir()?,
     };
-    let mut accounts = Vec::new();
-    for (name, span, keys) in &sections {
-        accounts.push(build_account(&ctx, name, span, keys, &defaults)?);
+    let mut accounts: Vec<Account> = Vec::new();
+    let mut mailboxes: HashMap<(String, Option<String>), usize> = HashMap::new();
+    for (i, (name, span, keys)) in sections.iter().enumerate() {
+        let account = build_account(&ctx, name, span, keys, &defaults)?;
+        // The seen state belongs to the mailbox, not the section: two
+        // sections for one mailbox would share it, and the second would
+        // never fetch what the first recorded.
+        let mailbox = (account.identity(), account.folder.clone());
+        if let Some(&other) = mailboxes.get(&mailbox) {
+            // Name them in file order: the later one is the one to remove.
+            let (first, second) = if sections[other].1.start < span.start {
+                (&sections[other], &sections[i])
+            } else {
+                (&sections[i], &sections[other])
+            };
+            return Err(ctx.err(
+                &second.1,
+                format!(
+                    "[accounts.{}] is the same mailbox as [accounts.{}] ({}): they would share one \
+                     seen state, so one of them would never fetch anything; keep one section",
+                    second.0, first.0, mailbox.0
+                ),
+            ));
+        }
+        mailboxes.insert(mailbox, i);
+        accounts.push(account);
     }
     Ok(Config {
         path: path.to_path_buf(),
         state_dir,
         accounts,
     })
+}
+
+/// A `[accounts.NAME]` header that appears twice, found by a plain scan of
+/// the lines: the TOML parser only says "duplicate key".
+struct RepeatedSection {
+    name: String,
+    first_line: usize,
+    line: usize,
+}
+
+impl RepeatedSection {
+    fn error(&self, ctx: &Ctx) -> Error {
+        Error::config(format!(
+            "{}:{}: the section [accounts.{}] appears twice (first at line {}); give each account \
+             its own name, or merge the two",
+            ctx.path.display(),
+            self.line,
+            self.name,
+            self.first_line
+        ))
+    }
+}
+
+fn repeated_section(text: &str) -> Option<RepeatedSection> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
+            continue;
+        };
+        let Some(name) = inner.trim().strip_prefix("accounts.") else {
+            continue;
+        };
+        let name = name.trim().trim_matches('"').to_string();
+        if let Some(&first) = seen.get(&name) {
+            return Some(RepeatedSection {
+                name,
+                first_line: first,
+                line: i + 1,
+            });
+        }
+        seen.insert(name, i + 1);
+    }
+    None
 }
 
 fn default_state_dir() -> Result<PathBuf> {
@@ -885,7 +972,7 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Most of a password_command's output read (a token is a few KiB).
+/// Longest first line read from a password_command (a token is a few KiB).
 const MAX_PASSWORD_OUTPUT: u64 = 1024 * 1024;
 
 fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Secret> {
@@ -897,14 +984,24 @@ fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Sec
         .stderr(Stdio::inherit())
         .stdout(Stdio::piped());
     let (ended, stdout) = crate::command::run(&mut command, limit, true, |child| {
-        // Only the first line is used; keep a bounded amount, read the rest
-        // so the command never blocks on a full pipe.
-        let mut kept = Vec::new();
-        if let Some(mut out) = child.stdout.take() {
-            let _ = (&mut out).take(MAX_PASSWORD_OUTPUT).read_to_end(&mut kept);
+        // Only the first line is used. It is read on a thread of its own,
+        // which then drains the rest so the command never blocks on a full
+        // pipe: a daemon the command started outside its process group
+        // may hold the pipe open for ever, and must not keep us waiting.
+        let Some(out) = child.stdout.take() else {
+            return Vec::new();
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = std::io::BufReader::new(out);
+            let mut first = Vec::new();
+            let _ = (&mut out)
+                .take(MAX_PASSWORD_OUTPUT)
+                .read_until(b'\n', &mut first);
+            let _ = tx.send(first);
             let _ = std::io::copy(&mut out, &mut std::io::sink());
-        }
-        kept
+        });
+        rx.recv_timeout(limit).unwrap_or_default()
     })
     .map_err(|e| {
         Error::config(format!(
@@ -951,33 +1048,15 @@ fn prompt_password(account: &str, identity: &str) -> Result<Secret> {
         .read(true)
         .write(true)
         .open("/dev/tty");
-    let (true, Ok(mut tty)) = (interactive, tty) else {
+    let (true, Ok(tty)) = (interactive, tty) else {
         return Err(Error::config(format!(
             "account {account}: no password: set `password_command` (or `password` in a file only you can read), \
              or run popfetch from a terminal to be asked"
         )));
     };
-    use std::os::fd::AsRawFd;
-    let fd = tty.as_raw_fd();
-    // SAFETY: plain termios calls on a descriptor we own; the old settings
-    // are restored before returning.
-    let mut old: libc::termios = unsafe { std::mem::zeroed() };
-    let have_termios = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
-    if have_termios {
-        let mut quiet = old;
-        quiet.c_lflag &= !libc::ECHO;
-        quiet.c_lflag |= libc::ECHONL;
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    }
-    let _ = write!(tty, "Password for {identity} ({account}): ");
-    let _ = tty.flush();
-    let mut line = String::new();
-    let res = std::io::BufReader::new(&tty).read_line(&mut line);
-    if have_termios {
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-    }
-    res.map_err(|e| Error::config(format!("account {account}: reading the password: {e}")))?;
-    let pw = line.trim_end_matches(['\n', '\r']);
+    let res = term::read_hidden_line(&tty, &format!("Password for {identity} ({account}): "));
+    let pw =
+        res.map_err(|e| Error::config(format!("account {account}: reading the password: {e}")))?;
     if pw.is_empty() {
         return Err(Error::config(format!("account {account}: empty password")));
     }
@@ -1021,6 +1100,31 @@ mod tests {
         assert_eq!(a.tls, TlsMode::StartTls);
         assert!(!a.keep);
         assert_eq!(a.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn two_sections_for_one_mailbox_are_refused_naming_both() {
+        let text = format!(
+            "{MINIMAL}\n[accounts.again]\nhost = \"POP.example.com\"\nuser = \"alice\"\nmbox = \"~/m\"\n"
+        );
+        let msg = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            msg.contains("[accounts.again] is the same mailbox as [accounts.work]")
+                && msg.contains("alice@pop.example.com"),
+            "{msg}"
+        );
+        // Another user on the same host is another mailbox.
+        parse_str(&text.replace("user = \"alice\"\nmbox", "user = \"bob\"\nmbox")).unwrap();
+    }
+
+    #[test]
+    fn a_repeated_section_name_is_named() {
+        let text = format!("{MINIMAL}\n[accounts.work]\nkeep = false\n");
+        let msg = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            msg.contains("the section [accounts.work] appears twice (first at line 1)"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -6,12 +6,15 @@ use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
 use crate::pop3::{Client, Session};
+use crate::report::Alerts;
 
 /// Options that shape how a session is opened.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
     /// Print the protocol dialogue (secrets redacted) on stderr.
     pub trace: bool,
+    /// Where a warning about a secret sent in clear goes (at once).
+    pub alerts: Alerts,
 }
 
 /// A logged-in session plus what the caller should tell the user.
@@ -53,10 +56,8 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
     let mut warnings = Vec::new();
     let method = client.choose_auth(account.auth)?;
     if !client.is_tls() && method.sends_cleartext() {
-        warnings.push(format!(
-            "{}: sending the password unencrypted (tls = \"none\"); anyone on the network path can read it",
-            account.name
-        ));
+        let offers_stls = client.capabilities().has("STLS");
+        warn_cleartext(account, opts, method.secret_name(), offers_stls);
     }
     if let Some(delay) = client.capabilities().args("LOGIN-DELAY") {
         if let Some(secs) = delay.first() {
@@ -83,6 +84,21 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
         }
     }
     Ok(Opened { session, warnings })
+}
+
+/// Says, at once and even with `--quiet` (SPEC §5), that the secret of
+/// `account` (its `secret`: "password", "OAuth token") is about to cross
+/// the network unencrypted; and how to avoid it when the server offers STLS.
+pub fn warn_cleartext(account: &Account, opts: &ConnectOptions, secret: &str, offers_stls: bool) {
+    let advice = if offers_stls {
+        "; the server offers STLS: set tls = \"starttls\" to protect it"
+    } else {
+        ""
+    };
+    opts.alerts.security(&format!(
+        "{}: sending the {secret} unencrypted (tls = \"none\"); anyone on the network path can read it{advice}",
+        account.name
+    ));
 }
 
 fn login_context(account: &Account, e: Error) -> Error {

@@ -116,13 +116,23 @@ fn run_filter(
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    let ran = crate::command::run(&mut cmd, account.command_timeout, false, |child| {
-        // A filter may decide without reading everything: a broken pipe
-        // is not an error. One that neither reads nor exits is ended by
-        // the time limit, which closes the pipe.
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(headers);
-        }
+    let limit = account.command_timeout;
+    let ran = crate::command::run(&mut cmd, limit, false, |child| {
+        // Written on a thread, waited for at most the time limit: a daemon
+        // the filter started outside its process group could keep the
+        // pipe open, unread, for ever. A filter may decide without reading
+        // everything: a broken pipe is not an error.
+        let Some(mut stdin) = child.stdin.take() else {
+            return;
+        };
+        let data = headers.to_vec();
+        let (done, written) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+            drop(stdin);
+            let _ = done.send(());
+        });
+        let _ = written.recv_timeout(limit);
     });
     let status = match ran {
         Ok((crate::command::Ended::Exited(status), ())) => status,
@@ -131,7 +141,7 @@ fn run_filter(
                 "{}: the filter {command:?} did not finish within {} s (command_timeout) and was \
                  killed; nothing was fetched or deleted: fix the filter or raise command_timeout",
                 account.name,
-                account.command_timeout.as_secs()
+                limit.as_secs()
             )))
         }
         Err(e) => return Ok(Err(format!("could not be started: {e}"))),

@@ -15,7 +15,8 @@ use crate::pop3::codec::valid_uidl;
 pub enum Source {
     /// fetchmail's `.fetchids`: `user@host uid` lines
     Fetchmail,
-    /// mpop's uidls file: `<count> <host> <user>` headers, then `<uid> <time>` lines
+    /// mpop's uidls file: `<count> <host> <user>` headers, then one UID (and
+    /// in older files a time) per line
     Mpop,
     /// getmail's `oldmail-*` file: `uid NUL timestamp` lines
     Getmail,
@@ -45,7 +46,7 @@ pub fn read(source: Source, path: &Path, user: &str, host: &str) -> Result<Vec<I
         Error::new(
             ExitKind::Usage,
             format!(
-                "{}:{line}: not a {} state file line: {what}; nothing was imported",
+                "{}:{line}: not a line of a {} state file: {what}; nothing was imported",
                 path.display(),
                 match source {
                     Source::Fetchmail => "fetchmail",
@@ -92,23 +93,34 @@ pub fn read(source: Source, path: &Path, user: &str, host: &str) -> Result<Vec<I
             }
         }
         Source::Mpop => {
+            // Two layouts. mpop 1.4 (Debian 12) writes `#` comments, list
+            // headers that begin with a space (` <count> <host> <user>`),
+            // then one UID per line. Other versions write a first line
+            // `MPOP_UIDLS_FILE 1`, headers without the space, and
+            // `<uid> <unix-time>` lines. Both are read; a UID line is one
+            // word or a word and a time.
             let lines: Vec<&str> = text.lines().collect();
             let mut i = 0;
             while i < lines.len() {
                 let n = i + 1;
-                let line = lines[i].trim();
+                let line = lines[i];
                 i += 1;
-                if line.is_empty() || (n == 1 && line.starts_with("MPOP_UIDLS_FILE")) {
+                if line.trim().is_empty()
+                    || line.starts_with('#')
+                    || (n == 1 && line.starts_with("MPOP_UIDLS_FILE"))
+                {
                     continue;
                 }
-                let words: Vec<&str> = line.split_ascii_whitespace().collect();
-                let [count, h, u] = words.as_slice() else {
+                // The user name is the rest of the line: it may hold spaces.
+                let mut words = line.trim().splitn(3, ' ');
+                let (Some(count), Some(h), Some(u)) = (words.next(), words.next(), words.next())
+                else {
                     return Err(bad(n, "expected a `<count> <host> <user>` header"));
                 };
                 let count: usize = count
                     .parse()
                     .map_err(|_| bad(n, "the count in `<count> <host> <user>` is not a number"))?;
-                let ours = *u == user && h.eq_ignore_ascii_case(host);
+                let ours = u.trim() == user && h.eq_ignore_ascii_case(host);
                 for _ in 0..count {
                     let n = i + 1;
                     let Some(entry) = lines.get(i) else {
@@ -116,19 +128,19 @@ pub fn read(source: Source, path: &Path, user: &str, host: &str) -> Result<Vec<I
                     };
                     i += 1;
                     let mut words = entry.split_ascii_whitespace();
-                    let (Some(uid), Some(time), None) = (words.next(), words.next(), words.next())
-                    else {
-                        return Err(bad(n, "expected `<uid> <unix-time>`"));
+                    let (uid, time) = match (words.next(), words.next(), words.next()) {
+                        (Some(uid), None, None) => (uid, None),
+                        (Some(uid), Some(time), None) => {
+                            let time: i64 = time
+                                .parse()
+                                .map_err(|_| bad(n, "the time after the UID is not a number"))?;
+                            (uid, Some(time))
+                        }
+                        _ => return Err(bad(n, "expected `<uid>` or `<uid> <unix-time>`")),
                     };
-                    let time: i64 = time
-                        .parse()
-                        .map_err(|_| bad(n, "the time is not a number"))?;
                     let uid = uidl(n, uid)?;
                     if ours {
-                        out.push(Imported {
-                            uidl: uid,
-                            time: Some(time),
-                        });
+                        out.push(Imported { uidl: uid, time });
                     }
                 }
             }
@@ -185,10 +197,14 @@ mod tests {
     use super::*;
 
     fn read_str(source: Source, text: &[u8]) -> Result<Vec<Imported>> {
+        read_as(source, text, "al@ice")
+    }
+
+    fn read_as(source: Source, text: &[u8], user: &str) -> Result<Vec<Imported>> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state");
         std::fs::write(&p, text).unwrap();
-        read(source, &p, "al@ice", "Pop.Example.com")
+        read(source, &p, user, "Pop.Example.com")
     }
 
     fn uidls(v: Vec<Imported>) -> Vec<String> {
@@ -225,6 +241,20 @@ mod tests {
             ]
         );
         let err = read_str(Source::Mpop, b"3 pop.example.com al@ice\nA 1\n").unwrap_err();
+        assert!(err.to_string().contains("ends before"), "{err}");
+    }
+
+    /// mpop 1.4 (Debian 12): comments, headers with a leading space, one
+    /// UID per line without a time; a user name with a space stays whole.
+    #[test]
+    fn mpop_1_4_layout_without_times() {
+        let text = b"# This file was generated by mpop version 1.4.18.\n#\n \
+            2 pop.example.com al@ice\nA\nB\n 1 pop.example.com bob smith\nC\n";
+        let got = read_str(Source::Mpop, text).unwrap();
+        assert_eq!(uidls(got), vec!["A", "B"]);
+        let got = read_as(Source::Mpop, text, "bob smith").unwrap();
+        assert_eq!(uidls(got), vec!["C"]);
+        let err = read_str(Source::Mpop, b" 2 pop.example.com al@ice\nA\n").unwrap_err();
         assert!(err.to_string().contains("ends before"), "{err}");
     }
 

@@ -11,6 +11,7 @@ use crate::config::{Account, Protocol, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
 use crate::pop3::Client;
+use crate::term;
 
 /// What the probe found.
 #[derive(Debug)]
@@ -77,14 +78,18 @@ pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
             let fp: net::Fingerprint = Sha256::digest(der).into();
             let (subject, issuer) = names(der).unwrap_or_else(|| ("?".into(), "?".into()));
             CertInfo {
-                subject,
-                issuer,
+                subject: term::escape_controls(&subject),
+                issuer: term::escape_controls(&issuer),
                 fingerprint: net::format_fingerprint(&fp),
             }
         })
         .collect();
+    // The greeting and the certificate's names come from the server: their
+    // control characters are escaped as they are captured (CAPA already
+    // was, by the client), so a hostile server's escape sequences never
+    // reach the terminal.
     let info = ServerInfo {
-        greeting: client.greeting().to_string(),
+        greeting: term::escape_controls(client.greeting()),
         capabilities,
         tls: stream.tls_description(),
         chain,

@@ -65,15 +65,84 @@ pub fn provider(name: &str) -> Option<&'static Provider> {
 pub struct InitRequest<'a> {
     pub account: &'a str,
     pub host: &'a str,
+    pub port: u16,
+    /// `implicit`, `starttls` or `none`.
+    pub tls: &'a str,
     pub user: &'a str,
     pub auth: &'a str,
     pub note: Option<&'a str>,
     pub maildir: &'a str,
 }
 
+/// Splits `--host` into a host and the port it names, if any:
+/// `pop.example.com:995`, `[2001:db8::1]:995`; a bare IPv6 address
+/// (`2001:db8::1`) has no port. Something after a colon that is not a port
+/// is refused rather than guessed at.
+pub fn split_host_port(spec: &str) -> Result<(String, Option<u16>)> {
+    let bad = |why: &str| {
+        Error::new(
+            ExitKind::Usage,
+            format!("--host {spec:?}: {why}; write HOST, HOST:PORT or [IPv6]:PORT, or give --port"),
+        )
+    };
+    if let Some(rest) = spec.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad("no closing ']'"))?;
+        return match after {
+            "" => Ok((host.to_string(), None)),
+            _ => {
+                let port = after
+                    .strip_prefix(':')
+                    .ok_or_else(|| bad("text after ']'"))?;
+                Ok((
+                    host.to_string(),
+                    Some(parse_port(port).ok_or_else(|| bad("not a port number"))?),
+                ))
+            }
+        };
+    }
+    match spec.matches(':').count() {
+        0 => Ok((spec.to_string(), None)),
+        1 => {
+            let (host, port) = spec.split_once(':').expect("one colon");
+            if host.is_empty() {
+                return Err(bad("no host before ':'"));
+            }
+            let port = parse_port(port).ok_or_else(|| bad("not a port number after ':'"))?;
+            Ok((host.to_string(), Some(port)))
+        }
+        // Several colons: an IPv6 address without brackets, so no port.
+        _ => Ok((spec.to_string(), None)),
+    }
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse().ok().filter(|p| *p > 0)
+}
+
+/// The port and TLS mode to write, from what was given: the same defaults
+/// as the config itself (port 110 means STARTTLS; implicit TLS means 995).
+pub fn resolve_transport(port: Option<u16>, tls: Option<&str>) -> (u16, &'static str) {
+    let tls = match (tls, port) {
+        (Some("none"), _) => "none",
+        (Some("starttls"), _) | (None, Some(110)) => "starttls",
+        _ => "implicit",
+    };
+    let port = port.unwrap_or(if tls == "implicit" { 995 } else { 110 });
+    (port, tls)
+}
+
 /// The config text.
 pub fn render(req: &InitRequest) -> String {
     let note = req.note.map(|n| format!("# {n}\n")).unwrap_or_default();
+    let transport = match req.tls {
+        "implicit" => {
+            "# implicit TLS (RFC 8314); for a server without it: tls = \"starttls\", port = 110"
+        }
+        "starttls" => {
+            "# plain connection upgraded with STLS; popfetch never falls back to clear text"
+        }
+        _ => "# no TLS: the password crosses the network in clear text",
+    };
     format!(
         r#"# popfetch configuration. Every key: `popfetch man` (CONFIGURATION).
 # Check it with `popfetch accounts`; fetch with `popfetch sync`.
@@ -87,18 +156,24 @@ timeout = 60         # seconds for connect and for each read or write
 
 [accounts.{account}]
 {note}host = "{host}"
-port = 995           # implicit TLS (RFC 8314); use tls = "starttls" and port = 110 if the server has no 995
-tls = "implicit"
+port = {port}
+tls = "{tls}"    {transport}
 user = "{user}"
 auth = "{auth}"
-# The password (or OAuth2 token) comes from a command, so it never sits in this file:
-password_command = "pass show mail/{account}"
-# password = "..."   # possible too, but then this file must stay chmod 600
+# The password (or OAuth2 token): as written, popfetch asks for it on the terminal.
+# To run from cron or a timer, let a command print it instead (uncomment one):
+# password_command = "pass show mail/{account}"                   # pass(1)
+# password_command = "secret-tool lookup popfetch {account}"      # the desktop keyring;
+#                     store it first: secret-tool store --label=popfetch popfetch {account}
+# password_command = "gpg --quiet --decrypt ~/.config/popfetch/{account}.gpg"
+# password = "..."   # or in this file, which must then stay chmod 600
 maildir = "{maildir}"
 # mbox = "~/mail/{account}.mbox"    # or deliver into an mbox file instead
 "#,
         account = req.account,
         host = req.host,
+        port = req.port,
+        tls = req.tls,
         user = req.user,
         auth = req.auth,
         maildir = req.maildir,
@@ -144,6 +219,8 @@ mod tests {
         let text = render(&InitRequest {
             account: "gmail",
             host: "pop.gmail.com",
+            port: 995,
+            tls: "implicit",
             user: "me@gmail.com",
             auth: "auto",
             note: provider("gmail").map(|p| p.note),
@@ -153,6 +230,10 @@ mod tests {
         let cfg = crate::config::parse(&text, &path).unwrap();
         assert_eq!(cfg.accounts[0].host, "pop.gmail.com");
         assert_eq!(cfg.accounts[0].port, 995);
+        assert!(matches!(
+            cfg.accounts[0].password,
+            crate::config::PasswordSource::Prompt
+        ));
         let err = write(&path, "x").unwrap_err();
         assert!(err.to_string().contains("never overwrites"));
         use std::os::unix::fs::PermissionsExt;
@@ -160,5 +241,39 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn host_port_is_split_or_refused() {
+        let ok = |s: &str| split_host_port(s).unwrap();
+        assert_eq!(ok("pop.example.com"), ("pop.example.com".into(), None));
+        assert_eq!(
+            ok("pop.example.com:1995"),
+            ("pop.example.com".into(), Some(1995))
+        );
+        assert_eq!(ok("[::1]:995"), ("::1".into(), Some(995)));
+        assert_eq!(ok("[::1]"), ("::1".into(), None));
+        assert_eq!(ok("2001:db8::1"), ("2001:db8::1".into(), None));
+        for bad in [
+            "pop.example.com:pop3",
+            "pop.example.com:0",
+            ":995",
+            "[::1",
+            "[::1]x",
+        ] {
+            let e = split_host_port(bad).unwrap_err();
+            assert_eq!(e.kind(), ExitKind::Usage, "{bad}");
+            assert!(e.to_string().contains("HOST:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn transport_defaults_follow_the_config_rules() {
+        assert_eq!(resolve_transport(None, None), (995, "implicit"));
+        assert_eq!(resolve_transport(Some(110), None), (110, "starttls"));
+        assert_eq!(resolve_transport(None, Some("starttls")), (110, "starttls"));
+        assert_eq!(resolve_transport(None, Some("none")), (110, "none"));
+        assert_eq!(resolve_transport(Some(1995), None), (1995, "implicit"));
+        assert_eq!(resolve_transport(Some(2110), Some("none")), (2110, "none"));
     }
 }

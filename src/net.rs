@@ -393,20 +393,10 @@ impl Write for Stream {
 }
 
 /// Connects to `host:port`, trying every resolved address in turn with the
-/// timeout, and sets the read and write timeouts on the result.
+/// timeout, and sets the read and write timeouts on the result. Resolving
+/// the name is bounded by the timeout too.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            Error::with_source(
-                ExitKind::Unavailable,
-                format!(
-                    "cannot resolve host {host:?}: check `host` in the config and your network"
-                ),
-                e,
-            )
-        })?
-        .collect();
+    let addrs = resolve(host, port, timeout, system_resolver)?;
     if addrs.is_empty() {
         return Err(Error::new(
             ExitKind::Unavailable,
@@ -446,9 +436,104 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     Err(Error::with_source(kind, what, err))
 }
 
+/// A name lookup: the system's, or a stand-in in tests.
+type Resolver = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+fn system_resolver(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    (host, port).to_socket_addrs().map(Iterator::collect)
+}
+
+/// Resolves `host` within `timeout`. The system's lookup (getaddrinfo) has
+/// no timeout of its own: with a DNS server that does not answer it blocks
+/// for the resolver's whole retry cycle, which the account's `timeout` does
+/// not cover. So it runs on a thread of its own and is waited for at most
+/// `timeout`; a lookup that overruns cannot be cancelled, so its thread is
+/// left to finish and its answer is dropped.
+fn resolve(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    resolver: Resolver,
+) -> Result<Vec<SocketAddr>> {
+    // An address needs no lookup (and no thread).
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let _ = tx.send(resolver(&name, port));
+        });
+    let answer = match spawned {
+        Ok(_) => rx.recv_timeout(timeout),
+        // No thread to spare: look it up here, unbounded, as before.
+        Err(_) => Ok(resolver(host, port)),
+    };
+    match answer {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(Error::with_source(
+            ExitKind::Unavailable,
+            format!("cannot resolve host {host:?}: check `host` in the config and your network"),
+            e,
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::new(
+            ExitKind::TempFail,
+            format!(
+                "timed out resolving {host} (no answer within {} s): check your network and DNS \
+                 server; the account's `timeout` sets the limit",
+                timeout.as_secs_f64()
+            ),
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::new(
+            ExitKind::Internal,
+            format!("the lookup of {host} failed without an answer"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lookup is bounded by the timeout (a hanging DNS server cannot be
+    /// had without the network, so the resolver is a stand-in).
+    #[test]
+    fn name_resolution_is_covered_by_the_timeout() {
+        fn hangs(_: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
+            std::thread::sleep(Duration::from_secs(30));
+            Ok(Vec::new())
+        }
+        let started = std::time::Instant::now();
+        let err = resolve("pop.example.com", 995, Duration::from_millis(200), hangs).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(err.kind(), ExitKind::TempFail);
+        assert!(
+            err.to_string()
+                .contains("timed out resolving pop.example.com"),
+            "{err}"
+        );
+
+        fn fails(_: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
+            Err(io::Error::other("no such host"))
+        }
+        let err = resolve("nowhere.invalid", 995, Duration::from_secs(5), fails).unwrap_err();
+        assert_eq!(err.kind(), ExitKind::Unavailable);
+
+        fn answers(_: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+        }
+        let addrs = resolve("localhost", 110, Duration::from_secs(5), answers).unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 1], 110))]);
+        // An address is never looked up.
+        let addrs = resolve("::1", 110, Duration::from_millis(1), hangs).unwrap();
+        assert_eq!(addrs, vec!["[::1]:110".parse().unwrap()]);
+    }
 
     #[test]
     fn fingerprints_round_trip() {

@@ -62,11 +62,15 @@ impl Peek {
         let mut listing = session.listing()?;
         // Without UIDL, the same header digests as `sync` (SPEC §4.5).
         crate::sync::identify_without_uidl(&mut session, &mut listing, true)?;
+        // Messages sharing a UIDL: the keys `sync` records them under.
+        let mut warnings = opened.warnings;
+        let shared = crate::sync::tell_shared_uidls_apart(&mut session, &mut listing, &seen)?;
+        warnings.extend(shared.warning);
         Ok(Peek {
             session,
             listing,
             seen,
-            warnings: opened.warnings,
+            warnings,
         })
     }
 
@@ -131,6 +135,9 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
 /// account deletes what it fetches (keep = false), an upper bound otherwise.
 fn check_pop2(account: &Account, opts: &ConnectOptions, report: &mut CheckReport) -> Result<()> {
     let mut conn = crate::pop2::Pop2::connect(account, opts.trace)?;
+    if !conn.is_tls() {
+        crate::connect::warn_cleartext(account, opts, "password", false);
+    }
     let mut count = conn.helo(&account.user, &account.secret()?)?;
     if let Some(folder) = &account.folder {
         count = conn.fold(folder)?;
@@ -477,23 +484,46 @@ pub fn resolve(listing: &[Listed], wanted: &[String], host: &str) -> Result<Vec<
         .collect()
 }
 
+/// Longest line `top MSG` prints; the rest of a longer line is read and
+/// dropped, and the line ends in `…`. Far above RFC 5322's 998, so real
+/// mail shows whole; a server sending one endless line cannot fill memory
+/// or the terminal.
+const TOP_LINE_CAP: usize = 16 * 1024;
+
+/// Most header-block bytes `top MSG` prints (the same bound the summary
+/// table keeps); a header block that never ends is cut there.
+const TOP_HEADER_CAP: usize = HEADER_CAP;
+
 /// Copies a TOP reply to `out`: the header block, the empty line after
 /// it, then at most `lines` body lines (a server that sends more is cut
-/// short). Line ends are LF, and the last line always ends in one.
+/// short). Line ends are LF, and the last line always ends in one. Memory
+/// and output are bounded whatever the server sends: lines longer than
+/// [`TOP_LINE_CAP`] are cut, and so is a header block longer than
+/// [`TOP_HEADER_CAP`] (the rest of the reply is then skipped).
 pub fn copy_top(body: &mut dyn Read, lines: u32, out: &mut dyn Write) -> std::io::Result<()> {
     let mut reader = BufReader::new(body);
     let mut line = Vec::new();
     let mut in_body = false;
     let mut body_lines = 0u32;
+    let mut header_bytes = 0usize;
     loop {
         if in_body && body_lines >= lines {
             return Ok(());
         }
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        if !in_body && header_bytes >= TOP_HEADER_CAP {
+            out.write_all(
+                format!("… (header block cut at {} KiB)\n", TOP_HEADER_CAP / 1024).as_bytes(),
+            )?;
             return Ok(());
         }
-        if !line.ends_with(b"\n") {
+        line.clear();
+        let cut = read_capped_line(&mut reader, &mut line, TOP_LINE_CAP)?;
+        if line.is_empty() {
+            return Ok(());
+        }
+        if cut {
+            line.extend_from_slice("…\n".as_bytes());
+        } else if !line.ends_with(b"\n") {
             line.push(b'\n');
         }
         out.write_all(&line)?;
@@ -501,6 +531,38 @@ pub fn copy_top(body: &mut dyn Read, lines: u32, out: &mut dyn Write) -> std::io
             body_lines += 1;
         } else if line == b"\n" {
             in_body = true;
+        } else {
+            header_bytes += line.len();
+        }
+    }
+}
+
+/// Reads one line (with its LF) into `line`, keeping at most `cap` bytes;
+/// the rest of a longer line is read and dropped. Returns whether the line
+/// was cut. An empty `line` means the end of the input.
+fn read_capped_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<bool> {
+    let mut cut = false;
+    loop {
+        let avail = reader.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(cut);
+        }
+        let (take, end) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        let room = cap.saturating_sub(line.len());
+        if take > room {
+            cut = true;
+        }
+        line.extend_from_slice(&avail[..take.min(room)]);
+        reader.consume(take);
+        if end {
+            return Ok(cut);
         }
     }
 }
@@ -588,6 +650,33 @@ Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
         out.clear();
         copy_top(&mut &b"A: 1\n\nno newline"[..], 5, &mut out).unwrap();
         assert_eq!(out, b"A: 1\n\nno newline\n");
+    }
+
+    #[test]
+    fn top_copy_is_bounded_whatever_the_server_sends() {
+        // One endless header line: cut, never held whole.
+        let mut msg = b"Subject: ".to_vec();
+        msg.extend(std::iter::repeat_n(b'x', 10 * TOP_LINE_CAP));
+        msg.extend_from_slice(b"\nB: 2\n\nbody\n");
+        let mut out = Vec::new();
+        copy_top(&mut &msg[..], 1, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.len() <= TOP_LINE_CAP + 4 && first.ends_with('…'),
+            "{}",
+            first.len()
+        );
+        assert!(text.ends_with("\nB: 2\n\nbody\n"), "the rest follows");
+        // A header block that never ends is cut at the cap.
+        let mut msg = Vec::new();
+        while msg.len() < 4 * TOP_HEADER_CAP {
+            msg.extend_from_slice(b"X-Header: filler filler filler\n");
+        }
+        let mut out = Vec::new();
+        copy_top(&mut &msg[..], 0, &mut out).unwrap();
+        assert!(out.len() < TOP_HEADER_CAP + 1024, "{}", out.len());
+        assert!(String::from_utf8(out).unwrap().ends_with("KiB)\n"));
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //!
 //! A message is identified by its UIDL. UIDLs the server gets wrong are
 //! never trusted: an invalid one (empty, over 70 characters, not printable
-//! ASCII) or one shared by two messages cannot tell those messages apart,
-//! so they are left on the server untouched and reported, never marked
-//! seen and never deleted.
+//! ASCII) cannot tell messages apart, so such messages are left on the
+//! server untouched and reported, never marked seen and never deleted.
+//!
+//! Messages that share a UIDL (a server bug) are told apart by a digest of
+//! their header block: the sync asks `TOP n 0` for them and keys each by
+//! [`told_apart_key`], so each is delivered once and deleted like any
+//! other. Those that could not be told apart (no TOP) stay on the server.
 
 use std::collections::{HashMap, HashSet};
 
@@ -45,7 +49,13 @@ impl Policy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SkipReason {
     InvalidUidl(String),
+    /// Shared by several messages, and no header digest told them apart
+    /// (the server has no TOP).
     DuplicateUidl(String),
+    /// Shared by several messages, one of which was fetched under that UIDL
+    /// before they were shared: which one cannot be known, so fetching any
+    /// could deliver it twice, and deleting any could lose one.
+    DuplicateSeenUidl(String),
     /// Larger than `max_size` (the size the server announced).
     TooLarge(u64),
 }
@@ -56,7 +66,14 @@ impl std::fmt::Display for SkipReason {
             SkipReason::InvalidUidl(u) => write!(f, "the server gave it an invalid UIDL {u:?}"),
             SkipReason::DuplicateUidl(u) => write!(
                 f,
-                "the server gave the same UIDL {u:?} to several messages, so they cannot be told apart"
+                "the server gave the same UIDL {u:?} to several messages (a server bug) and has no TOP \
+                 to tell them apart by their headers"
+            ),
+            SkipReason::DuplicateSeenUidl(u) => write!(
+                f,
+                "the server gave the same UIDL {u:?} to several messages (a server bug), and one of them \
+                 was fetched under it before, so popfetch cannot tell which; `popfetch seen forget` \
+                 that UIDL to fetch them all (one of them a second time)"
             ),
             SkipReason::TooLarge(size) => write!(
                 f,
@@ -93,6 +110,13 @@ impl Plan {
     pub fn fetch_bytes(&self) -> u64 {
         self.fetch.iter().map(|f| f.size).sum()
     }
+
+    /// Leaves message `number` on the server this session.
+    pub fn hold(&mut self, number: u32, reason: SkipReason) {
+        self.fetch.retain(|f| f.number != number);
+        self.delete_seen.retain(|(n, _)| *n != number);
+        self.skip.push((number, reason));
+    }
 }
 
 /// Builds the plan. `listing` must carry UIDLs.
@@ -106,14 +130,18 @@ pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> 
     let mut plan = Plan::default();
     for entry in listing {
         let uidl = entry.uidl.as_deref().unwrap_or("");
-        if !valid_uidl(uidl) {
+        if !valid_key(uidl) {
             plan.skip
                 .push((entry.number, SkipReason::InvalidUidl(uidl.to_string())));
             continue;
         }
         if count.get(uidl).copied().unwrap_or(0) > 1 {
-            plan.skip
-                .push((entry.number, SkipReason::DuplicateUidl(uidl.to_string())));
+            let reason = if seen.contains_key(uidl) {
+                SkipReason::DuplicateSeenUidl(uidl.to_string())
+            } else {
+                SkipReason::DuplicateUidl(uidl.to_string())
+            };
+            plan.skip.push((entry.number, reason));
             continue;
         }
         let first_seen = seen.get(uidl).copied();
@@ -146,6 +174,75 @@ pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> 
 /// The UIDLs the server listed, for pruning the seen state.
 pub fn listed_uidls(listing: &[Listed]) -> HashSet<&str> {
     listing.iter().filter_map(|e| e.uidl.as_deref()).collect()
+}
+
+/// Valid UIDLs that several messages share, each with the indexes (into
+/// `listing`) of its messages, in server order.
+pub fn shared_uidls(listing: &[Listed]) -> Vec<(&str, Vec<usize>)> {
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, entry) in listing.iter().enumerate() {
+        if let Some(u) = entry.uidl.as_deref().filter(|u| valid_uidl(u)) {
+            groups.entry(u).or_default().push(i);
+        }
+    }
+    let mut shared: Vec<(&str, Vec<usize>)> =
+        groups.into_iter().filter(|(_, g)| g.len() > 1).collect();
+    shared.sort_by_key(|(_, g)| g[0]);
+    shared
+}
+
+/// The seen key of a message that shares `uidl` with others: the UIDL, a
+/// space, and the hex digest of its header block; for the `nth` (from 1,
+/// in server order) of messages whose header blocks are identical too,
+/// ` <nth>` from the second on (those are the same message as far as
+/// anyone can tell, so which copy is which does not matter).
+///
+/// A space never occurs in a UIDL (RFC 1939: 0x21-0x7E), so the key never
+/// equals a real UIDL, and it is the same in every session as long as the
+/// server sends the same header block.
+pub fn told_apart_key(uidl: &str, header_digest: &str, nth: usize) -> String {
+    if nth <= 1 {
+        format!("{uidl} {header_digest}")
+    } else {
+        format!("{uidl} {header_digest} {nth}")
+    }
+}
+
+/// The keys of messages sharing one UIDL, given their header digests in
+/// server order.
+pub fn told_apart_keys(uidl: &str, header_digests: &[String]) -> Vec<String> {
+    let mut copies: HashMap<&str, usize> = HashMap::new();
+    header_digests
+        .iter()
+        .map(|d| {
+            let nth = copies.entry(d.as_str()).or_default();
+            *nth += 1;
+            told_apart_key(uidl, d, *nth)
+        })
+        .collect()
+}
+
+/// Whether `key` can identify a message: a valid UIDL, or a key made by
+/// [`told_apart_key`].
+pub fn valid_key(key: &str) -> bool {
+    valid_uidl(key) || told_apart_parts(key).is_some()
+}
+
+/// The UIDL and the header digest inside a key made by [`told_apart_key`],
+/// `None` for any other string.
+pub fn told_apart_parts(key: &str) -> Option<(&str, &str)> {
+    let (uidl, rest) = key.split_once(' ')?;
+    let (digest, nth) = match rest.split_once(' ') {
+        Some((d, n)) => (d, Some(n)),
+        None => (rest, None),
+    };
+    let digest_ok = digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let nth_ok =
+        nth.is_none_or(|n| n.parse::<usize>().is_ok_and(|n| n >= 2) && !n.starts_with('0'));
+    (valid_uidl(uidl) && digest_ok && nth_ok).then_some((uidl, digest))
 }
 
 #[cfg(test)]
@@ -259,5 +356,56 @@ mod tests {
         assert!(p.delete_seen.is_empty());
         let skipped: Vec<u32> = p.skip.iter().map(|(n, _)| *n).collect();
         assert_eq!(skipped, vec![1, 3, 4, 5]);
+    }
+
+    #[test]
+    fn shared_uidls_get_distinct_stable_keys_that_are_never_real_uidls() {
+        let l = listed(&[
+            (1, "dup"),
+            (2, "ok"),
+            (3, "dup"),
+            (4, "x"),
+            (5, "x"),
+            (6, "dup"),
+        ]);
+        let shared = shared_uidls(&l);
+        assert_eq!(shared, vec![("dup", vec![0, 2, 5]), ("x", vec![3, 4])]);
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let keys = told_apart_keys("dup", &[a.clone(), b.clone(), a.clone()]);
+        assert_eq!(
+            keys,
+            vec![format!("dup {a}"), format!("dup {b}"), format!("dup {a} 2")]
+        );
+        for k in &keys {
+            assert!(!valid_uidl(k));
+            assert_eq!(told_apart_parts(k).map(|(u, _)| u), Some("dup"));
+        }
+        for not_ours in [
+            "dup",
+            "has space",
+            &format!("dup {a} 1"),
+            &format!("dup {a} x"),
+            "a b",
+        ] {
+            assert_eq!(told_apart_parts(not_ours), None, "{not_ours}");
+        }
+        // Told apart, they are planned like any message: fetched once, then
+        // deleted in delete mode.
+        let mut l = l;
+        l[0].uidl = Some(keys[0].clone());
+        l[2].uidl = Some(keys[1].clone());
+        l[5].uidl = Some(keys[2].clone());
+        let p = plan(
+            &l,
+            &seen(&[&keys[0]]),
+            Policy {
+                keep: false,
+                ..KEEP
+            },
+        );
+        let fetched: Vec<u32> = p.fetch.iter().map(|f| f.number).collect();
+        assert_eq!(fetched, vec![2, 3, 6]);
+        assert_eq!(p.delete_seen, vec![(1, keys[0].clone())]);
+        assert_eq!(p.skip.len(), 2, "x is still shared: {:?}", p.skip);
     }
 }

@@ -27,6 +27,7 @@ use crate::report::Progress;
 use crate::secret::Secret;
 use crate::store::{MailboxLock, Store};
 use crate::sync::{SyncOptions, SyncReport};
+use crate::term;
 
 /// A POP2 connection after the greeting.
 pub struct Pop2 {
@@ -45,8 +46,10 @@ enum Reply {
     Refused(String),
 }
 
+/// The reply's text ends up in errors on a terminal: its control
+/// characters are escaped here, where every reply enters.
 fn parse_reply(line: &[u8]) -> std::result::Result<Reply, String> {
-    let text = String::from_utf8_lossy(line).trim_end().to_string();
+    let text = term::escape_controls(String::from_utf8_lossy(line).trim_end());
     let number = |s: &str| -> std::result::Result<u64, String> {
         s.split_ascii_whitespace()
             .next()
@@ -132,6 +135,14 @@ impl Pop2 {
                 ExitKind::Protocol,
                 format!(
                     "{}: protocol error while {what}: an over-long line",
+                    self.host
+                ),
+            )),
+            Err(codec::LineError::BareLf) => Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: protocol error while {what}: the server ends lines with a bare LF; \
+                     POP2 requires CRLF",
                     self.host
                 ),
             )),
@@ -228,12 +239,36 @@ impl Pop2 {
     /// `ACKS`, `ACKD` or `NACK`; returns the length the server announces
     /// next (which this client does not rely on: it always sends READ).
     pub fn ack(&mut self, verb: &str) -> Result<u64> {
+        self.ensure_in_step(verb)?;
         self.send(verb, verb)?;
         self.length(verb)
     }
 
+    /// Insists that nothing is left unread after a message: POP2 frames a
+    /// message by its announced length only, so bytes beyond it (a server
+    /// that announced too little, or sent more) answer no command. Taking
+    /// them for the next reply could acknowledge, and delete, the wrong
+    /// message: a protocol error instead, before ACKS/ACKD/NACK and QUIT.
+    fn ensure_in_step(&self, verb: &str) -> Result<()> {
+        let buffered = self.reader.buffer();
+        if buffered.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ExitKind::Protocol,
+            format!(
+                "{}: protocol error before {verb}: the server sent more than the message length it \
+                 announced ({:?}); client and server are out of step, so nothing more is \
+                 acknowledged or deleted in this session",
+                self.host,
+                codec::printable(buffered, 80)
+            ),
+        ))
+    }
+
     /// `QUIT`: deletions happen when the server confirms.
     pub fn quit(mut self) -> Result<()> {
+        self.ensure_in_step("QUIT")?;
         self.send("QUIT", "QUIT")?;
         match self.reply("QUIT")? {
             Reply::Ok(_) => Ok(()),
@@ -366,10 +401,7 @@ pub fn sync(
 
     let mut conn = Pop2::connect(account, opts.connect.trace)?;
     if !conn.is_tls() {
-        report.warnings.push(format!(
-            "{}: POP2 sends the password unencrypted (tls = \"none\")",
-            account.name
-        ));
+        crate::connect::warn_cleartext(account, &opts.connect, "password", false);
     }
     let secret = account.secret()?;
     let mut count = conn.helo(&account.user, &secret)?;

@@ -73,10 +73,14 @@ impl Output {
     }
 
     fn paint(&self, text: &str, code: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
+        paint(self.color, text, code)
+    }
+
+    /// Where this run's security warnings go.
+    pub fn alerts(&self) -> Alerts {
+        Alerts {
+            multi: self.multi.clone(),
+            color: self.color,
         }
     }
 
@@ -210,6 +214,37 @@ pub fn check_json(r: &CheckReport) -> serde_json::Value {
         "error": r.error.as_ref().map(error_chain),
         "exit_code": code,
     })
+}
+
+fn paint(color: bool, text: &str, code: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Where security warnings go: a secret about to cross the network in
+/// clear. They are printed at once, before the secret goes out, and even
+/// with `--quiet`: the user must learn of it whatever else they silenced,
+/// also when the login then fails and no report follows.
+#[derive(Clone, Debug, Default)]
+pub struct Alerts {
+    multi: Option<MultiProgress>,
+    color: bool,
+}
+
+impl Alerts {
+    pub fn security(&self, message: &str) {
+        let line = format!(
+            "popfetch: {} {message}",
+            paint(self.color, "warning:", "1;33")
+        );
+        match &self.multi {
+            Some(m) => m.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 /// Prints one JSON record on stdout. A closed stdout is not our problem.

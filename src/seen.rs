@@ -62,11 +62,20 @@ pub fn list(account: &Account, state_dir: &Path, json: bool, output: &Output) ->
 /// `seen forget`: the named UIDLs, or with none every record (after a
 /// confirmation when a person is at the terminal, unless `yes`). Nothing
 /// is lost by forgetting: the next sync downloads those messages again.
+/// How `seen forget` without UIDLs was confirmed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForgetAll {
+    /// `--all`: forgetting everything was asked for in so many words.
+    pub all: bool,
+    /// `--yes`: no question on a terminal.
+    pub yes: bool,
+}
+
 pub fn forget(
     account: &Account,
     state_dir: &Path,
     uidls: &[String],
-    yes: bool,
+    confirmed: ForgetAll,
     output: &Output,
 ) -> Result<()> {
     let identity = account.identity();
@@ -94,7 +103,20 @@ pub fn forget(
             ));
             return Ok(());
         }
-        if !yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        // A script that meant to forget a few UIDLs and passed none (an
+        // empty variable) must not reset the whole mailbox.
+        if !interactive && !confirmed.all {
+            return Err(Error::new(
+                ExitKind::Usage,
+                format!(
+                    "{}: no UIDL given: that would forget all {count} records of {identity}, and the next \
+                     sync would download everything again; to do that, add --all",
+                    account.name
+                ),
+            ));
+        }
+        if interactive && !confirmed.yes {
             let question = format!(
                 "Forget all {count} seen records of {identity}? The next sync downloads every message still on the server again."
             );

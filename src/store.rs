@@ -55,7 +55,59 @@ pub fn now_secs() -> i64 {
 }
 
 fn db_error(what: &str, e: rusqlite::Error) -> Error {
-    Error::with_source(ExitKind::Io, format!("seen database: {what}"), e)
+    let message = if is_damage(&e) {
+        format!(
+            "seen database: {what}: {}",
+            damage_advice(None, &e.to_string())
+        )
+    } else {
+        format!("seen database: {what}")
+    };
+    Error::with_source(ExitKind::Io, message, e)
+}
+
+/// SQLite's word that the file is not (or no longer) a sound database.
+fn is_damage(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase))
+}
+
+/// What to do about a damaged seen database at `path` (when known).
+fn damage_advice(path: Option<&Path>, cause: &str) -> String {
+    let (file, aside) = match path {
+        Some(p) => {
+            let p = p.display();
+            (
+                format!("the seen database {p}"),
+                format!(" (`mv {p} {p}.damaged`)"),
+            )
+        }
+        None => (
+            format!(
+                "the seen database ({} in the state directory)",
+                Store::FILE_NAME
+            ),
+            String::new(),
+        ),
+    };
+    format!(
+        "{file} is damaged ({cause}). Move it aside with its -wal and -shm files, if any{aside}; \
+         the next sync then starts a new one and downloads again every message still on the \
+         server. To avoid that, rebuild it first: `popfetch seen import ACCOUNT --from …` \
+         (another fetcher's record), or `popfetch seen mark ACCOUNT`, which records everything \
+         now on the server as seen, mail that came since the last sync included (see \
+         `popfetch top ACCOUNT` first)"
+    )
+}
+
+/// Damage found while opening the database: the message names the file.
+fn name_damaged_file(path: &Path, e: Error) -> Error {
+    match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<rusqlite::Error>()) {
+        Some(cause) if is_damage(cause) => {
+            Error::new(ExitKind::Io, damage_advice(Some(path), &cause.to_string()))
+        }
+        _ => e,
+    }
 }
 
 /// Creates the state directory (mode 0700) if it is missing.
@@ -110,7 +162,13 @@ impl Store {
         // once get "database is locked" straight away, without the busy
         // wait (seen with -j on a fresh state directory).
         let _setup = setup_lock(state_dir)?;
-        let conn = Connection::open(&path).map_err(|e| db_error("cannot open", e))?;
+        // A damaged file shows here: garbage fails the first statement, a
+        // truncated one the first read of its header.
+        Store::connect(&path).map_err(|e| name_damaged_file(&path, e))
+    }
+
+    fn connect(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|e| db_error("cannot open", e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| db_error("setup", e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -120,7 +178,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| db_error("setup", e))?;
         let mut store = Store { conn };
-        store.migrate(&path)?;
+        store.migrate(path)?;
         Ok(store)
     }
 

@@ -131,6 +131,9 @@ fn run(
         to_delete.extend(verdicts.delete.iter().map(|(n, _)| *n));
     }
 
+    // LIST sizes are the server's word: max_size holds while a message
+    // streams, too (an oversized one is reported below, in fetch).
+    session.limit_retr(account.max_size);
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
     let fetched = fetch(
         &mut session,
@@ -138,6 +141,7 @@ fn run(
         &mut store,
         mailbox,
         &plan.fetch,
+        &seen,
         progress,
         report,
     );
@@ -165,7 +169,12 @@ fn run(
     if let Some(e) = fetch_error {
         return Err(e);
     }
-    store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
+    // Without UIDL and TOP the listing names no message, so a record is
+    // known to be of a message gone only when every deletion happened.
+    let content_keyed = listing.iter().all(|e| e.uidl.is_none());
+    if !content_keyed || marked == to_delete.len() as u64 {
+        store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
+    }
     Ok(())
 }
 
@@ -180,7 +189,13 @@ fn plan_session(
 ) -> Result<(Vec<Listed>, plan::Plan)> {
     let mut listing = session.listing()?;
     let content_keyed = identify_without_uidl(session, &mut listing, keep)?;
-    let plan = if content_keyed {
+    let mut held = Vec::new();
+    if !content_keyed {
+        let shared = tell_shared_uidls_apart(session, &mut listing, seen)?;
+        report.warnings.extend(shared.warning);
+        held = shared.held;
+    }
+    let mut plan = if content_keyed {
         // Neither UIDL nor TOP: every message is fetched and deleted.
         plan::Plan {
             fetch: listing
@@ -206,6 +221,9 @@ fn plan_session(
             },
         )
     };
+    for (number, reason) in held {
+        plan.hold(number, reason);
+    }
     for (number, reason) in &plan.skip {
         report.warnings.push(format!(
             "{}: message {number} left on the server: {reason}",
@@ -353,12 +371,17 @@ struct FetchFailure {
 /// running: the server goes on sending into the socket buffers while the
 /// batch is made durable. (DELE is sent after all of this, before QUIT,
 /// which is when deletion takes effect anyway.)
+///
+/// `seen` is the seen state at the start of the session: a message keyed
+/// by its content's digest that is already there is not delivered again.
+#[allow(clippy::too_many_arguments)] // the session's parts, each used once
 fn fetch(
     session: &mut Session,
     target: &mut dyn Delivery,
     store: &mut Store,
     mailbox: i64,
     wanted: &[plan::Fetch],
+    seen: &HashMap<String, i64>,
     progress: &Progress,
     report: &mut SyncReport,
 ) -> std::result::Result<Vec<u32>, FetchFailure> {
@@ -373,21 +396,50 @@ fn fetch(
         let item = &wanted[i];
         match reply {
             Retrieved::Body(body) => {
-                let (size, key) = if item.uidl.is_empty() {
-                    // No identity from the server: the content's digest.
+                let delivered = if item.uidl.is_empty() {
+                    // No identity from the server: the content's digest,
+                    // known only once the message was read to the end.
                     let mut hashing = HashingReader::new(body);
-                    let size = target
+                    target
                         .deliver(&MessageInfo { uidl: "" }, &mut hashing)
-                        .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
-                    (size, format!("body:{}", hashing.hex()))
+                        .map(|size| (size, format!("body:{}", hashing.hex())))
                 } else {
-                    let size = target
+                    target
                         .deliver(&MessageInfo { uidl: &item.uidl }, body)
-                        .inspect_err(|e| ours = Some((e.kind(), e.message().to_string())))?;
-                    (size, item.uidl.clone())
+                        .map(|size| (size, item.uidl.clone()))
                 };
-                batch.add(i, key, size);
-                progress.advance(size);
+                match delivered {
+                    Ok((size, key)) => {
+                        progress.advance(size);
+                        if item.uidl.is_empty() && seen.contains_key(&key) && target.discard_last()
+                        {
+                            // Delivered and recorded by a session that ended
+                            // before its QUIT: taken back before anyone saw
+                            // it, and deleted now on the strength of that
+                            // record.
+                            batch.recorded.push(item.number);
+                        } else {
+                            if item.uidl.is_empty() {
+                                target.set_last_uidl(&key);
+                            }
+                            batch.add(i, key, size);
+                        }
+                    }
+                    // The target dropped what it had of it (Delivery's
+                    // contract); the rest is skipped and the session goes on.
+                    Err(_) if body.over_limit() => {
+                        report.warnings.push(format!(
+                            "{}: message {} grew past max_size while it was received \
+                             (the server announced {} bytes); it was not delivered and stays on the server",
+                            report.account, item.number, item.size
+                        ));
+                        report.skipped += 1;
+                    }
+                    Err(e) => {
+                        ours = Some((e.kind(), e.message().to_string()));
+                        return Err(e);
+                    }
+                }
             }
             Retrieved::Refused(reason) => {
                 report.warnings.push(format!(
@@ -520,31 +572,12 @@ pub(crate) fn identify_without_uidl(
     if listing.is_empty() || listing.iter().any(|e| e.uidl.is_some()) {
         return Ok(false);
     }
-    let caps = session.capabilities();
-    let mut top_works = !caps.known || caps.has("TOP");
-    if top_works {
-        let numbers: Vec<u32> = listing.iter().map(|e| e.number).collect();
-        let mut digests: Vec<Option<String>> = vec![None; numbers.len()];
-        session.top_many(&numbers, 0, &mut |i, reply| {
-            match reply {
-                Retrieved::Body(body) => {
-                    let mut hashing = HashingReader::new(body);
-                    std::io::copy(&mut hashing, &mut std::io::sink())
-                        .map_err(|e| Error::new(crate::error::ExitKind::TempFail, e.to_string()))?;
-                    digests[i] = Some(format!("hdr:{}", hashing.hex()));
-                }
-                Retrieved::Refused(_) => {
-                    top_works = false;
-                }
-            }
-            Ok(())
-        })?;
-        if top_works {
-            for (entry, digest) in listing.iter_mut().zip(digests) {
-                entry.uidl = digest;
-            }
-            return Ok(false);
+    let numbers: Vec<u32> = listing.iter().map(|e| e.number).collect();
+    if let Some(digests) = header_digests(session, &numbers)? {
+        for (entry, digest) in listing.iter_mut().zip(digests) {
+            entry.uidl = Some(format!("hdr:{digest}"));
         }
+        return Ok(false);
     }
     if keep {
         return Err(Error::config(format!(
@@ -555,6 +588,173 @@ pub(crate) fn identify_without_uidl(
         )));
     }
     Ok(true)
+}
+
+/// What [`tell_shared_uidls_apart`] found.
+#[derive(Debug, Default)]
+pub(crate) struct SharedUidls {
+    /// Names the server's bug, once per session.
+    pub warning: Option<String>,
+    /// Messages to leave on the server this session.
+    pub held: Vec<(u32, plan::SkipReason)>,
+}
+
+/// Messages that share a UIDL (a server bug) are told apart by a digest of
+/// their header block (`TOP n 0`): each listing entry gets the key
+/// [`plan::told_apart_key`] instead of the shared UIDL, so it is fetched
+/// once and deleted like any other.
+///
+/// Once such keys are recorded, every message not known by its plain UIDL
+/// is looked at the same way, so that none of them is delivered again:
+/// one whose header digest is recorded under a told-apart key is that
+/// message (its copy was deleted, or the server mended its ways and gave
+/// it a UIDL of its own), and one whose UIDL was shared before keeps being
+/// known by its header digest.
+///
+/// A UIDL recorded as seen before it was shared is left as it is: one of
+/// its messages was delivered under it, and nothing says which (the plan
+/// leaves them on the server). Without TOP nothing can be told apart: the
+/// shared ones stay on the server (the plan skips them), and so do those
+/// whose UIDL was shared before, which must not be fetched under it.
+pub(crate) fn tell_shared_uidls_apart(
+    session: &mut Session,
+    listing: &mut [Listed],
+    seen: &HashMap<String, i64>,
+) -> Result<SharedUidls> {
+    let shared: Vec<(String, Vec<usize>)> = plan::shared_uidls(listing)
+        .into_iter()
+        .filter(|(uidl, _)| !seen.contains_key(*uidl))
+        .map(|(uidl, group)| (uidl.to_string(), group))
+        .collect();
+    // The records under told-apart keys: their UIDLs, and their keys by
+    // header digest.
+    let mut told_uidls: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut told_keys: HashMap<&str, Vec<&str>> = HashMap::new();
+    for key in seen.keys().filter(|k| k.contains(' ')) {
+        if let Some((uidl, digest)) = plan::told_apart_parts(key) {
+            told_uidls.insert(uidl);
+            told_keys.entry(digest).or_default().push(key);
+        }
+    }
+    // Messages not known by their plain UIDL, while such records exist.
+    let mut unknown: Vec<usize> = Vec::new();
+    if !told_keys.is_empty() {
+        let in_shared: std::collections::HashSet<usize> =
+            shared.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+        unknown = (0..listing.len())
+            .filter(|i| !in_shared.contains(i))
+            .filter(|&i| {
+                listing[i]
+                    .uidl
+                    .as_deref()
+                    .is_some_and(|u| plan::valid_key(u) && !seen.contains_key(u))
+            })
+            .collect();
+    }
+    if shared.is_empty() && unknown.is_empty() {
+        return Ok(SharedUidls::default());
+    }
+    let wanted: Vec<usize> = shared
+        .iter()
+        .flat_map(|(_, g)| g.iter().copied())
+        .chain(unknown.iter().copied())
+        .collect();
+    let numbers: Vec<u32> = wanted.iter().map(|&i| listing[i].number).collect();
+    let Some(digests) = header_digests(session, &numbers)? else {
+        let held = unknown
+            .into_iter()
+            .filter_map(|i| {
+                let uidl = listing[i].uidl.clone()?;
+                told_uidls
+                    .contains(uidl.as_str())
+                    .then(|| (listing[i].number, plan::SkipReason::DuplicateUidl(uidl)))
+            })
+            .collect();
+        return Ok(SharedUidls {
+            warning: None,
+            held,
+        });
+    };
+    let digest_of: HashMap<usize, String> = wanted.into_iter().zip(digests).collect();
+    for (uidl, group) in &shared {
+        let digests: Vec<String> = group.iter().map(|i| digest_of[i].clone()).collect();
+        for (&i, key) in group.iter().zip(plan::told_apart_keys(uidl, &digests)) {
+            listing[i].uidl = Some(key);
+        }
+    }
+    let mut taken: std::collections::HashSet<String> =
+        listing.iter().filter_map(|e| e.uidl.clone()).collect();
+    for i in unknown {
+        let digest = &digest_of[&i];
+        let recorded = told_keys
+            .get(digest.as_str())
+            .and_then(|keys| keys.iter().find(|k| !taken.contains(**k)));
+        let uidl = listing[i].uidl.clone().unwrap_or_default();
+        let key = match recorded {
+            Some(key) => key.to_string(),
+            None if told_uidls.contains(uidl.as_str()) => plan::told_apart_key(&uidl, digest, 1),
+            None => continue,
+        };
+        taken.insert(key.clone());
+        listing[i].uidl = Some(key);
+    }
+    if shared.is_empty() {
+        return Ok(SharedUidls::default());
+    }
+    const NAMED: usize = 5;
+    let mut named: Vec<String> = shared
+        .iter()
+        .take(NAMED)
+        .map(|(_, group)| {
+            let numbers: Vec<String> = group
+                .iter()
+                .map(|&i| listing[i].number.to_string())
+                .collect();
+            let (last, first) = numbers
+                .split_last()
+                .expect("a shared UIDL has two messages");
+            format!("messages {} and {last}", first.join(", "))
+        })
+        .collect();
+    if shared.len() > NAMED {
+        named.push(format!("{} more groups", shared.len() - NAMED));
+    }
+    let warning = format!(
+        "{}: the server gives the same UIDL to {} (a server bug); telling them apart by their headers",
+        session.host(),
+        named.join("; ")
+    );
+    Ok(SharedUidls {
+        warning: Some(warning),
+        held: Vec::new(),
+    })
+}
+
+/// The SHA-256 (hex) of each message's header block, from pipelined
+/// `TOP n 0`; `None` when the server has no TOP or refuses it for any of
+/// them.
+fn header_digests(session: &mut Session, numbers: &[u32]) -> Result<Option<Vec<String>>> {
+    let caps = session.capabilities();
+    if caps.known && !caps.has("TOP") {
+        return Ok(None);
+    }
+    let mut top_works = true;
+    let mut digests: Vec<String> = vec![String::new(); numbers.len()];
+    session.top_many(numbers, 0, &mut |i, reply| {
+        match reply {
+            Retrieved::Body(body) => {
+                let mut hashing = HashingReader::new(body);
+                std::io::copy(&mut hashing, &mut std::io::sink())
+                    .map_err(|e| Error::new(crate::error::ExitKind::TempFail, e.to_string()))?;
+                digests[i] = hashing.hex();
+            }
+            Retrieved::Refused(_) => {
+                top_works = false;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(top_works.then_some(digests))
 }
 
 /// Passes bytes through while computing their SHA-256.

@@ -1,9 +1,14 @@
 //! Small terminal helpers for the human-readable tables: how wide stdout
 //! is, local time without a date crate, and text that is safe to show
-//! (a mail header is untrusted input: no escape sequences reach the
-//! terminal) and cut to a display width.
+//! (a mail header or a server's reply is untrusted input: no escape
+//! sequences reach the terminal) and cut to a display width; and reading
+//! a password with echo off that puts echo back even when interrupted.
 
-use std::io::IsTerminal;
+use std::cell::UnsafeCell;
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -124,6 +129,25 @@ pub fn one_line(s: &str) -> String {
     out
 }
 
+/// Text a server sent, safe to show on a terminal: every control
+/// character (C0 including ESC, DEL, C1) is written as an escape
+/// (`\x1b`, `\u{9b}`), so a hostile server cannot move the cursor, set
+/// the window title or worse. Other text, UTF-8 included, is kept as it is.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c as u32 {
+            n @ (0..=0x1f | 0x7f) => out.push_str(&format!("\\x{n:02x}")),
+            n if c.is_control() => out.push_str(&format!("\\u{{{n:x}}}")),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Display width (East Asian wide characters count two).
 pub fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
@@ -159,6 +183,106 @@ pub fn fit(s: &str, w: usize) -> String {
     out
 }
 
+/// Only one prompt owns the terminal at a time: popfetch's own password
+/// prompts and any `password_command` given the terminal (with `-j`,
+/// several accounts may ask at once).
+static PROMPT: Mutex<()> = Mutex::new(());
+
+/// Holds the terminal for one asker until the guard is dropped.
+pub fn terminal_turn() -> std::sync::MutexGuard<'static, ()> {
+    PROMPT.lock().unwrap_or_else(|e| e.into_inner())
+}
+/// The terminal of the running prompt (-1: none) and the settings to put
+/// back if a signal ends the process while echo is off.
+static PROMPT_FD: AtomicI32 = AtomicI32::new(-1);
+static PROMPT_SAVED: SavedTermios = SavedTermios(UnsafeCell::new(None));
+
+struct SavedTermios(UnsafeCell<Option<libc::termios>>);
+// SAFETY: written only while PROMPT is held and PROMPT_FD is -1; read by
+// the signal handler only while PROMPT_FD is set.
+unsafe impl Sync for SavedTermios {}
+
+/// The signals that end a prompt: the terminal must not stay silent.
+const PROMPT_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+extern "C" fn restore_echo_and_die(sig: libc::c_int) {
+    // Only async-signal-safe calls: tcsetattr, write, raise.
+    let fd = PROMPT_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: PROMPT_SAVED holds the settings while PROMPT_FD is set.
+        unsafe {
+            if let Some(saved) = &*PROMPT_SAVED.0.get() {
+                libc::tcsetattr(fd, libc::TCSANOW, saved);
+            }
+            libc::write(fd, b"\n".as_ptr().cast(), 1);
+        }
+    }
+    // SA_RESETHAND put the default action back: the signal raised again
+    // ends the process as the user asked (exit status 128 + sig).
+    // SAFETY: raising a signal is always allowed.
+    unsafe { libc::raise(sig) };
+}
+
+/// Shows `prompt` on the terminal `tty` and reads one line with echo off.
+/// Echo comes back when the line is read, and also when SIGINT (Ctrl-C),
+/// SIGTERM, SIGHUP or SIGQUIT ends the process during the prompt: the
+/// handler restores the terminal, then the signal ends the process as it
+/// would have. Prompts are serialised: one owns the terminal at a time.
+pub fn read_hidden_line(tty: &std::fs::File, prompt: &str) -> std::io::Result<String> {
+    let _owner = terminal_turn();
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios calls on a descriptor we hold open; the settings are
+    // restored before returning (or by the handler before the process dies).
+    let mut old: libc::termios = unsafe { std::mem::zeroed() };
+    let have_termios = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
+    let mut previous: Vec<(libc::c_int, libc::sigaction)> = Vec::new();
+    if have_termios {
+        // SAFETY: no handler is installed yet (PROMPT_FD is -1).
+        unsafe { *PROMPT_SAVED.0.get() = Some(old) };
+        PROMPT_FD.store(fd, Ordering::SeqCst);
+        for sig in PROMPT_SIGNALS {
+            // SAFETY: a plain sigaction with a handler that only makes
+            // async-signal-safe calls; the old action is put back below.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = restore_echo_and_die as extern "C" fn(libc::c_int) as usize;
+                action.sa_flags = libc::SA_RESETHAND;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old_action: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &action, &mut old_action) != 0 {
+                    continue;
+                }
+                if old_action.sa_sigaction == libc::SIG_IGN {
+                    // Ignored (nohup): it must not end the prompt either.
+                    libc::sigaction(sig, &old_action, std::ptr::null_mut());
+                } else {
+                    previous.push((sig, old_action));
+                }
+            }
+        }
+        let mut quiet = old;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut out = tty;
+    let _ = write!(out, "{prompt}");
+    let _ = out.flush();
+    let mut line = String::new();
+    let res = std::io::BufReader::new(tty).read_line(&mut line);
+    if have_termios {
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
+        PROMPT_FD.store(-1, Ordering::SeqCst);
+        for (sig, action) in previous {
+            // SAFETY: puts back the action saved above.
+            unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+        }
+    }
+    res.map(|_| line.trim_end_matches(['\n', '\r']).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +291,16 @@ mod tests {
     fn one_line_defuses_control_characters() {
         assert_eq!(one_line("a\x1b[2Jb\r\n\tc  d "), "a [2Jb c d");
         assert_eq!(one_line("  x"), "x");
+    }
+
+    #[test]
+    fn escape_controls_keeps_text_and_defuses_controls() {
+        assert_eq!(escape_controls("plain text"), "plain text");
+        assert_eq!(escape_controls("Grüße, 日本"), "Grüße, 日本");
+        assert_eq!(
+            escape_controls("a\x1b]0;pwned\x07b\tc\x7f\u{9b}d"),
+            "a\\x1b]0;pwned\\x07b\\x09c\\x7f\\u{9b}d"
+        );
     }
 
     #[test]

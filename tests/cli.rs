@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::server::{self, Fault, Msg, Server};
-use crate::support::Env;
+use crate::support::{maildir_messages, Env};
 
 const REGENERATE: &str = "./scripts/gen-docs";
 
@@ -24,14 +24,14 @@ const GENERATED: [(&str, &[&str]); 4] = [
     ("completions/popfetch.fish", &["completions", "fish"]),
 ];
 
-fn installed(program: &str) -> bool {
+pub(crate) fn installed(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-fn skip(what: &str) {
+pub(crate) fn skip(what: &str) {
     eprintln!("\n**********************************************************************");
     eprintln!("SKIPPED: {what}");
     eprintln!("**********************************************************************");
@@ -164,18 +164,86 @@ fn config_for(port: u16) -> String {
 
 /// A private tmux server (its own socket in the test's temp dir), killed
 /// when dropped.
-struct Tmux {
-    socket: PathBuf,
+pub(crate) struct Tmux {
+    pub(crate) socket: PathBuf,
 }
 
 impl Tmux {
-    fn cmd(&self) -> Command {
+    /// Runs `popfetch ARGS` in a 120x12 pane of a new private tmux server,
+    /// in the same hermetic environment as Env::command; when it ends the
+    /// pane shows `EXIT=<code>` and `ECHO=<echo or -echo>` (the terminal's
+    /// echo setting afterwards) and stays open.
+    pub(crate) fn start(env: &Env, args: &str) -> Tmux {
+        let home = env.home();
+        fs::create_dir_all(&home).unwrap();
+        let script = env.dir.path().join("run.sh");
+        fs::write(
+            &script,
+            format!(
+                // The script outlives a Ctrl-C sent to popfetch (its
+                // trap is reset to the default in popfetch).
+                "trap : INT\nenv -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
+                 XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' {args}\necho \"EXIT=$?\"\n\
+                 echo \"ECHO=$(stty -a | tr ' ;' '\\n\\n' | grep -x -e echo -e -echo)\"\nsleep 600\n",
+                h = home.display(),
+                bin = env!("CARGO_BIN_EXE_popfetch"),
+            ),
+        )
+        .unwrap();
+        let tmux = Tmux {
+            socket: env.dir.path().join("tmux.sock"),
+        };
+        let started = tmux
+            .cmd()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "pf",
+                "-x",
+                "120",
+                "-y",
+                "12",
+                "sh",
+            ])
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(started.success(), "tmux new-session failed");
+        tmux
+    }
+
+    /// Waits until the screen satisfies `done`, and returns it.
+    pub(crate) fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.capture();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "no {what} after 30 s:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `text` into the pane (literally), then Enter.
+    pub(crate) fn type_line(&self, text: &str) {
+        let typed = self
+            .cmd()
+            .args(["send-keys", "-t", "pf", "-l", text])
+            .status();
+        assert!(typed.unwrap().success());
+        let entered = self.cmd().args(["send-keys", "-t", "pf", "Enter"]).status();
+        assert!(entered.unwrap().success());
+    }
+
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
         c.arg("-S").arg(&self.socket).arg("-f").arg("/dev/null");
         c
     }
 
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "pf"])
@@ -200,40 +268,7 @@ fn progress_bar_shows_in_a_terminal() {
     let srv = slow_server(8, 500);
     let env = Env::new();
     env.write_config(&config_for(srv.port()));
-    let home = env.home();
-    fs::create_dir_all(&home).unwrap();
-    // The same hermetic environment as Env::command, inside the pane.
-    let script = env.dir.path().join("run.sh");
-    fs::write(
-        &script,
-        format!(
-            "env -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
-             XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' sync\necho \"EXIT=$?\"\nsleep 600\n",
-            h = home.display(),
-            bin = env!("CARGO_BIN_EXE_popfetch"),
-        ),
-    )
-    .unwrap();
-    let tmux = Tmux {
-        socket: env.dir.path().join("tmux.sock"),
-    };
-    let started = tmux
-        .cmd()
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            "pf",
-            "-x",
-            "120",
-            "-y",
-            "12",
-            "sh",
-        ])
-        .arg(&script)
-        .status()
-        .unwrap();
-    assert!(started.success(), "tmux new-session failed");
+    let tmux = Tmux::start(&env, "sync");
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut bars: Vec<String> = Vec::new();
@@ -290,4 +325,109 @@ fn no_progress_bar_when_stderr_is_a_pipe() {
         run.stderr
     );
     assert!(Path::new(&env.maildir("slow")).join("new").is_dir());
+}
+
+fn prompting_account(name: &str, port: u16, user: &str) -> String {
+    format!(
+        "[accounts.{name}]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nauth = \"apop\"\nuser = \"{user}\"\nmaildir = \"~/Mail/{name}\"\n"
+    )
+}
+
+fn apop_server(user: &str) -> Server {
+    Server::start(server::Config {
+        user: user.into(),
+        apop: true,
+        messages: vec![Msg::new("u1", "Subject: hi\n\nhello\n")],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn parallel_sync_asks_for_passwords_one_at_a_time_before_connecting() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot check the password prompts in a terminal");
+        return;
+    }
+    let (one, two) = (apop_server("alice"), apop_server("bob"));
+    let env = Env::new();
+    env.write_config(&format!(
+        "{}{}",
+        prompting_account("one", one.port(), "alice"),
+        prompting_account("two", two.port(), "bob")
+    ));
+    let tmux = Tmux::start(&env, "sync -j 2");
+    let prompts = |screen: &str| screen.matches("Password for").count();
+    tmux.wait_for("first prompt", |s| prompts(s) >= 1);
+    // Give a second thread time to prompt too, if one would.
+    std::thread::sleep(Duration::from_millis(700));
+    let screen = tmux.capture();
+    assert_eq!(prompts(&screen), 1, "prompts at once:\n{screen}");
+    assert_eq!(
+        one.connections() + two.connections(),
+        0,
+        "a server was contacted before the passwords were in"
+    );
+    tmux.type_line("secret");
+    tmux.wait_for("second prompt", |s| prompts(s) >= 2);
+    assert_eq!(one.connections() + two.connections(), 0);
+    tmux.type_line("secret");
+    let screen = tmux.wait_for("end of the sync", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        !screen.contains("secret"),
+        "the password was echoed:\n{screen}"
+    );
+    for name in ["one", "two"] {
+        assert_eq!(maildir_messages(&env.maildir(name)).len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn ctrl_c_at_the_password_prompt_restores_echo() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot check the password prompt in a terminal");
+        return;
+    }
+    let srv = apop_server("alice");
+    let env = Env::new();
+    env.write_config(&prompting_account("one", srv.port(), "alice"));
+    let tmux = Tmux::start(&env, "sync");
+    tmux.wait_for("prompt", |s| s.contains("Password for"));
+    let sent = tmux.cmd().args(["send-keys", "-t", "pf", "C-c"]).status();
+    assert!(sent.unwrap().success());
+    let screen = tmux.wait_for("end of popfetch", |s| s.contains("ECHO="));
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert!(
+        screen.contains("ECHO=echo"),
+        "the terminal was left without echo:\n{screen}"
+    );
+}
+
+#[test]
+fn sync_without_a_terminal_fails_only_the_account_that_needs_a_prompt() {
+    let (one, two) = (apop_server("alice"), apop_server("bob"));
+    let env = Env::new();
+    env.write_config(&format!(
+        "{}{}password = \"secret\"\n",
+        prompting_account("one", one.port(), "alice"),
+        prompting_account("two", two.port(), "bob")
+    ));
+    let run = env.run(&["sync", "-j", "2", "--json"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr.contains("one: account one: no password"),
+        "{}",
+        run.stderr
+    );
+    let lines = run.json_lines();
+    let status = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["account"] == name)
+            .map(|l| l["status"].clone())
+    };
+    assert_eq!(status("one"), Some("error".into()));
+    assert_eq!(status("two"), Some("ok".into()));
+    assert_eq!(one.connections(), 0, "no prompt, no connection");
+    assert_eq!(maildir_messages(&env.maildir("two")).len(), 1);
 }

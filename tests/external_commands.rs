@@ -4,7 +4,6 @@
 //! never holds the mailbox.
 
 use std::fs;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::server::{Config, Fault, Msg, Server};
@@ -35,24 +34,34 @@ fn message(uidl: &str, body_bytes: usize) -> Msg {
 }
 
 /// Runs popfetch, killing it if it is still running after `limit` (a
-/// command that hangs must not hang the test): `None` then.
+/// command that hangs must not hang the test): `None` then. Its output
+/// goes to files, not pipes, which a leftover child could hold open.
 fn run_within(env: &Env, args: &[&str], limit: Duration) -> Option<Run> {
+    let out = env.dir.path().join("stdout");
+    let err = env.dir.path().join("stderr");
     let mut child = env
         .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Run::from(child.wait_with_output().unwrap()))
+    };
+    Some(Run {
+        code: status.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out).unwrap(),
+        stderr: fs::read_to_string(&err).unwrap(),
+    })
 }
 
 /// The pids a [`HANGS`] command wrote.
@@ -293,6 +302,37 @@ fn hung_password_command_is_killed_with_its_children() {
     assert_eq!(server.retr_count("u0"), 0);
 }
 
+/// A daemon that a password_command starts outside its process group
+/// (a gpg-agent would) may hold the command's stdout open for ever: the
+/// first line is the password, and popfetch goes on without waiting for
+/// the end of the output.
+#[test]
+fn password_command_leaving_a_daemon_on_its_output_does_not_hang() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: vec![message("u0", 1000)],
+        ..Config::default()
+    });
+    let daemon = "setsid sleep 1000 & echo $! > $HOME/daemon; echo secret";
+    env.write_config(
+        &account("t", server.port(), "none", "command_timeout = 5").replace(
+            "password = \"secret\"",
+            &format!("password_command = '{daemon}'"),
+        ),
+    );
+    let run = run_within(&env, &["sync"], Duration::from_secs(30));
+    let daemon: i32 = fs::read_to_string(env.home().join("daemon"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    let run = run.expect("popfetch still running after 30 s: it waited for the daemon");
+    run.expect_code(0);
+    assert_eq!(server.retr_count("u0"), 1);
+}
+
 #[test]
 fn command_timeout_is_checked() {
     let env = Env::new();
@@ -300,4 +340,153 @@ fn command_timeout_is_checked() {
     let run = env.run(&["accounts"]);
     run.expect_code(78);
     assert!(run.stderr.contains("command_timeout = 0"), "{}", run.stderr);
+}
+
+/// A password_command may ask on the terminal (`read`, gpg's loopback
+/// pinentry) although it runs in a process group of its own: its group
+/// gets the terminal while it runs (else SIGTTIN stops it), and popfetch
+/// takes the terminal back afterwards (else the next account's prompt
+/// stops popfetch with SIGTTOU).
+#[test]
+fn password_command_can_ask_on_the_terminal() {
+    if !tmux_installed() {
+        return;
+    }
+    let env = Env::new();
+    let first = Server::start(Config {
+        messages: vec![message("u0", 1000)],
+        ..Config::default()
+    });
+    let second = Server::start(Config {
+        user: "bob".into(),
+        messages: vec![message("u1", 1000)],
+        ..Config::default()
+    });
+    let asks = "printf \"pw? \" >&2; read -r p; echo \"$p\"";
+    env.write_config(&format!(
+        "{}{}",
+        account("a", first.port(), "none", "").replace(
+            "password = \"secret\"",
+            &format!("password_command = '{asks}'")
+        ),
+        account("b", second.port(), "none", "")
+            .replace("user = \"alice\"", "user = \"bob\"")
+            .replace("password = \"secret\"\n", ""),
+    ));
+    let pane = Pane::start(&env, "sync -j 1");
+    pane.wait_for("pw?");
+    pane.keys(&["secret", "Enter"]);
+    pane.wait_for("Password for bob@127.0.0.1");
+    pane.keys(&["secret", "Enter"]);
+    let screen = pane.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert_eq!(first.retr_count("u0"), 1, "{screen}");
+    assert_eq!(second.retr_count("u1"), 1, "{screen}");
+}
+
+/// Ctrl-C at a password_command's prompt interrupts popfetch too, as it
+/// did when the command shared popfetch's process group.
+#[test]
+fn ctrl_c_at_a_password_command_prompt_stops_popfetch() {
+    if !tmux_installed() {
+        return;
+    }
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: vec![message("u0", 1000)],
+        ..Config::default()
+    });
+    let asks = "printf \"pw? \" >&2; read -r p; echo \"$p\"";
+    env.write_config(&account("a", server.port(), "none", "").replace(
+        "password = \"secret\"",
+        &format!("password_command = '{asks}'"),
+    ));
+    let pane = Pane::start(&env, "sync");
+    pane.wait_for("pw?");
+    pane.keys(&["C-c"]);
+    let screen = pane.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert_eq!(server.retr_count("u0"), 0);
+}
+
+fn tmux_installed() -> bool {
+    let installed = crate::cli::installed("tmux");
+    if !installed {
+        crate::cli::skip(
+            "tmux is not installed; cannot check password_command prompts on a terminal",
+        );
+    }
+    installed
+}
+
+/// popfetch running in a tmux pane (a real terminal), in the test's
+/// hermetic environment; the pane stays after it exits, showing `EXIT=n`.
+struct Pane {
+    tmux: crate::cli::Tmux,
+}
+
+impl Pane {
+    fn start(env: &Env, args: &str) -> Pane {
+        let home = env.home();
+        fs::create_dir_all(&home).unwrap();
+        let script = env.dir.path().join("run.sh");
+        fs::write(
+            &script,
+            format!(
+                "env -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
+                 XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' {args}\necho \"EXIT=$?\"\nsleep 600\n",
+                h = home.display(),
+                bin = env!("CARGO_BIN_EXE_popfetch"),
+            ),
+        )
+        .unwrap();
+        let tmux = crate::cli::Tmux {
+            socket: env.dir.path().join("tmux.sock"),
+        };
+        let started = tmux
+            .cmd()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "pf",
+                "-x",
+                "120",
+                "-y",
+                "20",
+                "sh",
+            ])
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(started.success(), "tmux new-session failed");
+        Pane { tmux }
+    }
+
+    #[track_caller]
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.tmux.capture();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} on the terminal:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let sent = self
+            .tmux
+            .cmd()
+            .args(["send-keys", "-t", "pf"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
 }

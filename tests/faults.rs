@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::certs::TestPki;
 use crate::support::server::{dot_stuff, wire_form, Config, Fault, Msg, Server, Tls};
-use crate::support::{expected_delivery, files_in, Env, Run};
+use crate::support::{expected_delivery, files_in, maildir_messages, Env, Run};
 use crate::sync::{account, parse_mboxrd};
 
 // ---------------------------------------------------------------------------
@@ -728,6 +728,109 @@ fn seen_uidls(state_dir: &Path) -> std::collections::HashSet<String> {
     rows.map(Result::unwrap).collect()
 }
 
+/// After a crash between the rename into `new/` and the seen record, the
+/// next run finds the message in `new/` (or a reader moved it to `cur/`)
+/// and records it as seen, which allows its DELE. The rename may still be
+/// only in the page cache: `new/` and `cur/` must be flushed before the
+/// record is written. Checked with strace: both fsyncs come before the
+/// first write to the seen database's WAL.
+#[test]
+fn recovered_maildir_entries_are_recorded_only_after_new_and_cur_are_flushed() {
+    let probe = Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        loud_skip(
+            "recovered_maildir_entries_are_recorded_only_after_new_and_cur_are_flushed",
+            "strace is missing or not permitted here",
+        );
+        return;
+    }
+    let env = Env::new();
+    let msgs = fault_messages();
+    let server = Server::start(Config {
+        messages: msgs.clone(),
+        ..Config::default()
+    });
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    let root = env.maildir("f");
+    // A first run delivers everything; then the state is put back to what
+    // a crash after the renames of two messages leaves: journal entries
+    // instead of seen records, one file still in new/, one moved to cur/.
+    server.set_faults(vec![Fault::RejectDele]);
+    env.run(&["sync"]).expect_code(0);
+    server.clear_faults();
+    let new = files_in(&root.join("new"));
+    let moved = format!("{}:2,S", new[1]);
+    fs::rename(
+        root.join("new").join(&new[1]),
+        root.join("cur").join(&moved),
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open(env.state_dir().join("seen.sqlite3")).unwrap();
+    for name in &new[..2] {
+        let data = fs::read(root.join("new").join(name))
+            .or_else(|_| fs::read(root.join("cur").join(&moved)))
+            .unwrap();
+        let m = msgs
+            .iter()
+            .find(|m| expected_delivery(&m.data) == data)
+            .expect("one of ours");
+        conn.execute("DELETE FROM seen WHERE uidl = ?1", [&m.uidl])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO pending (mailbox, uidl, folder, name, created) \
+             SELECT mailbox, ?1, ?2, ?3, 0 FROM seen LIMIT 1",
+            [&m.uidl, &root.to_string_lossy().into_owned(), name],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    assert_eq!(journal_entries(&env.state_dir()), 2);
+
+    let trace = env.dir.path().join("trace");
+    let cmd = env.command(&["sync"]);
+    let mut traced = Command::new("strace");
+    traced
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,write,pwrite64",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null());
+    Run::from(traced.output().unwrap()).expect_code(0);
+    assert_eq!(journal_entries(&env.state_dir()), 0);
+    assert_exactly_once("recovered", &root, &msgs);
+    for m in &msgs {
+        assert_eq!(server.retr_count(&m.uidl), 1, "{} fetched again", m.uidl);
+    }
+    assert!(server.messages().is_empty(), "all deleted");
+
+    let trace = fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let at = |what: &dyn Fn(&str) -> bool| lines.iter().position(|l| what(l));
+    let flushed = |dir: &Path| {
+        let dir = format!("<{}>)", dir.display());
+        at(&|l: &str| l.contains("fsync(") && l.contains(&dir))
+    };
+    let recorded = at(&|l: &str| l.contains("seen.sqlite3-wal>") && l.contains("write"))
+        .expect("a write to the seen database");
+    for sub in ["new", "cur"] {
+        let flush = flushed(&root.join(sub));
+        assert!(
+            flush.is_some_and(|f| f < recorded),
+            "{sub}/ flushed at line {flush:?}, seen records written at line {recorded}:\n{trace}"
+        );
+    }
+}
+
 /// The two ways the server is slowed down: half the trials trickle the
 /// bytes (the kill mostly lands inside a message being written), half delay
 /// each reply (it mostly lands between messages).
@@ -1290,12 +1393,65 @@ fn lying_list_sizes_still_deliver_byte_exact() {
 }
 
 #[test]
+fn duplicate_uidls_are_told_apart_by_headers_delivered_once_and_deleted() {
+    // Messages 1 and 2 get the same UIDL from the start (a server bug).
+    let env = Env::new();
+    let msgs = fault_messages();
+    let server = Server::start(Config {
+        messages: msgs.clone(),
+        faults: vec![Fault::DuplicateUidls],
+        ..Config::default()
+    });
+    env.write_config(&account("f", server.port(), "none", ""));
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    let root = env.maildir("f");
+    assert_exactly_once("shared UIDL, first run", &root, &msgs);
+    assert_eq!(
+        run.stderr.matches("a server bug").count(),
+        1,
+        "one warning per session: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("the same UIDL to messages 1 and 2")
+            && run.stderr.contains("telling them apart by their headers"),
+        "names the bug: {}",
+        run.stderr
+    );
+    // Known by their headers in the next session too: nothing fetched.
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(
+        server.log().iter().all(|l| !l.starts_with("RETR")),
+        "fetched again: {:?}",
+        server.log()
+    );
+    assert_exactly_once("shared UIDL, second run", &root, &msgs);
+    // The server mends its ways and gives message 2 a UIDL of its own:
+    // both are still known by their headers, nothing is fetched again.
+    server.clear_faults();
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(
+        server.log().iter().all(|l| !l.starts_with("RETR")),
+        "fetched again after the server mended: {:?}",
+        server.log()
+    );
+    // Delete mode deletes both.
+    env.run(&["sync", "--delete"]).expect_code(0);
+    assert!(server.messages().is_empty(), "{:?}", uidls_on(&server));
+    assert_exactly_once("shared UIDL, delete mode", &root, &msgs);
+}
+
+#[test]
 fn duplicate_uidls_never_mark_or_delete_the_wrong_message() {
     let env = Env::new();
     let msgs = fault_messages();
     // Message 1 is delivered and seen; then message 2 arrives, and the
-    // server gives it message 1's UIDL. Believing the server would skip
-    // message 2 as seen and delete it unread.
+    // server gives it message 1's UIDL. Which of the two was delivered
+    // cannot be known: believing the server would skip message 2 as seen
+    // and delete it unread; fetching both would deliver message 1 twice.
     let server = Server::start(Config {
         messages: msgs[..1].to_vec(),
         ..Config::default()
@@ -1309,8 +1465,10 @@ fn duplicate_uidls_never_mark_or_delete_the_wrong_message() {
     let run = env.run(&["sync", "--delete"]);
     run.expect_code(0);
     assert!(
-        run.stderr.contains("same UIDL") && run.stderr.contains(&msgs[0].uidl),
-        "warns: {}",
+        run.stderr.contains("same UIDL")
+            && run.stderr.contains(&msgs[0].uidl)
+            && run.stderr.contains("seen forget"),
+        "warns and says what to do: {}",
         run.stderr
     );
     let root = env.maildir("f");
@@ -1332,21 +1490,94 @@ fn duplicate_uidls_never_mark_or_delete_the_wrong_message() {
     assert!(server.messages().is_empty());
     assert_eq!(server.retr_count(&msgs[0].uidl), 1);
 
-    // Both copies unseen from the start: neither delivered nor deleted.
+    // Shared from the start on a server without TOP: nothing tells them
+    // apart, so neither is delivered nor deleted.
     let env = Env::new();
     let server = Server::start(Config {
         messages: msgs.clone(),
         faults: vec![Fault::DuplicateUidls],
+        top: false,
         ..Config::default()
     });
     env.write_config(&account("f", server.port(), "none", "keep = false"));
-    env.run(&["sync"]).expect_code(0);
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("has no TOP"), "{}", run.stderr);
     let root = env.maildir("f");
     assert_eq!(inventory(&root, &msgs).counts, vec![0, 0, 1, 1, 1]);
     assert_eq!(server.messages().len(), 2);
     server.clear_faults();
     env.run(&["sync"]).expect_code(0);
-    assert_exactly_once("duplicate UIDLs from the start", &root, &msgs);
+    assert_exactly_once("duplicate UIDLs without TOP", &root, &msgs);
+}
+
+#[test]
+fn a_server_without_uidl_or_top_cut_before_quit_delivers_nothing_twice() {
+    let msgs = fault_messages();
+    let config = |faults: Vec<Fault>| Config {
+        messages: msgs.clone(),
+        uidl: false,
+        top: false,
+        faults,
+        ..Config::default()
+    };
+    // The line QUIT is in a clean session.
+    let quit = {
+        let env = Env::new();
+        let server = Server::start(config(Vec::new()));
+        env.write_config(&account("f", server.port(), "none", "keep = false"));
+        env.run(&["sync"]).expect_code(0);
+        server.log().iter().position(|l| l == "QUIT").unwrap() + 1
+    };
+    let env = Env::new();
+    let server = Server::start(config(vec![Fault::DropAfterCommands(quit)]));
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    env.run(&["sync"]).expect_code(75);
+    let root = env.maildir("f");
+    assert_exactly_once("cut at QUIT", &root, &msgs);
+    assert_eq!(server.messages().len(), msgs.len(), "nothing deleted");
+    // Every message comes again: each is recognised by its digest, not
+    // delivered a second time, and deleted.
+    server.clear_faults();
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert_exactly_once("after the cut", &root, &msgs);
+    assert!(
+        server.messages().is_empty(),
+        "{:?}",
+        server.messages().len()
+    );
+    assert!(files_in(&root.join("tmp")).is_empty());
+
+    // Into an mbox: taken back from the spool before the append.
+    let env = Env::new();
+    let server = Server::start(config(vec![Fault::DropAfterCommands(quit)]));
+    env.write_config(
+        &account("m", server.port(), "none", "keep = false")
+            .replace("maildir = \"~/Mail/m\"", "mbox = \"~/mail/inbox\""),
+    );
+    env.run(&["sync"]).expect_code(75);
+    server.clear_faults();
+    env.run(&["sync"]).expect_code(0);
+    let mut got = parse_mboxrd(&fs::read(env.home().join("mail/inbox")).unwrap());
+    got.sort();
+    let mut want: Vec<Vec<u8>> = msgs.iter().map(|m| expected_delivery(&m.data)).collect();
+    want.sort();
+    assert_eq!(got, want, "each message once in the mbox");
+    assert!(server.messages().is_empty());
+
+    // Cut again, then the server refuses the DELEs: the records must stay
+    // for the session after.
+    let env = Env::new();
+    let server = Server::start(config(vec![Fault::DropAfterCommands(quit)]));
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    env.run(&["sync"]).expect_code(75);
+    server.set_faults(vec![Fault::RejectDele]);
+    env.run(&["sync"]).expect_code(0);
+    server.clear_faults();
+    env.run(&["sync"]).expect_code(0);
+    assert_exactly_once("after refused DELEs", &env.maildir("f"), &msgs);
+    assert!(server.messages().is_empty());
 }
 
 #[test]
@@ -1551,18 +1782,31 @@ fn a_second_sync_of_the_same_mailbox_exits_75_naming_the_first() {
     assert_exactly_once("first sync", &root, &msgs);
 
     // Really started together: one wins, the other names it. The same
-    // mailbox under two section names is still one mailbox.
+    // mailbox under two section names (in two config files: one file
+    // refuses that) is still one mailbox.
     let mut all = msgs.clone();
-    let mut cfg = account("l", server.port(), "none", "");
-    cfg.push_str(&account("alias", server.port(), "none", "").replace("~/Mail/alias", "~/Mail/l"));
-    env.write_config(&cfg);
+    let alias_config = env.dir.path().join("alias.toml");
+    std::fs::write(
+        &alias_config,
+        account("alias", server.port(), "none", "").replace("~/Mail/alias", "~/Mail/l"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&alias_config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     for round in 0..3 {
         // New mail each round, so each winner is busy for a second.
         let new = messages(&format!("race{round}"), 20, 2_000);
         all.extend(new.iter().cloned());
         server.set_messages(new);
         let spawn = |name: &str| {
-            env.command(&["sync", name])
+            let config = if name == "alias" {
+                alias_config.clone()
+            } else {
+                env.config_path()
+            };
+            env.command(&["-c", config.to_str().unwrap(), "sync", name])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -1988,4 +2232,193 @@ fn the_password_appears_nowhere() {
         let run = env.run(&["accounts", "--json"]);
         assert_no_secret("accounts", &env, &run);
     });
+}
+
+// ---------------------------------------------------------------------------
+// Out of step: a reply no command asked for
+
+#[test]
+fn an_unsolicited_reply_is_76_and_nothing_more_is_marked_or_deleted() {
+    let unsolicited = |verb: &str, arg: &str| Fault::Unsolicited {
+        verb: verb.into(),
+        arg: arg.into(),
+    };
+    // (what, fault, pipelining, first sync in keep mode, args, delivered)
+    let cases = [
+        // After the last RETR reply: seen in step with DELE about to go.
+        (
+            "after the last RETR",
+            unsolicited("RETR", "5"),
+            true,
+            false,
+            &["sync"][..],
+            5,
+        ),
+        // Without PIPELINING each RETR waits for the one before: caught
+        // before the second one is asked for.
+        (
+            "after RETR 1",
+            unsolicited("RETR", "1"),
+            false,
+            false,
+            &["sync"][..],
+            1,
+        ),
+        // Everything already seen: only DELE would follow.
+        (
+            "before DELE",
+            unsolicited("UIDL", ""),
+            true,
+            true,
+            &["sync", "--delete"][..],
+            5,
+        ),
+        // Keep mode, nothing new: only QUIT would follow.
+        (
+            "before QUIT",
+            unsolicited("UIDL", ""),
+            true,
+            true,
+            &["sync", "--keep"][..],
+            5,
+        ),
+    ];
+    for (what, fault, pipelining, seen_first, args, delivered) in cases {
+        let env = Env::new();
+        let msgs = fault_messages();
+        let server = Server::start(Config {
+            messages: msgs.clone(),
+            pipelining,
+            ..Config::default()
+        });
+        env.write_config(&account("f", server.port(), "none", "keep = false"));
+        let root = env.maildir("f");
+        if seen_first {
+            env.run(&["sync", "--keep"]).expect_code(0);
+        }
+        server.clear_log();
+        server.set_faults(vec![fault]);
+        let run = env.run(args);
+        assert_eq!(run.code, 76, "{what}: {}", run.stderr);
+        assert!(run.stderr.contains("out of step"), "{what}: {}", run.stderr);
+        let log = server.log();
+        assert!(
+            !log.iter().any(|l| l.starts_with("DELE") || l == "QUIT"),
+            "{what}: DELE or QUIT after the desync: {log:?}"
+        );
+        assert_eq!(
+            server.messages().len(),
+            msgs.len(),
+            "{what}: nothing deleted"
+        );
+        assert_clean_failure(what, &root, &msgs);
+        let inv = inventory(&root, &msgs);
+        assert_eq!(
+            inv.counts.iter().sum::<usize>(),
+            delivered,
+            "{what}: {inv:?}"
+        );
+
+        // In step again: what was delivered is not fetched twice, and the
+        // rest arrives.
+        server.clear_faults();
+        env.run(&["sync"]).expect_code(0);
+        assert_exactly_once(what, &root, &msgs);
+        for m in &msgs {
+            assert_eq!(
+                server.retr_count(&m.uidl),
+                1,
+                "{what}: {} fetched once",
+                m.uidl
+            );
+        }
+        assert!(server.messages().is_empty(), "{what}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bounded against a hostile server
+
+#[test]
+fn an_endless_listing_is_76_not_unbounded_memory() {
+    let mut cases = Vec::new();
+    for verb in ["LIST", "UIDL", "CAPA"] {
+        cases.push(
+            Case::new(
+                format!("endless {verb} listing"),
+                vec![Fault::EndlessListing(verb.into())],
+                76,
+            )
+            .timeout(30)
+            .says(&["protocol error", "more than 1000000 entries"]),
+        );
+    }
+    run_parallel(3, &cases, check_case);
+}
+
+#[test]
+fn a_uidl_that_rfc_1939_forbids_is_76_naming_it() {
+    for (bad, shown) in [
+        ("has space", "has space"),
+        ("bell\x07", "bell\\\\x07"),
+        (&"x".repeat(71)[..], &"x".repeat(71)[..]),
+    ] {
+        let env = Env::new();
+        let mut msgs = fault_messages();
+        msgs[2].uidl = bad.to_string();
+        let server = Server::start(Config {
+            messages: msgs.clone(),
+            ..Config::default()
+        });
+        env.write_config(&account("f", server.port(), "none", "keep = false"));
+        let run = env.run(&["sync"]);
+        assert_eq!(run.code, 76, "{bad:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("RFC 1939") && run.stderr.contains(shown),
+            "{bad:?}: {}",
+            run.stderr
+        );
+        assert!(maildir_messages(&env.maildir("f")).is_empty(), "{bad:?}");
+        assert!(!server.log().iter().any(|l| l.starts_with("RETR")));
+        assert_eq!(server.messages().len(), msgs.len());
+    }
+}
+
+#[test]
+fn a_message_that_grows_past_max_size_while_streaming_is_left_on_the_server() {
+    let env = Env::new();
+    let mut msgs = messages("grow", 4, 2_000);
+    msgs[1] = messages("huge", 1, 20_000).remove(0);
+    // LIST halves every size: the 20 kB message is announced as 10 kB,
+    // under max_size, and only shows its real size while it streams.
+    let server = Server::start(Config {
+        messages: msgs.clone(),
+        faults: vec![Fault::WrongListSizes],
+        ..Config::default()
+    });
+    env.write_config(&account(
+        "f",
+        server.port(),
+        "none",
+        "keep = false\nmax_size = \"15000 B\"",
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("grew past max_size"), "{}", run.stderr);
+    let report = &run.json_lines()[0];
+    assert_eq!(report["new"], 3, "{report}");
+    assert_eq!(report["skipped"], 1, "{report}");
+    let root = env.maildir("f");
+    assert_clean_failure("grew past max_size", &root, &msgs);
+    assert_eq!(inventory(&root, &msgs).counts, vec![1, 0, 1, 1]);
+    assert_eq!(
+        uidls_on(&server),
+        vec![msgs[1].uidl.clone()],
+        "left on the server, the rest deleted"
+    );
+    // Not marked seen: with a larger max_size it arrives.
+    server.clear_faults();
+    env.write_config(&account("f", server.port(), "none", "keep = false"));
+    env.run(&["sync"]).expect_code(0);
+    assert_exactly_once("after raising max_size", &root, &msgs);
 }

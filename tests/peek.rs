@@ -416,8 +416,12 @@ fn seen_mark_then_sync_downloads_nothing_and_forget_brings_messages_back() {
         assert_eq!(srv.retr_count(&format!("uid-{i:04}")), want, "uid-{i:04}");
     }
 
-    // Forget everything (no terminal: no question asked): all come back.
-    let run = env.run(&["seen", "forget", "test"]);
+    // Forget everything: off a terminal only with --all; then all come back.
+    let refused = env.run(&["seen", "forget", "test"]);
+    assert_eq!(refused.code, 64, "{}", refused.stderr);
+    assert!(refused.stderr.contains("add --all"), "{}", refused.stderr);
+    assert_eq!(seen_list(&env).lines().count(), 6, "nothing forgotten");
+    let run = env.run(&["seen", "forget", "test", "--all"]);
     run.expect_code(0);
     assert!(run.stderr.contains("forgot all 6"), "{}", run.stderr);
     assert_eq!(seen_list(&env), "");
@@ -497,4 +501,41 @@ fn check_against_dovecot() {
     run.expect_code(0);
     assert_eq!(run.stdout.lines().count(), 3, "{}", run.stdout);
     assert!(run.stdout.contains("message 2"), "{}", run.stdout);
+}
+
+#[test]
+fn top_message_cuts_endless_lines_and_header_blocks() {
+    // One header line of 2 MB, and a header block of 2 MB: what `top`
+    // prints (and holds) stays small, and the session still ends cleanly.
+    let mut long_line = b"Subject: ".to_vec();
+    long_line.extend(std::iter::repeat_n(b'x', 2_000_000));
+    long_line.extend_from_slice(b"\nFrom: a@example.org\n\nbody 1\nbody 2\n");
+    let mut many_lines = Vec::new();
+    while many_lines.len() < 2_000_000 {
+        many_lines.extend_from_slice(b"X-Filler: a header line of no interest at all\n");
+    }
+    many_lines.extend_from_slice(b"\nbody\n");
+    let (env, srv) = start(vec![
+        Msg::new("long-line", long_line),
+        Msg::new("many-lines", many_lines),
+    ]);
+
+    let run = env.run(&["top", "test", "1", "-n", "1"]);
+    run.expect_code(0);
+    let first = run.stdout.lines().next().unwrap();
+    assert!(
+        first.len() < 20_000 && first.ends_with('…'),
+        "the line is cut: {} bytes",
+        first.len()
+    );
+    assert!(
+        run.stdout.ends_with("\nFrom: a@example.org\n\nbody 1\n"),
+        "the rest follows"
+    );
+
+    let run = env.run(&["top", "test", "2"]);
+    run.expect_code(0);
+    assert!(run.stdout.len() < 300_000, "{} bytes", run.stdout.len());
+    assert!(run.stdout.contains("header block cut"), "says so");
+    assert!(srv.log().iter().any(|l| l == "QUIT"), "a clean end");
 }

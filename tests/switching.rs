@@ -123,6 +123,106 @@ fn init_writes_a_private_config_and_refuses_to_overwrite() {
     assert!(again.stderr.contains("never overwrites"));
 }
 
+/// `init` for any server: host:port, --tls, --name; the next steps name
+/// the section; the starter config works without `pass` (it prompts).
+#[test]
+fn init_for_any_server_sets_port_tls_and_name() {
+    let env = Env::new();
+    let server = server_with(2);
+    let host = format!("127.0.0.1:{}", server.port());
+    let run = env.run(&[
+        "init", "--host", &host, "--tls", "none", "--name", "home", "--user", "alice",
+    ]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("popfetch sync home"), "{}", run.stderr);
+    assert!(run.stderr.contains("popfetch info home"), "{}", run.stderr);
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(text.contains("[accounts.home]"), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("password_command")),
+        "an active password_command needs a tool the machine may not have:\n{text}"
+    );
+    assert!(
+        text.contains("# password_command = \"secret-tool"),
+        "{text}"
+    );
+    let j = &env.run(&["accounts", "--json"]).expect_code(0).json_lines()[0];
+    assert_eq!(j["account"], "home");
+    assert_eq!(j["host"], "127.0.0.1");
+    assert_eq!(j["port"], server.port());
+    assert_eq!(j["tls"], "none");
+    assert_eq!(j["password_source"], "prompt");
+
+    // The port once, or refused; a port that is not a number is refused.
+    let env2 = Env::new();
+    let both = env2.run(&[
+        "init",
+        "--host",
+        "pop.example.com:995",
+        "--port",
+        "110",
+        "--user",
+        "u",
+    ]);
+    assert_eq!(both.code, 64, "{}", both.stderr);
+    assert!(
+        both.stderr.contains("give the port once"),
+        "{}",
+        both.stderr
+    );
+    let bad = env2.run(&["init", "--host", "pop.example.com:pop3", "--user", "u"]);
+    assert_eq!(bad.code, 64, "{}", bad.stderr);
+    assert!(bad.stderr.contains("HOST:PORT"), "{}", bad.stderr);
+    assert!(!env2.config_path().exists());
+    // --port 110 alone means STARTTLS, as in the config.
+    env2.run(&[
+        "init",
+        "--host",
+        "pop.example.com",
+        "--port",
+        "110",
+        "--user",
+        "u",
+    ])
+    .expect_code(0);
+    let j = &env2
+        .run(&["accounts", "--json"])
+        .expect_code(0)
+        .json_lines()[0];
+    assert_eq!(
+        (j["port"].as_u64(), j["tls"].as_str()),
+        (Some(110), Some("starttls"))
+    );
+}
+
+/// `accounts` checks the paths a sync would need: a missing ca_file is an
+/// error (78), a missing folder above the Maildir a warning.
+#[test]
+fn accounts_checks_that_ca_file_and_target_folder_exist() {
+    let env = Env::new();
+    env.write_config(
+        "[accounts.a]\nhost = \"pop.example.com\"\nuser = \"u\"\npassword = \"p\"\n\
+         ca_file = \"~/no-such-ca.pem\"\nmaildir = \"~/Nowhere/a\"\n",
+    );
+    let run = env.run(&["accounts"]);
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no-such-ca.pem does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Nowhere does not exist yet"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(env.home().join("no-such-ca.pem"), "x").unwrap();
+    std::fs::create_dir_all(env.home().join("Nowhere")).unwrap();
+    let run = env.run(&["accounts"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
+}
+
 #[test]
 fn parallel_accounts_are_not_held_up_by_a_stalled_one() {
     let env = Env::new();
@@ -336,4 +436,77 @@ fn readme_scheduling_command_lines_work_as_written() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(75));
+}
+
+/// The mpop in Debian 12 (1.4.18) writes comment lines, headers with a
+/// leading space and one UID per line without a time: run the installed
+/// mpop against the scripted server so the file is the tool's own, then
+/// import it.
+#[test]
+fn seen_import_reads_the_file_the_installed_mpop_writes() {
+    let Some(mpop) = crate::support::tool("mpop") else {
+        return;
+    };
+    let env = Env::new();
+    let server = server_with(3);
+    let uidls = env.dir.path().join("mpop-uidls");
+    let mbox = env.dir.path().join("mpop.mbox");
+    std::fs::write(&mbox, b"").unwrap();
+    // mpop fetches the first three; the server then gets two more.
+    let out = std::process::Command::new(mpop)
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", server.port()),
+            "--tls=off",
+            "--auth=user",
+            "--user=alice",
+            "--passwordeval=echo secret",
+            "--keep=on",
+            &format!("--delivery=mbox,{}", mbox.display()),
+            &format!("--uidls-file={}", uidls.display()),
+        ])
+        .env("HOME", env.home())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run mpop");
+    assert!(out.status.success(), "mpop failed: {out:?}");
+    let written = std::fs::read_to_string(&uidls).unwrap();
+    assert!(
+        written.starts_with('#') && written.contains(" 3 127.0.0.1 alice\n"),
+        "not the layout this test is about:\n{written}"
+    );
+    for i in 3..5 {
+        server.push_message(Msg::new(
+            format!("UID{i}"),
+            format!("Subject: {i}\n\n{i}\n"),
+        ));
+    }
+
+    env.write_config(&account("t", server.port(), "none", ""));
+    let run = env.run(&[
+        "seen",
+        "import",
+        "t",
+        "--from",
+        "mpop",
+        uidls.to_str().unwrap(),
+    ]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("imported 3"), "{}", run.stderr);
+    env.run(&["sync"]).expect_code(0);
+    for i in 0..3 {
+        assert_eq!(
+            server.retr_count(&format!("UID{i}")),
+            1,
+            "UID{i}: only mpop's RETR"
+        );
+    }
+    for i in 3..5 {
+        assert_eq!(
+            server.retr_count(&format!("UID{i}")),
+            1,
+            "UID{i} not fetched"
+        );
+    }
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 2);
 }

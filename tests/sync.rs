@@ -322,10 +322,11 @@ fn one_failing_account_does_not_stop_the_others() {
         ..Config::default()
     });
     let bad = Server::start(Config {
+        user: "bob".into(),
         password: "nope".into(),
         ..Config::default()
     });
-    let mut cfg = account("bad", bad.port(), "none", "");
+    let mut cfg = account("bad", bad.port(), "none", "").replace("\"alice\"", "\"bob\"");
     cfg.push_str(&account("good", good.port(), "none", ""));
     env.write_config(&cfg);
     let run = env.run(&["sync"]);
@@ -369,6 +370,137 @@ fn password_command_supplies_the_secret_and_its_failure_is_78() {
         "{}",
         run.stderr
     );
+}
+
+/// `tmp/` of a Maildir may be shared by several machines (NFS): a pid is
+/// checked only on the host that wrote the file, another host's file goes
+/// only after 36 hours (the Maildir convention), and a file of a live
+/// writer here stays however old it is.
+#[test]
+fn tmp_cleaning_removes_only_this_hosts_files_of_gone_writers() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: msgs(&mixed_messages(1, 100)),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    env.run(&["sync"]).expect_code(0);
+    let root = env.maildir("t");
+    // This host's name as popfetch writes it, from the delivered file.
+    let delivered = crate::support::files_in(&root.join("new"));
+    let host = delivered[0]
+        .split_once("Ppf.")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .unwrap()
+        .to_string();
+    // Above the kernel's pid_max: never running. The test itself: running.
+    let (dead, live) = (1u32 << 30, std::process::id());
+    let hours = |h: u64| std::time::SystemTime::now() - std::time::Duration::from_secs(h * 3600);
+    let cases = [
+        (
+            "this host, writer gone",
+            dead,
+            host.as_str(),
+            hours(1),
+            false,
+        ),
+        (
+            "this host, writer running, old",
+            live,
+            host.as_str(),
+            hours(48),
+            true,
+        ),
+        (
+            "another host, 35 hours old",
+            dead,
+            "elsewhere.example",
+            hours(35),
+            true,
+        ),
+        (
+            "another host, 37 hours old",
+            dead,
+            "elsewhere.example",
+            hours(37),
+            false,
+        ),
+    ];
+    let tmp = root.join("tmp");
+    let names: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (_, pid, host, mtime, _))| {
+            let name = format!("1700000000.M1P{pid}Q{i}R0000000000000000Ppf.{host}");
+            fs::write(tmp.join(&name), "partial").unwrap();
+            let f = fs::File::options()
+                .write(true)
+                .open(tmp.join(&name))
+                .unwrap();
+            f.set_modified(*mtime).unwrap();
+            name
+        })
+        .collect();
+    // Every sync cleans tmp/ first.
+    env.run(&["sync"]).expect_code(0);
+    for ((what, .., kept), name) in cases.iter().zip(&names) {
+        assert_eq!(tmp.join(name).exists(), *kept, "{what}: {name}");
+    }
+}
+
+/// A seen database overwritten with garbage, or cut short, is exit 74
+/// naming the file and how to recover, never a bare SQLite message.
+#[test]
+fn a_damaged_seen_database_is_74_naming_the_file_and_the_way_out() {
+    let env = Env::new();
+    let datas = mixed_messages(300, 100);
+    let server = Server::start(Config {
+        messages: msgs(&datas),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    env.run(&["sync"]).expect_code(0);
+    let db = env.state_dir().join("seen.sqlite3");
+    assert!(
+        !env.state_dir().join("seen.sqlite3-wal").exists(),
+        "checkpointed at exit"
+    );
+    let good = fs::read(&db).unwrap();
+    assert!(good.len() > 3 * 4096, "several pages: {}", good.len());
+    let says_what_to_do = |what: &str| {
+        for args in [&["sync"][..], &["seen", "list", "t"]] {
+            let run = env.run(args);
+            run.expect_code(74);
+            for part in [
+                db.to_str().unwrap(),
+                "is damaged",
+                "mv ",
+                "popfetch seen mark",
+                "popfetch seen import",
+            ] {
+                assert!(
+                    run.stderr.contains(part),
+                    "{what}: {part:?} in {}",
+                    run.stderr
+                );
+            }
+        }
+    };
+    // Cut short after the first page (the header says more).
+    fs::write(&db, &good[..4096]).unwrap();
+    says_what_to_do("truncated");
+    // Garbage.
+    let garbage: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(&db, &garbage).unwrap();
+    says_what_to_do("garbage");
+    // The way out works: moved aside, a new database is started.
+    fs::rename(&db, env.state_dir().join("seen.sqlite3.damaged")).unwrap();
+    env.run(&["seen", "mark", "t"]).expect_code(0);
+    server.clear_log();
+    env.run(&["sync"]).expect_code(0);
+    assert!(server.log().iter().all(|l| !l.starts_with("RETR")));
 }
 
 #[test]

@@ -11,10 +11,11 @@
 //! What it checks, on arbitrary bytes:
 //! (a) `Unstuffer::decode`, fed in chunks and with output buffers (>= 2
 //!     bytes) chosen by the input: never panics, never stalls, output never
-//!     exceeds input, stops exactly after the first terminator line (the
-//!     bytes after it are left unconsumed), and gives the same result as a
-//!     one-shot decode, a byte-at-a-time decode and a simple line-based
-//!     model; `stuff` followed by decoding gives the message back.
+//!     exceeds input, stops exactly after the first terminator line (CRLF
+//!     "." CRLF only; the bytes after it are left unconsumed), and gives the
+//!     same result as a one-shot decode, a byte-at-a-time decode and a
+//!     simple line-based model; `stuff` and `stuff_raw` followed by decoding
+//!     give the message back.
 //! (b) `parse_status`, `parse_uidl_line`, `parse_list_line`,
 //!     `apop_timestamp` and `Capabilities::parse_line` never panic.
 //! (c) `read_multiline_line` over a `Cursor` never panics nor returns a line
@@ -26,7 +27,7 @@
 use libfuzzer_sys::fuzz_target;
 use popfetch::pop3::codec::{
     apop_timestamp, parse_list_line, parse_status, parse_uidl_line, read_multiline_line, stuff,
-    valid_uidl, Capabilities, LineError, Unstuffer, MAX_LINE,
+    stuff_raw, valid_uidl, Capabilities, LineError, Unstuffer, MAX_LINE,
 };
 use std::io::{BufRead, BufReader, Cursor};
 
@@ -98,6 +99,25 @@ fn unstuffing(data: &[u8]) {
     assert!(got.done);
     assert_eq!(got.consumed, wire.len());
     assert_eq!(got.out, want, "stuff/unstuff round trip");
+
+    // A server that sends the bytes as they are, stuffing only at CRLF:
+    // CRLF comes back as LF, every bare LF and CR as itself.
+    let wire = stuff_raw(rest);
+    let mut want = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        if !(rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n')) {
+            want.push(rest[i]);
+        }
+        i += 1;
+    }
+    if !rest.is_empty() && !rest.ends_with(b"\r\n") {
+        want.push(b'\n');
+    }
+    let got = decode_all(&wire, |step| (1 + step % 11, 2 + step % 7));
+    assert!(got.done);
+    assert_eq!(got.consumed, wire.len());
+    assert_eq!(got.out, want, "stuff_raw/unstuff round trip");
 }
 
 struct Run {
@@ -143,36 +163,31 @@ fn decode_all(wire: &[u8], mut next: impl FnMut(usize) -> (usize, usize)) -> Run
     }
 }
 
-/// What decoding should give, line by line: a line that is `.` (CRLF or
-/// LF) ends the response; otherwise a leading `.` is removed and a final
-/// CRLF becomes LF. An unfinished last line is emitted as far as known (a
-/// trailing CR is held back). Returns the output and the end of the
-/// terminator, if there is one.
+/// What decoding should give, line by line, where only CRLF ends a line
+/// (a bare LF or CR is data): a line that is `.` CRLF ends the response;
+/// otherwise a leading `.` is removed and the CRLF becomes LF. An
+/// unfinished last line is emitted as far as known (a trailing CR is held
+/// back). Returns the output and the end of the terminator, if there is one.
 fn model(wire: &[u8]) -> (Vec<u8>, Option<usize>) {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < wire.len() {
         let rest = &wire[pos..];
-        let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
-            Some(k) => (&rest[..=k], true),
+        let (line, complete) = match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(k) => (&rest[..k + 2], true),
             None => (rest, false),
         };
         pos += line.len();
         let mut l = line;
         if let Some(unstuffed) = l.strip_prefix(b".") {
-            if unstuffed == b"\n" || unstuffed == b"\r\n" {
+            if unstuffed == b"\r\n" {
                 return (out, Some(pos));
             }
             l = unstuffed;
         }
         if complete {
-            match l.strip_suffix(b"\r\n") {
-                Some(body) => {
-                    out.extend_from_slice(body);
-                    out.push(b'\n');
-                }
-                None => out.extend_from_slice(l),
-            }
+            out.extend_from_slice(&l[..l.len() - 2]);
+            out.push(b'\n');
         } else {
             out.extend_from_slice(l.strip_suffix(b"\r").unwrap_or(l));
         }
@@ -245,6 +260,7 @@ enum End {
     Terminator,
     Eof,
     TooLong,
+    BareLf,
 }
 
 fn read_lines<R: BufRead>(mut r: R) -> (Vec<Vec<u8>>, End) {
@@ -261,6 +277,7 @@ fn read_lines<R: BufRead>(mut r: R) -> (Vec<Vec<u8>>, End) {
             }
             Err(LineError::Eof) => return (lines, End::Eof),
             Err(LineError::TooLong) => return (lines, End::TooLong),
+            Err(LineError::BareLf) => return (lines, End::BareLf),
             Err(e) => panic!("unexpected error from an in-memory reader: {e:?}"),
         }
     }

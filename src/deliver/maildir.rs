@@ -324,10 +324,15 @@ impl Maildir {
 
     /// Resolves journal entries left by an interrupted run (see the module
     /// comment).
+    ///
+    /// A name found in `new/` or `cur/` may be there only in the page
+    /// cache: the run that renamed it may have died before its fsync of
+    /// `new/` (and a reader's move to `cur/` is not flushed by anyone). So
+    /// both folders are flushed before any entry is reported delivered:
+    /// the caller records those as seen, which allows their DELE.
     pub fn recover(&self, entries: &[PendingEntry]) -> Result<Vec<(PendingEntry, Recovered)>> {
         let visible = self.visible_bases()?;
         let mut out = Vec::new();
-        let mut publish = false;
         for entry in entries {
             let base = base_of(&entry.name);
             if visible.contains(base) {
@@ -340,14 +345,14 @@ impl Maildir {
                 fs::rename(&tmp, &dest).map_err(|e| {
                     Error::local_io(format!("cannot move {} into new/", tmp.display()), e)
                 })?;
-                publish = true;
                 out.push((entry.clone(), Recovered::Delivered));
             } else {
                 out.push((entry.clone(), Recovered::Absent));
             }
         }
-        if publish {
+        if out.iter().any(|(_, r)| *r == Recovered::Delivered) {
             sync_dir(&self.root.join("new"))?;
+            sync_dir(&self.root.join("cur"))?;
         }
         Ok(out)
     }
@@ -369,31 +374,51 @@ impl Maildir {
     }
 
     /// Removes files this program left in `tmp/` (an interrupted write;
-    /// never journaled, so never visible): those of a process that is no
-    /// longer running, and any more than an hour old. Other programs'
-    /// files are left alone. Runs after the journal was resolved, so no
-    /// file it removes is one a journal entry still needs.
+    /// never journaled, so never visible). A file made on this host goes
+    /// when the process that made it is no longer running, never while it
+    /// is, however long it has been writing. A file made on another host
+    /// (a Maildir shared over NFS) goes only when it is older than 36 hours,
+    /// the Maildir convention: whether its writer still runs cannot be
+    /// known from here, and a pid means nothing on another machine. Other
+    /// programs' files are left alone. Runs after the journal was resolved,
+    /// so no file it removes is one a journal entry still needs.
     pub fn clean_tmp(&self) {
         let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
             return;
         };
-        let hour_ago = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let this_host = hostname();
+        let long_ago = SystemTime::now() - FOREIGN_TMP_AGE;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.contains(UNIQUE_TAG) {
+            let Some(host) = written_on(name) else {
                 continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|t| t < hour_ago)
-                .unwrap_or(false);
-            if old || writer_is_gone(name) {
+            };
+            let stale = if host == this_host {
+                writer_is_gone(name)
+            } else {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < long_ago)
+            };
+            if stale {
                 let _ = fs::remove_file(entry.path());
             }
         }
     }
+}
+
+/// How old a file another host left in `tmp/` must be before it is removed
+/// (the Maildir convention).
+const FOREIGN_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
+
+/// The host (as encoded in names) that made a file popfetch named, `None`
+/// for a name popfetch did not make.
+fn written_on(name: &str) -> Option<&str> {
+    name.split_once(UNIQUE_TAG)
+        .and_then(|(_, rest)| rest.strip_prefix('.'))
+        .filter(|host| !host.is_empty())
 }
 
 impl Delivery for Maildir {
@@ -498,6 +523,24 @@ impl Delivery for Maildir {
         }
         for s in self.staged.drain(..) {
             let _ = self.tmp_dir.remove(&s.base);
+        }
+    }
+
+    fn discard_last(&mut self) -> bool {
+        match self.staged.pop() {
+            // Only ever in tmp/: removing it is all there is to do (a
+            // pending fsync of it, if any, harms nothing).
+            Some(s) => {
+                let _ = self.tmp_dir.remove(&s.base);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn set_last_uidl(&mut self, uidl: &str) {
+        if let Some(s) = self.staged.last_mut() {
+            s.uidl = uidl.to_string();
         }
     }
 
@@ -840,22 +883,28 @@ mod tests {
     }
 
     #[test]
-    fn stale_tmp_files_of_dead_writers_are_removed() {
+    fn stale_tmp_files_of_dead_writers_on_this_host_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::open(dir.path()).unwrap();
-        // A pid that cannot be running (above the kernel's pid_max) and ours.
-        let dead = format!("1.M1P{}Q0R0{UNIQUE_TAG}.h", 1 << 30);
+        let host = hostname();
+        // A pid that cannot be running (above the kernel's pid_max), ours,
+        // and another program's file.
+        let dead = format!("1.M1P{}Q0R0{UNIQUE_TAG}.{host}", 1 << 30);
         let ours = unique_name();
         let foreign = "1.M1P999999999Q0R0.otherprogram".to_string();
-        for n in [&dead, &ours, &foreign] {
+        // Another host's: a dead pid here means nothing there.
+        let other_host = format!("1.M1P{}Q0R0{UNIQUE_TAG}.elsewhere", 1 << 30);
+        for n in [&dead, &ours, &foreign, &other_host] {
             fs::write(dir.path().join("tmp").join(n), "x").unwrap();
         }
         md.clean_tmp();
         let mut left = files(&dir.path().join("tmp"));
         left.sort();
-        let mut want = vec![ours, foreign];
+        let mut want = vec![ours, foreign, other_host];
         want.sort();
         assert_eq!(left, want);
+        assert_eq!(written_on(&dead), Some(host.as_str()));
+        assert_eq!(written_on("1.M1P2Q0R0.otherprogram"), None);
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Mbox {
 /// A message in the spool: what its journal entry needs.
 struct Spooled {
     uidl: String,
+    /// Where it starts in the spool.
+    at: u64,
     /// Bytes in the mbox (From_ line, quoted message, empty line).
     len: u64,
     digest: [u8; 32],
@@ -185,6 +187,7 @@ impl Delivery for Mbox {
             Ok(n) => {
                 self.pending.push(Spooled {
                     uidl: info.uidl.to_string(),
+                    at: start,
                     len: tally.len,
                     digest: tally.hasher.finalize().into(),
                     line: tally.line,
@@ -216,6 +219,26 @@ impl Delivery for Mbox {
 
     fn rollback(&mut self) {
         self.reset_spool();
+    }
+
+    fn discard_last(&mut self) -> bool {
+        // Still only in the spool: cut it off.
+        let Some(start) = self.pending.last().map(|m| m.at) else {
+            return false;
+        };
+        if self.spool.set_len(start).is_err() || self.spool.seek(SeekFrom::Start(start)).is_err() {
+            return false;
+        }
+        self.pending.pop();
+        true
+    }
+
+    fn set_last_uidl(&mut self, uidl: &str) {
+        // The key the journal entry must carry, so that recovery records
+        // the message under the key its seen record has.
+        if let Some(m) = self.pending.last_mut() {
+            m.uidl = uidl.to_string();
+        }
     }
 
     fn uncommitted(&self) -> usize {
@@ -1562,5 +1585,29 @@ mod tests {
             "recorded for the account that appended"
         );
         assert!(store.seen(b).unwrap().is_empty());
+    }
+    #[test]
+    fn the_last_message_can_be_renamed_or_taken_back_before_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox");
+        let mut mbox = Mbox::open(&path).unwrap();
+        mbox.deliver(&MessageInfo { uidl: "" }, &mut &BODIES[0][..])
+            .unwrap();
+        mbox.set_last_uidl("body:1");
+        mbox.deliver(&MessageInfo { uidl: "" }, &mut &BODIES[1][..])
+            .unwrap();
+        assert!(mbox.discard_last());
+        assert_eq!(mbox.uncommitted(), 1);
+        let mut journaled = Vec::new();
+        mbox.commit(&mut |e| {
+            journaled.extend_from_slice(e);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(journaled.len(), 1);
+        assert_eq!(journaled[0].uidl, "body:1", "recovered under its seen key");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("Subject: one") && !text.contains("Subject: two"));
+        assert!(!mbox.discard_last(), "nothing uncommitted");
     }
 }

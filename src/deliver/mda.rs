@@ -66,18 +66,42 @@ impl Mda {
             .map_err(|e| Error::with_source(ExitKind::TempFail, "reading the message", e))?;
         let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_string());
         let mut file = crate::files::spool_file(&self.spool_dir)?;
-        let mut whole = (&head[..]).chain(body);
-        // A network failure while reading is reported by the session as
-        // itself; this error only stops the delivery.
+        let mut whole = Receiving {
+            inner: (&head[..]).chain(body),
+            failed: false,
+        };
         let size = copy_with_final_newline(&mut whole, &mut file)
             .and_then(|n| file.seek(SeekFrom::Start(0)).map(|_| n))
             .map_err(|e| {
-                Error::local_io(
-                    format!("spooling a message in {}", self.spool_dir.display()),
-                    e,
-                )
+                if whole.failed {
+                    // The connection failed (a POP3 session reports that
+                    // as itself): temporary, as any network failure.
+                    Error::with_source(ExitKind::TempFail, "receiving the message", e)
+                } else {
+                    Error::local_io(
+                        format!("spooling a message in {}", self.spool_dir.display()),
+                        e,
+                    )
+                }
             })?;
         Ok((file, size, sender))
+    }
+}
+
+/// A reader that notes whether it failed, to tell a failure receiving the
+/// message from one writing the spool.
+struct Receiving<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for Receiving<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf);
+        if let Err(e) = &read {
+            self.failed |= e.kind() != std::io::ErrorKind::Interrupted;
+        }
+        read
     }
 }
 

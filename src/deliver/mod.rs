@@ -40,6 +40,20 @@ pub trait Delivery {
     /// Discards messages delivered since the last commit.
     fn rollback(&mut self);
 
+    /// Takes back the last message delivered, before any commit made it
+    /// visible (it turned out to be one delivered by an earlier session).
+    /// Returns whether it is gone: a target that hands each message over at
+    /// once (an MDA) cannot take it back.
+    fn discard_last(&mut self) -> bool {
+        false
+    }
+
+    /// Names the last message delivered, not yet committed, by the key its
+    /// seen record will have, when that key is known only once the message
+    /// was read to the end (a digest of its content). A crash after the
+    /// journal entry then recovers it under that key.
+    fn set_last_uidl(&mut self, _uidl: &str) {}
+
     /// How many messages wait for [`Delivery::commit`].
     fn uncommitted(&self) -> usize;
 

@@ -53,13 +53,26 @@ impl AuthMethod {
         }
     }
 
-    /// Whether the password crosses the wire readable by anyone who can
-    /// read the connection.
+    /// Whether the password or token crosses the wire readable by anyone
+    /// who can read the connection. A bearer token is only base64-encoded,
+    /// and whoever reads it can use it until it expires.
     pub fn sends_cleartext(self) -> bool {
         matches!(
             self,
-            AuthMethod::User | AuthMethod::Plain | AuthMethod::Login
+            AuthMethod::User
+                | AuthMethod::Plain
+                | AuthMethod::Login
+                | AuthMethod::XOAuth2
+                | AuthMethod::OAuthBearer
         )
+    }
+
+    /// What the secret is called for this mechanism, in messages.
+    pub fn secret_name(self) -> &'static str {
+        match self {
+            AuthMethod::XOAuth2 | AuthMethod::OAuthBearer => "OAuth token",
+            _ => "password",
+        }
     }
 }
 

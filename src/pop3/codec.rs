@@ -4,15 +4,32 @@
 //!
 //! Everything here is pure or works on a `BufRead`, so it can be tested (and
 //! fuzzed) on arbitrary bytes. The rule throughout: be strict in what we send,
-//! tolerant of what real servers do (bare LF line ends, odd spacing), but
-//! never credulous: every line is bounded, and nothing is read past the end
-//! of the response it belongs to, so pipelined replies stay in step.
+//! tolerant of odd spacing, but never credulous: every line is bounded, and
+//! nothing is read past the end of the response it belongs to, so pipelined
+//! replies stay in step.
+//!
+//! Framing (SPEC §8): a line ends at CRLF only, and a multi-line response at
+//! CRLF "." CRLF only. A bare LF or CR inside a message is data. Taking a
+//! bare LF as a line end would let a message that carries `\n.\n` end
+//! early and the rest of it pass for the server's next replies: a sender
+//! could inject a forged message ("POP3 smuggling").
 
 use std::io::{self, BufRead};
 
 /// Longest status or listing line we accept (SPEC §5). Message bodies are
 /// streamed and have no line limit.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Most entries of one listing (CAPA, LIST, UIDL). A million messages is
+/// far beyond any real POP3 mailbox (servers slow to a crawl long before),
+/// yet the listing of that many still fits in about 100 MB: a hostile
+/// server cannot make popfetch hold an endless listing.
+pub const MAX_LISTING_ENTRIES: usize = 1_000_000;
+
+/// Most bytes of one listing. A real LIST or UIDL line is under 90 bytes
+/// (a number and a UIDL of at most 70 characters), so a million entries
+/// take about 64 MiB; beyond that the server is not listing a mailbox.
+pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
 
 /// RFC 2449/3206 response codes that change what popfetch does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +77,9 @@ pub enum LineError {
     /// The connection ended before the line did.
     Eof,
     TooLong,
+    /// A line ended with a bare LF: POP3 requires CRLF, and a client that
+    /// took LF as a line end could not frame messages safely.
+    BareLf,
     Garbage(String),
 }
 
@@ -125,8 +145,11 @@ pub fn printable(bytes: &[u8], max: usize) -> String {
     out
 }
 
-/// Reads one line into `buf` (cleared first), without its CRLF or LF, never
+/// Reads one line into `buf` (cleared first), without its CRLF, never
 /// taking more than [`MAX_LINE`] bytes and never reading past the line end.
+/// A line that ends in a bare LF is [`LineError::BareLf`]: waiting for a CR
+/// that such a server never sends would hang, and guessing would break the
+/// framing of the messages that follow. A bare CR inside a line is kept.
 pub fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), LineError> {
     buf.clear();
     loop {
@@ -141,8 +164,8 @@ pub fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), LineErr
                 }
                 buf.extend_from_slice(&avail[..i]);
                 r.consume(i + 1);
-                if buf.last() == Some(&b'\r') {
-                    buf.pop();
+                if buf.pop_if(|b| *b == b'\r').is_none() {
+                    return Err(LineError::BareLf);
                 }
                 return Ok(());
             }
@@ -173,7 +196,10 @@ pub fn read_multiline_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<b
 
 /// Streaming decoder for a multi-line response body (RETR, TOP): removes
 /// the byte-stuffing, turns CRLF into LF and stops exactly after the
-/// terminating `.` line. Works on arbitrary chunk boundaries.
+/// terminating CRLF "." CRLF. A bare LF or CR is data and passes unchanged,
+/// and so does a `.` after a bare LF: only a CRLF starts a new line, so
+/// only there is a dot stuffing or the terminator. Works on arbitrary chunk
+/// boundaries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Unstuffer {
     state: State,
@@ -181,7 +207,7 @@ pub struct Unstuffer {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
-    /// At the first byte of a line.
+    /// At the first byte of a line (the start, or right after CRLF).
     #[default]
     LineStart,
     /// Inside a line.
@@ -235,23 +261,17 @@ impl Unstuffer {
                     }
                 }
                 State::Mid => {
-                    // Copy the run up to the next CR or LF in one go.
+                    // Copy the run up to the next CR in one go; a bare LF
+                    // is data like any other byte.
                     let room = out.len() - o - 1;
                     let end = (i + room).min(input.len());
                     let run = &input[i..end];
-                    match memchr::memchr2(b'\r', b'\n', run) {
+                    match memchr::memchr(b'\r', run) {
                         Some(k) => {
                             out[o..o + k].copy_from_slice(&run[..k]);
                             o += k;
-                            i += k;
-                            if input[i] == b'\n' {
-                                out[o] = b'\n';
-                                o += 1;
-                                self.state = State::LineStart;
-                            } else {
-                                self.state = State::Cr;
-                            }
-                            i += 1;
+                            i += k + 1;
+                            self.state = State::Cr;
                         }
                         None => {
                             out[o..o + run.len()].copy_from_slice(run);
@@ -279,20 +299,17 @@ impl Unstuffer {
                         self.state = State::Mid;
                     }
                 },
-                State::Dot => match input[i] {
-                    b'\r' => {
+                State::Dot => {
+                    if input[i] == b'\r' {
                         self.state = State::DotCr;
                         i += 1;
+                    } else {
+                        // RFC 1939: a line starting with the termination
+                        // octet has that octet stripped (".." → ".",
+                        // ".x" → "x", "." LF → LF: the LF is data).
+                        self.state = State::Mid;
                     }
-                    // Tolerate a bare-LF terminator.
-                    b'\n' => {
-                        self.state = State::Done;
-                        i += 1;
-                    }
-                    // RFC 1939: a line starting with the termination octet
-                    // has that octet stripped (".." → ".", ".x" → "x").
-                    _ => self.state = State::Mid,
-                },
+                }
                 State::DotCr => {
                     if input[i] == b'\n' {
                         self.state = State::Done;
@@ -332,6 +349,28 @@ pub fn stuff(message: &[u8]) -> Vec<u8> {
         }
     }
     if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Encodes a message the way a server that stores it as-is sends it: its
+/// bytes unchanged (a bare LF or CR stays), a dot doubled only at the start
+/// of a CRLF line, CRLF added if it does not end in one, then the
+/// terminator. Used by tests: any message survives this and [`Unstuffer`]
+/// with only its CRLFs turned into LF.
+pub fn stuff_raw(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32 + 5);
+    let mut at_line_start = true;
+    for (i, &b) in message.iter().enumerate() {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n' && i > 0 && message[i - 1] == b'\r';
+    }
+    if !message.is_empty() && !message.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -381,13 +420,23 @@ impl Capabilities {
     }
 }
 
-/// Parses a `n uidl` listing line. The UIDL is validated by the caller.
+/// Parses a `n uidl` listing line. The UIDL is everything after the number
+/// (RFC 1939: `msg SP uid`; trailing blanks dropped), so a UIDL with a space
+/// in it is seen whole, and [`valid_uidl`] (the caller's check) rejects it
+/// instead of it being cut at the space. Bytes that are not UTF-8 come back
+/// as U+FFFD, which `valid_uidl` rejects too.
 pub fn parse_uidl_line(line: &[u8]) -> Option<(u32, String)> {
-    let text = std::str::from_utf8(line).ok()?;
-    let mut words = text.split_ascii_whitespace();
-    let n = words.next()?.parse().ok()?;
-    let uidl = words.next()?.to_string();
-    Some((n, uidl))
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_start_matches([' ', '\t']);
+    let end = text.find([' ', '\t'])?;
+    let n = text[..end].parse().ok()?;
+    let uidl = text[end..]
+        .trim_start_matches([' ', '\t'])
+        .trim_end_matches([' ', '\t']);
+    if uidl.is_empty() {
+        return None;
+    }
+    Some((n, uidl.to_string()))
 }
 
 /// Parses a `n size` listing line.
@@ -460,10 +509,15 @@ mod tests {
 
     #[test]
     fn lines_are_bounded_and_not_overread() {
-        let mut r = BufReader::with_capacity(7, Cursor::new(b"+OK one\r\n+OK two\nrest".to_vec()));
+        let mut r = BufReader::with_capacity(
+            7,
+            Cursor::new(b"+OK one\r\n+OK a\rb\r\n+OK two\r\nrest".to_vec()),
+        );
         let mut buf = Vec::new();
         read_line(&mut r, &mut buf).unwrap();
         assert_eq!(buf, b"+OK one");
+        read_line(&mut r, &mut buf).unwrap();
+        assert_eq!(buf, b"+OK a\rb", "a bare CR is part of the line");
         read_line(&mut r, &mut buf).unwrap();
         assert_eq!(buf, b"+OK two");
         assert!(matches!(read_line(&mut r, &mut buf), Err(LineError::Eof)));
@@ -509,11 +563,55 @@ mod tests {
     }
 
     #[test]
+    fn a_line_ending_in_a_bare_lf_is_an_error_not_a_wait_for_cr() {
+        // The CR may sit at the end of one buffer fill and the LF at the
+        // start of the next: still CRLF.
+        for cap in 1..12 {
+            let mut r = BufReader::with_capacity(cap, Cursor::new(b"+OK hi\r\n+OK hi\nx".to_vec()));
+            let mut buf = Vec::new();
+            read_line(&mut r, &mut buf).unwrap();
+            assert_eq!(buf, b"+OK hi");
+            assert!(matches!(
+                read_line(&mut r, &mut buf),
+                Err(LineError::BareLf)
+            ));
+        }
+        let mut r = Cursor::new(b"1 abc\n.\n".to_vec());
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_multiline_line(&mut r, &mut buf),
+            Err(LineError::BareLf)
+        ));
+    }
+
+    #[test]
+    fn bare_lf_and_cr_are_data_and_never_end_a_message() {
+        // The smuggling attack: a body carrying LF "." LF and reply-like
+        // text. All of it is the message; only CRLF "." CRLF ends it.
+        let wire =
+            b"Subject: a\r\n\r\nhi\n.\n+OK 99 octets\nFrom: forged\n\n.\nlast\r\n.\r\n+OK next";
+        for chunk in 1..wire.len() {
+            let (out, consumed) = unstuff_all(wire, chunk, 5);
+            assert_eq!(
+                out,
+                b"Subject: a\n\nhi\n.\n+OK 99 octets\nFrom: forged\n\n.\nlast\n".to_vec()
+            );
+            assert_eq!(&wire[consumed..], b"+OK next");
+        }
+        // A dot after a bare LF or a bare CR is data, not stuffing.
+        assert_eq!(unstuff_all(b"a\n..b\r.c\r\n.\r\n", 1, 8).0, b"a\n..b\r.c\n");
+        // A stuffed dot before a bare LF goes; the LF stays.
+        assert_eq!(unstuff_all(b".\nx\r\n.\r\n", 1, 8).0, b"\nx\n");
+        // stuff_raw is what a server that keeps the bytes sends.
+        let msg = b"a\n.\n\r\n.b\r\n\rc";
+        assert_eq!(stuff_raw(msg), b"a\n.\n\r\n..b\r\n\rc\r\n.\r\n");
+        assert_eq!(unstuff_all(&stuff_raw(msg), 3, 8).0, b"a\n.\n\n.b\n\rc\n");
+    }
+
+    #[test]
     fn unstuffing_edge_cases() {
         // Empty message.
         assert_eq!(unstuff_all(b".\r\n", 1, 8).0, b"");
-        // Bare LF line ends and terminator.
-        assert_eq!(unstuff_all(b"a\nb\n.\n", 2, 8).0, b"a\nb\n");
         // Lone CR and a CR before CRLF are content.
         assert_eq!(unstuff_all(b"a\rb\r\r\n.\r\n", 1, 8).0, b"a\rb\r\n");
         // ".\rX" at line start: dot stripped, CR kept.
@@ -551,6 +649,12 @@ mod tests {
             Some((3, "whqtswO00WBw418f9t5JxYwZ".into()))
         );
         assert_eq!(parse_uidl_line(b"x y"), None);
+        // The whole rest is the UIDL, so an invalid one is seen as such.
+        assert_eq!(
+            parse_uidl_line(b"4 has space "),
+            Some((4, "has space".into()))
+        );
+        assert!(!valid_uidl("has space"));
         assert_eq!(parse_uidl_line(b"3"), None);
         assert_eq!(parse_list_line(b"2 200"), Some((2, 200)));
         assert_eq!(parse_list_line(b"2 -5"), None);

@@ -20,6 +20,7 @@ use std::net::TcpStream;
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{Stream, TlsContext};
 use crate::secret::Secret;
+use crate::term;
 use auth::AuthMethod;
 use codec::{Capabilities, LineError, RespCode, Status, Unstuffer};
 
@@ -170,6 +171,14 @@ impl Connection {
                     codec::MAX_LINE / 1024
                 ),
             ),
+            LineError::BareLf => Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: protocol error while {what}: the server ends lines with a bare LF; \
+                     POP3 requires CRLF, and popfetch cannot frame messages safely without it",
+                    self.host
+                ),
+            ),
             LineError::Garbage(g) => Error::new(
                 ExitKind::Protocol,
                 format!(
@@ -189,7 +198,8 @@ impl Connection {
             eprintln!("{label} < {}", codec::printable(&line, 200));
         }
         self.line = line;
-        res.map_err(|e| self.line_error(what, e))
+        res.map(escape_err_text)
+            .map_err(|e| self.line_error(what, e))
     }
 
     /// Reads a status line and insists on `+OK`; a `-ERR` becomes an error
@@ -208,12 +218,30 @@ impl Connection {
         }
     }
 
-    /// Reads the lines of a multi-line listing, calling `f` on each.
+    /// Reads the lines of a multi-line listing, calling `f` on each. A
+    /// listing longer than [`codec::MAX_LISTING_ENTRIES`] entries or
+    /// [`codec::MAX_LISTING_BYTES`] bytes is a protocol error.
     fn listing(&mut self, what: &str, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
         let mut line = std::mem::take(&mut self.line);
+        let (mut entries, mut bytes) = (0usize, 0usize);
         loop {
             match codec::read_multiline_line(&mut self.reader, &mut line) {
                 Ok(true) => {
+                    entries += 1;
+                    bytes += line.len() + 2;
+                    if entries > codec::MAX_LISTING_ENTRIES || bytes > codec::MAX_LISTING_BYTES {
+                        self.line = line;
+                        return Err(Error::new(
+                            ExitKind::Protocol,
+                            format!(
+                                "{}: protocol error while {what}: more than {} entries or {} MiB; \
+                                 no real mailbox lists that much, so popfetch stops here",
+                                self.host,
+                                codec::MAX_LISTING_ENTRIES,
+                                codec::MAX_LISTING_BYTES / (1024 * 1024)
+                            ),
+                        ));
+                    }
                     if let Err(e) = f(&line) {
                         self.line = line;
                         return Err(e);
@@ -228,6 +256,60 @@ impl Connection {
         }
         self.line = line;
         Ok(())
+    }
+
+    /// Insists that nothing the server sent is left unread. Called where
+    /// every reply asked for has been read (before DELE, before QUIT, before
+    /// a RETR or TOP with none outstanding, after the last one): bytes there
+    /// answer no command, so client and server are out of step, and the
+    /// replies read so far may not belong to the commands they were taken
+    /// for. Going on could mark or delete the wrong messages, so this is a
+    /// protocol error.
+    fn ensure_in_step(&self, when: &str) -> Result<()> {
+        let mut probe = [0u8; 80];
+        let pending: &[u8] = if !self.reader.buffer().is_empty() {
+            self.reader.buffer()
+        } else if let Stream::Plain(tcp) = self.reader.get_ref() {
+            // Bytes may have arrived after the last read: look without
+            // waiting. (Over TLS the socket holds records, not replies, so
+            // only the buffer counts there.)
+            let mut n = 0;
+            if tcp.set_nonblocking(true).is_ok() {
+                n = tcp.peek(&mut probe).unwrap_or(0);
+                let _ = tcp.set_nonblocking(false);
+            }
+            &probe[..n]
+        } else {
+            &[]
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ExitKind::Protocol,
+            format!(
+                "{}: protocol error {when}: the server sent data no command asked for (\"{}\"); \
+                 client and server are out of step, so nothing more is marked or deleted in this session",
+                self.host,
+                codec::printable(pending, 80)
+            ),
+        ))
+    }
+}
+
+/// A `-ERR` text ends up in errors and warnings on a terminal: its control
+/// characters are escaped here, where every status line enters, so no path
+/// can forget (a hostile server's escape sequences never reach the user).
+fn escape_err_text(status: Status) -> Status {
+    match status {
+        Status::Err { code, text } => Status::Err {
+            code: code.map(|c| match c {
+                RespCode::Other(c) => RespCode::Other(term::escape_controls(&c)),
+                c => c,
+            }),
+            text: term::escape_controls(&text),
+        },
+        other => other,
     }
 }
 
@@ -481,6 +563,7 @@ impl Client {
         let mut session = Session {
             conn: self.conn,
             capa: self.capa,
+            retr_limit: None,
         };
         // Servers may advertise more once authenticated (RFC 2449 §5).
         let after = read_capa(&mut session.conn)?;
@@ -540,8 +623,9 @@ impl Client {
                         None => {
                             // An error challenge: keep what it says (OAuth
                             // servers send JSON), then end the exchange.
-                            error_challenge =
-                                Some(String::from_utf8_lossy(&decoded).trim().to_string());
+                            error_challenge = Some(term::escape_controls(
+                                String::from_utf8_lossy(&decoded).trim(),
+                            ));
                             let dummy = Secret::new(if mech == "XOAUTH2" { "" } else { "AQ==" });
                             self.conn.send(&Command::SaslResponse(&dummy))?;
                         }
@@ -565,7 +649,9 @@ fn read_capa(conn: &mut Connection) -> Result<Capabilities> {
         Status::Ok(_) => {
             caps.known = true;
             conn.listing("reading the CAPA list", |line| {
-                caps.parse_line(line);
+                // Shown by `info` and in errors: escaped as it enters.
+                let line = term::escape_controls(&String::from_utf8_lossy(line));
+                caps.parse_line(line.as_bytes());
                 Ok(())
             })?;
         }
@@ -609,6 +695,9 @@ pub struct Body<'a> {
     /// A network failure seen while reading, kept so the caller can tell it
     /// from a local write failure.
     net_failure: Option<io::ErrorKind>,
+    /// Most bytes a read may reach (see [`Session::limit_retr`]).
+    limit: Option<u64>,
+    over_limit: bool,
 }
 
 impl Body<'_> {
@@ -621,7 +710,17 @@ impl Body<'_> {
         self.unstuffer.is_done() && self.spilled.is_none()
     }
 
+    /// Whether the message grew past the session's
+    /// [`Session::limit_retr`]: the size `LIST` announced is never trusted
+    /// (SPEC §5), so the cap holds while the message streams. The reader
+    /// got an error, never a cut message, and the rest of the body is
+    /// skipped so the session goes on.
+    pub fn over_limit(&self) -> bool {
+        self.over_limit
+    }
+
     fn drain(&mut self) -> io::Result<()> {
+        self.limit = None;
         let mut sink = [0u8; 16 * 1024];
         while self.read(&mut sink)? > 0 {}
         Ok(())
@@ -669,6 +768,13 @@ impl Read for Body<'_> {
             let d = self.unstuffer.decode(input, buf);
             self.reader.consume(d.consumed);
             self.bytes += d.written as u64;
+            if self.limit.is_some_and(|max| self.bytes > max) {
+                self.over_limit = true;
+                return Err(io::Error::other(format!(
+                    "the message is larger than max_size ({} bytes)",
+                    self.limit.unwrap_or_default()
+                )));
+            }
             if d.written > 0 || d.done {
                 return Ok(d.written);
             }
@@ -680,6 +786,8 @@ impl Read for Body<'_> {
 pub struct Session {
     conn: Connection,
     capa: Capabilities,
+    /// Most bytes of one RETR body (see [`Session::limit_retr`]).
+    retr_limit: Option<u64>,
 }
 
 impl Session {
@@ -701,6 +809,13 @@ impl Session {
         } else {
             1
         }
+    }
+
+    /// Caps every RETR body that follows at `max` bytes (`None`: no cap):
+    /// a message that grows past it fails to read, with
+    /// [`Body::over_limit`] set, and the rest of it is skipped.
+    pub fn limit_retr(&mut self, max: Option<u64>) {
+        self.retr_limit = max;
     }
 
     /// STAT: message count and total size.
@@ -767,6 +882,20 @@ impl Session {
                             ),
                         )
                     })?;
+                    // Checked as it arrives: an identity popfetch would
+                    // store, compare and show must be what RFC 1939 allows.
+                    if !codec::valid_uidl(&parsed.1) {
+                        return Err(Error::new(
+                            ExitKind::Protocol,
+                            format!(
+                                "{host}: protocol error: the server gave message {} the UIDL {:?}, \
+                                 which RFC 1939 does not allow (1 to 70 characters from 0x21 to 0x7E); \
+                                 the server is broken, so popfetch cannot tell its messages apart",
+                                parsed.0,
+                                codec::printable(parsed.1.as_bytes(), 80)
+                            ),
+                        ));
+                    }
                     uidls.push(parsed);
                     Ok(())
                 })?;
@@ -849,6 +978,10 @@ impl Session {
             // Refill the window when half of it is used up, not after every
             // reply: far fewer writes (and TLS records) for the same flow.
             if failure.is_none() && sent - done <= window / 2 {
+                if sent == done {
+                    // No reply is outstanding, so nothing may be waiting.
+                    self.conn.ensure_in_step(&format!("before {verb}"))?;
+                }
                 while sent < numbers.len() && sent < done + window {
                     let cmd = match top_lines {
                         Some(k) => Command::Top(numbers[sent], k),
@@ -871,10 +1004,15 @@ impl Session {
                         unstuffer: Unstuffer::new(),
                         bytes: 0,
                         net_failure: None,
+                        limit: None,
+                        over_limit: false,
                     };
                     if failure.is_some() {
                         body.drain().map_err(|e| self.conn.net_error(&what, e))?;
                         continue;
+                    }
+                    if top_lines.is_none() {
+                        body.limit = self.retr_limit;
                     }
                     let outcome = on_message(index, Retrieved::Body(&mut body));
                     if let Some(kind) = body.net_failure {
@@ -926,6 +1064,12 @@ impl Session {
                 }
             }
         }
+        // Every reply asked for has been read: anything more is a desync.
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        self.conn
+            .ensure_in_step(&format!("after the last {verb} reply"))?;
         match failure {
             Some(e) => Err(e),
             None => Ok(()),
@@ -936,6 +1080,10 @@ impl Session {
     /// whether the server accepted the DELE. Nothing is deleted until a
     /// clean QUIT.
     pub fn dele_many(&mut self, numbers: &[u32]) -> Result<Vec<bool>> {
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.conn.ensure_in_step("before DELE")?;
         let window = self.window();
         let mut accepted = Vec::with_capacity(numbers.len());
         let mut sent = 0;
@@ -976,6 +1124,7 @@ impl Session {
     /// (deletions applied); anything else means deletions may not have
     /// happened and must not be assumed.
     pub fn quit(mut self) -> Result<()> {
+        self.conn.ensure_in_step("before QUIT")?;
         self.conn.send(&Command::Quit)?;
         self.conn
             .expect_ok("QUIT (deleting messages)", Phase::Transaction)?;
@@ -1043,6 +1192,8 @@ mod tests {
                 unstuffer: Unstuffer::new(),
                 bytes: 0,
                 net_failure: None,
+                limit: None,
+                over_limit: false,
             };
             let mut got = Vec::new();
             let mut buf = [0u8; 64];

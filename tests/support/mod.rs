@@ -191,3 +191,22 @@ pub fn mixed_messages(n: usize, big: usize) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// The path of an installed reference tool (`mpop`, `fetchmail`), or
+/// `None` after a loud SKIPPED line; a panic instead when
+/// `POPFETCH_REQUIRE_DOVECOT=1`, under which CI installs the tools too.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let what = format!("{name} not installed (see .ci/run)");
+        if std::env::var(dovecot::REQUIRE_ENV).as_deref() == Ok("1") {
+            panic!("{}=1 but {what}", dovecot::REQUIRE_ENV);
+        }
+        eprintln!("\n**********\nSKIPPED: {what}\n**********");
+    }
+    found
+}

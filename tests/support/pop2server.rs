@@ -13,6 +13,12 @@ struct State {
     /// folder name → messages (raw bytes, LF or CRLF)
     folders: Vec<(String, Vec<Vec<u8>>)>,
     log: Vec<String>,
+    /// Send messages as they are (a bare LF stays bare) instead of in
+    /// [`network_form`].
+    raw: bool,
+    /// Announce every length this many octets short (RETR still sends the
+    /// whole message): a server whose framing lies.
+    short_by: usize,
 }
 
 pub struct Pop2Server {
@@ -44,7 +50,7 @@ impl Pop2Server {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             folders: vec![("INBOX".to_string(), inbox)],
-            log: Vec::new(),
+            ..State::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
@@ -89,6 +95,19 @@ impl Pop2Server {
             .push((name.to_string(), msgs));
     }
 
+    /// Like [`Pop2Server::start`], but the messages go out byte for byte:
+    /// a bare LF or CR stays bare.
+    pub fn start_raw(inbox: Vec<Vec<u8>>) -> Pop2Server {
+        let server = Pop2Server::start(inbox);
+        server.state.lock().unwrap().raw = true;
+        server
+    }
+
+    /// From now on, announce each message `k` octets shorter than it is.
+    pub fn announce_short_by(&self, k: usize) {
+        self.state.lock().unwrap().short_by = k;
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
     }
@@ -129,11 +148,18 @@ fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
         let mut words = cmd.split_ascii_whitespace();
         let verb = words.next().unwrap_or("").to_ascii_uppercase();
         let count = |st: &State, f: usize| st.folders[f].1.len();
+        let wire = |st: &State, m: &[u8]| {
+            if st.raw {
+                m.to_vec()
+            } else {
+                network_form(m)
+            }
+        };
         let len_of = |st: &State, f: usize, n: usize| -> usize {
             st.folders[f]
                 .1
                 .get(n.wrapping_sub(1))
-                .map(|m| network_form(m).len())
+                .map(|m| wire(st, m).len().saturating_sub(st.short_by).max(1))
                 .unwrap_or(0)
         };
         let reply = match verb.as_str() {
@@ -168,10 +194,12 @@ fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
                 format!("={}", len_of(&state.lock().unwrap(), folder, current))
             }
             "RETR" => {
-                let data = state.lock().unwrap().folders[folder]
+                let st = state.lock().unwrap();
+                let data = st.folders[folder]
                     .1
                     .get(current.wrapping_sub(1))
-                    .map(|m| network_form(m));
+                    .map(|m| wire(&st, m));
+                drop(st);
                 match data {
                     Some(d) => {
                         out.write_all(&d)?;

@@ -34,6 +34,8 @@ pub struct Msg {
     pub uidl: String,
     /// Raw message bytes, LF or CRLF line endings.
     pub data: Vec<u8>,
+    /// Sent as-is (see [`Msg::raw`]) instead of with LF turned into CRLF.
+    pub raw: bool,
 }
 
 impl Msg {
@@ -41,12 +43,32 @@ impl Msg {
         Msg {
             uidl: uidl.into(),
             data: data.into(),
+            raw: false,
         }
     }
 
-    /// The message as sent on the wire before dot-stuffing: CRLF line endings,
-    /// always ending in CRLF (unless empty). Its length is the LIST/STAT size.
+    /// A message whose bytes go on the wire as they are: a bare LF or CR
+    /// stays bare, dots are stuffed only at the start of a CRLF line, and
+    /// only a missing final CRLF is added (what a server that stores a
+    /// message verbatim sends).
+    pub fn raw(uidl: impl Into<String>, data: impl Into<Vec<u8>>) -> Msg {
+        Msg {
+            raw: true,
+            ..Msg::new(uidl, data)
+        }
+    }
+
+    /// The message as sent on the wire before dot-stuffing: CRLF line endings
+    /// (raw messages: their own bytes), always ending in CRLF (unless empty).
+    /// Its length is the LIST/STAT size.
     pub fn wire(&self) -> Vec<u8> {
+        if self.raw {
+            let mut out = self.data.clone();
+            if !out.is_empty() && !out.ends_with(b"\r\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+            return out;
+        }
         wire_form(&self.data)
     }
 
@@ -104,6 +126,15 @@ pub enum Fault {
     DeleteWithoutQuit,
     /// DELE answers -ERR.
     RejectDele,
+    /// Every line the server sends ends in a bare LF instead of CRLF.
+    BareLfLines,
+    /// After answering `verb` (with argument `arg`; "" for any), send
+    /// `+OK unsolicited` in the same write: a reply no command asked for.
+    Unsolicited { verb: String, arg: String },
+    /// Answer this verb (LIST, UIDL or CAPA) with `+OK` and then listing
+    /// lines without end, until the client goes away or [`ENDLESS_LIMIT`]
+    /// bytes were sent.
+    EndlessListing(String),
 }
 
 /// Server configuration. Use `Config { field: .., ..Default::default() }`.
@@ -446,6 +477,8 @@ struct Conn {
     stream: Option<Stream>,
     inbuf: Vec<u8>,
     out: Vec<u8>,
+    /// End lines with a bare LF ([`Fault::BareLfLines`]).
+    bare_lf: bool,
 }
 
 impl Conn {
@@ -463,7 +496,8 @@ impl Conn {
 
     fn line(&mut self, s: &str) -> Res<()> {
         self.out.extend_from_slice(s.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        let end: &[u8] = if self.bare_lf { b"\n" } else { b"\r\n" };
+        self.out.extend_from_slice(end);
         Ok(())
     }
 
@@ -566,6 +600,7 @@ fn serve_inner(tcp: TcpStream, shared: Arc<Shared>, conn_no: usize) -> Res<()> {
             stream: Some(stream),
             inbuf: Vec::new(),
             out: Vec::new(),
+            bare_lf: false,
         },
         lines: 0,
         tls_active,
@@ -575,6 +610,7 @@ fn serve_inner(tcp: TcpStream, shared: Arc<Shared>, conn_no: usize) -> Res<()> {
         snapshot: Vec::new(),
         deleted: Vec::new(),
     };
+    s.conn.bare_lf = s.has_fault(|f| matches!(f, Fault::BareLfLines));
     let r = s.run();
     let _ = s.conn.flush();
     s.conn.shutdown();
@@ -653,6 +689,13 @@ impl Session {
             } else {
                 self.authorization(&v, &arg)?
             };
+            let unsolicited = self.has_fault(|f| {
+                matches!(f, Fault::Unsolicited { verb: fv, arg: fa }
+                    if eq_verb(fv, &v) && (fa.is_empty() || fa == arg.trim()))
+            });
+            if unsolicited {
+                self.conn.line("+OK unsolicited")?;
+            }
             if done {
                 return Ok(());
             }
@@ -675,6 +718,19 @@ impl Session {
                 Fault::GarbageStatus(v) if eq_verb(&v, verb) => {
                     self.conn.line("HELLO WORLD")?;
                     return Ok(true);
+                }
+                Fault::EndlessListing(v) if eq_verb(&v, verb) => {
+                    self.conn.write_now(b"+OK listing follows\r\n")?;
+                    let mut chunk = Vec::new();
+                    for k in 1..=10_000 {
+                        chunk.extend_from_slice(format!("{k} 100\r\n").as_bytes());
+                    }
+                    let mut sent = 0;
+                    while sent < ENDLESS_LIMIT && !self.shared.stopped() {
+                        self.conn.write_now(&chunk)?;
+                        sent += chunk.len();
+                    }
+                    return Err(End::Close);
                 }
                 Fault::EndlessLine(v) if eq_verb(&v, verb) => {
                     self.conn.write_now(b"+OK ")?;
@@ -1170,18 +1226,35 @@ pub fn wire_form(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Dot-stuff CRLF-terminated lines (a line starting with "." gets another ".").
+/// Dot-stuff CRLF-terminated lines (a line starting with "." gets another
+/// "."). Only CRLF starts a line: a dot after a bare LF is left alone.
 pub fn dot_stuff(wire: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(wire.len() + 16);
     let mut at_line_start = true;
-    for &b in wire {
+    for (i, &b) in wire.iter().enumerate() {
         if at_line_start && b == b'.' {
             out.push(b'.');
         }
         out.push(b);
-        at_line_start = b == b'\n';
+        at_line_start = b == b'\n' && i > 0 && wire[i - 1] == b'\r';
     }
     out
+}
+
+/// The CRLF lines of `wire`, each with its CRLF (a bare LF is inside a line).
+fn crlf_lines(wire: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for i in 1..wire.len() {
+        if wire[i] == b'\n' && wire[i - 1] == b'\r' {
+            lines.push(&wire[start..=i]);
+            start = i + 1;
+        }
+    }
+    if start < wire.len() {
+        lines.push(&wire[start..]);
+    }
+    lines
 }
 
 /// Header block, the blank line, and the first `k` body lines of a wire-form message.
@@ -1189,7 +1262,7 @@ fn top_of(wire: &[u8], k: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut in_body = false;
     let mut body_lines = 0;
-    for line in wire.split_inclusive(|&b| b == b'\n') {
+    for line in crlf_lines(wire) {
         if in_body {
             if body_lines >= k {
                 break;
@@ -1198,7 +1271,7 @@ fn top_of(wire: &[u8], k: usize) -> Vec<u8> {
             out.extend_from_slice(line);
         } else {
             out.extend_from_slice(line);
-            if line == b"\r\n" || line == b"\n" {
+            if line == b"\r\n" {
                 in_body = true;
             }
         }
