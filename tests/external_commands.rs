@@ -345,8 +345,9 @@ fn command_timeout_is_checked() {
 /// A password_command may ask on the terminal (`read`, gpg's loopback
 /// pinentry) although it runs in a process group of its own: its group
 /// gets the terminal while it runs (else SIGTTIN stops it), and popfetch
-/// takes the terminal back afterwards (else the next account's prompt
-/// stops popfetch with SIGTTOU).
+/// takes the terminal back afterwards (else the next command's turn
+/// stops popfetch with SIGTTOU). `sync` asks for typed passwords first,
+/// then each account's password_command asks in its turn.
 #[test]
 fn password_command_can_ask_on_the_terminal() {
     if !tmux_installed() {
@@ -362,26 +363,40 @@ fn password_command_can_ask_on_the_terminal() {
         messages: vec![message("u1", 1000)],
         ..Config::default()
     });
-    let asks = "printf \"pw? \" >&2; read -r p; echo \"$p\"";
+    let third = Server::start(Config {
+        user: "carol".into(),
+        messages: vec![message("u2", 1000)],
+        ..Config::default()
+    });
+    let asks = |tag: &str| format!("printf \"{tag}? \" >&2; read -r p; echo \"$p\"");
     env.write_config(&format!(
-        "{}{}",
+        "{}{}{}",
         account("a", first.port(), "none", "").replace(
             "password = \"secret\"",
-            &format!("password_command = '{asks}'")
+            &format!("password_command = '{}'", asks("pw1"))
         ),
         account("b", second.port(), "none", "")
             .replace("user = \"alice\"", "user = \"bob\"")
             .replace("password = \"secret\"\n", ""),
+        account("c", third.port(), "none", "")
+            .replace("user = \"alice\"", "user = \"carol\"")
+            .replace(
+                "password = \"secret\"",
+                &format!("password_command = '{}'", asks("pw2"))
+            ),
     ));
     let pane = Pane::start(&env, "sync -j 1");
-    pane.wait_for("pw?");
-    pane.keys(&["secret", "Enter"]);
     pane.wait_for("Password for bob@127.0.0.1");
+    pane.keys(&["secret", "Enter"]);
+    pane.wait_for("pw1?");
+    pane.keys(&["secret", "Enter"]);
+    pane.wait_for("pw2?");
     pane.keys(&["secret", "Enter"]);
     let screen = pane.wait_for("EXIT=");
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert_eq!(first.retr_count("u0"), 1, "{screen}");
     assert_eq!(second.retr_count("u1"), 1, "{screen}");
+    assert_eq!(third.retr_count("u2"), 1, "{screen}");
 }
 
 /// Ctrl-C at a password_command's prompt interrupts popfetch too, as it
