@@ -356,7 +356,9 @@ impl Sink {
             // then the seen records once the lock is gone.
             Sink::Mbox => match rng.next() % 10 {
                 0..=2 => KillPoint::At(rng.range(0, span_us)),
-                3..=5 => KillPoint::Locked(rng.range(0, 1500)),
+                3 | 4 => KillPoint::Locked(rng.range(0, 1500)),
+                // The append itself takes a few hundred microseconds.
+                5 => KillPoint::Visible(rng.range(0, 300)),
                 6 | 7 => KillPoint::Visible(rng.range(0, 3000)),
                 _ if keep => KillPoint::At(rng.range(span_us * 3 / 4, span_us)),
                 _ => KillPoint::Dele(rng.range(0, 1500)),
