@@ -190,7 +190,8 @@ Maildir at the next start. mbox delivery appends under dotfile and fcntl locks a
 a failed append; it is exactly-once across a crash too: the append is journaled (the mbox's
 inode and length, where each message lies, a digest of its bytes) before it starts, and at
 the next start messages found complete are recorded and an unfinished append is truncated
-(bytes another program wrote are never cut; that case is reported). An \fBmda\fR command gets the message on stdin (run by sh \-c, with
+(bytes another program wrote are never cut; that case is reported). An \fBmda\fR command
+gets the message on stdin (run by sh \-c, with
 POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SENDER in its environment), started only once
 the whole message has been received and spooled to an unlinked file in the state directory,
 so it never sees a message cut short by a dropped connection; exit 0 is delivered, 75 is a
