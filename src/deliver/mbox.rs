@@ -998,7 +998,6 @@ fn create_with_pid(path: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let anonymous = OpenOptions::new()
             .write(true)
             .mode(0o600)
