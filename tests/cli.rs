@@ -169,7 +169,7 @@ pub(crate) struct Tmux {
 }
 
 impl Tmux {
-    /// Runs `popfetch ARGS` in a 120x12 pane of a new private tmux server,
+    /// Runs `popfetch ARGS` in a 120x20 pane of a new private tmux server,
     /// in the same hermetic environment as Env::command; when it ends the
     /// pane shows `EXIT=<code>` and `ECHO=<echo or -echo>` (the terminal's
     /// echo setting afterwards) and stays open.
@@ -203,7 +203,7 @@ impl Tmux {
                 "-x",
                 "120",
                 "-y",
-                "12",
+                "20",
                 "sh",
             ])
             .arg(&script)

@@ -442,56 +442,17 @@ struct Pane {
 
 impl Pane {
     fn start(env: &Env, args: &str) -> Pane {
-        let home = env.home();
-        fs::create_dir_all(&home).unwrap();
-        let script = env.dir.path().join("run.sh");
-        fs::write(
-            &script,
-            format!(
-                "env -i PATH=\"$PATH\" TERM=\"$TERM\" HOME='{h}' XDG_CONFIG_HOME='{h}/.config' \
-                 XDG_STATE_HOME='{h}/.local/state' LANG=C.UTF-8 '{bin}' {args}\necho \"EXIT=$?\"\nsleep 600\n",
-                h = home.display(),
-                bin = env!("CARGO_BIN_EXE_popfetch"),
-            ),
-        )
-        .unwrap();
-        let tmux = crate::cli::Tmux {
-            socket: env.dir.path().join("tmux.sock"),
-        };
-        let started = tmux
-            .cmd()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "pf",
-                "-x",
-                "120",
-                "-y",
-                "20",
-                "sh",
-            ])
-            .arg(&script)
-            .status()
-            .unwrap();
-        assert!(started.success(), "tmux new-session failed");
-        Pane { tmux }
+        Pane {
+            tmux: crate::cli::Tmux::start(env, args),
+        }
     }
 
     #[track_caller]
     fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.tmux.capture();
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} on the terminal:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.tmux
+            .wait_for(&format!("{needle:?} on the terminal"), |screen| {
+                screen.contains(needle)
+            })
     }
 
     fn keys(&self, keys: &[&str]) {
