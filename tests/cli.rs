@@ -32,9 +32,7 @@ pub(crate) fn installed(program: &str) -> bool {
 }
 
 pub(crate) fn skip(what: &str) {
-    eprintln!("\n**********************************************************************");
-    eprintln!("SKIPPED: {what}");
-    eprintln!("**********************************************************************");
+    crate::support::skip(what);
 }
 
 #[test]

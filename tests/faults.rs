@@ -1898,11 +1898,7 @@ impl Drop for TinyFs {
 }
 
 fn loud_skip(what: &str, why: &str) {
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: {what}\n!!! {why}\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-    );
+    crate::support::skip(&format!("{what}: {why}"));
 }
 
 fn tiny_fs(env: &Env, test: &str) -> Option<TinyFs> {

@@ -123,9 +123,8 @@ fn a_spool_folder_we_may_not_create_files_in_is_named_with_the_alternatives() {
     let root = unsafe { libc::geteuid() } == 0;
     let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
     if !root || !setpriv {
-        eprintln!(
-            "\n!!! SKIPPED: spool folder without create rights: needs root and setpriv \
-             to run popfetch as nobody\n"
+        crate::support::skip(
+            "spool folder without create rights: needs root and setpriv to run popfetch as nobody",
         );
         return;
     }

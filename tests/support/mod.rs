@@ -192,9 +192,23 @@ pub fn mixed_messages(n: usize, big: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// Says loudly that a test cannot run here, and why; under
+/// `POPFETCH_REQUIRE_DOVECOT=1` (set by `.ci/run`, which installs every tool
+/// the tests use) that is a failure instead, so CI never skips silently.
+pub fn skip(what: &str) {
+    if std::env::var(dovecot::REQUIRE_ENV).as_deref() == Ok("1") {
+        panic!(
+            "{}=1 but this test cannot run: {what}",
+            dovecot::REQUIRE_ENV
+        );
+    }
+    eprintln!("\n**********************************************************************");
+    eprintln!("SKIPPED: {what}");
+    eprintln!("**********************************************************************");
+}
+
 /// The path of an installed reference tool (`mpop`, `fetchmail`), or
-/// `None` after a loud SKIPPED line; a panic instead when
-/// `POPFETCH_REQUIRE_DOVECOT=1`, under which CI installs the tools too.
+/// `None` after [`skip`].
 pub fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -202,11 +216,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let what = format!("{name} not installed (see .ci/run)");
-        if std::env::var(dovecot::REQUIRE_ENV).as_deref() == Ok("1") {
-            panic!("{}=1 but {what}", dovecot::REQUIRE_ENV);
-        }
-        eprintln!("\n**********\nSKIPPED: {what}\n**********");
+        skip(&format!("{name} not installed (see .ci/run)"));
     }
     found
 }
