@@ -130,9 +130,9 @@ fn run_filter(
         let _ = written.recv_timeout(limit);
     });
     let number = item.number;
-    // Run by hand on what the filter got, it shows why it failed.
+    // Run by hand on the headers it got, the filter shows why it failed.
     let try_it = format!(
-        "see what it does with `popfetch top {} {number}`, fix it, and sync again",
+        "try it by hand on the output of `popfetch top {} {number}`, fix it, and sync again",
         account.name
     );
     let (what, fix) = match ran {
