@@ -215,9 +215,10 @@ skipped at every sync. KB, MB, GB are powers of 1000; KiB, MiB, GiB of 1024.
 for each new message the header block (from TOP n 0) goes to the command's stdin, with
 POPFETCH_ACCOUNT, POPFETCH_UIDL and POPFETCH_SIZE in its environment. Exit 0 fetches the
 message, 1 deletes it on the server without downloading it, 2 leaves it there and asks again
-next time; any other exit or a crash leaves that message on the server and is reported. A
-filter still running after \fBcommand_timeout\fR is killed with its children and stops the
-account (exit 78) before anything is fetched or deleted.
+next time (the summary and \fBsync \-\-json\fR count these as \fBleft\fR). Any other exit,
+a filter that is killed, not found (127) or still running after \fBcommand_timeout\fR (then
+killed with its children) stops the account with exit 78 and one error line, shown even with
+\-q, before anything is fetched or deleted; the next sync asks the mended filter again.
 .TP
 \fBcommand_timeout = 300\fR
 seconds the \fBmda\fR, the \fBfilter\fR and \fBpassword_command\fR may each run (default 300,

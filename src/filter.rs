@@ -1,12 +1,14 @@
 //! The `filter` hook: before a new message is downloaded, its header block
 //! (from a pipelined `TOP n 0`) goes to a command that decides: exit 0
 //! fetch it, 1 delete it unread, 2 leave it on the server (and ask again
-//! next time). Anything else, or a filter that crashes, is an error for
-//! that message only: it stays on the server untouched. A filter still
-//! running after `command_timeout` is killed with its process group and
-//! stops the account (exit 78) before anything is fetched or deleted:
-//! waiting that long again for every further message would hold the
-//! mailbox lock for hours, and a filter that hangs needs its owner.
+//! next time). A filter that does anything else (another exit code, a
+//! crash, not found, still running after `command_timeout` and killed with
+//! its process group) stops the account (exit 78) before anything is
+//! fetched or deleted, with one line that says so even under `-q`: a
+//! broken filter is broken for every message, and skipping them one by one
+//! with a warning that cron never shows means mail silently stops
+//! arriving. Nothing it judged before failing is recorded either, so the
+//! mended filter judges those messages again.
 
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -25,8 +27,8 @@ const MAX_HEADERS: usize = 1024 * 1024;
 pub struct Verdicts {
     /// Messages to delete without downloading: (number, UIDL).
     pub delete: Vec<(u32, String)>,
-    /// Messages left on the server this time.
-    pub left: usize,
+    /// Messages left on the server this time (exit 2): (number, UIDL).
+    pub left: Vec<(u32, String)>,
 }
 
 /// A filter's answer for one message.
@@ -38,7 +40,8 @@ enum Verdict {
 }
 
 /// Runs the account's filter over the messages the plan would fetch and
-/// removes from the plan every message it does not want fetched.
+/// removes from the plan every message it does not want fetched; counts
+/// those it leaves in the report. A filter failure is the account's error.
 pub fn apply(
     session: &mut Session,
     account: &Account,
@@ -74,45 +77,37 @@ pub fn apply(
                 ))
             }
         };
-        match run_filter(command, account, &item.uidl, item.size, &headers)? {
-            Ok(Verdict::Fetch) => {}
-            Ok(Verdict::Delete) => {
+        match run_filter(command, account, item, &headers)? {
+            Verdict::Fetch => {}
+            Verdict::Delete => {
                 keep[i] = false;
                 verdicts.delete.push((item.number, item.uidl.clone()));
             }
-            Ok(Verdict::Leave) => {
+            Verdict::Leave => {
                 keep[i] = false;
-                verdicts.left += 1;
-            }
-            Err(why) => {
-                keep[i] = false;
-                report.skipped += 1;
-                report.warnings.push(format!(
-                    "{}: message {} left on the server: the filter {why}",
-                    account.name, item.number
-                ));
+                verdicts.left.push((item.number, item.uidl.clone()));
             }
         }
         Ok(())
     })?;
     let mut flags = keep.into_iter();
     plan.fetch.retain(|_| flags.next().unwrap_or(false));
+    report.left = verdicts.left.len() as u64;
     Ok(verdicts)
 }
 
-/// Runs the filter on one message's headers. The outer error (the filter
-/// timed out) stops the account; the inner one is about this message.
+/// Runs the filter on one message's headers. Any answer but 0, 1 or 2 is
+/// an error that stops the account.
 fn run_filter(
     command: &str,
     account: &Account,
-    uidl: &str,
-    size: u64,
+    item: &crate::plan::Fetch,
     headers: &[u8],
-) -> Result<std::result::Result<Verdict, String>> {
+) -> Result<Verdict> {
     let mut cmd = crate::command::shell(command);
     cmd.env("POPFETCH_ACCOUNT", &account.name)
-        .env("POPFETCH_UIDL", uidl)
-        .env("POPFETCH_SIZE", size.to_string())
+        .env("POPFETCH_UIDL", &item.uidl)
+        .env("POPFETCH_SIZE", item.size.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -134,23 +129,56 @@ fn run_filter(
         });
         let _ = written.recv_timeout(limit);
     });
-    let status = match ran {
-        Ok((crate::command::Ended::Exited(status), ())) => status,
-        Ok((crate::command::Ended::TimedOut, ())) => {
-            return Err(Error::config(format!(
-                "{}: the filter {command:?} did not finish within {} s (command_timeout) and was \
-                 killed; nothing was fetched or deleted: fix the filter or raise command_timeout",
-                account.name,
+    let number = item.number;
+    // Run by hand on the headers it got, the filter shows why it failed.
+    let try_it = format!(
+        "try it by hand on the output of `popfetch top {} {number}`, fix it, and sync again",
+        account.name
+    );
+    let (what, fix) = match ran {
+        Err(e) => (format!("could not be started ({e})"), try_it),
+        Ok((crate::command::Ended::TimedOut, ())) => (
+            format!(
+                "did not finish within {} s (command_timeout) on message {number} and was killed",
                 limit.as_secs()
-            )))
-        }
-        Err(e) => return Ok(Err(format!("could not be started: {e}"))),
+            ),
+            "fix the filter or raise command_timeout".to_string(),
+        ),
+        Ok((crate::command::Ended::Exited(status), ())) => match status.code() {
+            Some(0) => return Ok(Verdict::Fetch),
+            Some(1) => return Ok(Verdict::Delete),
+            Some(2) => return Ok(Verdict::Leave),
+            // sh's codes for a command it could not find or not run.
+            Some(127) => (
+                "was not found (exit 127: the command, or one it runs, is missing)".to_string(),
+                "check the name, or give the full path (cron's PATH is short)".to_string(),
+            ),
+            Some(126) => (
+                "could not be run (sh: exit 126)".to_string(),
+                "check that it is executable".to_string(),
+            ),
+            Some(code) => (
+                format!(
+                    "failed on message {number} (exit {code}; a filter exits 0 fetch, 1 delete \
+                     or 2 leave)"
+                ),
+                try_it,
+            ),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                let signal = status.signal().unwrap_or(0);
+                let name = crate::command::signal_name(signal)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                (
+                    format!("was killed by signal {signal}{name} on message {number}"),
+                    try_it,
+                )
+            }
+        },
     };
-    Ok(match status.code() {
-        Some(0) => Ok(Verdict::Fetch),
-        Some(1) => Ok(Verdict::Delete),
-        Some(2) => Ok(Verdict::Leave),
-        Some(code) => Err(format!("exited {code} (0 fetch, 1 delete, 2 leave)")),
-        None => Err("was killed by a signal".to_string()),
-    })
+    // The report names the account.
+    Err(Error::config(format!(
+        "the filter {command:?} {what}; nothing was fetched or deleted: {fix}"
+    )))
 }

@@ -137,6 +137,9 @@ impl Output {
         if r.skipped > 0 {
             parts.push(format!("{} skipped", r.skipped));
         }
+        if r.left > 0 {
+            parts.push(format!("{} left on the server by the filter", r.left));
+        }
         if !parts.is_empty() {
             let prefix = if r.dry_run { "dry run, would do: " } else { "" };
             self.info(&format!("{}: {prefix}{}", r.account, parts.join(", ")));
@@ -150,6 +153,7 @@ impl Output {
                 "bytes": r.bytes,
                 "deleted": r.deleted,
                 "skipped": r.skipped,
+                "left": r.left,
                 "error": r.error.as_ref().map(error_chain),
                 "exit_code": code,
             });

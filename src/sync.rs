@@ -53,6 +53,9 @@ pub struct SyncReport {
     pub deleted: u64,
     /// Messages left on the server because of a problem with them.
     pub skipped: u64,
+    /// Messages the filter left on the server (exit 2): `check` still
+    /// counts them as new.
+    pub left: u64,
     pub warnings: Vec<String>,
     /// With `--dry-run`: what would be done, one line per message.
     pub planned: Vec<String>,
@@ -271,6 +274,11 @@ fn dry_run(
         report
             .planned
             .push(format!("{name}: would delete message {n} (UIDL {uidl})"));
+    }
+    for (n, uidl) in &verdicts.left {
+        report.planned.push(format!(
+            "{name}: would leave message {n} (UIDL {uidl}) on the server: the filter says so"
+        ));
     }
     report.new = plan.fetch.len() as u64;
     report.bytes = plan.fetch_bytes();

@@ -117,6 +117,199 @@ fn filter_deletes_spam_unread_and_leaves_later() {
     assert_eq!(retr_lines(&server), 0);
 }
 
+/// A filter that sorts: SPAM is deleted unread, everything else fetched;
+/// `extra` adds case arms (e.g. one that fails).
+fn sorting_filter(extra: &str) -> String {
+    format!(
+        "filter = '''h=$(cat); case \"$h\" in *'Subject: SPAM'*) exit 1;; {extra} esac; exit 0'''"
+    )
+}
+
+/// A filter that fails (exit 5) on one message stops the account with 78
+/// and one line naming the command and the exit, even with `-q` (the
+/// README's cron line); nothing is fetched or deleted, not even what it
+/// had already judged; the next run with a mended filter delivers. The
+/// old code warned (hidden by `-q`), fetched the rest and exited 0.
+#[test]
+fn failing_filter_stops_the_account_with_one_line_even_when_quiet() {
+    let env = Env::new();
+    let subjects = ["hello", "SPAM", "BROKEN", "news"];
+    let server = Server::start(Config {
+        messages: numbered(4, |i| subjects[i].to_string()),
+        ..Config::default()
+    });
+    let broken = sorting_filter("*'Subject: BROKEN'*) exit 5;;");
+    let cfg = account(
+        "t",
+        server.port(),
+        "none",
+        &format!("keep = false\n{broken}"),
+    );
+    env.write_config(&cfg);
+    let run = env.run(&["sync", "-q"]);
+    run.expect_code(78);
+    // (Besides the alert that tls = "none" sends the password in clear.)
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("unencrypted"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
+    let line = lines[0];
+    for part in [
+        "t: ",
+        "filter",
+        "Subject: BROKEN",
+        "exit 5",
+        "message 3",
+        "nothing was fetched or deleted",
+    ] {
+        assert!(line.contains(part), "{part:?} missing: {line}");
+    }
+    assert!(
+        server
+            .log()
+            .iter()
+            .all(|l| !l.starts_with("RETR") && !l.starts_with("DELE")),
+        "{:?}",
+        server.log()
+    );
+    assert_eq!(server.messages().len(), 4, "all stay on the server");
+    assert!(maildir_messages(&env.maildir("t")).is_empty());
+
+    // Mended: the spam judged before the failure was not recorded, so it
+    // is judged again and deleted unread; the rest is delivered.
+    env.write_config(&cfg.replace(&broken, &sorting_filter("")));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    let j = &run.json_lines()[0];
+    assert_eq!(
+        (j["new"].as_u64(), j["deleted"].as_u64()),
+        (Some(3), Some(4))
+    );
+    assert_eq!(server.retr_count("u1"), 0, "spam deleted unread");
+    assert!(server.messages().is_empty());
+    assert_eq!(maildir_messages(&env.maildir("t")).len(), 3);
+}
+
+/// A filter that does not exist (sh exits 127) is named as not found,
+/// exit 78; the old code warned once per message and exited 0.
+#[test]
+fn missing_filter_is_named_not_found_and_stops_the_account() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: numbered(3, |i| format!("m{i}")),
+        ..Config::default()
+    });
+    env.write_config(&account(
+        "t",
+        server.port(),
+        "none",
+        "filter = 'no-such-popfetch-filter --strict'",
+    ));
+    let run = env.run(&["sync", "-q", "--json"]);
+    run.expect_code(78);
+    // sh's own "not found" line aside, and the tls = "none" alert.
+    let ours: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("popfetch") && !l.contains("unencrypted"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{}", run.stderr);
+    assert!(
+        ours[0].contains("no-such-popfetch-filter --strict") && ours[0].contains("not found"),
+        "{}",
+        ours[0]
+    );
+    let j = &run.json_lines()[0];
+    assert_eq!(j["exit_code"], 78);
+    assert!(j["error"].as_str().unwrap().contains("not found"), "{j}");
+    assert_eq!(retr_lines(&server), 0);
+    assert_eq!(server.messages().len(), 3);
+}
+
+/// A filter killed by a signal stops the account (78) and names the
+/// signal; the old code warned and exited 0.
+#[test]
+fn filter_killed_by_a_signal_stops_the_account() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        messages: numbered(2, |i| format!("m{i}")),
+        ..Config::default()
+    });
+    env.write_config(&account(
+        "t",
+        server.port(),
+        "none",
+        "filter = 'kill -9 $$'",
+    ));
+    let run = env.run(&["sync", "-q"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr.contains("killed by signal 9 (SIGKILL)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(retr_lines(&server), 0);
+    assert_eq!(server.messages().len(), 2);
+}
+
+/// Messages a filter leaves (exit 2) are counted, in the summary and in
+/// `--json` (`left`), for sync and for a dry run, so that `check` still
+/// seeing them as new is explained. The old code counted them nowhere.
+#[test]
+fn messages_the_filter_leaves_are_counted_in_summary_and_json() {
+    let env = Env::new();
+    let subjects = ["hello", "later", "later", "news"];
+    let server = Server::start(Config {
+        messages: numbered(4, |i| subjects[i].to_string()),
+        ..Config::default()
+    });
+    env.write_config(&account(
+        "t",
+        server.port(),
+        "none",
+        &sorting_filter("*'Subject: later'*) exit 2;;"),
+    ));
+    let dry = env.run(&["sync", "--dry-run", "--json"]);
+    dry.expect_code(0);
+    assert_eq!(dry.json_lines()[0]["left"], 2);
+    assert!(
+        dry.stderr.contains("would leave message 2")
+            && dry.stderr.contains("would leave message 3"),
+        "{}",
+        dry.stderr
+    );
+    assert!(
+        dry.stderr.contains("2 left on the server by the filter"),
+        "{}",
+        dry.stderr
+    );
+
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    let j = &run.json_lines()[0];
+    assert_eq!((j["new"].as_u64(), j["left"].as_u64()), (Some(2), Some(2)));
+    assert!(
+        run.stderr.contains("t: 2 new messages")
+            && run.stderr.contains("2 left on the server by the filter"),
+        "{}",
+        run.stderr
+    );
+    // Nothing new but the two it leaves: still said, and counted.
+    let again = env.run(&["sync", "--json"]);
+    again.expect_code(0);
+    assert_eq!(again.json_lines()[0]["left"], 2);
+    assert_eq!(again.json_lines()[0]["new"], 0);
+    assert!(
+        again
+            .stderr
+            .contains("t: 2 left on the server by the filter"),
+        "{}",
+        again.stderr
+    );
+}
+
 /// The MDA the tests below deliver with: each message to `~/out/<UIDL>`.
 const MDA_TO_OUT: &str = "cat > $HOME/out/$POPFETCH_UIDL";
 
