@@ -796,6 +796,17 @@ fn build_account(
         Some((f, l)) if f.trim().is_empty() => {
             return Err(ctx.err(&l.key_span, "`filter` is empty"))
         }
+        // A filter judges the header block, which POP2 cannot show
+        // without sending the whole message: it would never run.
+        Some((_, l)) if protocol == Protocol::Pop2 => {
+            return Err(ctx.err(
+                &l.key_span,
+                format!(
+                    "{section}: `filter` needs POP3 (it reads the headers with TOP); a POP2 \
+                     account cannot run it: take it out of this account (or out of [defaults])"
+                ),
+            ))
+        }
         Some((f, _)) => Some(f.to_string()),
         None => None,
     };
@@ -1152,6 +1163,10 @@ mod tests {
             ("tls_fingerprint = \"sha256:12\"", "not a SHA-256"),
             ("folder = \"x\"", "for protocol = \"pop2\" only"),
             ("protocol = \"pop2\"", "POP2 has no TLS"),
+            (
+                "protocol = \"pop2\"\ntls = \"none\"\nfilter = \"f\"",
+                "`filter` needs POP3",
+            ),
         ] {
             let err = parse_str(&format!("{MINIMAL}{extra}\n")).unwrap_err();
             assert!(err.to_string().contains(needle), "{extra}: {err}");
