@@ -25,11 +25,11 @@ function __fish_popfetch_using_subcommand
 end
 
 complete -c popfetch -n "__fish_popfetch_needs_command" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_needs_command" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_needs_command" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_needs_command" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_needs_command" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_needs_command" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_needs_command" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_needs_command" -f -a "sync" -d 'Fetch new mail for every account, or the named ones'
@@ -45,7 +45,7 @@ complete -c popfetch -n "__fish_popfetch_needs_command" -f -a "man" -d 'Print th
 complete -c popfetch -n "__fish_popfetch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s j -l jobs -d 'Sync up to N accounts at once [default: up to 4]' -r
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l keep -d 'Leave messages on the server, whatever the account\'s `keep` says'
@@ -54,52 +54,52 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l all -d 'Also 
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l dry-run -d 'Connect and report what would be fetched, skipped and deleted; change nothing'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l json -d 'Print one JSON object per account on stdout'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand check" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand check" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -l json -d 'Print one JSON object per account on stdout'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand check" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand list" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand list" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -l json -d 'Print one JSON object per message on stdout'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand list" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s n -l lines -d 'With MSG: how many body lines to show after the header block' -r
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l new -d 'Without MSG: only the messages not seen before'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -l json -d 'Print one JSON object per account'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand accounts" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -f -a "list" -d 'Print the UIDLs recorded as delivered, with the time of the first delivery'
@@ -108,30 +108,30 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_s
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -f -a "import" -d 'Take over another fetcher\'s record of what was already downloaded'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and not __fish_seen_subcommand_from list forget mark import help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON object per record on stdout (`uidl`, `first_seen` in Unix seconds)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -l all -d 'Forget every record of the account (required off a terminal)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Do not ask before forgetting everything'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from mark" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -l from -d 'Which fetcher wrote FILE' -r -f -a "fetchmail\t'fetchmail\'s `.fetchids`: `user@host uid` lines'
@@ -139,11 +139,11 @@ mpop\t'mpop\'s uidls file: `<count> <host> <user>` headers, then one UID (and in
 getmail\t'getmail\'s `oldmail-*` file: `uid NUL timestamp` lines'
 fdm\t'fdm\'s cache: `<length> <uid>` lines'"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from help" -f -a "list" -d 'Print the UIDLs recorded as delivered, with the time of the first delivery'
@@ -152,11 +152,11 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from help" -f -a "import" -d 'Take over another fetcher\'s record of what was already downloaded'
 complete -c popfetch -n "__fish_popfetch_using_subcommand seen; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand info" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand info" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l provider -d 'A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail' -r
@@ -169,27 +169,27 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l user -d 'Your
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l name -l account -d 'The account\'s section name in the config [default: the provider, or "mail"]' -r
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l maildir -d 'Where mail goes [default: ~/Mail/NAME]' -r
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s c -l config -d 'The config file [default: ~/.config/popfetch/config.toml]' -r -F
-complete -c popfetch -n "__fish_popfetch_using_subcommand man" -l color -d 'When to use colours on stderr (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand man" -l color -d 'When to colour errors, warnings and new mail: auto (on a terminal, unless NO_COLOR is set), always or never' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
-complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
+complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand man" -s V -l version -d 'Print version'
 complete -c popfetch -n "__fish_popfetch_using_subcommand help; and not __fish_seen_subcommand_from sync check list top accounts seen info init completions man help" -f -a "sync" -d 'Fetch new mail for every account, or the named ones'

@@ -50,6 +50,7 @@ fn connect_options(cli: &Cli, output: &Output) -> ConnectOptions {
     ConnectOptions {
         trace: cli.verbose >= 2,
         alerts: output.alerts(),
+        verbose: output.verbose(cli.verbose >= 1),
     }
 }
 
@@ -110,7 +111,7 @@ fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
         .unwrap_or(1);
     let mut out = std::io::stdout().lock();
     for e in &entries {
-        writeln!(out, "{}", peek::list_line(e, nw, sw))?;
+        writeln!(out, "{}", output.mark_new(&peek::list_line(e, nw, sw)))?;
     }
     out.flush()?;
     Ok(0)
@@ -146,7 +147,7 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
         return Ok(0);
     }
     for line in peek::summary_table(&rows, crate::term::stdout_width(), crate::store::now_secs()) {
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", output.mark_new(&line))?;
     }
     out.flush()?;
     Ok(0)

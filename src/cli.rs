@@ -13,7 +13,11 @@ Exit codes: 0 ok, 1 no new mail (check), 64 usage, 69 server unavailable, 70 int
 73 cannot create files, 74 local I/O, 75 temporary failure, 76 protocol error,
 77 not permitted (login, certificate), 78 configuration.";
 
-/// popfetch: fetch mail from POP3 servers into a Maildir or mbox, safely.
+/// The heading the options of every command are listed under, apart from
+/// a command's own.
+const GLOBAL: &str = "Global options";
+
+/// popfetch: fetch POP3 mail into a Maildir, mbox or MDA, safely.
 ///
 /// popfetch downloads each message once (tracked by UIDL in a local SQLite
 /// database), writes it durably before it counts as delivered, and only then
@@ -27,20 +31,31 @@ pub struct Cli {
         long,
         global = true,
         env = "POPFETCH_CONFIG",
-        value_name = "FILE"
+        value_name = "FILE",
+        help_heading = GLOBAL
     )]
     pub config: Option<PathBuf>,
 
     /// Print errors only (and warnings that a password or token goes out unencrypted)
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
 
-    /// More detail; -vv prints the protocol dialogue with secrets replaced by ***
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// A line per step and per message delivered (number, size, UIDL, where
+    /// it went); -vv adds the protocol dialogue with secrets replaced by ***
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
-    /// When to use colours on stderr (NO_COLOR is honoured with auto)
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    /// When to colour errors, warnings and new mail: auto (on a terminal,
+    /// unless NO_COLOR is set), always or never
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        hide_possible_values = true,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN",
+        help_heading = GLOBAL
+    )]
     pub color: ColorChoice,
 
     #[command(subcommand)]

@@ -5,8 +5,9 @@
 use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
+use crate::pop3::auth::AuthMethod;
 use crate::pop3::{Client, Session};
-use crate::report::Alerts;
+use crate::report::{Alerts, Verbose};
 
 /// Options that shape how a session is opened.
 #[derive(Clone, Debug, Default)]
@@ -15,6 +16,8 @@ pub struct ConnectOptions {
     pub trace: bool,
     /// Where a warning about a secret sent in clear goes (at once).
     pub alerts: Alerts,
+    /// `-v`: a line per step.
+    pub verbose: Verbose,
 }
 
 /// A logged-in session plus what the caller should tell the user.
@@ -26,6 +29,17 @@ pub struct Opened {
 /// Connects and greets, with TLS as the account says, and reads CAPA.
 pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
     let label = opts.trace.then(|| format!("[{}]", account.name));
+    opts.verbose.say(|| {
+        let tls = match account.tls {
+            TlsMode::Implicit => "TLS",
+            TlsMode::StartTls => "STARTTLS",
+            TlsMode::None => "no TLS",
+        };
+        format!(
+            "{}: connecting to {}:{} ({tls})",
+            account.name, account.host, account.port
+        )
+    });
     let tcp = net::connect(&account.host, account.port, account.timeout)?;
     let client = match account.tls {
         TlsMode::Implicit => {
@@ -47,6 +61,11 @@ pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
             client
         }
     };
+    opts.verbose
+        .say(|| match client.stream().tls_description() {
+            Some(tls) => format!("{}: connected, {tls}", account.name),
+            None => format!("{}: connected, not encrypted", account.name),
+        });
     Ok(client)
 }
 
@@ -70,6 +89,14 @@ pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
         }
     }
     let secret = account.secret()?;
+    opts.verbose.say(|| {
+        format!(
+            "{}: logging in as {} ({})",
+            account.name,
+            account.user,
+            method_label(method)
+        )
+    });
     let session = client
         .login(method, &account.user, &secret)
         .map_err(|e| login_context(account, e))?;
@@ -99,6 +126,15 @@ pub fn warn_cleartext(account: &Account, opts: &ConnectOptions, secret: &str, of
         "{}: sending the {secret} unencrypted (tls = \"none\"); anyone on the network path can read it{advice}",
         account.name
     ));
+}
+
+/// How `-v` names a login method: its SASL name, or the RFC 1939 command.
+fn method_label(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::User => "USER/PASS",
+        AuthMethod::Apop => "APOP",
+        other => other.sasl_name().unwrap_or(other.name()),
+    }
 }
 
 fn login_context(account: &Account, e: Error) -> Error {

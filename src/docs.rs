@@ -17,7 +17,14 @@ pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn Write) -> io
 /// and examples.
 pub fn write_man(out: &mut dyn Write) -> io::Result<()> {
     let cmd = Cli::command();
-    let man = clap_mangen::Man::new(cmd.clone());
+    // NAME reads "popfetch \- what it does": the about without its own
+    // "popfetch: " (which `--help` shows).
+    let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    let what = about
+        .strip_prefix("popfetch: ")
+        .unwrap_or(&about)
+        .to_string();
+    let man = clap_mangen::Man::new(cmd.clone().about(what));
     man.render_title(out)?;
     man.render_name_section(out)?;
     man.render_synopsis_section(out)?;
@@ -123,7 +130,10 @@ A file that holds a \fBpassword\fR must be readable by its owner only (chmod 600
 Account keys:
 "#;
 
-const EXTRA_TAIL: &str = r#".SH EXAMPLE
+const EXTRA_TAIL: &str = r#".PP
+A complete file, with one account:
+.PP
+.RS 4
 .nf
 [defaults]
 keep = true
@@ -134,42 +144,50 @@ user = "alice"
 password_command = "pass show mail/work"
 maildir = "~/Mail/work"
 .fi
-.PP
-Then run \fBpopfetch sync\fR, by hand, from cron or from a systemd timer.
+.RE
 .SH EXAMPLES
 .TP
-\fBpopfetch check && popfetch sync\fR
-fetch only when something is waiting (\fBcheck\fR exits 1 when there is no new mail)
-.TP
-\fBpopfetch \-q check work; echo $?\fR
-a status bar or shell prompt poll: no output, 0 means new mail
-.TP
-\fBpopfetch check \-\-json | jq \-r 'select(.new > 0) | .account'\fR
-the accounts with new mail
-.TP
-\fBpopfetch top work \-\-new\fR
-one line per unseen message: number, size, date, sender and subject, from the headers only
-.TP
-\fBpopfetch top work 3 \-n 20\fR
-the header block and first 20 body lines of message 3, without downloading it
-.TP
-\fBpopfetch seen mark work\fR
-start fresh on an old mailbox: what is there now counts as seen
-.TP
-\fBpopfetch seen forget work 00000a1b4f3c2e1d\fR
-download that message again on the next sync
-.TP
-\fBpopfetch seen import work \-\-from fetchmail ~/.fetchids\fR
-switching from fetchmail (or mpop, getmail, fdm): nothing it downloaded is downloaded again
-.TP
 \fBpopfetch init \-\-provider gmail \-\-user me@gmail.com\fR
-write a starter config; then \fBpopfetch accounts\fR and \fBpopfetch sync\fR
+Write a starter config; then check it with \fBpopfetch accounts\fR.
 .TP
-\fBpopfetch info work\fR
-the server's capabilities and certificate fingerprint, to pin with tls_fingerprint
+\fBpopfetch sync\fR
+Fetch new mail for every account.
+.TP
+\fBpopfetch \-v sync work\fR
+Fetch for one account, saying where each message went.
+.TP
+\fB*/10 * * * * popfetch sync \-q\fR
+A crontab line: silent unless something failed.
 .TP
 \fBpopfetch sync \-\-dry\-run \-\-delete\fR
-what a deleting sync would fetch and delete, changing nothing
+Show what a deleting sync would fetch and delete, changing nothing.
+.TP
+\fBpopfetch check && popfetch sync\fR
+Fetch only when something is waiting (\fBcheck\fR exits 1 when there is no new mail).
+.TP
+\fBpopfetch \-q check work; echo $?\fR
+Poll from a status bar or a shell prompt: no output, 0 means new mail.
+.TP
+\fBpopfetch check \-\-json | jq \-r 'select(.new > 0) | .account'\fR
+Print the accounts that have new mail.
+.TP
+\fBpopfetch top work \-\-new\fR
+One line per unseen message (number, size, date, sender, subject), from the headers only.
+.TP
+\fBpopfetch top work 3 \-n 20\fR
+The header block and first 20 body lines of message 3, without downloading it.
+.TP
+\fBpopfetch seen mark work\fR
+Start fresh on an old mailbox: what is there now counts as seen.
+.TP
+\fBpopfetch seen forget work 00000a1b4f3c2e1d\fR
+Download that message again at the next sync.
+.TP
+\fBpopfetch seen import work \-\-from fetchmail ~/.fetchids\fR
+Switch from fetchmail (or mpop, getmail, fdm) without downloading anything twice.
+.TP
+\fBpopfetch info work\fR
+Show the server's capabilities and certificate fingerprint, to pin with \fBtls_fingerprint\fR.
 .SH FILES
 .TP
 \fI~/.config/popfetch/config.toml\fR

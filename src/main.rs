@@ -18,13 +18,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    let color = cli.color;
     match popfetch::app::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("popfetch: error: {e:#}");
+            let label = popfetch::report::error_label(color);
+            eprintln!("popfetch: {label} {e:#}");
             ExitCode::from(popfetch::error::exit_kind_of(&e).code())
         }
     }

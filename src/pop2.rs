@@ -399,6 +399,12 @@ pub fn sync(
     report.warnings.extend(recovered);
     let mut seen = store.seen(mailbox)?;
 
+    opts.connect.verbose.say(|| {
+        format!(
+            "{}: connecting to {}:{} (POP2)",
+            account.name, account.host, account.port
+        )
+    });
     let mut conn = Pop2::connect(account, opts.connect.trace)?;
     if !conn.is_tls() {
         crate::connect::warn_cleartext(account, &opts.connect, "password", false);
@@ -446,8 +452,12 @@ pub fn sync(
         };
         let outcome = delivered.and_then(|size| {
             let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            store.commit_delivered(mailbox, &[key.as_str()], &names)?;
+            let named: Vec<&str> = names.iter().map(String::as_str).collect();
+            store.commit_delivered(mailbox, &[key.as_str()], &named)?;
+            opts.connect.verbose.say(|| {
+                let to = target.destination(names.first().map(String::as_str));
+                crate::sync::delivered_line(&account.name, n, len, &key, &to)
+            });
             Ok(size)
         });
         match outcome {

@@ -27,27 +27,45 @@ pub enum ColorChoice {
 pub struct Output {
     pub quiet: bool,
     pub json: bool,
+    /// Colour on stderr (errors, warnings).
     color: bool,
+    /// Colour on stdout (`new` markers): decided apart from stderr, since
+    /// `popfetch list | less` pipes one and leaves the other on a terminal.
+    color_out: bool,
     multi: Option<MultiProgress>,
 }
 
 impl Output {
     pub fn new(quiet: bool, json: bool, color: ColorChoice, progress: bool) -> Output {
         let stderr_tty = std::io::stderr().is_terminal();
-        let color = match color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                stderr_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
-        };
+        let color_out = color.wanted(std::io::stdout().is_terminal());
+        let color = color.wanted(stderr_tty);
         let multi = (progress && stderr_tty && !quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)));
         Output {
             quiet,
             json,
             color,
+            color_out,
             multi,
+        }
+    }
+
+    /// Where `-v` lines go: on stderr above the progress bars, and only
+    /// when `on` (else nothing is even formatted).
+    pub fn verbose(&self, on: bool) -> Verbose {
+        Verbose {
+            multi: self.multi.clone(),
+            on,
+        }
+    }
+
+    /// A line of `list` or `top` for stdout, its trailing `new` marker
+    /// coloured when stdout wants colour.
+    pub fn mark_new(&self, line: &str) -> String {
+        match line.strip_suffix(" new") {
+            Some(rest) if self.color_out => format!("{rest} {}", paint(true, "new", NEW)),
+            _ => line.to_string(),
         }
     }
 
@@ -86,13 +104,13 @@ impl Output {
 
     /// Prints an error line on stderr.
     pub fn error(&self, message: &str) {
-        self.suspend(|| eprintln!("popfetch: {} {message}", self.paint("error:", "1;31")));
+        self.suspend(|| eprintln!("popfetch: {} {message}", self.paint("error:", ERROR)));
     }
 
     /// Prints a warning on stderr unless `--quiet`.
     pub fn warn(&self, message: &str) {
         if !self.quiet {
-            self.suspend(|| eprintln!("popfetch: {} {message}", self.paint("warning:", "1;33")));
+            self.suspend(|| eprintln!("popfetch: {} {message}", self.paint("warning:", WARNING)));
         }
     }
 
@@ -176,11 +194,11 @@ impl Output {
             print_json_line(&check_json(r));
         } else if r.error.is_none() && !self.quiet {
             let line = if r.new > 0 {
+                let new = format!("{} new message{}", r.new, if r.new == 1 { "" } else { "s" });
                 format!(
-                    "{}: {} new message{} ({}), {} on the server ({})",
+                    "{}: {} ({}), {} on the server ({})",
                     r.account,
-                    r.new,
-                    if r.new == 1 { "" } else { "s" },
+                    paint(self.color_out, &new, NEW),
                     human_bytes(r.new_bytes),
                     r.total,
                     human_bytes(r.total_bytes)
@@ -220,6 +238,35 @@ pub fn check_json(r: &CheckReport) -> serde_json::Value {
     })
 }
 
+/// SGR codes: errors bold red, warnings bold yellow, new mail bold green.
+const ERROR: &str = "1;31";
+const WARNING: &str = "1;33";
+const NEW: &str = "1;32";
+
+impl ColorChoice {
+    /// Whether to colour a stream that is (or is not) a terminal: `auto`
+    /// colours terminals only, and not when NO_COLOR is set (no-color.org).
+    pub fn wanted(self, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// The `error:` label of a line on stderr, coloured as `--color` says: for
+/// the errors `main` prints itself.
+pub fn error_label(color: ColorChoice) -> String {
+    paint(
+        color.wanted(std::io::stderr().is_terminal()),
+        "error:",
+        ERROR,
+    )
+}
+
 fn paint(color: bool, text: &str, code: &str) -> String {
     if color {
         format!("\x1b[{code}m{text}\x1b[0m")
@@ -242,8 +289,34 @@ impl Alerts {
     pub fn security(&self, message: &str) {
         let line = format!(
             "popfetch: {} {message}",
-            paint(self.color, "warning:", "1;33")
+            paint(self.color, "warning:", WARNING)
         );
+        match &self.multi {
+            Some(m) => m.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+/// `-v`: one line per phase of a session and per message delivered, on
+/// stderr as it happens. Off, it does nothing, not even the formatting.
+#[derive(Clone, Debug, Default)]
+pub struct Verbose {
+    multi: Option<MultiProgress>,
+    on: bool,
+}
+
+impl Verbose {
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Prints the line `line` makes, when `-v` was given.
+    pub fn say(&self, line: impl FnOnce() -> String) {
+        if !self.on {
+            return;
+        }
+        let line = line();
         match &self.multi {
             Some(m) => m.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::filter;
 use crate::plan::{self, Policy};
 use crate::pop3::{Listed, Retrieved, Session};
-use crate::report::Progress;
+use crate::report::{self, Progress, Verbose};
 use crate::store::{MailboxLock, PendingEntry, Store};
 use sha2::{Digest, Sha256};
 
@@ -134,6 +134,9 @@ fn run(
         to_delete.extend(verdicts.delete.iter().map(|(n, _)| *n));
     }
 
+    let verbose = &opts.connect.verbose;
+    verbose.say(|| plan_line(account, listing.len(), &plan, to_delete.len(), keep));
+
     // LIST sizes are the server's word: max_size holds while a message
     // streams, too (an oversized one is reported below, in fetch).
     session.limit_retr(account.max_size);
@@ -146,6 +149,7 @@ fn run(
         &plan.fetch,
         &seen,
         progress,
+        verbose,
         report,
     );
     // Messages recorded as seen in this run may be deleted even if a later
@@ -165,10 +169,20 @@ fn run(
     if !keep {
         to_delete.extend(delivered.iter().copied());
     }
+    if !to_delete.is_empty() {
+        verbose.say(|| {
+            format!(
+                "{}: deleting {} on the server",
+                account.name,
+                messages(to_delete.len())
+            )
+        });
+    }
     let marked = mark_deletions(&mut session, &to_delete, report)?;
     session.quit()?;
     // QUIT's +OK is the server's word that the deletions happened.
     report.deleted = marked;
+    verbose.say(|| format!("{}: logged out", account.name));
     if let Some(e) = fetch_error {
         return Err(e);
     }
@@ -179,6 +193,47 @@ fn run(
         store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
     }
     Ok(())
+}
+
+/// `-v`: what the session will do, once the listing is planned.
+fn plan_line(
+    account: &Account,
+    listed: usize,
+    plan: &plan::Plan,
+    to_delete: usize,
+    keep: bool,
+) -> String {
+    let mut line = format!(
+        "{}: {} on the server, {} to fetch ({})",
+        account.name,
+        messages(listed),
+        plan.fetch.len(),
+        report::human_bytes(plan.fetch_bytes()),
+    );
+    let delete = to_delete + if keep { 0 } else { plan.fetch.len() };
+    if delete > 0 {
+        line.push_str(&format!(", {delete} to delete"));
+    }
+    if !plan.skip.is_empty() {
+        line.push_str(&format!(", {} left there", plan.skip.len()));
+    }
+    line
+}
+
+/// "1 message", "2 messages".
+fn messages(n: usize) -> String {
+    format!("{n} message{}", if n == 1 { "" } else { "s" })
+}
+
+/// `-v`: one delivered message and where it went.
+pub(crate) fn delivered_line(
+    account: &str,
+    number: impl std::fmt::Display,
+    size: u64,
+    key: &str,
+    to: &str,
+) -> String {
+    format!("{account}: message {number} ({size} bytes, UIDL {key}) -> {to}")
 }
 
 /// Lists the mailbox and plans the session.
@@ -391,6 +446,7 @@ fn fetch(
     wanted: &[plan::Fetch],
     seen: &HashMap<String, i64>,
     progress: &Progress,
+    verbose: &Verbose,
     report: &mut SyncReport,
 ) -> std::result::Result<Vec<u32>, FetchFailure> {
     let batch_limit = target.batch_limit().min(BATCH_MESSAGES);
@@ -462,7 +518,7 @@ fn fetch(
             || batch.started.elapsed() >= BATCH_TIME;
         if full {
             batch
-                .commit(target, store, mailbox, wanted, report)
+                .commit(target, store, mailbox, wanted, verbose, report)
                 .inspect_err(|e| {
                     commit_failed = true;
                     ours = Some((e.kind(), e.message().to_string()));
@@ -479,7 +535,7 @@ fn fetch(
     if !commit_failed {
         // Commit whatever was fully delivered, even when the loop stopped on
         // an error: those messages are complete on our side.
-        if let Err(error) = batch.commit(target, store, mailbox, wanted, report) {
+        if let Err(error) = batch.commit(target, store, mailbox, wanted, verbose, report) {
             target.rollback();
             let session_usable = match &result {
                 Ok(()) => true,
@@ -538,9 +594,19 @@ impl Batch {
         store: &mut Store,
         mailbox: i64,
         wanted: &[plan::Fetch],
+        verbose: &Verbose,
         report: &mut SyncReport,
     ) -> Result<()> {
-        commit_batch(target, store, mailbox, &self.keys)?;
+        let names = commit_batch(target, store, mailbox, &self.keys)?;
+        if verbose.is_on() {
+            // One name per message, in order, from a target that names them.
+            let named = names.len() == self.keys.len();
+            for (j, (i, key)) in self.keys.iter().enumerate() {
+                let to = target.destination(named.then(|| names[j].as_str()));
+                let f = &wanted[*i];
+                verbose.say(|| delivered_line(&report.account, f.number, f.size, key, &to));
+            }
+        }
         for (i, _) in self.keys.drain(..) {
             self.recorded.push(wanted[i].number);
             report.new += 1;
@@ -557,14 +623,15 @@ fn commit_batch(
     store: &mut Store,
     mailbox: i64,
     batch: &[(usize, String)],
-) -> Result<()> {
+) -> Result<Vec<String>> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
     let keys: Vec<&str> = batch.iter().map(|(_, k)| k.as_str()).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    store.commit_delivered(mailbox, &keys, &names)
+    let named: Vec<&str> = names.iter().map(String::as_str).collect();
+    store.commit_delivered(mailbox, &keys, &named)?;
+    Ok(names)
 }
 
 /// SPEC §4.5: when the server has no UIDL, a message's identity is a

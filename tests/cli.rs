@@ -90,6 +90,44 @@ fn man_page_renders_without_warnings() {
         assert!(stdout.contains(section), "no {section} section:\n{stdout}");
     }
     assert!(stdout.contains("popfetch seen forget"), "{stdout}");
+    // NAME is one line (whole at 80 columns), "name - what it does",
+    // without the name twice.
+    let name = stdout
+        .lines()
+        .skip_while(|l| l.trim() != "NAME")
+        .nth(1)
+        .unwrap_or_default()
+        .trim();
+    assert_eq!(
+        name,
+        "popfetch - fetch POP3 mail into a Maildir, mbox or MDA, safely"
+    );
+    // One EXAMPLES section of commands, each with a sentence that says
+    // what it does.
+    assert!(!stdout.lines().any(|l| l == "EXAMPLE"), "{stdout}");
+    let examples: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| *l != "EXAMPLES")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let commands: Vec<&str> = examples
+        .iter()
+        .filter(|l| l.trim_start().starts_with("popfetch ") && !l.starts_with("              "))
+        .copied()
+        .collect();
+    assert!(commands.len() >= 8, "{examples:#?}");
+    for (i, line) in examples.iter().enumerate() {
+        if commands.contains(line) {
+            let said = examples.get(i + 1).unwrap_or(&"");
+            assert!(
+                said.starts_with("              ")
+                    && said.trim_start().starts_with(char::is_uppercase),
+                "{line:?} is not followed by its explanation: {said:?}"
+            );
+        }
+    }
 }
 
 #[test]

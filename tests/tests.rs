@@ -6,6 +6,7 @@ mod codec_props;
 mod dovecot_sync;
 mod external_commands;
 mod faults;
+mod flags;
 mod framing;
 mod mbox_locking;
 mod peek;

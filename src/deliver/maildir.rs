@@ -544,6 +544,13 @@ impl Delivery for Maildir {
         }
     }
 
+    fn destination(&self, name: Option<&str>) -> String {
+        match name {
+            Some(name) => self.root.join("new").join(name).display().to_string(),
+            None => self.root.display().to_string(),
+        }
+    }
+
     fn uncommitted(&self) -> usize {
         self.staged.len()
     }

@@ -241,6 +241,11 @@ impl Delivery for Mbox {
         }
     }
 
+    fn destination(&self, _name: Option<&str>) -> String {
+        // The journal names where in the file; the user wants the file.
+        self.path.display().to_string()
+    }
+
     fn uncommitted(&self) -> usize {
         self.pending.len()
     }

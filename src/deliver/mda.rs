@@ -190,6 +190,11 @@ impl Delivery for Mda {
         self.delivered = 0;
     }
 
+    fn destination(&self, _name: Option<&str>) -> String {
+        // The same command for every message; `popfetch accounts` shows it.
+        "mda".to_string()
+    }
+
     fn uncommitted(&self) -> usize {
         self.delivered
     }

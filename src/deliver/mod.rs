@@ -54,6 +54,11 @@ pub trait Delivery {
     /// journal entry then recovers it under that key.
     fn set_last_uidl(&mut self, _uidl: &str) {}
 
+    /// Where a committed message is, for `-v`: `name` is the name
+    /// [`Delivery::commit`] returned for it (`None` when it returns none).
+    /// Called only when asked, after the commit: delivery pays nothing.
+    fn destination(&self, name: Option<&str>) -> String;
+
     /// How many messages wait for [`Delivery::commit`].
     fn uncommitted(&self) -> usize;
 
