@@ -81,6 +81,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l color -d 'When
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l new -d 'Without MSG: only the messages not seen before'
+complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l json -d 'Print one JSON object per message on stdout: without MSG `number`, `size`, `uidl`, `date` (Unix seconds or null), `from`, `subject`, `seen`; with MSG `number`, `uidl`, `header` (the header block) and `body` (the first N lines), as text with LF line ends'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s v -l verbose -d 'More detail; -vv prints the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s h -l help -d 'Print help (see more with \'--help\')'

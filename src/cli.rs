@@ -162,6 +162,13 @@ pub struct TopArgs {
     /// Without MSG: only the messages not seen before
     #[arg(long, conflicts_with = "messages")]
     pub new: bool,
+
+    /// Print one JSON object per message on stdout: without MSG `number`,
+    /// `size`, `uidl`, `date` (Unix seconds or null), `from`, `subject`,
+    /// `seen`; with MSG `number`, `uidl`, `header` (the header block) and
+    /// `body` (the first N lines), as text with LF line ends
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

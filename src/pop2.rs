@@ -444,11 +444,13 @@ pub fn sync(
             }
             res
         };
-        let outcome = delivered.and_then(|size| {
+        // Sizes shown are the server's: the octets it sent (`len`), not
+        // what was written after CRLF became LF.
+        let outcome = delivered.and_then(|_written| {
             let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             store.commit_delivered(mailbox, &[key.as_str()], &names)?;
-            Ok(size)
+            Ok(len)
         });
         match outcome {
             Ok(size) => {

@@ -204,9 +204,9 @@ fn dry_run_changes_nothing() {
     let run = env.run(&["sync", "--dry-run", "--delete"]);
     run.expect_code(0);
     assert!(
-        run.stderr.contains("would fetch message 1"),
+        run.stdout.starts_with("t: fetch and delete  1 "),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(!env.maildir("t").exists(), "no Maildir created");
     assert!(
@@ -223,11 +223,7 @@ fn dry_run_changes_nothing() {
     let before = std::fs::read(env.state_dir().join("seen.sqlite3")).unwrap();
     let run = env.run(&["sync", "--dry-run", "--delete"]);
     run.expect_code(0);
-    assert!(
-        run.stderr.contains("would delete message 5"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stdout.contains("t: delete  5 "), "{}", run.stdout);
     assert_eq!(server.messages().len(), 5);
     assert_eq!(
         std::fs::read(env.state_dir().join("seen.sqlite3")).unwrap(),

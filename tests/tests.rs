@@ -8,6 +8,7 @@ mod external_commands;
 mod faults;
 mod framing;
 mod mbox_locking;
+mod output;
 mod peek;
 mod policies;
 mod pop2;
