@@ -110,7 +110,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Connect and report what would be fetched, skipped and deleted; change nothing
+    /// Connect and print on stdout what would be fetched, deleted and left, one line per
+    /// message, then a summary; change nothing
     #[arg(long)]
     pub dry_run: bool,
 
@@ -118,7 +119,7 @@ pub struct SyncArgs {
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 
-    /// Print one JSON object per account on stdout
+    /// Print one JSON object per account on stdout (with --dry-run, the plan as `planned`)
     #[arg(long)]
     pub json: bool,
 }
