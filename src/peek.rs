@@ -250,7 +250,7 @@ pub fn list_account(
 pub fn list_table(entries: &[ListEntry], terminal: bool) -> Vec<String> {
     let width = |f: &dyn Fn(&ListEntry) -> usize| entries.iter().map(f).max().unwrap_or(1);
     let nw = width(&|e| e.number.to_string().len());
-    if !terminal {
+    if !terminal || entries.is_empty() {
         let sw = width(&|e| e.size.to_string().len());
         return entries.iter().map(|e| list_line(e, nw, sw)).collect();
     }

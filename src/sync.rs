@@ -360,7 +360,6 @@ fn dry_run(
     report.bytes = plan.fetch_bytes();
     report.deleted = (plan.delete_seen.len() + verdicts.delete.len()) as u64
         + if keep { 0 } else { plan.fetch.len() as u64 };
-    report.skipped = planned.iter().filter(|p| p.action == Action::Leave).count() as u64;
     session.quit()?;
     Ok(())
 }

@@ -369,3 +369,51 @@ fn list_and_seen_list_have_a_header_row_on_a_terminal_only() {
     uidls.sort();
     assert_eq!(uidls, ["uid-a", "uid-b"], "{screen}");
 }
+
+/// What a filter would do shows in the plan too: deleted unread, or left.
+#[test]
+fn dry_run_plan_shows_what_the_filter_decides() {
+    let env = Env::new();
+    let srv = server(vec![
+        msg("a", "hello", 2),
+        msg("b", "SPAM", 2),
+        msg("c", "later", 2),
+        msg("d", "news", 2),
+    ]);
+    let filter = "h=$(cat); case \\\"$h\\\" in *'Subject: SPAM'*) exit 1;; *'Subject: later'*) exit 2;; esac; exit 0";
+    env.write_config(&account(
+        "t",
+        srv.port(),
+        "none",
+        &format!("filter = \"{filter}\""),
+    ));
+    let run = env.run(&["sync", "--dry-run"]);
+    run.expect_code(0);
+    let lines: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let first_words: Vec<(&str, &str)> = lines[..4].iter().map(|w| (w[1], w[2])).collect();
+    assert_eq!(
+        first_words,
+        [
+            ("fetch", "1"),
+            ("delete", "2"),
+            ("leave", "3"),
+            ("fetch", "4")
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("(by the filter)\n"), "{}", run.stdout);
+    let size = human_bytes(size_of(&srv, &["a", "d"]));
+    assert!(
+        run.stdout.ends_with(&format!(
+            "t: would fetch 2 messages ({size}) and delete 1; 1 left on the server (by the filter)\n"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(srv.messages().len(), 4, "nothing deleted");
+}
