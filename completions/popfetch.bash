@@ -847,7 +847,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__top)
-            opts="-n -c -q -v -h -V --lines --new --config --quiet --verbose --color --help --version"
+            opts="-n -c -q -v -h -V --lines --new --json --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

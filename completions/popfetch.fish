@@ -51,8 +51,8 @@ never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l keep -d 'Leave messages on the server, whatever the account\'s `keep` says'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l delete -d 'Delete messages from the server once delivered, whatever `keep` says'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l all -d 'Also fetch messages that were delivered before'
-complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l dry-run -d 'Connect and report what would be fetched, skipped and deleted; change nothing'
-complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l json -d 'Print one JSON object per account on stdout'
+complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l dry-run -d 'Connect and print on stdout what would be fetched, deleted and left, one line per message, then a summary; change nothing'
+complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -l json -d 'Print one JSON object per account on stdout (with --dry-run, the plan as `planned`)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand sync" -s h -l help -d 'Print help'
@@ -81,6 +81,7 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l color -d 'When
 always\t''
 never\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l new -d 'Without MSG: only the messages not seen before'
+complete -c popfetch -n "__fish_popfetch_using_subcommand top" -l json -d 'Print one JSON object per message on stdout: without MSG `number`, `size`, `uidl`, `date` (Unix seconds or null), `from`, `subject`, `seen`; with MSG `number`, `uidl`, `header` (the header block) and `body` (the first N lines), as text with LF line ends'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s q -l quiet -d 'Print errors only (and warnings that a password or token goes out unencrypted)'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand top" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -99,19 +99,10 @@ fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let nw = entries
-        .iter()
-        .map(|e| e.number.to_string().len())
-        .max()
-        .unwrap_or(1);
-    let sw = entries
-        .iter()
-        .map(|e| e.size.to_string().len())
-        .max()
-        .unwrap_or(1);
+    let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();
-    for e in &entries {
-        writeln!(out, "{}", output.mark_new(&peek::list_line(e, nw, sw)))?;
+    for line in peek::list_table(&entries, terminal) {
+        writeln!(out, "{}", output.mark_new(&line))?;
     }
     out.flush()?;
     Ok(0)
@@ -120,7 +111,7 @@ fn list_command(cli: &Cli, args: &ListArgs) -> Result<u8> {
 fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, &args.account)?;
-    let output = Output::new(cli.quiet, false, cli.color, false);
+    let output = Output::new(cli.quiet, args.json, cli.color, false);
     let mut peek = Peek::open(account, &config.state_dir, &connect_options(cli, &output))?;
     for w in &peek.warnings {
         output.warn(w);
@@ -128,12 +119,25 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     if !args.messages.is_empty() {
         let numbers = peek::resolve(&peek.listing, &args.messages, &account.host)?;
+        if args.json {
+            let records = peek::message_records(&mut peek, &numbers, args.lines)?;
+            peek.close();
+            drop(out);
+            records.iter().for_each(report::print_json_line);
+            return Ok(0);
+        }
         peek::print_messages(&mut peek, &numbers, args.lines, &mut out)?;
         peek.close();
         return Ok(0);
     }
     let rows = peek::summaries(&mut peek, args.new)?;
     peek.close();
+    if args.json {
+        drop(out);
+        rows.iter()
+            .for_each(|r| report::print_json_line(&peek::summary_json(r)));
+        return Ok(0);
+    }
     if rows.is_empty() {
         output.info(&format!(
             "{}: {}",

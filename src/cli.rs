@@ -125,7 +125,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Connect and report what would be fetched, skipped and deleted; change nothing
+    /// Connect and print on stdout what would be fetched, deleted and left, one line per
+    /// message, then a summary; change nothing
     #[arg(long)]
     pub dry_run: bool,
 
@@ -133,7 +134,7 @@ pub struct SyncArgs {
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 
-    /// Print one JSON object per account on stdout
+    /// Print one JSON object per account on stdout (with --dry-run, the plan as `planned`)
     #[arg(long)]
     pub json: bool,
 }
@@ -177,6 +178,13 @@ pub struct TopArgs {
     /// Without MSG: only the messages not seen before
     #[arg(long, conflicts_with = "messages")]
     pub new: bool,
+
+    /// Print one JSON object per message on stdout: without MSG `number`,
+    /// `size`, `uidl`, `date` (Unix seconds or null), `from`, `subject`,
+    /// `seen`; with MSG `number`, `uidl`, `header` (the header block) and
+    /// `body` (the first N lines), as text with LF line ends
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -243,6 +243,17 @@ seconds the \fBmda\fR, the \fBfilter\fR and \fBpassword_command\fR may each run 
 under the 10 minutes after which a POP3 server may drop an idle session). Each runs in a
 process group of its own; past the limit the whole group is killed, so a hung command never
 holds the mailbox. A timed\-out password_command exits 78.
+.SH OUTPUT
+Data goes to stdout; progress, summaries, warnings and errors to stderr. \fBsync \-\-dry\-run\fR
+prints its plan on stdout: one line per message (what would happen, number, size, UIDL, and
+why a message would be deleted unread or left), then a summary, or "nothing to do"; with
+\fB\-\-json\fR the account's object has "dry_run": true and "planned", an array of
+{action, number, size, uidl, reason} where action is fetch, fetch_and_delete, delete or leave.
+\fBlist\fR and \fBseen list\fR print a header row only when stdout is a terminal; piped,
+\fBlist\fR gives sizes in octets. Sizes are shown in B, KiB, MiB (powers of 1024), and every
+count of bytes (summaries, progress, \-\-json bytes, check, list, top, \-\-dry\-run) is the
+message as the server sends it, with CRLF line ends, as LIST announces it; a delivered file is a
+little smaller (LF line ends).
 .SH POP2
 \fBprotocol = "pop2"\fR speaks RFC 937 (HELO, FOLD, READ, RETR, ACKS/ACKD/NACK) on port 109.
 POP2 has no TLS: \fBtls\fR must be set to "none" (the password then crosses the network in

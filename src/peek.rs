@@ -243,6 +243,36 @@ pub fn list_account(
     Ok((entries, warnings))
 }
 
+/// `list`'s text. Piped (`terminal` false): one line per message, number,
+/// size in octets, UIDL (`-` if none), state, and nothing else, for
+/// scripts. On a terminal: a header row, and sizes in the units every
+/// other size is shown in.
+pub fn list_table(entries: &[ListEntry], terminal: bool) -> Vec<String> {
+    let width = |f: &dyn Fn(&ListEntry) -> usize| entries.iter().map(f).max().unwrap_or(1);
+    let nw = width(&|e| e.number.to_string().len());
+    if !terminal || entries.is_empty() {
+        let sw = width(&|e| e.size.to_string().len());
+        return entries.iter().map(|e| list_line(e, nw, sw)).collect();
+    }
+    let nw = nw.max(1);
+    let sw = width(&|e| crate::report::human_bytes(e.size).len()).max("SIZE".len());
+    let uw = width(&|e| e.uidl.as_deref().map_or(1, term::width)).max("UIDL".len());
+    let mut lines = vec![format!(
+        "{:>nw$}  {:>sw$}  {:<uw$}  STATE",
+        "#", "SIZE", "UIDL"
+    )];
+    lines.extend(entries.iter().map(|e| {
+        format!(
+            "{:>nw$}  {:>sw$}  {:<uw$}  {}",
+            e.number,
+            crate::report::human_bytes(e.size),
+            term::escape_controls(e.uidl.as_deref().unwrap_or("-")),
+            if e.seen { "seen" } else { "new" },
+        )
+    }));
+    lines
+}
+
 /// `list`'s text line: number, size in octets, UIDL (`-` if none), state.
 pub fn list_line(e: &ListEntry, number_width: usize, size_width: usize) -> String {
     format!(
@@ -264,6 +294,8 @@ pub fn list_line(e: &ListEntry, number_width: usize, size_width: usize) -> Strin
 pub struct Summary {
     pub number: u32,
     pub size: u64,
+    /// The key `list` and `sync` know it by; `None` without UIDL.
+    pub uidl: Option<String>,
     pub seen: bool,
     /// Unix time from the Date header, if it parses.
     pub date: Option<i64>,
@@ -328,6 +360,7 @@ pub fn summaries(peek: &mut Peek, only_new: bool) -> Result<Vec<Summary>> {
         .map(|e| Summary {
             number: e.number,
             size: e.size,
+            uidl: e.uidl.clone(),
             seen: peek.is_seen(e),
             ..Summary::default()
         })
@@ -364,28 +397,6 @@ pub fn summaries(peek: &mut Peek, only_new: bool) -> Result<Vec<Summary>> {
     Ok(rows)
 }
 
-/// A size in at most 5 columns: `812B`, `9.5K`, `123K`, `1.2M`.
-pub fn compact_size(n: u64) -> String {
-    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
-    if n < 1000 {
-        return format!("{n}B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        v /= 1024.0;
-        unit = u;
-        if v < 999.5 {
-            break;
-        }
-    }
-    if v < 9.95 {
-        format!("{v:.1}{unit}")
-    } else {
-        format!("{v:.0}{unit}")
-    }
-}
-
 /// Lays the summaries out as a table in SPEC order: number, size, date,
 /// from, subject, new/seen. On a terminal (`width` known) the sender and
 /// subject are cut and padded so every line fits and new/seen stays in
@@ -405,8 +416,13 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
         .max()
         .unwrap_or(0)
         .clamp(FROM_MIN.min(FROM_MAX), FROM_MAX);
+    let sw = rows
+        .iter()
+        .map(|r| crate::report::human_bytes(r.size).len())
+        .max()
+        .unwrap_or(1);
     // number, size, date, state and the gaps between the six columns.
-    let fixed = nw + 2 + 5 + 2 + 12 + 2 + 2 + 4;
+    let fixed = nw + 2 + sw + 2 + 12 + 2 + 2 + 4;
     let subject_room = width.map(|w| {
         let left = w.saturating_sub(fixed + fw + 2);
         if left < SUBJECT_MIN {
@@ -430,9 +446,9 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
                 None => r.subject.clone(),
             };
             let line = format!(
-                "{:>nw$}  {:>5}  {:<12}  {}  {}  {}",
+                "{:>nw$}  {:>sw$}  {:<12}  {}  {}  {}",
                 r.number,
-                compact_size(r.size),
+                crate::report::human_bytes(r.size),
                 date,
                 from,
                 subject,
@@ -613,6 +629,66 @@ pub fn print_messages(
     Ok(())
 }
 
+/// `top --json` without MSG: one record per summary.
+pub fn summary_json(r: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "number": r.number,
+        "size": r.size,
+        "uidl": r.uidl,
+        "date": r.date,
+        "from": r.from,
+        "subject": r.subject,
+        "seen": r.seen,
+    })
+}
+
+/// `top --json MSG...`: one record per message, its header block and its
+/// first `lines` body lines as text (LF line ends, the same bounds as the
+/// text form; bytes that are not UTF-8 become U+FFFD).
+pub fn message_records(
+    peek: &mut Peek,
+    numbers: &[u32],
+    lines: u32,
+) -> Result<Vec<serde_json::Value>> {
+    let host = peek.session.host().to_string();
+    let uidl_of: HashMap<u32, String> = peek
+        .listing
+        .iter()
+        .filter_map(|e| e.uidl.clone().map(|u| (e.number, u)))
+        .collect();
+    let mut records = Vec::new();
+    peek.session.top_many(numbers, lines, &mut |i, reply| {
+        let n = numbers[i];
+        match reply {
+            Retrieved::Body(body) => {
+                let mut text = Vec::new();
+                copy_top(body, lines, &mut text)
+                    .map_err(|e| Error::with_source(ExitKind::TempFail, "reading a message", e))?;
+                let text = String::from_utf8_lossy(&text);
+                // The empty line between them belongs to neither.
+                let (header, body) = match text.find("\n\n") {
+                    Some(at) => (&text[..at + 1], &text[at + 2..]),
+                    None => (&text[..], ""),
+                };
+                records.push(serde_json::json!({
+                    "number": n,
+                    "uidl": uidl_of.get(&n),
+                    "header": header,
+                    "body": body,
+                }));
+                Ok(())
+            }
+            Retrieved::Refused(reason) => Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{host} refused TOP {n} {lines}: {reason} (TOP is optional in POP3; this server may not offer it)"
+                ),
+            )),
+        }
+    })?;
+    Ok(records)
+}
+
 /// Now, for the relative dates of the table.
 #[cfg(test)]
 mod tests {
@@ -680,20 +756,12 @@ Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
     }
 
     #[test]
-    fn sizes_are_compact() {
-        assert_eq!(compact_size(812), "812B");
-        assert_eq!(compact_size(9_700), "9.5K");
-        assert_eq!(compact_size(126_000), "123K");
-        assert_eq!(compact_size(1_300_000), "1.2M");
-        assert!(compact_size(u64::MAX).len() <= 5 || compact_size(u64::MAX).ends_with('T'));
-    }
-
-    #[test]
     fn table_lines_fit_the_width() {
         let rows: Vec<Summary> = (1..=12)
             .map(|n| Summary {
                 number: n,
                 size: 1234 * n as u64,
+                uidl: None,
                 seen: n % 2 == 0,
                 date: Some(1_700_000_000),
                 from: "Somebody With A Very Long Display Name".into(),
@@ -707,7 +775,7 @@ Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
         }
         let uncut = summary_table(&rows, None, 1_700_000_000);
         assert!(uncut[0].contains("goes on and on"));
-        assert!(uncut[0].starts_with(" 1   1.2K  "), "{:?}", uncut[0]);
+        assert!(uncut[0].starts_with(" 1   1.2 KiB  "), "{:?}", uncut[0]);
         assert!(uncut[0].ends_with("goes on and on  new"), "{:?}", uncut[0]);
         for line in summary_table(&rows, Some(80), 1_700_000_000) {
             let state = line.split_whitespace().last().unwrap();

@@ -77,9 +77,22 @@ impl std::fmt::Display for SkipReason {
             ),
             SkipReason::TooLarge(size) => write!(
                 f,
-                "it is {} bytes, larger than max_size",
-                size
+                "it is {}, larger than max_size",
+                crate::report::human_bytes(*size)
             ),
+        }
+    }
+}
+
+impl SkipReason {
+    /// A few words for a `--dry-run` line and its summary.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SkipReason::InvalidUidl(_) => "invalid UIDL",
+            SkipReason::DuplicateUidl(_) | SkipReason::DuplicateSeenUidl(_) => {
+                "UIDL shared by several messages"
+            }
+            SkipReason::TooLarge(_) => "larger than max_size",
         }
     }
 }

@@ -450,7 +450,9 @@ pub fn sync(
             }
             res
         };
-        let outcome = delivered.and_then(|size| {
+        // Sizes shown are the server's: the octets it sent (`len`), not
+        // what was written after CRLF became LF.
+        let outcome = delivered.and_then(|_written| {
             let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
             let named: Vec<&str> = names.iter().map(String::as_str).collect();
             store.commit_delivered(mailbox, &[key.as_str()], &named)?;
@@ -458,7 +460,7 @@ pub fn sync(
                 let to = target.destination(names.first().map(String::as_str));
                 crate::sync::delivered_line(&account.name, n, len, &key, &to)
             });
-            Ok(size)
+            Ok(len)
         });
         match outcome {
             Ok(size) => {

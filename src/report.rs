@@ -131,14 +131,14 @@ impl Output {
     /// Reports one account's sync: the summary line (only if something
     /// happened), warnings, the error, and the JSON record.
     pub fn sync_report(&self, r: &SyncReport) {
+        if r.dry_run {
+            return self.dry_run_report(r);
+        }
         for w in &r.warnings {
             self.warn(w);
         }
         if let Some(e) = &r.error {
             self.error(&format!("{}: {}", r.account, error_chain(e)));
-        }
-        for line in &r.planned {
-            self.info(line);
         }
         let mut parts = Vec::new();
         if r.new > 0 {
@@ -159,8 +159,7 @@ impl Output {
             parts.push(format!("{} left on the server by the filter", r.left));
         }
         if !parts.is_empty() {
-            let prefix = if r.dry_run { "dry run, would do: " } else { "" };
-            self.info(&format!("{}: {prefix}{}", r.account, parts.join(", ")));
+            self.info(&format!("{}: {}", r.account, parts.join(", ")));
         }
         if self.json {
             let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
@@ -178,6 +177,141 @@ impl Output {
             print_json_line(&line);
         }
     }
+}
+
+impl Output {
+    /// Reports one account's `sync --dry-run`. The plan is what the user
+    /// asked for, so it is data and goes to stdout (like `check`'s
+    /// answer): one line per message, then the summary, or "nothing to
+    /// do". With `--json`, the account's record carries the plan as
+    /// `planned` instead. Warnings and the error go to stderr as usual.
+    fn dry_run_report(&self, r: &SyncReport) {
+        for w in &r.warnings {
+            self.warn(w);
+        }
+        if let Some(e) = &r.error {
+            self.error(&format!("{}: {}", r.account, error_chain(e)));
+        }
+        if self.json {
+            let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
+            let planned: Vec<serde_json::Value> = r
+                .planned
+                .iter()
+                .map(|p| {
+                    json!({
+                        "action": p.action.json_name(),
+                        "number": p.number,
+                        "size": p.size,
+                        "uidl": p.uidl,
+                        "reason": p.reason,
+                    })
+                })
+                .collect();
+            print_json_line(&json!({
+                "account": r.account,
+                "status": if r.error.is_some() { "error" } else { "ok" },
+                "dry_run": true,
+                "new": r.new,
+                "bytes": r.bytes,
+                "deleted": r.deleted,
+                "skipped": r.skipped,
+                "left": r.left,
+                "planned": planned,
+                "error": r.error.as_ref().map(error_chain),
+                "exit_code": code,
+            }));
+            return;
+        }
+        if r.error.is_some() || self.quiet {
+            return;
+        }
+        let mut lines = plan_lines(&r.account, &r.planned);
+        lines.push(format!("{}: {}", r.account, dry_run_summary(r)));
+        // One write, so accounts finishing together do not interleave.
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        self.suspend(|| {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        });
+    }
+}
+
+/// The text plan of one account, as a table: action, number, size, UIDL,
+/// and why, when a message is deleted unread or left.
+fn plan_lines(account: &str, planned: &[crate::sync::Planned]) -> Vec<String> {
+    let width = |f: &dyn Fn(&crate::sync::Planned) -> usize| planned.iter().map(f).max();
+    let aw = width(&|p| p.action.words().len()).unwrap_or(0);
+    let nw = width(&|p| p.number.to_string().len()).unwrap_or(0);
+    let sw = width(&|p| human_bytes(p.size).len()).unwrap_or(0);
+    let uw = width(&|p| p.uidl.chars().count()).unwrap_or(0);
+    planned
+        .iter()
+        .map(|p| {
+            let line = format!(
+                "{account}: {:<aw$}  {:>nw$}  {:>sw$}  {:<uw$}  {}",
+                p.action.words(),
+                p.number,
+                human_bytes(p.size),
+                crate::term::escape_controls(&p.uidl),
+                p.reason.map(|r| format!("({r})")).unwrap_or_default(),
+            );
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+/// The last line of a dry run, e.g. "would fetch 3 messages (12.4 KiB)
+/// and delete 2; 1 left on the server (larger than max_size)".
+fn dry_run_summary(r: &SyncReport) -> String {
+    use crate::sync::Action;
+    let count = |a: Action| r.planned.iter().filter(|p| p.action == a).count();
+    let messages = |n: usize| format!("{n} message{}", if n == 1 { "" } else { "s" });
+    let (fetch, fetch_delete, delete) = (
+        count(Action::Fetch),
+        count(Action::FetchAndDelete),
+        count(Action::Delete),
+    );
+    let size = human_bytes(r.bytes);
+    let mut text = match (fetch, fetch_delete, delete) {
+        (0, 0, 0) => String::new(),
+        (0, 0, d) => format!("would delete {}", messages(d)),
+        (f, 0, 0) => format!("would fetch {} ({size})", messages(f)),
+        (f, 0, d) => format!("would fetch {} ({size}) and delete {d}", messages(f)),
+        (_, f, 0) => format!("would fetch and delete {} ({size})", messages(f)),
+        (_, f, d) => format!(
+            "would fetch and delete {} ({size}), and delete {d} fetched before",
+            messages(f)
+        ),
+    };
+    // Left on the server, grouped by why, in the order first met.
+    let mut left: Vec<(&str, usize)> = Vec::new();
+    for p in r.planned.iter().filter(|p| p.action == Action::Leave) {
+        let why = p.reason.unwrap_or("left");
+        match left.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, n)) => *n += 1,
+            None => left.push((why, 1)),
+        }
+    }
+    if text.is_empty() {
+        text = if left.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            "nothing to fetch or delete".to_string()
+        };
+    }
+    if !left.is_empty() {
+        let total: usize = left.iter().map(|(_, n)| n).sum();
+        let whys: Vec<String> = match left.as_slice() {
+            [(why, _)] => vec![why.to_string()],
+            _ => left.iter().map(|(why, n)| format!("{n} {why}")).collect(),
+        };
+        text.push_str(&format!(
+            "; {total} left on the server ({})",
+            whys.join(", ")
+        ));
+    }
+    text
 }
 
 impl Output {

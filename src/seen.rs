@@ -52,9 +52,23 @@ pub fn list(account: &Account, state_dir: &Path, json: bool, output: &Output) ->
     }
     let w = records.iter().map(|r| r.uidl.len()).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
-    let written = records
+    // The column names only for a person: a script reads the lines as they are.
+    let header = std::io::stdout()
+        .is_terminal()
+        .then(|| format!("{:<w$}  FIRST SEEN", "UIDL", w = w.max("UIDL".len())));
+    let w = if header.is_some() {
+        w.max("UIDL".len())
+    } else {
+        w
+    };
+    let written = header
         .iter()
-        .try_for_each(|r| writeln!(out, "{:<w$}  {}", r.uidl, term::iso_minutes(r.first_seen)))
+        .try_for_each(|h| writeln!(out, "{h}"))
+        .and_then(|()| {
+            records.iter().try_for_each(|r| {
+                writeln!(out, "{:<w$}  {}", r.uidl, term::iso_minutes(r.first_seen))
+            })
+        })
         .and_then(|()| out.flush());
     written.map_err(|e| Error::with_source(ExitKind::Io, "writing to stdout", e))
 }

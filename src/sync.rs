@@ -57,10 +57,56 @@ pub struct SyncReport {
     /// counts them as new.
     pub left: u64,
     pub warnings: Vec<String>,
-    /// With `--dry-run`: what would be done, one line per message.
-    pub planned: Vec<String>,
+    /// With `--dry-run`: what would be done, one entry per message, in
+    /// server order.
+    pub planned: Vec<Planned>,
     pub dry_run: bool,
     pub error: Option<Error>,
+}
+
+/// What `--dry-run` says would happen to one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    pub action: Action,
+    pub number: u32,
+    /// As the server counts it (LIST).
+    pub size: u64,
+    /// `-` when the server gave none.
+    pub uidl: String,
+    /// Why it is deleted unread or left on the server.
+    pub reason: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Fetch,
+    FetchAndDelete,
+    /// Delete without downloading (fetched before, or the filter said so).
+    Delete,
+    /// Leave on the server untouched.
+    Leave,
+}
+
+impl Action {
+    /// The words of the text plan.
+    pub fn words(self) -> &'static str {
+        match self {
+            Action::Fetch => "fetch",
+            Action::FetchAndDelete => "fetch and delete",
+            Action::Delete => "delete",
+            Action::Leave => "leave",
+        }
+    }
+
+    /// The `action` of a `planned` item in `--json`.
+    pub fn json_name(self) -> &'static str {
+        match self {
+            Action::Fetch => "fetch",
+            Action::FetchAndDelete => "fetch_and_delete",
+            Action::Delete => "delete",
+            Action::Leave => "leave",
+        }
+    }
 }
 
 /// Syncs one account. Never panics on a server's behaviour; every failure
@@ -282,7 +328,8 @@ fn plan_session(
     for (number, reason) in held {
         plan.hold(number, reason);
     }
-    for (number, reason) in &plan.skip {
+    // A dry run lists these in its plan instead.
+    for (number, reason) in plan.skip.iter().filter(|_| !opts.dry_run) {
         report.warnings.push(format!(
             "{}: message {number} left on the server: {reason}",
             account.name
@@ -313,28 +360,57 @@ fn dry_run(
     report.warnings.extend(opened.warnings);
     let mut session = opened.session;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let (_, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
+    let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
     let verdicts = filter::apply(&mut session, account, &mut plan, report)?;
-    let name = &account.name;
-    for f in &plan.fetch {
-        report.planned.push(format!(
-            "{name}: would fetch message {} ({} bytes, UIDL {}){}",
-            f.number,
-            f.size,
-            f.uidl,
-            if keep { "" } else { " and delete it" }
-        ));
-    }
-    for (n, uidl) in plan.delete_seen.iter().chain(&verdicts.delete) {
-        report
-            .planned
-            .push(format!("{name}: would delete message {n} (UIDL {uidl})"));
-    }
-    for (n, uidl) in &verdicts.left {
-        report.planned.push(format!(
-            "{name}: would leave message {n} (UIDL {uidl}) on the server: the filter says so"
-        ));
-    }
+    let listed: HashMap<u32, &Listed> = listing.iter().map(|e| (e.number, e)).collect();
+    let item = |action, number: u32, reason| {
+        let entry = listed.get(&number);
+        let key = entry.and_then(|e| e.uidl.as_deref()).unwrap_or("-");
+        Planned {
+            action,
+            number,
+            size: entry.map_or(0, |e| e.size),
+            // A told-apart key shows as the UIDL the server gave.
+            uidl: plan::told_apart_parts(key)
+                .map_or(key, |(uidl, _)| uidl)
+                .to_string(),
+            reason,
+        }
+    };
+    let fetch_action = if keep {
+        Action::Fetch
+    } else {
+        Action::FetchAndDelete
+    };
+    let planned = &mut report.planned;
+    planned.extend(
+        plan.fetch
+            .iter()
+            .map(|f| item(fetch_action, f.number, None)),
+    );
+    planned.extend(
+        plan.delete_seen
+            .iter()
+            .map(|(n, _)| item(Action::Delete, *n, Some("fetched before"))),
+    );
+    planned.extend(
+        verdicts
+            .delete
+            .iter()
+            .map(|(n, _)| item(Action::Delete, *n, Some("by the filter"))),
+    );
+    planned.extend(
+        plan.skip
+            .iter()
+            .map(|(n, why)| item(Action::Leave, *n, Some(why.label()))),
+    );
+    planned.extend(
+        verdicts
+            .left
+            .iter()
+            .map(|(n, _)| item(Action::Leave, *n, Some("by the filter"))),
+    );
+    planned.sort_by_key(|p| p.number);
     report.new = plan.fetch.len() as u64;
     report.bytes = plan.fetch_bytes();
     report.deleted = (plan.delete_seen.len() + verdicts.delete.len()) as u64
@@ -473,7 +549,10 @@ fn fetch(
                         .map(|size| (size, item.uidl.clone()))
                 };
                 match delivered {
-                    Ok((size, key)) => {
+                    Ok((_written, key)) => {
+                        // Sizes shown are the server's (see Body::octets),
+                        // as in the plan the progress bar started from.
+                        let size = body.octets();
                         progress.advance(size);
                         if item.uidl.is_empty() && seen.contains_key(&key) && target.discard_last()
                         {
@@ -494,8 +573,8 @@ fn fetch(
                     Err(_) if body.over_limit() => {
                         report.warnings.push(format!(
                             "{}: message {} grew past max_size while it was received \
-                             (the server announced {} bytes); it was not delivered and stays on the server",
-                            report.account, item.number, item.size
+                             (the server announced {}); it was not delivered and stays on the server",
+                            report.account, item.number, crate::report::human_bytes(item.size)
                         ));
                         report.skipped += 1;
                     }

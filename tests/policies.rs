@@ -273,17 +273,22 @@ fn messages_the_filter_leaves_are_counted_in_summary_and_json() {
     ));
     let dry = env.run(&["sync", "--dry-run", "--json"]);
     dry.expect_code(0);
-    assert_eq!(dry.json_lines()[0]["left"], 2);
+    let plan = &dry.json_lines()[0];
+    assert_eq!(plan["left"], 2);
+    let left: Vec<u64> = plan["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "leave" && p["reason"] == "by the filter")
+        .map(|p| p["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, vec![2, 3], "{plan}");
+    let dry = env.run(&["sync", "--dry-run"]);
+    dry.expect_code(0);
     assert!(
-        dry.stderr.contains("would leave message 2")
-            && dry.stderr.contains("would leave message 3"),
+        dry.stdout.contains("2 left on the server (by the filter)"),
         "{}",
-        dry.stderr
-    );
-    assert!(
-        dry.stderr.contains("2 left on the server by the filter"),
-        "{}",
-        dry.stderr
+        dry.stdout
     );
 
     let run = env.run(&["sync", "--json"]);
@@ -397,9 +402,9 @@ fn dry_run_changes_nothing() {
     let run = env.run(&["sync", "--dry-run", "--delete"]);
     run.expect_code(0);
     assert!(
-        run.stderr.contains("would fetch message 1"),
+        run.stdout.starts_with("t: fetch and delete  1 "),
         "{}",
-        run.stderr
+        run.stdout
     );
     assert!(!env.maildir("t").exists(), "no Maildir created");
     assert!(
@@ -416,11 +421,7 @@ fn dry_run_changes_nothing() {
     let before = std::fs::read(env.state_dir().join("seen.sqlite3")).unwrap();
     let run = env.run(&["sync", "--dry-run", "--delete"]);
     run.expect_code(0);
-    assert!(
-        run.stderr.contains("would delete message 5"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stdout.contains("t: delete  5 "), "{}", run.stdout);
     assert_eq!(server.messages().len(), 5);
     assert_eq!(
         std::fs::read(env.state_dir().join("seen.sqlite3")).unwrap(),

@@ -203,6 +203,9 @@ pub fn read_multiline_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> Result<b
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Unstuffer {
     state: State,
+    /// CRLFs turned into LF so far: with the bytes given out, the size of
+    /// the message as the server counts it (RFC 1939's octets).
+    line_ends: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -237,6 +240,11 @@ impl Unstuffer {
 
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// How many CRLF line ends were turned into LF so far.
+    pub fn line_ends(&self) -> u64 {
+        self.line_ends
     }
 
     /// Decodes from `input` into `out`. Output never exceeds input, but a
@@ -285,6 +293,7 @@ impl Unstuffer {
                         out[o] = b'\n';
                         o += 1;
                         i += 1;
+                        self.line_ends += 1;
                         self.state = State::LineStart;
                     }
                     b'\r' => {

@@ -706,6 +706,14 @@ impl Body<'_> {
         self.bytes
     }
 
+    /// The message's size so far as the server counts it: unstuffed, with
+    /// CRLF line ends (what LIST announces for an honest server). Sizes
+    /// shown to the user are this count, so they agree with `check`,
+    /// `list` and `--dry-run`.
+    pub fn octets(&self) -> u64 {
+        self.bytes + self.unstuffer.line_ends()
+    }
+
     pub fn is_complete(&self) -> bool {
         self.unstuffer.is_done() && self.spilled.is_none()
     }
@@ -771,8 +779,8 @@ impl Read for Body<'_> {
             if self.limit.is_some_and(|max| self.bytes > max) {
                 self.over_limit = true;
                 return Err(io::Error::other(format!(
-                    "the message is larger than max_size ({} bytes)",
-                    self.limit.unwrap_or_default()
+                    "the message is larger than max_size ({})",
+                    crate::report::human_bytes(self.limit.unwrap_or_default())
                 )));
             }
             if d.written > 0 || d.done {
