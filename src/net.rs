@@ -533,6 +533,9 @@ fn greeting_timeout(host: &str) -> Error {
 /// first answer, within `budget`, is a TLS record. The handshake is never
 /// finished: the answer's first bytes are all it needs.
 fn answers_tls(addr: SocketAddr, host: &str, budget: Duration) -> bool {
+    if budget.is_zero() {
+        return false;
+    }
     let deadline = Instant::now() + budget;
     let Ok(ctx) = TlsContext::build(&TlsTrust::default(), true) else {
         return false;
@@ -542,9 +545,6 @@ fn answers_tls(addr: SocketAddr, host: &str, budget: Duration) -> bool {
     let Ok(mut conn) = ClientConnection::new(ctx.config.clone(), name) else {
         return false;
     };
-    if budget.is_zero() {
-        return false;
-    }
     let Ok(mut tcp) = TcpStream::connect_timeout(&addr, budget) else {
         return false;
     };
@@ -786,6 +786,28 @@ mod tests {
         // An address is never looked up.
         let addrs = resolve("::1", 110, Duration::from_millis(1), hangs).unwrap();
         assert_eq!(addrs, vec!["[::1]:110".parse().unwrap()]);
+    }
+
+    #[test]
+    fn tls_records_and_plain_greetings_are_told_apart() {
+        // A handshake record, an alert, and a first byte alone.
+        assert!(looks_like_tls(&[0x16, 0x03, 0x01, 0x00, 0x7a]));
+        assert!(looks_like_tls(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a]));
+        assert!(looks_like_tls(&[0x16]));
+        assert!(!looks_like_tls(b"+OK POP3 ready\r\n"));
+        assert!(!looks_like_tls(b"-ERR go away\r\n"));
+        assert!(!looks_like_tls(&[0x16, 0x01]));
+        assert!(!looks_like_tls(b""));
+
+        assert_eq!(
+            plain_text_line(b"+OK Dovecot ready.\r\n-ERR x\r\n").as_deref(),
+            Some("+OK Dovecot ready.")
+        );
+        assert_eq!(plain_text_line(&[0x16, 0x03, 0x03]), None);
+        assert_eq!(plain_text_line(b""), None);
+        // What a hostile server says is defused before it is shown.
+        let shown = plain_text_line(b"+OK \x1b[2Jgone\r\n").unwrap();
+        assert!(!shown.contains('\x1b'), "{shown:?}");
     }
 
     #[test]

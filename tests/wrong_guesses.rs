@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::certs::TestPki;
-use crate::support::server::{Config, Msg, Server, Tls};
+use crate::support::server::{Config, Fault, Msg, Server, Tls};
 use crate::support::{maildir_messages, Env};
 use crate::sync::account;
 
@@ -70,6 +70,43 @@ fn plain_tls_modes_on_an_implicit_tls_port_fail_at_once_naming_implicit() {
         env.write_config(&account("t", server.port(), "implicit", &ca));
         env.run(&["sync"]).expect_code(0);
         assert_eq!(maildir_messages(&env.maildir("t")).len(), 1);
+    }
+}
+
+/// The check for a TLS port never harms a plain server that is merely
+/// slow to greet: nothing is sent on the connection that waits for the
+/// greeting (the probe goes on a second one), so the session is in step and
+/// the mail arrives.
+#[test]
+fn a_plain_server_slow_to_greet_is_still_waited_for() {
+    for mode in ["none", "starttls"] {
+        let env = Env::new();
+        let pki = Arc::new(TestPki::generate(&env.dir.path().join("pki")));
+        let server = Server::start(Config {
+            messages: one_message(),
+            tls: if mode == "none" {
+                Tls::None
+            } else {
+                Tls::Stls(pki.clone())
+            },
+            // Longer than the silence after which the port is checked.
+            faults: vec![Fault::SlowGreeting { delay_ms: 3_500 }],
+            ..Config::default()
+        });
+        let ca = format!("ca_file = \"{}\"", pki.ca_path.display());
+        let trust = if mode == "none" { "" } else { ca.as_str() };
+        env.write_config(&slow_timeout(account("t", server.port(), mode, trust)));
+        let run = env.run(&["sync"]);
+        run.expect_code(0);
+        assert_eq!(
+            maildir_messages(&env.maildir("t")).len(),
+            1,
+            "tls = {mode:?}"
+        );
+        assert!(
+            server.connections() >= 2,
+            "tls = {mode:?}: the port was checked on a connection of its own"
+        );
     }
 }
 
@@ -206,5 +243,16 @@ fn an_auth_mechanism_the_server_does_not_offer_is_named_before_any_auth() {
     );
     // `auth = "user"` stays allowed where CAPA lists USER.
     env.write_config(&account("t", server.port(), "none", "auth = \"user\""));
+    env.run(&["sync"]).expect_code(0);
+
+    // Without CAPA there is no list to go by: the mechanism is tried.
+    let env = Env::new();
+    let old = Server::start(Config {
+        messages: one_message(),
+        capa: false,
+        sasl: vec!["CRAM-MD5".into()],
+        ..Config::default()
+    });
+    env.write_config(&account("t", old.port(), "none", "auth = \"cram-md5\""));
     env.run(&["sync"]).expect_code(0);
 }
