@@ -26,6 +26,11 @@ pub struct Opened {
     pub warnings: Vec<String>,
 }
 
+/// What to set when `tls = "implicit"` meets a port that greets in plain
+/// POP3.
+pub const PLAIN_POP3_FIX: &str =
+    "set tls = \"starttls\" (or \"none\") for this port, or use the server's TLS port (usually 995)";
+
 /// Connects and greets, with TLS as the account says, and reads CAPA.
 pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
     let label = opts.trace.then(|| format!("[{}]", account.name));
@@ -41,16 +46,19 @@ pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
         )
     });
     let tcp = net::connect(&account.host, account.port, account.timeout)?;
+    if account.tls != TlsMode::Implicit {
+        net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
+    }
     let client = match account.tls {
         TlsMode::Implicit => {
-            let tls = TlsContext::new(&account.trust)?;
-            let stream = tls.wrap(tcp, &account.host)?;
+            let tls = TlsContext::new(&account.trust)?.for_account(&account.name);
+            let stream = tls.wrap_implicit(tcp, &account.host, PLAIN_POP3_FIX)?;
             let mut client = Client::new(stream, &account.host, label)?;
             client.refresh_capa()?;
             client
         }
         TlsMode::StartTls => {
-            let tls = TlsContext::new(&account.trust)?;
+            let tls = TlsContext::new(&account.trust)?.for_account(&account.name);
             let mut client = Client::new(Stream::Plain(tcp), &account.host, label)?;
             client.refresh_capa()?;
             client.starttls(&tls)?

@@ -291,10 +291,10 @@ local I/O error: disk full, database error
 temporary failure: timeout, dropped connection, [SYS/TEMP], [IN\-USE], [LOGIN\-DELAY], lock busy
 .TP
 76
-protocol error: the server broke the protocol
+protocol error: the server broke the protocol, or the port speaks TLS where tls says plain text (or plain text where it says TLS)
 .TP
 77
-not permitted: authentication failed, certificate not trusted, STLS missing
+not permitted: authentication failed, certificate not trusted or changed since it was pinned, STLS missing, an auth mechanism the server does not offer
 .TP
 78
 configuration error, including a failing password_command

@@ -42,10 +42,13 @@ pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
     }
     let label = trace.then(|| format!("[{}]", account.name));
     let tcp = net::connect(&account.host, account.port, account.timeout)?;
+    if account.tls != TlsMode::Implicit {
+        net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
+    }
     let tls = TlsContext::for_probe(&account.trust)?;
     let client = match account.tls {
         TlsMode::Implicit => {
-            let stream = tls.wrap(tcp, &account.host)?;
+            let stream = tls.wrap_implicit(tcp, &account.host, crate::connect::PLAIN_POP3_FIX)?;
             let mut c = Client::new(stream, &account.host, label)?;
             c.refresh_capa()?;
             c

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -93,7 +93,7 @@ impl ServerCertVerifier for Verifier {
                 Ok(ServerCertVerified::assertion())
             } else {
                 Err(rustls::Error::General(
-                    "certificate does not match tls_fingerprint".into(),
+                    "the certificate changed: it does not match tls_fingerprint".into(),
                 ))
             }
         } else {
@@ -155,6 +155,8 @@ impl ServerCertVerifier for Verifier {
 pub struct TlsContext {
     config: Arc<ClientConfig>,
     verifier: Arc<Verifier>,
+    /// The account's name, so advice can name the command to run.
+    account: Option<String>,
 }
 
 impl TlsContext {
@@ -167,6 +169,12 @@ impl TlsContext {
     /// use it for a connection that logs in.
     pub fn for_probe(trust: &TlsTrust) -> Result<TlsContext> {
         TlsContext::build(trust, true)
+    }
+
+    /// Names the account in advice (`popfetch info ACCOUNT`).
+    pub fn for_account(mut self, name: &str) -> TlsContext {
+        self.account = Some(name.to_string());
+        self
     }
 
     /// Whether the server's certificate passed (`Err` says why not); `None`
@@ -223,16 +231,59 @@ impl TlsContext {
         Ok(TlsContext {
             config: Arc::new(config),
             verifier,
+            account: None,
         })
     }
 
-    /// Runs the TLS handshake over `tcp` and returns the encrypted stream.
+    /// Runs the TLS handshake over `tcp` and returns the encrypted stream
+    /// (after STLS: the server has just agreed to speak TLS).
     pub fn wrap(&self, tcp: TcpStream, host: &str) -> Result<Stream> {
+        self.handshake(tcp, host, None)
+    }
+
+    /// Like [`TlsContext::wrap`], on a connection that should speak TLS
+    /// from its first byte. A plain-text port greets at once, where a
+    /// ServerHello should come; rustls would call that a corrupt message,
+    /// so the first bytes of the answer are looked at before rustls reads
+    /// them, and a plain-text greeting is refused with what it said and
+    /// `plain_fix` (the setting that suits such a port).
+    pub fn wrap_implicit(&self, tcp: TcpStream, host: &str, plain_fix: &str) -> Result<Stream> {
+        self.handshake(tcp, host, Some(plain_fix))
+    }
+
+    fn handshake(&self, tcp: TcpStream, host: &str, plain_fix: Option<&str>) -> Result<Stream> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| Error::config(format!("host {host:?} is not a valid TLS server name")))?;
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| Error::new(ExitKind::Internal, format!("TLS setup: {e}")))?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
+        if let Some(fix) = plain_fix {
+            // Send the ClientHello, then peek (not read) at the answer: a
+            // TLS answer is left whole for rustls.
+            while tls.conn.wants_write() {
+                if let Err(e) = tls.conn.write_tls(&mut tls.sock) {
+                    return Err(self.explain_handshake_error(host, e));
+                }
+            }
+            let mut first = [0u8; 128];
+            if let Ok(n) = tls.sock.peek(&mut first) {
+                if let Some(said) = plain_text_line(&first[..n]) {
+                    let port = tls.sock.peer_addr().map(|a| a.port()).unwrap_or_default();
+                    let what = if said.starts_with("+OK") || said.starts_with("-ERR") {
+                        "plain POP3"
+                    } else {
+                        "plain text"
+                    };
+                    return Err(Error::new(
+                        ExitKind::Protocol,
+                        format!(
+                            "{host} port {port} speaks {what}, not TLS (it greeted with \"{said}\" \
+                             where a TLS handshake should be): {fix}"
+                        ),
+                    ));
+                }
+            }
+        }
         while tls.conn.is_handshaking() {
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
                 return Err(self.explain_handshake_error(host, e));
@@ -243,6 +294,15 @@ impl TlsContext {
 
     fn explain_handshake_error(&self, host: &str, err: io::Error) -> Error {
         let presented = *self.verifier.presented.lock().unwrap();
+        if let Some(fp) = presented {
+            let pins = &self.verifier.pins;
+            if !pins.is_empty() && !pins.contains(&fp) && !self.verifier.probe {
+                return Error::new(
+                    ExitKind::NoPerm,
+                    pin_changed_advice(host, pins, &fp, self.account.as_deref()),
+                );
+            }
+        }
         let tls_err = err
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
@@ -314,6 +374,199 @@ fn cert_advice(host: &str, reason: &str, presented: Option<Fingerprint>) -> Stri
         msg.push_str(", or pin the certificate with tls_fingerprint");
     }
     msg
+}
+
+/// The certificate no longer matches the pin. That is what a renewed
+/// certificate looks like, and also what an attacker in the middle looks
+/// like: so both fingerprints are shown, and the pin is to be updated only
+/// once the new one has been checked by other means.
+fn pin_changed_advice(
+    host: &str,
+    pins: &[Fingerprint],
+    presented: &Fingerprint,
+    account: Option<&str>,
+) -> String {
+    let pinned: Vec<String> = pins.iter().map(format_fingerprint).collect();
+    let presented = format_fingerprint(presented);
+    let info = format!("popfetch info {}", account.unwrap_or("ACCOUNT"));
+    format!(
+        "the certificate of {host} has changed: it does not match tls_fingerprint \
+         (pinned: {}; presented now: {presented}). If the server's certificate was renewed, \
+         check the new fingerprint out of band (ask the server's administrator, or compare it \
+         with the certificate on the server), then update the pin: tls_fingerprint = \"{presented}\" \
+         (`{info}` shows the certificate). If you expected no change, keep the pin: someone may \
+         be intercepting the connection",
+        pinned.join(", ")
+    )
+}
+
+/// The first line of `bytes` if they are plain text (a greeting) rather
+/// than a TLS record: a record starts with its content type, 0x14 to 0x18
+/// (0x80 and up for an SSLv2-style hello), never with a printable
+/// character. Control characters are escaped: it ends up on a terminal.
+fn plain_text_line(bytes: &[u8]) -> Option<String> {
+    if !bytes.first()?.is_ascii_graphic() {
+        return None;
+    }
+    let end = bytes
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(bytes.len())
+        .min(80);
+    Some(crate::term::escape_controls(&String::from_utf8_lossy(
+        &bytes[..end],
+    )))
+}
+
+/// Whether `bytes`, the first a server sent, begin a TLS record: a
+/// handshake (0x16) or an alert (0x15), then major version 3. No POP3 or
+/// POP2 reply starts that way.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x15 | 0x16] | [0x15 | 0x16, 0x03, ..])
+}
+
+/// How long a plain connection may stay silent before popfetch checks
+/// whether the port speaks TLS instead. Servers greet at once (some
+/// after a reverse-DNS lookup, which is why it is not shorter).
+const SILENCE_BEFORE_PROBE: Duration = Duration::from_secs(2);
+/// How long that check waits for an answer to its ClientHello.
+const PROBE_BUDGET: Duration = Duration::from_secs(3);
+
+/// On a plain connection (`tls = "none"` or `"starttls"`), waits for the
+/// server's first bytes, up to `timeout`, and makes sure they are not TLS:
+/// a TLS port waits for a ClientHello while the client waits for a
+/// greeting, which would last the whole timeout and end in "try again
+/// later" (75), retried for ever by schedulers. The bytes are only peeked
+/// at: the greeting stays for the POP3 client to read.
+///
+/// A TLS record where the greeting should be is recognised at once. If
+/// nothing comes for [`SILENCE_BEFORE_PROBE`], a second, short connection
+/// to the same address sends a ClientHello: an answer in TLS means this is
+/// a TLS port, and the account fails with 76 and the fix. Nothing is ever
+/// sent on the first connection, since a server that is merely slow to
+/// greet would take any byte for a command and fall out of step with us;
+/// the second connection carries no password and, on a slow plain server,
+/// only draws an `-ERR` before it is closed. Otherwise the wait goes on
+/// for the rest of `timeout`, as before.
+pub fn await_plain_greeting(tcp: &TcpStream, host: &str, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let port = tcp.peer_addr().map(|a| a.port()).unwrap_or_default();
+    let speaks_tls = |how: String| {
+        Error::new(
+            ExitKind::Protocol,
+            format!(
+                "{host} port {port} speaks TLS ({how}): set tls = \"implicit\" for this port \
+                 (tls = \"starttls\" and \"none\" need the server's plain port, usually 110)"
+            ),
+        )
+    };
+    let mut probed = false;
+    let result = loop {
+        let wait = if probed {
+            timeout.saturating_sub(started.elapsed())
+        } else {
+            SILENCE_BEFORE_PROBE.min(timeout / 2)
+        };
+        if wait.is_zero() {
+            break Err(greeting_timeout(host));
+        }
+        if let Err(e) = tcp.set_read_timeout(Some(wait)) {
+            break Err(Error::with_source(
+                ExitKind::Io,
+                "cannot set socket options",
+                e,
+            ));
+        }
+        let mut first = [0u8; 8];
+        match tcp.peek(&mut first) {
+            Ok(n) if looks_like_tls(&first[..n]) => {
+                break Err(speaks_tls(
+                    "it sent a TLS record where the greeting should be".into(),
+                ))
+            }
+            // A greeting, or the end of the connection: the client reads it.
+            Ok(_) => break Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                if probed {
+                    break Err(greeting_timeout(host));
+                }
+                probed = true;
+                let budget = PROBE_BUDGET.min(timeout.saturating_sub(started.elapsed()));
+                if let Ok(addr) = tcp.peer_addr() {
+                    if answers_tls(addr, host, budget) {
+                        break Err(speaks_tls(format!(
+                            "it sent no greeting within {} s, and answers a TLS handshake",
+                            started.elapsed().as_secs()
+                        )));
+                    }
+                }
+            }
+            // Any other failure is the client's to read and report.
+            Err(_) => break Ok(()),
+        }
+    };
+    if let Err(e) = tcp.set_read_timeout(Some(timeout)) {
+        return Err(Error::with_source(
+            ExitKind::Io,
+            "cannot set socket options",
+            e,
+        ));
+    }
+    result
+}
+
+fn greeting_timeout(host: &str) -> Error {
+    Error::new(
+        ExitKind::TempFail,
+        format!(
+            "{host}: timed out waiting for the greeting (raise `timeout` if the server is slow)"
+        ),
+    )
+}
+
+/// Opens a connection to `addr`, sends a ClientHello and says whether the
+/// first answer, within `budget`, is a TLS record. The handshake is never
+/// finished: the answer's first bytes are all it needs.
+fn answers_tls(addr: SocketAddr, host: &str, budget: Duration) -> bool {
+    if budget.is_zero() {
+        return false;
+    }
+    let deadline = Instant::now() + budget;
+    let Ok(ctx) = TlsContext::build(&TlsTrust::default(), true) else {
+        return false;
+    };
+    let name = ServerName::try_from(host.to_string())
+        .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+    let Ok(mut conn) = ClientConnection::new(ctx.config.clone(), name) else {
+        return false;
+    };
+    let Ok(mut tcp) = TcpStream::connect_timeout(&addr, budget) else {
+        return false;
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero()
+        || tcp.set_read_timeout(Some(left)).is_err()
+        || tcp.set_write_timeout(Some(left)).is_err()
+    {
+        return false;
+    }
+    while conn.wants_write() {
+        if conn.write_tls(&mut tcp).is_err() {
+            return false;
+        }
+    }
+    let mut first = [0u8; 8];
+    let answered = match tcp.read(&mut first) {
+        Ok(n) => looks_like_tls(&first[..n]),
+        Err(_) => false,
+    };
+    let _ = tcp.shutdown(std::net::Shutdown::Both);
+    answered
 }
 
 /// A connection to the server: plain TCP, or TLS over TCP.
@@ -533,6 +786,28 @@ mod tests {
         // An address is never looked up.
         let addrs = resolve("::1", 110, Duration::from_millis(1), hangs).unwrap();
         assert_eq!(addrs, vec!["[::1]:110".parse().unwrap()]);
+    }
+
+    #[test]
+    fn tls_records_and_plain_greetings_are_told_apart() {
+        // A handshake record, an alert, and a first byte alone.
+        assert!(looks_like_tls(&[0x16, 0x03, 0x01, 0x00, 0x7a]));
+        assert!(looks_like_tls(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a]));
+        assert!(looks_like_tls(&[0x16]));
+        assert!(!looks_like_tls(b"+OK POP3 ready\r\n"));
+        assert!(!looks_like_tls(b"-ERR go away\r\n"));
+        assert!(!looks_like_tls(&[0x16, 0x01]));
+        assert!(!looks_like_tls(b""));
+
+        assert_eq!(
+            plain_text_line(b"+OK Dovecot ready.\r\n-ERR x\r\n").as_deref(),
+            Some("+OK Dovecot ready.")
+        );
+        assert_eq!(plain_text_line(&[0x16, 0x03, 0x03]), None);
+        assert_eq!(plain_text_line(b""), None);
+        // What a hostile server says is defused before it is shown.
+        let shown = plain_text_line(b"+OK \x1b[2Jgone\r\n").unwrap();
+        assert!(!shown.contains('\x1b'), "{shown:?}");
     }
 
     #[test]

@@ -74,8 +74,13 @@ impl Pop2 {
     pub fn connect(account: &Account, trace: bool) -> Result<Pop2> {
         let tcp = net::connect(&account.host, account.port, account.timeout)?;
         let stream = match account.tls {
-            TlsMode::Implicit => TlsContext::new(&account.trust)?.wrap(tcp, &account.host)?,
-            _ => Stream::Plain(tcp),
+            TlsMode::Implicit => TlsContext::new(&account.trust)?
+                .for_account(&account.name)
+                .wrap_implicit(tcp, &account.host, "set tls = \"none\" for this port")?,
+            _ => {
+                net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
+                Stream::Plain(tcp)
+            }
         };
         let mut conn = Pop2 {
             reader: BufReader::with_capacity(64 * 1024, stream),

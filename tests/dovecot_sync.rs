@@ -130,3 +130,37 @@ fn dovecot_cram_md5_and_apop_logins() {
         assert_eq!(maildir_messages(&env.maildir("dc")).len(), 3, "{auth}");
     }
 }
+
+/// The ports mixed up, against a real server: Dovecot's TLS port with a
+/// plain `tls` answers the check with a ServerHello (76 at once, naming
+/// `tls = "implicit"`), and its plain port with `tls = "implicit"` greets
+/// in plain POP3 (76 naming `starttls`). Neither waits for the timeout.
+#[test]
+fn dovecot_tls_mode_and_port_mixed_up_fail_at_once() {
+    if !require_dovecot() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    let env = Env::new();
+    let tls_port_plain = dovecot_account(&dc, "dc", "implicit", "maildir = \"~/Mail/dc\"")
+        .replace("tls = \"implicit\"", "tls = \"starttls\"")
+        .replace("timeout = 20", "timeout = 60");
+    let plain_port_tls = dovecot_account(&dc, "dc", "starttls", "maildir = \"~/Mail/dc\"")
+        .replace("tls = \"starttls\"", "tls = \"implicit\"")
+        .replace("timeout = 20", "timeout = 60");
+    for (cfg, says) in [
+        (tls_port_plain, "tls = \"implicit\""),
+        (plain_port_tls, "tls = \"starttls\""),
+    ] {
+        env.write_config(&cfg);
+        let started = std::time::Instant::now();
+        let run = env.run(&["sync"]);
+        run.expect_code(76);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

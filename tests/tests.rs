@@ -18,3 +18,4 @@ mod server_text;
 mod support;
 mod switching;
 mod sync;
+mod wrong_guesses;

@@ -482,6 +482,7 @@ impl Client {
     /// Resolves `auth = "auto"` against what this server offers.
     pub fn choose_auth(&self, method: AuthMethod) -> Result<AuthMethod> {
         if method != AuthMethod::Auto {
+            self.ensure_offered(method)?;
             return Ok(method);
         }
         let sasl = self.capa.sasl();
@@ -501,6 +502,61 @@ impl Client {
                 ),
             )
         })
+    }
+
+    /// Refuses an `auth` SASL mechanism that the server's CAPA does not
+    /// list, before the password is fetched or anything is sent: the
+    /// server's `-ERR` to it would read as a wrong password. Only a SASL
+    /// line is evidence (without one, an old server may still take AUTH);
+    /// USER is not always listed and APOP is offered by the greeting, which
+    /// the login checks.
+    fn ensure_offered(&self, method: AuthMethod) -> Result<()> {
+        let Some(mech) = method.sasl_name() else {
+            return Ok(());
+        };
+        if self.capa.args("SASL").is_none() {
+            return Ok(());
+        }
+        let offered = self.capa.sasl();
+        if offered.iter().any(|m| m == mech) {
+            return Ok(());
+        }
+        let mut choices: Vec<String> = AuthMethod::ALL
+            .iter()
+            .filter(|(_, m)| match m.sasl_name() {
+                Some(name) => offered.iter().any(|o| o == name),
+                None => match m {
+                    AuthMethod::User => self.capa.has("USER"),
+                    AuthMethod::Apop => self.apop_timestamp().is_some(),
+                    _ => false,
+                },
+            })
+            .map(|(name, _)| format!("\"{name}\""))
+            .collect();
+        let offers = if offered.is_empty() {
+            "it lists no SASL mechanism".to_string()
+        } else {
+            format!("it offers: {}", offered.join(" "))
+        };
+        let mut msg = format!(
+            "{}: the server does not offer {mech} ({offers}); set auth = \"auto\"",
+            self.conn.host
+        );
+        if !choices.is_empty() {
+            let last = choices.pop().unwrap_or_default();
+            let list = if choices.is_empty() {
+                last
+            } else {
+                format!("{} or {last}", choices.join(", "))
+            };
+            msg.push_str(&format!(" or one it offers: {list}"));
+        }
+        if !self.is_tls() && self.capa.has("STLS") {
+            msg.push_str(
+                "; servers often offer more once the connection is encrypted: set tls = \"starttls\"",
+            );
+        }
+        Err(Error::new(ExitKind::NoPerm, msg))
     }
 
     /// Logs in; on success the client becomes a session.

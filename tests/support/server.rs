@@ -131,6 +131,9 @@ pub enum Fault {
     /// After answering `verb` (with argument `arg`; "" for any), send
     /// `+OK unsolicited` in the same write: a reply no command asked for.
     Unsolicited { verb: String, arg: String },
+    /// Wait `delay_ms` before the greeting (a server that is slow to greet,
+    /// e.g. after a reverse-DNS lookup).
+    SlowGreeting { delay_ms: u64 },
     /// Answer this verb (LIST, UIDL or CAPA) with `+OK` and then listing
     /// lines without end, until the client goes away or [`ENDLESS_LIMIT`]
     /// bytes were sent.
@@ -669,6 +672,16 @@ impl Session {
             None if self.cfg().apop => format!("+OK POP3 ready {}", self.timestamp),
             None => "+OK POP3 ready".to_string(),
         };
+        let slow = self.faults().iter().find_map(|f| match f {
+            Fault::SlowGreeting { delay_ms } => Some(*delay_ms),
+            _ => None,
+        });
+        if let Some(ms) = slow {
+            let end = Instant::now() + Duration::from_millis(ms);
+            while Instant::now() < end && !self.shared.stopped() {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
         self.conn.line(&greeting)?;
         if greeting.starts_with("-ERR") {
             self.conn.flush()?;
