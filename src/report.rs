@@ -377,6 +377,8 @@ impl Progress {
                 return;
             }
             bar.set_style(bar_style());
+            // A phase after this (stopping) puts the spinner back.
+            self.phases.store(false, Ordering::Relaxed);
             bar.set_length(bytes);
             bar.set_position(0);
             // Elapsed time and the rate count from here, not from the

@@ -427,8 +427,10 @@ fn fetch(
         let item = &wanted[i];
         if crate::interrupt::requested() {
             // Ctrl-C: stop between messages, like a local failure, so what
-            // was delivered is committed below.
+            // was delivered is committed below. The replies already asked
+            // for are read first (the session must stay in step to QUIT).
             report.stopped = true;
+            progress.phase("stopping (Ctrl-C again to quit at once)");
             let e = Error::new(crate::error::ExitKind::TempFail, STOPPED);
             ours = Some((e.kind(), e.message().to_string()));
             return Err(e);

@@ -593,3 +593,33 @@ fn ctrl_c_during_a_fetch_keeps_what_was_delivered_and_says_so() {
     assert_eq!(maildir_messages(&env.maildir("slow")).len(), 8);
     assert!(srv.messages().is_empty());
 }
+
+#[test]
+fn a_second_ctrl_c_ends_a_stuck_sync_at_once() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot send Ctrl-C in a terminal");
+        return;
+    }
+    // The server never answers RETR: the first Ctrl-C waits for a message
+    // boundary that does not come; the second ends popfetch there and then.
+    let srv = slow_server(3, 0);
+    srv.set_faults(vec![Fault::StallOnCommand("RETR".into())]);
+    let env = Env::new();
+    env.write_config(&config_for(srv.port()));
+    let tmux = Tmux::start(&env, "sync");
+    tmux.wait_for("the bar", |s| s.contains(" 0/3 msgs"));
+    let ctrl_c = || {
+        let sent = tmux.cmd().args(["send-keys", "-t", "pf", "C-c"]).status();
+        assert!(sent.unwrap().success());
+    };
+    ctrl_c();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!tmux.capture().contains("EXIT="), "{}", tmux.capture());
+    ctrl_c();
+    let screen = tmux.wait_for("end of popfetch", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert!(maildir_messages(&env.maildir("slow")).is_empty());
+    srv.clear_faults();
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("slow")).len(), 3);
+}
