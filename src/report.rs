@@ -424,12 +424,15 @@ fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {msg} {amount}{rate}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .with_key("amount", |state: &ProgressState, w: &mut dyn fmt::Write| {
-            let _ = write!(
-                w,
-                "{}/{}",
-                human_bytes(state.pos()),
-                human_bytes(state.len().unwrap_or(0))
-            );
+            match state.len() {
+                // POP2 announces no sizes ahead.
+                None | Some(0) => {
+                    let _ = write!(w, "{}", human_bytes(state.pos()));
+                }
+                Some(len) => {
+                    let _ = write!(w, "{}/{}", human_bytes(state.pos()), human_bytes(len));
+                }
+            }
         })
         .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
             let rate = state.per_sec();

@@ -623,3 +623,42 @@ fn a_second_ctrl_c_ends_a_stuck_sync_at_once() {
     env.run(&["sync"]).expect_code(0);
     assert_eq!(maildir_messages(&env.maildir("slow")).len(), 3);
 }
+
+#[test]
+fn ctrl_c_stops_a_pop2_sync_between_messages() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot send Ctrl-C in a terminal");
+        return;
+    }
+    let inbox: Vec<Vec<u8>> = (0..6)
+        .map(|i| format!("Subject: old {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let srv = crate::support::pop2server::Pop2Server::start(inbox);
+    srv.slow_retr(Duration::from_millis(700));
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.old]\nprotocol = \"pop2\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         user = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/old\"\nkeep = false\n",
+        srv.port()
+    ));
+    let tmux = Tmux::start(&env, "sync");
+    tmux.wait_for("a message fetched", |s| {
+        s.lines()
+            .any(|l| l.contains("/6 msgs") && !l.contains(" 0/6 msgs"))
+    });
+    let sent = tmux.cmd().args(["send-keys", "-t", "pf", "C-c"]).status();
+    assert!(sent.unwrap().success());
+    let screen = tmux.wait_for("end of popfetch", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    let kept = maildir_messages(&env.maildir("old")).len();
+    assert!(kept < 6, "the sync was not stopped:\n{screen}");
+    let plural = if kept == 1 { "" } else { "s" };
+    let said = format!("old: stopped: {kept} message{plural} delivered and recorded");
+    assert!(screen.contains(&said), "expected {said:?}:\n{screen}");
+    // The delivered ones were acknowledged for deletion and QUIT applied it.
+    assert_eq!(srv.inbox().len(), 6 - kept);
+    srv.slow_retr(Duration::ZERO);
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("old")).len(), 6);
+    assert!(srv.inbox().is_empty());
+}
