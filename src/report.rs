@@ -474,6 +474,13 @@ mod tests {
     }
 
     #[test]
+    fn time_left_is_short() {
+        assert_eq!(short_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(short_duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(short_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
     fn bytes_are_human() {
         assert_eq!(human_bytes(10), "10 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");

@@ -662,3 +662,36 @@ fn ctrl_c_stops_a_pop2_sync_between_messages() {
     assert_eq!(maildir_messages(&env.maildir("old")).len(), 6);
     assert!(srv.inbox().is_empty());
 }
+
+#[test]
+fn sigint_off_a_terminal_stops_with_a_record_of_what_was_kept() {
+    let srv = slow_server(8, 700);
+    let env = Env::new();
+    env.write_config(&config_for(srv.port()));
+    let child = env
+        .command(&["sync", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some messages in (8 take more than 5 s); the exact number does not
+    // matter, only that what is said matches what is on disk.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signals our own child, still running (not yet waited for).
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let run = crate::support::Run::from(child.wait_with_output().unwrap());
+    run.expect_code(130);
+    let kept = maildir_messages(&env.maildir("slow")).len();
+    assert!(kept < 8, "the sync was not stopped: {}", run.stderr);
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert_eq!(lines[0]["status"], "stopped", "{}", run.stdout);
+    assert_eq!(lines[0]["new"], kept as u64, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains(&format!("slow: stopped: {kept} message")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+}
