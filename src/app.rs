@@ -279,6 +279,9 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         };
         runnable[i] = Some(Cow::Owned(account.with_secret(secret)));
     }
+    // Ctrl-C from here on stops the fetch between messages and says what
+    // was kept (a dry run changes nothing: Ctrl-C just ends it).
+    let catching = (!opts.dry_run).then(crate::interrupt::catch_sigint);
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -288,6 +291,10 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
                         let Some(account) = runnable[i].as_deref() else {
                             continue;
                         };
+                        if crate::interrupt::requested() {
+                            // Stopped before this account started.
+                            return;
+                        }
                         let progress = output.progress(&account.name);
                         let report =
                             sync::sync_account(account, &config.state_dir, &opts, &progress);
@@ -298,6 +305,11 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
             });
         }
     });
+    drop(catching);
+    if crate::interrupt::requested() {
+        // 128 + SIGINT, as when Ctrl-C ends a program.
+        return Ok(130);
+    }
     // Reports were printed as accounts finished; the exit code follows the
     // config's order (SPEC §6).
     let kinds = results.into_inner().unwrap();

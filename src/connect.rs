@@ -79,7 +79,18 @@ pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
 
 /// Connects and logs in.
 pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
+    open_telling(account, opts, &|| {})
+}
+
+/// [`open`], calling `logging_in` once the server has greeted (and TLS is
+/// up), for a progress display.
+pub fn open_telling(
+    account: &Account,
+    opts: &ConnectOptions,
+    logging_in: &(dyn Fn() + Sync),
+) -> Result<Opened> {
     let client = connect(account, opts)?;
+    logging_in();
     let mut warnings = Vec::new();
     let method = client.choose_auth(account.auth)?;
     if !client.is_tls() && method.sends_cleartext() {

@@ -298,6 +298,11 @@ not permitted: authentication failed, certificate not trusted or changed since i
 .TP
 78
 configuration error, including a failing password_command
+.TP
+130
+\fBsync\fR stopped by Ctrl\-C (SIGINT): the messages delivered so far are recorded, nothing
+more is fetched or deleted, and a line says how many; run \fBsync\fR again for the rest.
+A second Ctrl\-C ends popfetch at once (the journal keeps that safe too)
 .PP
 With several accounts, the exit status is that of the first failing account whose code is
 not 75; else 75 if any account failed temporarily; else 0 (for \fBcheck\fR: 0 if any account

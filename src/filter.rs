@@ -17,6 +17,7 @@ use crate::config::Account;
 use crate::error::{Error, ExitKind, Result};
 use crate::plan::Plan;
 use crate::pop3::{Retrieved, Session};
+use crate::report::Progress;
 use crate::sync::SyncReport;
 
 /// Most header bytes handed to a filter.
@@ -46,6 +47,7 @@ pub fn apply(
     session: &mut Session,
     account: &Account,
     plan: &mut Plan,
+    progress: &Progress,
     report: &mut SyncReport,
 ) -> Result<Verdicts> {
     let mut verdicts = Verdicts::default();
@@ -59,6 +61,7 @@ pub fn apply(
     let mut keep = vec![true; numbers.len()];
     session.top_many(&numbers, 0, &mut |i, reply| {
         let item = &plan.fetch[i];
+        progress.phase(&format!("filtering {}/{}", i + 1, numbers.len()));
         let headers = match reply {
             Retrieved::Body(body) => {
                 let mut h = Vec::new();

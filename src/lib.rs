@@ -21,6 +21,7 @@ pub mod filter;
 pub mod import;
 pub mod info;
 pub mod init;
+pub mod interrupt;
 pub mod net;
 pub mod peek;
 pub mod plan;

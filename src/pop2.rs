@@ -423,6 +423,15 @@ pub fn sync(
     let mut on_server = std::collections::HashSet::new();
     let mut deleted = 0u64;
     for n in 1..=count {
+        if crate::interrupt::requested() {
+            // Ctrl-C: every message so far is committed (one at a time);
+            // QUIT applies the deletions already acknowledged. No prune:
+            // the rest of the mailbox was not looked at.
+            report.stopped = true;
+            conn.quit()?;
+            report.deleted = deleted;
+            return Ok(());
+        }
         let len = conn.read(n)?;
         if len == 0 {
             break;

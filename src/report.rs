@@ -3,11 +3,12 @@
 //!
 //! The rule from cron: when nothing happened, print nothing.
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::json;
 
 use crate::error::ExitKind;
@@ -33,6 +34,8 @@ pub struct Output {
     /// `popfetch list | less` pipes one and leaves the other on a terminal.
     color_out: bool,
     multi: Option<MultiProgress>,
+    /// The line a Ctrl-C echo left behind was cleared.
+    echo_cleared: AtomicBool,
 }
 
 impl Output {
@@ -48,6 +51,7 @@ impl Output {
             color,
             color_out,
             multi,
+            echo_cleared: AtomicBool::new(false),
         }
     }
 
@@ -69,17 +73,11 @@ impl Output {
         }
     }
 
-    /// A progress bar for one account (hidden when not on a terminal).
+    /// A progress display for one account (hidden when not on a terminal):
+    /// its phase until the transfer starts, then a bar.
     pub fn progress(&self, account: &str) -> Progress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::hidden());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:.bold} [{bar:30}] {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
             bar.set_prefix(account.to_string());
             bar
         });
@@ -87,6 +85,8 @@ impl Output {
             bar,
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            phases: AtomicBool::new(false),
         }
     }
 
@@ -158,14 +158,20 @@ impl Output {
         if r.left > 0 {
             parts.push(format!("{} left on the server by the filter", r.left));
         }
-        if !parts.is_empty() {
+        if r.stopped {
+            self.stopped(r);
+        } else if !parts.is_empty() {
             self.info(&format!("{}: {}", r.account, parts.join(", ")));
         }
         if self.json {
             let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
             let line = json!({
                 "account": r.account,
-                "status": if r.error.is_some() { "error" } else { "ok" },
+                "status": match (&r.error, r.stopped) {
+                    (Some(_), _) => "error",
+                    (None, true) => "stopped",
+                    (None, false) => "ok",
+                },
                 "new": r.new,
                 "bytes": r.bytes,
                 "deleted": r.deleted,
@@ -233,6 +239,32 @@ impl Output {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
+        });
+    }
+
+    /// Says what a sync stopped by Ctrl-C kept: the user pressed it and
+    /// waits for this answer, so it shows even with `--quiet`.
+    fn stopped(&self, r: &SyncReport) {
+        let mut line = format!(
+            "{}: stopped: {} message{} delivered and recorded",
+            r.account,
+            r.new,
+            if r.new == 1 { "" } else { "s" }
+        );
+        if r.deleted > 0 {
+            line.push_str(&format!(", {} deleted on the server", r.deleted));
+        }
+        line.push_str("; run sync again for the rest");
+        self.suspend(|| {
+            if self.multi.is_some()
+                && crate::interrupt::echoed_on_terminal()
+                && !self.echo_cleared.swap(true, Ordering::Relaxed)
+            {
+                // The `^C` echo pushed the display down a line, leaving
+                // its old first line behind: clear that one too.
+                eprint!("\x1b[1A\x1b[2K");
+            }
+            eprintln!("{line}");
         });
     }
 }
@@ -505,12 +537,19 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {unit}")
 }
 
-/// One account's progress bar; does nothing when hidden.
+/// One account's progress display; does nothing when hidden.
 pub struct Progress {
     bar: Option<ProgressBar>,
     done: AtomicU64,
     total: AtomicU64,
+    /// Bytes of the messages done, by their LIST sizes (the bar's unit).
+    bytes_done: AtomicU64,
+    /// A phase was shown: the spinner style is in place.
+    phases: AtomicBool,
 }
+
+/// Below this the rate and the time left are guesses from too little.
+const MIN_ELAPSED_FOR_RATE: Duration = Duration::from_secs(1);
 
 impl Progress {
     pub fn hidden() -> Progress {
@@ -518,25 +557,61 @@ impl Progress {
             bar: None,
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            phases: AtomicBool::new(false),
         }
     }
 
+    /// Shows what the account is doing before the transfer starts
+    /// ("connecting", "logging in", "listing", "filtering 3/40").
+    pub fn phase(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            if !self.phases.swap(true, Ordering::Relaxed) {
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:.bold} {spinner} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(100));
+            }
+            bar.set_message(text.to_string());
+        }
+    }
+
+    /// The transfer starts: `messages` to fetch, `bytes` by their LIST sizes.
     pub fn start(&self, messages: u64, bytes: u64) {
         self.total.store(messages, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
             if messages == 0 {
+                // The last phase stays until the account is done.
                 return;
             }
+            bar.set_style(bar_style());
+            // A phase after this (stopping) puts the spinner back.
+            self.phases.store(false, Ordering::Relaxed);
             bar.set_length(bytes);
+            bar.set_position(0);
+            // Elapsed time and the rate count from here, not from the
+            // connection: logging in and listing moved no message bytes.
+            bar.reset();
             bar.set_message(format!("0/{messages} msgs"));
             bar.enable_steady_tick(Duration::from_millis(200));
         }
     }
 
+    /// `bytes` of the message being received so far (at most its LIST
+    /// size), so the bar and the rate move during a big message too.
+    pub fn receiving(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.bytes_done.load(Ordering::Relaxed) + bytes);
+        }
+    }
+
+    /// One message done; `bytes` is its LIST size.
     pub fn advance(&self, bytes: u64) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let position = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if let Some(bar) = &self.bar {
-            bar.inc(bytes);
+            bar.set_position(position);
             bar.set_message(format!(
                 "{done}/{} msgs",
                 self.total.load(Ordering::Relaxed)
@@ -548,6 +623,47 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The transfer's bar: messages, bytes, and from the first second on the
+/// rate and the time left. indicatif's estimator is an exponentially
+/// weighted average over the last seconds of real time, fed per read.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {msg} {amount}{rate}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("amount", |state: &ProgressState, w: &mut dyn fmt::Write| {
+            match state.len() {
+                // POP2 announces no sizes ahead.
+                None | Some(0) => {
+                    let _ = write!(w, "{}", human_bytes(state.pos()));
+                }
+                Some(len) => {
+                    let _ = write!(w, "{}/{}", human_bytes(state.pos()), human_bytes(len));
+                }
+            }
+        })
+        .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+            let rate = state.per_sec();
+            if state.elapsed() >= MIN_ELAPSED_FOR_RATE && rate >= 1.0 {
+                let _ = write!(
+                    w,
+                    " {}/s ETA {}",
+                    human_bytes(rate as u64),
+                    short_duration(state.eta())
+                );
+            }
+        })
+        .progress_chars("=> ")
+}
+
+/// `42s`, `3m05s`, `1h02m`.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -564,6 +680,13 @@ mod tests {
             combined_exit(&[Some(TempFail), Some(NoPerm), Some(Config)]),
             Some(NoPerm)
         );
+    }
+
+    #[test]
+    fn time_left_is_short() {
+        assert_eq!(short_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(short_duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(short_duration(Duration::from_secs(3720)), "1h02m");
     }
 
     #[test]

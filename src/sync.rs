@@ -61,6 +61,8 @@ pub struct SyncReport {
     /// server order.
     pub planned: Vec<Planned>,
     pub dry_run: bool,
+    /// Ctrl-C stopped the fetch: `new` says what was delivered and recorded.
+    pub stopped: bool,
     pub error: Option<Error>,
 }
 
@@ -153,12 +155,14 @@ fn run(
 
     // The seen set is read while the server handles the login: on a big
     // mailbox each takes a while, and neither needs the other.
+    progress.phase(&format!("connecting to {}:{}", account.host, account.port));
     let (opened, seen) = std::thread::scope(|scope| {
         // A unique borrow moves to the loader (a connection is Send, not
         // Sync); the store is back in our hands after the join.
         let store = &mut store;
         let loading = scope.spawn(move || store.seen(mailbox));
-        let opened = connect::open(account, &opts.connect);
+        let opened =
+            connect::open_telling(account, &opts.connect, &|| progress.phase("logging in"));
         let seen = loading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -169,8 +173,9 @@ fn run(
     report.warnings.extend(opened.warnings);
     let mut session = opened.session;
     let keep = opts.keep_override.unwrap_or(account.keep);
+    progress.phase("listing");
     let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
-    let verdicts = filter::apply(&mut session, account, &mut plan, report)?;
+    let verdicts = filter::apply(&mut session, account, &mut plan, progress, report)?;
     let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
     if !verdicts.delete.is_empty() {
         // Deleted unread: recorded first, so the DELE follows a committed
@@ -186,6 +191,11 @@ fn run(
     // LIST sizes are the server's word: max_size holds while a message
     // streams, too (an oversized one is reported below, in fetch).
     session.limit_retr(account.max_size);
+    if crate::interrupt::requested() {
+        report.stopped = true;
+        session.quit()?;
+        return Ok(());
+    }
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
     let fetched = fetch(
         &mut session,
@@ -200,6 +210,17 @@ fn run(
     );
     // Messages recorded as seen in this run may be deleted even if a later
     // one failed, provided the connection is still usable.
+    if report.stopped {
+        if let Err(f) = &fetched {
+            if f.session_usable && f.error.message() == STOPPED {
+                // Ctrl-C: what was delivered is committed and counted; no
+                // DELE, the user wants out (the next run deletes what the
+                // policy says), and QUIT ends the session cleanly.
+                session.quit()?;
+                return Ok(());
+            }
+        }
+    }
     let (delivered, fetch_error) = match fetched {
         Ok(d) => (d, None),
         Err(f) => {
@@ -361,7 +382,13 @@ fn dry_run(
     let mut session = opened.session;
     let keep = opts.keep_override.unwrap_or(account.keep);
     let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
-    let verdicts = filter::apply(&mut session, account, &mut plan, report)?;
+    let verdicts = filter::apply(
+        &mut session,
+        account,
+        &mut plan,
+        &Progress::hidden(),
+        report,
+    )?;
     let listed: HashMap<u32, &Listed> = listing.iter().map(|e| (e.number, e)).collect();
     let item = |action, number: u32, reason| {
         let entry = listed.get(&number);
@@ -493,6 +520,10 @@ fn resolve_journal(
     Ok(())
 }
 
+/// The error [`fetch`] stops with on Ctrl-C (never shown: the report says
+/// what was kept).
+const STOPPED: &str = "stopped by Ctrl-C";
+
 /// Why [`fetch`] stopped early.
 struct FetchFailure {
     /// Numbers of the messages delivered and recorded before it.
@@ -534,26 +565,42 @@ fn fetch(
     let numbers: Vec<u32> = wanted.iter().map(|f| f.number).collect();
     let result = session.retr_many(&numbers, &mut |i, reply| {
         let item = &wanted[i];
+        if crate::interrupt::requested() {
+            // Ctrl-C: stop between messages, like a local failure, so what
+            // was delivered is committed below. The replies already asked
+            // for are read first (the session must stay in step to QUIT).
+            report.stopped = true;
+            progress.phase("stopping (Ctrl-C again to quit at once)");
+            let e = Error::new(crate::error::ExitKind::TempFail, STOPPED);
+            ours = Some((e.kind(), e.message().to_string()));
+            return Err(e);
+        }
         match reply {
             Retrieved::Body(body) => {
+                let mut counting = CountingReader {
+                    inner: &mut *body,
+                    read: 0,
+                    cap: item.size,
+                    progress,
+                };
                 let delivered = if item.uidl.is_empty() {
                     // No identity from the server: the content's digest,
                     // known only once the message was read to the end.
-                    let mut hashing = HashingReader::new(body);
+                    let mut hashing = HashingReader::new(&mut counting);
                     target
                         .deliver(&MessageInfo { uidl: "" }, &mut hashing)
                         .map(|size| (size, format!("body:{}", hashing.hex())))
                 } else {
                     target
-                        .deliver(&MessageInfo { uidl: &item.uidl }, body)
+                        .deliver(&MessageInfo { uidl: &item.uidl }, &mut counting)
                         .map(|size| (size, item.uidl.clone()))
                 };
                 match delivered {
                     Ok((_written, key)) => {
-                        // Sizes shown are the server's (see Body::octets),
-                        // as in the plan the progress bar started from.
+                        // Sizes reported are the server's (see Body::octets);
+                        // the bar counts by LIST size, the unit of its total.
                         let size = body.octets();
-                        progress.advance(size);
+                        progress.advance(item.size);
                         if item.uidl.is_empty() && seen.contains_key(&key) && target.discard_last()
                         {
                             // Delivered and recorded by a session that ended
@@ -909,6 +956,25 @@ fn header_digests(session: &mut Session, numbers: &[u32]) -> Result<Option<Vec<S
         Ok(())
     })?;
     Ok(top_works.then_some(digests))
+}
+
+/// Passes a message's bytes through while telling the progress display
+/// how far it is (capped at the size the server announced: the bar counts
+/// LIST sizes).
+struct CountingReader<'a> {
+    inner: &'a mut dyn Read,
+    read: u64,
+    cap: u64,
+    progress: &'a Progress,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        self.progress.receiving(self.read.min(self.cap));
+        Ok(n)
+    }
 }
 
 /// Passes bytes through while computing their SHA-256.

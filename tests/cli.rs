@@ -467,3 +467,267 @@ fn sync_without_a_terminal_fails_only_the_account_that_needs_a_prompt() {
     assert_eq!(one.connections(), 0, "no prompt, no connection");
     assert_eq!(maildir_messages(&env.maildir("two")).len(), 1);
 }
+
+/// Every distinct screen line that mentions `account`, in the order they
+/// first appeared, until the pane shows `EXIT=`; and the last screen.
+fn watch_lines(tmux: &Tmux, account: &str) -> (Vec<String>, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let screen = tmux.capture();
+        for line in screen.lines().filter(|l| l.contains(account)) {
+            let line = line.trim_end().to_string();
+            if !seen.contains(&line) {
+                seen.push(line);
+            }
+        }
+        if screen.contains("EXIT=") {
+            return (seen, screen);
+        }
+        assert!(Instant::now() < deadline, "sync did not finish:\n{screen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn progress_shows_each_phase_before_the_bar() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot check the progress display in a terminal");
+        return;
+    }
+    let slow = |verb: &str| Fault::SlowCommand {
+        verb: verb.into(),
+        delay_ms: 1200,
+    };
+    let srv = Server::start(server::Config {
+        messages: (0..2)
+            .map(|i| Msg::new(format!("m{i}"), format!("Subject: m{i}\n\nbody\n")))
+            .collect(),
+        // CAPA is asked right after the greeting, PASS logs in, LIST lists.
+        faults: vec![
+            slow("CAPA"),
+            slow("PASS"),
+            slow("LIST"),
+            Fault::SlowRetr { delay_ms: 1200 },
+        ],
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!("{}filter = \"sleep 1\"\n", config_for(srv.port())));
+    let tmux = Tmux::start(&env, "sync");
+    let (lines, screen) = watch_lines(&tmux, "slow");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    eprintln!("lines seen in tmux:\n  {}", lines.join("\n  "));
+    let first = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("{what:?} was never shown; lines seen:\n{lines:#?}"))
+    };
+    let order = [
+        first(&format!("connecting to 127.0.0.1:{}", srv.port())),
+        first("logging in"),
+        first("listing"),
+        first("filtering 1/2"),
+        first("filtering 2/2"),
+        first("/2 msgs"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "phases out of order {order:?}:\n{lines:#?}"
+    );
+    assert!(screen.contains("slow: 2 new messages"), "{screen}");
+    assert!(
+        !screen.contains("filtering") && !screen.contains("msgs"),
+        "display left behind:\n{screen}"
+    );
+}
+
+#[test]
+fn the_bar_shows_no_rate_or_eta_before_it_has_measured_any() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot check the progress bar in a terminal");
+        return;
+    }
+    // Nothing arrives for the first seconds of the transfer: no rate and
+    // no time left can be known then. Later the bar shows both.
+    let srv = slow_server(3, 2500);
+    let env = Env::new();
+    env.write_config(&config_for(srv.port()));
+    let tmux = Tmux::start(&env, "sync");
+    let (lines, screen) = watch_lines(&tmux, "slow");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    eprintln!("lines seen in tmux:\n  {}", lines.join("\n  "));
+    let bars: Vec<&String> = lines.iter().filter(|l| l.contains("msgs")).collect();
+    let idle: Vec<&&String> = bars.iter().filter(|l| l.contains(" 0/3 msgs")).collect();
+    assert!(
+        !idle.is_empty(),
+        "no bar before the first message: {bars:#?}"
+    );
+    for bar in idle {
+        assert!(
+            !bar.contains("/s") && !bar.contains("ETA"),
+            "a rate or ETA was shown before anything was measured: {bar}"
+        );
+    }
+    assert!(
+        bars.iter().any(|l| l.contains("/s ETA ")),
+        "no rate and ETA once messages came in: {bars:#?}"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_fetch_keeps_what_was_delivered_and_says_so() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot send Ctrl-C in a terminal");
+        return;
+    }
+    let srv = slow_server(8, 700);
+    let env = Env::new();
+    env.write_config(&format!("{}keep = false\n", config_for(srv.port())));
+    let tmux = Tmux::start(&env, "sync");
+    tmux.wait_for("a message fetched", |s| {
+        s.lines()
+            .any(|l| l.contains("/8 msgs") && !l.contains(" 0/8 msgs"))
+    });
+    let sent = tmux.cmd().args(["send-keys", "-t", "pf", "C-c"]).status();
+    assert!(sent.unwrap().success());
+    let screen = tmux.wait_for("end of popfetch", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert!(!screen.contains("msgs"), "bar left behind:\n{screen}");
+    let kept = maildir_messages(&env.maildir("slow")).len();
+    assert!(kept < 8, "the sync was not stopped:\n{screen}");
+    let plural = if kept == 1 { "" } else { "s" };
+    let said = format!(
+        "slow: stopped: {kept} message{plural} delivered and recorded; run sync again for the rest"
+    );
+    assert!(screen.contains(&said), "expected {said:?}:\n{screen}");
+    // Nothing was deleted: the user wanted out.
+    assert_eq!(srv.messages().len(), 8);
+    // The next run fetches the rest, each message exactly once, and
+    // deletes all of them.
+    srv.clear_faults();
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr
+            .contains(&format!("slow: {} new message", 8 - kept)),
+        "{}",
+        run.stderr
+    );
+    let mut subjects: Vec<String> = maildir_messages(&env.maildir("slow"))
+        .iter()
+        .map(|m| {
+            let text = String::from_utf8_lossy(m);
+            let subject = text.lines().find(|l| l.starts_with("Subject: "));
+            subject.unwrap_or_default().to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 8, "{subjects:?}");
+    assert_eq!(maildir_messages(&env.maildir("slow")).len(), 8);
+    assert!(srv.messages().is_empty());
+}
+
+#[test]
+fn a_second_ctrl_c_ends_a_stuck_sync_at_once() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot send Ctrl-C in a terminal");
+        return;
+    }
+    // The server never answers RETR: the first Ctrl-C waits for a message
+    // boundary that does not come; the second ends popfetch there and then.
+    let srv = slow_server(3, 0);
+    srv.set_faults(vec![Fault::StallOnCommand("RETR".into())]);
+    let env = Env::new();
+    env.write_config(&config_for(srv.port()));
+    let tmux = Tmux::start(&env, "sync");
+    tmux.wait_for("the bar", |s| s.contains(" 0/3 msgs"));
+    let ctrl_c = || {
+        let sent = tmux.cmd().args(["send-keys", "-t", "pf", "C-c"]).status();
+        assert!(sent.unwrap().success());
+    };
+    ctrl_c();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!tmux.capture().contains("EXIT="), "{}", tmux.capture());
+    ctrl_c();
+    let screen = tmux.wait_for("end of popfetch", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    assert!(maildir_messages(&env.maildir("slow")).is_empty());
+    srv.clear_faults();
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("slow")).len(), 3);
+}
+
+#[test]
+fn ctrl_c_stops_a_pop2_sync_between_messages() {
+    if !installed("tmux") {
+        skip("tmux is not installed; cannot send Ctrl-C in a terminal");
+        return;
+    }
+    let inbox: Vec<Vec<u8>> = (0..6)
+        .map(|i| format!("Subject: old {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let srv = crate::support::pop2server::Pop2Server::start(inbox);
+    srv.slow_retr(Duration::from_millis(700));
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.old]\nprotocol = \"pop2\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         user = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/old\"\nkeep = false\n",
+        srv.port()
+    ));
+    let tmux = Tmux::start(&env, "sync");
+    tmux.wait_for("a message fetched", |s| {
+        s.lines()
+            .any(|l| l.contains("/6 msgs") && !l.contains(" 0/6 msgs"))
+    });
+    let sent = tmux.cmd().args(["send-keys", "-t", "pf", "C-c"]).status();
+    assert!(sent.unwrap().success());
+    let screen = tmux.wait_for("end of popfetch", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=130"), "{screen}");
+    let kept = maildir_messages(&env.maildir("old")).len();
+    assert!(kept < 6, "the sync was not stopped:\n{screen}");
+    let plural = if kept == 1 { "" } else { "s" };
+    let said = format!("old: stopped: {kept} message{plural} delivered and recorded");
+    assert!(screen.contains(&said), "expected {said:?}:\n{screen}");
+    // The delivered ones were acknowledged for deletion and QUIT applied it.
+    assert_eq!(srv.inbox().len(), 6 - kept);
+    srv.slow_retr(Duration::ZERO);
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(maildir_messages(&env.maildir("old")).len(), 6);
+    assert!(srv.inbox().is_empty());
+}
+
+#[test]
+fn sigint_off_a_terminal_stops_with_a_record_of_what_was_kept() {
+    let srv = slow_server(8, 700);
+    let env = Env::new();
+    env.write_config(&config_for(srv.port()));
+    let child = env
+        .command(&["sync", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Some messages in (8 take more than 5 s); the exact number does not
+    // matter, only that what is said matches what is on disk.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signals our own child, still running (not yet waited for).
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let run = crate::support::Run::from(child.wait_with_output().unwrap());
+    run.expect_code(130);
+    let kept = maildir_messages(&env.maildir("slow")).len();
+    assert!(kept < 8, "the sync was not stopped: {}", run.stderr);
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 1, "{}", run.stdout);
+    assert_eq!(lines[0]["status"], "stopped", "{}", run.stdout);
+    assert_eq!(lines[0]["new"], kept as u64, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains(&format!("slow: stopped: {kept} message")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+}

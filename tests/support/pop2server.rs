@@ -19,6 +19,8 @@ struct State {
     /// Announce every length this many octets short (RETR still sends the
     /// whole message): a server whose framing lies.
     short_by: usize,
+    /// Wait this long before sending each message.
+    retr_delay: Duration,
 }
 
 pub struct Pop2Server {
@@ -106,6 +108,11 @@ impl Pop2Server {
     /// From now on, announce each message `k` octets shorter than it is.
     pub fn announce_short_by(&self, k: usize) {
         self.state.lock().unwrap().short_by = k;
+    }
+
+    /// From now on, wait `delay` before sending each message.
+    pub fn slow_retr(&self, delay: Duration) {
+        self.state.lock().unwrap().retr_delay = delay;
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -199,7 +206,9 @@ fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
                     .1
                     .get(current.wrapping_sub(1))
                     .map(|m| wire(&st, m));
+                let delay = st.retr_delay;
                 drop(st);
+                std::thread::sleep(delay);
                 match data {
                     Some(d) => {
                         out.write_all(&d)?;

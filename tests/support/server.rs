@@ -111,6 +111,9 @@ pub enum Fault {
     },
     /// Sleep `delay_ms` before each RETR response (earlier answers flushed first).
     SlowRetr { delay_ms: u64 },
+    /// Sleep `delay_ms` before answering this verb (earlier answers flushed
+    /// first), then answer it as usual.
+    SlowCommand { verb: String, delay_ms: u64 },
     /// Answer this verb with "HELLO WORLD" instead of +OK/-ERR.
     GarbageStatus(String),
     /// Answer this verb with an endless line (no CRLF) until the client goes
@@ -723,6 +726,12 @@ impl Session {
                     self.conn.flush()?;
                     while self.shared.sleep(Duration::from_secs(3600)) {}
                     return Err(End::Close);
+                }
+                Fault::SlowCommand { verb: v, delay_ms } if eq_verb(&v, verb) => {
+                    self.conn.flush()?;
+                    if !self.shared.sleep(Duration::from_millis(delay_ms)) {
+                        return Err(End::Close);
+                    }
                 }
                 Fault::ErrOnCommand { verb: v, reply } if eq_verb(&v, verb) => {
                     self.conn.line(&reply)?;
