@@ -618,15 +618,19 @@ pub fn print_messages(
                 out.flush().map_err(stdout_error)?;
                 Ok(())
             }
-            Retrieved::Refused(reason) => Err(Error::new(
-                ExitKind::Protocol,
-                format!(
-                    "{host} refused TOP {n} {lines}: {reason} (TOP is optional in POP3; this server may not offer it)"
-                ),
-            )),
+            Retrieved::Refused(reason) => Err(top_refused(&host, n, lines, &reason)),
         }
     })?;
     Ok(())
+}
+
+fn top_refused(host: &str, n: u32, lines: u32, reason: &str) -> Error {
+    Error::new(
+        ExitKind::Protocol,
+        format!(
+            "{host} refused TOP {n} {lines}: {reason} (TOP is optional in POP3; this server may not offer it)"
+        ),
+    )
 }
 
 /// `top --json` without MSG: one record per summary.
@@ -678,12 +682,7 @@ pub fn message_records(
                 }));
                 Ok(())
             }
-            Retrieved::Refused(reason) => Err(Error::new(
-                ExitKind::Protocol,
-                format!(
-                    "{host} refused TOP {n} {lines}: {reason} (TOP is optional in POP3; this server may not offer it)"
-                ),
-            )),
+            Retrieved::Refused(reason) => Err(top_refused(&host, n, lines, &reason)),
         }
     })?;
     Ok(records)
