@@ -14,14 +14,14 @@
 //! record committed, exactly as DELE is for POP3, and a message whose
 //! delivery failed is answered with NACK.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{Account, TlsMode};
 use crate::deliver::{self, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
-use crate::net::{self, Stream, TlsContext};
+use crate::net::{self, Stream, TlsContext, Transport};
 use crate::pop3::codec;
 use crate::report::Progress;
 use crate::secret::Secret;
@@ -29,9 +29,10 @@ use crate::store::{MailboxLock, Store};
 use crate::sync::{SyncOptions, SyncReport};
 use crate::term;
 
-/// A POP2 connection after the greeting.
-pub struct Pop2 {
-    reader: BufReader<Stream>,
+/// A POP2 connection after the greeting. `S` is the byte stream: a real
+/// connection, or a scripted one in unit tests.
+pub struct Pop2<S = Stream> {
+    reader: BufReader<S>,
     host: String,
     trace: Option<String>,
     line: Vec<u8>,
@@ -82,10 +83,21 @@ impl Pop2 {
                 Stream::Plain(tcp)
             }
         };
+        Pop2::new(
+            stream,
+            &account.host,
+            trace.then(|| format!("[{}]", account.name)),
+        )
+    }
+}
+
+impl<S: Transport> Pop2<S> {
+    /// Reads the greeting from a fresh connection.
+    pub fn new(stream: S, host: &str, trace: Option<String>) -> Result<Pop2<S>> {
         let mut conn = Pop2 {
             reader: BufReader::with_capacity(64 * 1024, stream),
-            host: account.host.clone(),
-            trace: trace.then(|| format!("[{}]", account.name)),
+            host: host.to_string(),
+            trace,
             line: Vec::new(),
         };
         match conn.reply("the connection (greeting)")? {
@@ -232,7 +244,7 @@ impl Pop2 {
 
     /// `RETR`: the message as a reader of exactly `length` octets, with
     /// CRLF turned into LF. Read it to the end before the next command.
-    pub fn retr(&mut self, length: u64) -> Result<Pop2Body<'_>> {
+    pub fn retr(&mut self, length: u64) -> Result<Pop2Body<'_, S>> {
         self.send("RETR", "RETR")?;
         Ok(Pop2Body {
             inner: (&mut self.reader).take(length),
@@ -298,13 +310,13 @@ fn net_error(host: &str, what: &str, e: io::Error) -> Error {
 
 /// A POP2 message body: exactly the announced octets, CRLF → LF. A
 /// connection that ends early is an error, never a short message.
-pub struct Pop2Body<'a> {
-    inner: io::Take<&'a mut BufReader<Stream>>,
+pub struct Pop2Body<'a, S = Stream> {
+    inner: io::Take<&'a mut BufReader<S>>,
     pending_cr: bool,
     scratch: Vec<u8>,
 }
 
-impl Read for Pop2Body<'_> {
+impl<S: Read> Read for Pop2Body<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.len() < 2 {
             return Err(io::Error::new(
