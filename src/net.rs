@@ -569,6 +569,65 @@ fn answers_tls(addr: SocketAddr, host: &str, budget: Duration) -> bool {
     answered
 }
 
+/// What the protocol code needs from the byte stream under it, beyond
+/// `Read + Write`. The POP3 and POP2 clients are generic over it so that
+/// unit tests can drive them over a scripted in-memory stream; [`Stream`]
+/// is the real one. The defaults suit a stream that is never encrypted
+/// and cannot look ahead.
+pub trait Transport: Read + Write {
+    /// Whether the bytes travel encrypted (decides what login may be sent).
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    /// Copies into `buf`, without consuming them and without waiting, the
+    /// server's bytes that have arrived but not been read; returns how many.
+    /// Used to catch replies that answer no command (see
+    /// `pop3::Connection::ensure_in_step`). 0 when it cannot tell.
+    fn peek_unread(&self, buf: &mut [u8]) -> usize {
+        let _ = buf;
+        0
+    }
+
+    /// Upgrades the stream in place to TLS, after STLS was accepted.
+    fn start_tls(self, tls: &TlsContext, host: &str) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        let _ = tls;
+        Err(Error::new(
+            ExitKind::Internal,
+            format!("{host}: this connection cannot be upgraded to TLS"),
+        ))
+    }
+}
+
+impl Transport for Stream {
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+
+    fn peek_unread(&self, buf: &mut [u8]) -> usize {
+        // Over TLS the socket holds records, not replies: nothing to see.
+        let Stream::Plain(tcp) = self else {
+            return 0;
+        };
+        let mut n = 0;
+        if tcp.set_nonblocking(true).is_ok() {
+            n = tcp.peek(buf).unwrap_or(0);
+            let _ = tcp.set_nonblocking(false);
+        }
+        n
+    }
+
+    fn start_tls(self, tls: &TlsContext, host: &str) -> Result<Stream> {
+        let tcp = self
+            .into_plain()
+            .expect("STLS is only sent on a plain connection");
+        tls.wrap(tcp, host)
+    }
+}
+
 /// A connection to the server: plain TCP, or TLS over TCP.
 pub enum Stream {
     Plain(TcpStream),

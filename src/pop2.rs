@@ -14,14 +14,14 @@
 //! record committed, exactly as DELE is for POP3, and a message whose
 //! delivery failed is answered with NACK.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{Account, TlsMode};
 use crate::deliver::{self, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
-use crate::net::{self, Stream, TlsContext};
+use crate::net::{self, Stream, TlsContext, Transport};
 use crate::pop3::codec;
 use crate::report::Progress;
 use crate::secret::Secret;
@@ -29,9 +29,10 @@ use crate::store::{MailboxLock, Store};
 use crate::sync::{SyncOptions, SyncReport};
 use crate::term;
 
-/// A POP2 connection after the greeting.
-pub struct Pop2 {
-    reader: BufReader<Stream>,
+/// A POP2 connection after the greeting. `S` is the byte stream: a real
+/// connection, or a scripted one in unit tests.
+pub struct Pop2<S = Stream> {
+    reader: BufReader<S>,
     host: String,
     trace: Option<String>,
     line: Vec<u8>,
@@ -82,10 +83,21 @@ impl Pop2 {
                 Stream::Plain(tcp)
             }
         };
+        Pop2::new(
+            stream,
+            &account.host,
+            trace.then(|| format!("[{}]", account.name)),
+        )
+    }
+}
+
+impl<S: Transport> Pop2<S> {
+    /// Reads the greeting from a fresh connection.
+    pub fn new(stream: S, host: &str, trace: Option<String>) -> Result<Pop2<S>> {
         let mut conn = Pop2 {
             reader: BufReader::with_capacity(64 * 1024, stream),
-            host: account.host.clone(),
-            trace: trace.then(|| format!("[{}]", account.name)),
+            host: host.to_string(),
+            trace,
             line: Vec::new(),
         };
         match conn.reply("the connection (greeting)")? {
@@ -232,11 +244,12 @@ impl Pop2 {
 
     /// `RETR`: the message as a reader of exactly `length` octets, with
     /// CRLF turned into LF. Read it to the end before the next command.
-    pub fn retr(&mut self, length: u64) -> Result<Pop2Body<'_>> {
+    pub fn retr(&mut self, length: u64) -> Result<Pop2Body<'_, S>> {
         self.send("RETR", "RETR")?;
         Ok(Pop2Body {
             inner: (&mut self.reader).take(length),
             pending_cr: false,
+            spilled: None,
             scratch: vec![0u8; 16 * 1024],
         })
     }
@@ -298,19 +311,35 @@ fn net_error(host: &str, what: &str, e: io::Error) -> Error {
 
 /// A POP2 message body: exactly the announced octets, CRLF → LF. A
 /// connection that ends early is an error, never a short message.
-pub struct Pop2Body<'a> {
-    inner: io::Take<&'a mut BufReader<Stream>>,
+pub struct Pop2Body<'a, S = Stream> {
+    inner: io::Take<&'a mut BufReader<S>>,
     pending_cr: bool,
+    /// A decoded byte a one-byte read had no room for; given out first.
+    spilled: Option<u8>,
     scratch: Vec<u8>,
 }
 
-impl Read for Pop2Body<'_> {
+impl<S: Read> Read for Pop2Body<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.len() < 2 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read buffer too small",
-            ));
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(byte) = self.spilled.take() {
+            buf[0] = byte;
+            return Ok(1);
+        }
+        if buf.len() == 1 {
+            // Decoding needs room for two bytes (a held-back CR and the
+            // byte after it): decode into a pair and keep the second. A
+            // caller filling a block, as delivery does, ends up asking for
+            // a single byte whenever the lines fall that way.
+            let mut pair = [0u8; 2];
+            let n = self.read(&mut pair)?;
+            if n == 2 {
+                self.spilled = Some(pair[1]);
+            }
+            buf[0] = pair[0];
+            return Ok(n.min(1));
         }
         loop {
             let room = (buf.len() - usize::from(self.pending_cr)).min(self.scratch.len());
@@ -510,6 +539,209 @@ pub fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pop3::mock::{Handle, MockStream};
+
+    fn open(stream: MockStream) -> (Result<Pop2<MockStream>>, Handle) {
+        let handle = stream.handle();
+        (Pop2::new(stream, "mock", None), handle)
+    }
+
+    fn body(conn: &mut Pop2<MockStream>, len: u64) -> io::Result<String> {
+        let mut text = String::new();
+        conn.retr(len).unwrap().read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// The whole dialogue of RFC 937 in one-byte chunks: the exact lines
+    /// sent, the counts and lengths read, the body framed by its length.
+    #[test]
+    fn helo_fold_read_retr_ack_quit_exchange() {
+        let stream = MockStream::new(b"+ POP2 ready\r\n")
+            .on("HELO alice hunter2", b"#2 messages\r\n")
+            .on("FOLD archive", b"#1\r\n")
+            .on("READ 1", b"=11\r\n")
+            .on("RETR", b"one\r\nline\r\n")
+            .on("ACKD", b"=0\r\n")
+            .on("READ 2", b"=0\r\n")
+            .on("QUIT", b"+ bye\r\n")
+            .chunked(1);
+        let (conn, handle) = open(stream);
+        let mut conn = conn.unwrap();
+        assert!(!conn.is_tls());
+        assert_eq!(conn.helo("alice", &Secret::new("hunter2")).unwrap(), 2);
+        assert_eq!(conn.fold("archive").unwrap(), 1);
+        assert_eq!(conn.read(1).unwrap(), 11);
+        assert_eq!(body(&mut conn, 11).unwrap(), "one\nline\n");
+        assert_eq!(conn.ack("ACKD").unwrap(), 0);
+        assert_eq!(conn.read(2).unwrap(), 0, "no such message");
+        conn.quit().unwrap();
+        assert_eq!(
+            handle.written(),
+            "HELO alice hunter2\r\nFOLD archive\r\nREAD 1\r\nRETR\r\nACKD\r\nREAD 2\r\nQUIT\r\n"
+        );
+    }
+
+    #[test]
+    fn refused_greeting_and_login_are_classified() {
+        let (conn, _) = open(MockStream::new(b"- go away\r\n"));
+        assert_eq!(conn.err().unwrap().kind(), ExitKind::Unavailable);
+
+        let (conn, _) = open(MockStream::new(b"+OK this is POP3\r\n"));
+        assert!(conn.is_ok(), "a `+` greeting is all POP2 asks for");
+
+        let (conn, _) = open(MockStream::new(b"#3\r\n"));
+        assert_eq!(conn.err().unwrap().kind(), ExitKind::Protocol);
+
+        let stream =
+            MockStream::new(b"+ ready\r\n").on("HELO alice hunter2", b"- wrong password\r\n");
+        let err = open(stream)
+            .0
+            .unwrap()
+            .helo("alice", &Secret::new("hunter2"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ExitKind::NoPerm);
+        assert!(
+            err.message().contains("wrong password"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn helo_words_with_spaces_never_reach_the_wire() {
+        let (conn, handle) = open(MockStream::new(b"+ ready\r\n"));
+        let err = conn
+            .unwrap()
+            .helo("alice", &Secret::new("two words"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ExitKind::Config);
+        assert_eq!(handle.written(), "");
+    }
+
+    #[test]
+    fn bare_lf_replies_and_garbage_are_protocol_errors() {
+        let (conn, _) = open(MockStream::new(b"+ ready\n"));
+        let err = conn.err().unwrap();
+        assert_eq!(err.kind(), ExitKind::Protocol);
+        assert!(err.message().contains("bare LF"), "{}", err.message());
+
+        let stream = MockStream::new(b"+ ready\r\n").on("READ 1", b"=many\r\n");
+        let err = open(stream).0.unwrap().read(1).unwrap_err();
+        assert_eq!(err.kind(), ExitKind::Protocol);
+    }
+
+    /// The body is exactly the announced octets: a lone CR is kept, CRLF
+    /// split across reads still becomes LF, and the next reply is not
+    /// taken for message text.
+    #[test]
+    fn body_is_framed_by_its_length_alone() {
+        for chunk in [1, 2, 5, usize::MAX] {
+            let stream = MockStream::new(b"+ ready\r\n")
+                .on("RETR", b"a\rb\r\n.\r\nend\r")
+                .on("ACKS", b"=0\r\n")
+                .chunked(chunk);
+            let mut conn = open(stream).0.unwrap();
+            assert_eq!(
+                body(&mut conn, 12).unwrap(),
+                "a\rb\n.\nend\r",
+                "chunk {chunk}"
+            );
+            assert_eq!(conn.ack("ACKS").unwrap(), 0, "chunk {chunk}");
+        }
+    }
+
+    /// A server that announced fewer octets than it sent: the rest answers
+    /// no command, so nothing is acknowledged (or deleted) after it.
+    #[test]
+    fn more_bytes_than_announced_stop_the_session_before_the_ack() {
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("RETR", b"hello\r\nworld\r\n")
+            .on("ACKD", b"=0\r\n");
+        let (conn, handle) = open(stream);
+        let mut conn = conn.unwrap();
+        assert_eq!(body(&mut conn, 7).unwrap(), "hello\n");
+        let err = conn.ack("ACKD").unwrap_err();
+        assert_eq!(err.kind(), ExitKind::Protocol);
+        assert!(err.message().contains("world"), "{}", err.message());
+        assert_eq!(conn.quit().unwrap_err().kind(), ExitKind::Protocol);
+        assert_eq!(handle.written(), "RETR\r\n");
+    }
+
+    /// Fewer bytes than announced, then the end of the connection: an
+    /// error, never a short message.
+    #[test]
+    fn connection_closing_inside_a_message_is_an_error() {
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("RETR", b"only part")
+            .then_eof();
+        let mut conn = open(stream).0.unwrap();
+        let err = body(&mut conn, 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("RETR", b"only part")
+            .then_fail(io::ErrorKind::ConnectionReset);
+        let mut conn = open(stream).0.unwrap();
+        assert_eq!(
+            body(&mut conn, 100).unwrap_err().kind(),
+            io::ErrorKind::ConnectionReset
+        );
+    }
+
+    #[test]
+    fn refusals_and_an_unconfirmed_quit_are_errors() {
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("FOLD nothere", b"- no such folder\r\n")
+            .on("READ 1", b"- cannot\r\n")
+            .on("QUIT", b"- could not update\r\n");
+        let mut conn = open(stream).0.unwrap();
+        assert_eq!(conn.fold("nothere").unwrap_err().kind(), ExitKind::Config);
+        assert_eq!(conn.read(1).unwrap_err().kind(), ExitKind::Protocol);
+        let err = conn.quit().unwrap_err();
+        assert!(
+            err.message().contains("deletions may not have happened"),
+            "{}",
+            err.message()
+        );
+    }
+
+    /// `Pop2Body` is a proper `Read`: any buffer size, one byte included,
+    /// gives the same bytes. Delivery fills 64 KiB blocks, so its last
+    /// read of a block can be a single byte: refusing it failed the
+    /// delivery of long messages.
+    #[test]
+    fn body_reads_the_same_with_any_buffer_size() {
+        let wire = b"a\r\nb\rc\r\n\r\nend\r";
+        let want = b"a\nb\rc\n\nend\r";
+        for sizes in [&[1usize][..], &[2], &[1, 3, 1, 2], &[64]] {
+            let stream = MockStream::new(b"+ ready\r\n")
+                .on("RETR", wire)
+                .on("ACKS", b"=0\r\n");
+            let mut conn = open(stream).0.unwrap();
+            let mut body = conn.retr(wire.len() as u64).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            for k in 0.. {
+                let n = body.read(&mut buf[..sizes[k % sizes.len()]]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, want, "buffer sizes {sizes:?}");
+            assert_eq!(conn.ack("ACKS").unwrap(), 0, "in step after {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn digest_is_of_the_delivered_form() {
+        // With or without the final LF the delivered message is the same,
+        // so is its identity; and a different body is another one.
+        let a = digest_of(&mut &b"hello\n"[..]).unwrap();
+        assert_eq!(a, digest_of(&mut &b"hello"[..]).unwrap());
+        assert_ne!(a, digest_of(&mut &b"hello!\n"[..]).unwrap());
+        assert!(a.starts_with("pop2:") && a.len() == 5 + 48, "{a}");
+    }
 
     #[test]
     fn replies_parse() {

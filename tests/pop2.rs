@@ -113,3 +113,31 @@ fn pop2_check_counts_and_other_commands_say_why_not() {
     run.expect_code(64);
     assert!(run.stderr.contains("POP2"), "{}", run.stderr);
 }
+
+/// Delivery copies a message in 64 KiB blocks, so after CRLF became LF the
+/// last read of a block can ask for a single byte. The POP2 body refused
+/// one-byte reads ("read buffer too small"): long messages, depending on
+/// where their lines fell, failed to deliver at every sync.
+#[test]
+fn pop2_long_messages_deliver_whatever_their_line_lengths() {
+    let datas: Vec<Vec<u8>> = (1..=6)
+        .map(|k| {
+            let mut m = format!("Subject: long {k}\n\n").into_bytes();
+            let mut i = 0;
+            while m.len() < 150_000 {
+                i += 1;
+                m.extend(std::iter::repeat_n(b'x', (i * k) % 77));
+                m.push(b'\n');
+            }
+            m
+        })
+        .collect();
+    let server = Pop2Server::start(datas.clone());
+    let env = Env::new();
+    env.write_config(&pop2_account(server.port(), ""));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(
+        maildir_messages(&env.maildir("old")),
+        sorted_expected(&datas)
+    );
+}

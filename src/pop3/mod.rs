@@ -13,12 +13,15 @@
 
 pub mod auth;
 pub mod codec;
+#[cfg(test)]
+pub(crate) mod mock;
+#[cfg(test)]
+mod state_tests;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, BufReader, Read};
 
 use crate::error::{Error, ExitKind, Result};
-use crate::net::{Stream, TlsContext};
+use crate::net::{Stream, TlsContext, Transport};
 use crate::secret::Secret;
 use crate::term;
 use auth::AuthMethod;
@@ -107,8 +110,8 @@ fn check_arg(what: &str, value: &str) -> Result<()> {
 }
 
 /// The byte stream with its read buffer and the per-connection trace.
-struct Connection {
-    reader: BufReader<Stream>,
+struct Connection<S> {
+    reader: BufReader<S>,
     out: Vec<u8>,
     line: Vec<u8>,
     /// Prefix for `-vv` protocol trace lines; `None`: no trace.
@@ -116,7 +119,7 @@ struct Connection {
     host: String,
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     fn queue(&mut self, cmd: &Command) {
         if let Some(label) = &self.trace {
             eprintln!("{label} > {}", cmd.redacted());
@@ -269,18 +272,11 @@ impl Connection {
         let mut probe = [0u8; 80];
         let pending: &[u8] = if !self.reader.buffer().is_empty() {
             self.reader.buffer()
-        } else if let Stream::Plain(tcp) = self.reader.get_ref() {
-            // Bytes may have arrived after the last read: look without
-            // waiting. (Over TLS the socket holds records, not replies, so
-            // only the buffer counts there.)
-            let mut n = 0;
-            if tcp.set_nonblocking(true).is_ok() {
-                n = tcp.peek(&mut probe).unwrap_or(0);
-                let _ = tcp.set_nonblocking(false);
-            }
-            &probe[..n]
         } else {
-            &[]
+            // Bytes may have arrived after the last read: look without
+            // waiting.
+            let n = self.reader.get_ref().peek_unread(&mut probe);
+            &probe[..n]
         };
         if pending.is_empty() {
             return Ok(());
@@ -364,16 +360,17 @@ fn resp_code_name(c: &RespCode) -> &str {
     }
 }
 
-/// Connected, not logged in.
-pub struct Client {
-    conn: Connection,
+/// Connected, not logged in. `S` is the byte stream: a real connection,
+/// or a scripted one in unit tests.
+pub struct Client<S = Stream> {
+    conn: Connection<S>,
     greeting: String,
     capa: Capabilities,
 }
 
-impl Client {
+impl<S: Transport> Client<S> {
     /// Reads the greeting from a fresh connection.
-    pub fn new(stream: Stream, host: &str, trace: Option<String>) -> Result<Client> {
+    pub fn new(stream: S, host: &str, trace: Option<String>) -> Result<Client<S>> {
         let mut conn = Connection {
             reader: BufReader::with_capacity(READ_BUFFER, stream),
             out: Vec::with_capacity(4096),
@@ -401,7 +398,7 @@ impl Client {
         self.conn.reader.get_ref().is_tls()
     }
 
-    pub fn stream(&self) -> &Stream {
+    pub fn stream(&self) -> &S {
         self.conn.reader.get_ref()
     }
 
@@ -413,7 +410,7 @@ impl Client {
 
     /// Upgrades the connection with STLS (RFC 2595) and asks CAPA again.
     /// A server that does not offer STLS is refused: never a silent downgrade.
-    pub fn starttls(mut self, tls: &TlsContext) -> Result<Client> {
+    pub fn starttls(mut self, tls: &TlsContext) -> Result<Client<S>> {
         if self.capa.known && !self.capa.has("STLS") {
             return Err(Error::new(
                 ExitKind::NoPerm,
@@ -454,11 +451,7 @@ impl Client {
             host,
             ..
         } = self.conn;
-        let tcp: TcpStream = reader
-            .into_inner()
-            .into_plain()
-            .expect("STLS is only sent on a plain connection");
-        let stream = tls.wrap(tcp, &host)?;
+        let stream = reader.into_inner().start_tls(tls, &host)?;
         let mut client = Client {
             conn: Connection {
                 reader: BufReader::with_capacity(READ_BUFFER, stream),
@@ -560,7 +553,7 @@ impl Client {
     }
 
     /// Logs in; on success the client becomes a session.
-    pub fn login(mut self, method: AuthMethod, user: &str, secret: &Secret) -> Result<Session> {
+    pub fn login(mut self, method: AuthMethod, user: &str, secret: &Secret) -> Result<Session<S>> {
         check_arg("user", user)?;
         let method = self.choose_auth(method)?;
         match method {
@@ -698,7 +691,7 @@ impl Client {
     }
 }
 
-fn read_capa(conn: &mut Connection) -> Result<Capabilities> {
+fn read_capa<S: Transport>(conn: &mut Connection<S>) -> Result<Capabilities> {
     conn.send(&Command::Capa)?;
     let mut caps = Capabilities::default();
     match conn.status("CAPA")? {
@@ -733,17 +726,17 @@ pub struct Listed {
 }
 
 /// What happened to one pipelined RETR.
-pub enum Retrieved<'a, 'b> {
+pub enum Retrieved<'a, 'b, S = Stream> {
     /// `+OK`: read the message from the body (to its end).
-    Body(&'b mut Body<'a>),
+    Body(&'b mut Body<'a, S>),
     /// `-ERR`: the server would not give this message.
     Refused(String),
 }
 
 /// A multi-line response body as a `Read`: dot-unstuffed, LF line ends,
 /// ends (returns 0) right after the terminator.
-pub struct Body<'a> {
-    reader: &'a mut BufReader<Stream>,
+pub struct Body<'a, S = Stream> {
+    reader: &'a mut BufReader<S>,
     unstuffer: Unstuffer,
     bytes: u64,
     /// A decoded byte a one-byte read had no room for; given out first.
@@ -756,7 +749,7 @@ pub struct Body<'a> {
     over_limit: bool,
 }
 
-impl Body<'_> {
+impl<S: Read> Body<'_, S> {
     /// Bytes delivered so far (after unstuffing).
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -791,7 +784,7 @@ impl Body<'_> {
     }
 }
 
-impl Read for Body<'_> {
+impl<S: Read> Read for Body<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -847,14 +840,14 @@ impl Read for Body<'_> {
 }
 
 /// Logged in: the transaction state.
-pub struct Session {
-    conn: Connection,
+pub struct Session<S = Stream> {
+    conn: Connection<S>,
     capa: Capabilities,
     /// Most bytes of one RETR body (see [`Session::limit_retr`]).
     retr_limit: Option<u64>,
 }
 
-impl Session {
+impl<S: Transport> Session<S> {
     pub fn capabilities(&self) -> &Capabilities {
         &self.capa
     }
@@ -1012,7 +1005,7 @@ impl Session {
     pub fn retr_many(
         &mut self,
         numbers: &[u32],
-        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<()>,
+        on_message: &mut dyn FnMut(usize, Retrieved<'_, '_, S>) -> Result<()>,
     ) -> Result<()> {
         self.fetch_many(numbers, None, on_message)
     }
@@ -1022,7 +1015,7 @@ impl Session {
         &mut self,
         numbers: &[u32],
         lines: u32,
-        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<()>,
+        on_message: &mut dyn FnMut(usize, Retrieved<'_, '_, S>) -> Result<()>,
     ) -> Result<()> {
         self.fetch_many(numbers, Some(lines), on_message)
     }
@@ -1031,7 +1024,7 @@ impl Session {
         &mut self,
         numbers: &[u32],
         top_lines: Option<u32>,
-        on_message: &mut dyn FnMut(usize, Retrieved) -> Result<()>,
+        on_message: &mut dyn FnMut(usize, Retrieved<'_, '_, S>) -> Result<()>,
     ) -> Result<()> {
         let window = self.window();
         let verb = if top_lines.is_some() { "TOP" } else { "RETR" };
@@ -1199,6 +1192,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn commands_are_exact_and_redacted() {
