@@ -126,9 +126,7 @@ impl Account {
     pub fn secret(&self) -> Result<Secret> {
         match &self.password {
             PasswordSource::Inline(s) => Ok(s.clone()),
-            PasswordSource::Command(cmd) => {
-                run_password_command(&self.name, cmd, self.command_timeout)
-            }
+            PasswordSource::Command(cmd) => run_password_command(cmd, self.command_timeout),
             PasswordSource::Prompt => prompt_password(&self.name, &self.identity()),
         }
     }
@@ -986,7 +984,7 @@ fn shell_quote(s: &str) -> String {
 /// Longest first line read from a password_command (a token is a few KiB).
 const MAX_PASSWORD_OUTPUT: u64 = 1024 * 1024;
 
-fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Secret> {
+fn run_password_command(cmd: &str, limit: Duration) -> Result<Secret> {
     // stdin and stderr stay connected, and the command gets the terminal,
     // so pinentry/gpg-agent or a prompt of its own can ask.
     let mut command = crate::command::shell(cmd);
@@ -1014,16 +1012,12 @@ fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Sec
         });
         rx.recv_timeout(limit).unwrap_or_default()
     })
-    .map_err(|e| {
-        Error::config(format!(
-            "account {account}: cannot run password_command: {e}"
-        ))
-    })?;
+    .map_err(|e| Error::config(format!("cannot run password_command: {e}")))?;
     let status = match ended {
         crate::command::Ended::Exited(status) => status,
         crate::command::Ended::TimedOut => {
             return Err(Error::config(format!(
-                "account {account}: password_command did not finish within {} s and was killed \
+                "password_command did not finish within {} s and was killed \
                  (raise command_timeout if it needs longer)",
                 limit.as_secs()
             )))
@@ -1035,19 +1029,14 @@ fn run_password_command(account: &str, cmd: &str, limit: Duration) -> Result<Sec
             None => "killed by a signal".to_string(),
         };
         return Err(Error::config(format!(
-            "account {account}: password_command failed ({how}); run it by hand to see why"
+            "password_command failed ({how}); run it by hand to see why"
         )));
     }
-    let text = String::from_utf8(stdout).map_err(|_| {
-        Error::config(format!(
-            "account {account}: password_command printed invalid UTF-8"
-        ))
-    })?;
+    let text = String::from_utf8(stdout)
+        .map_err(|_| Error::config("password_command printed invalid UTF-8"))?;
     let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if first.is_empty() {
-        return Err(Error::config(format!(
-            "account {account}: password_command printed nothing"
-        )));
+        return Err(Error::config("password_command printed nothing"));
     }
     Ok(Secret::new(first))
 }
@@ -1060,16 +1049,15 @@ fn prompt_password(account: &str, identity: &str) -> Result<Secret> {
         .write(true)
         .open("/dev/tty");
     let (true, Ok(tty)) = (interactive, tty) else {
-        return Err(Error::config(format!(
-            "account {account}: no password: set `password_command` (or `password` in a file only you can read), \
-             or run popfetch from a terminal to be asked"
-        )));
+        return Err(Error::config(
+            "no password: set `password_command` (or `password` in a file only you can read), \
+             or run popfetch from a terminal to be asked",
+        ));
     };
     let res = term::read_hidden_line(&tty, &format!("Password for {identity} ({account}): "));
-    let pw =
-        res.map_err(|e| Error::config(format!("account {account}: reading the password: {e}")))?;
+    let pw = res.map_err(|e| Error::config(format!("reading the password: {e}")))?;
     if pw.is_empty() {
-        return Err(Error::config(format!("account {account}: empty password")));
+        return Err(Error::config("empty password"));
     }
     Ok(Secret::new(pw))
 }

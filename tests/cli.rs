@@ -450,11 +450,7 @@ fn sync_without_a_terminal_fails_only_the_account_that_needs_a_prompt() {
     ));
     let run = env.run(&["sync", "-j", "2", "--json"]);
     run.expect_code(78);
-    assert!(
-        run.stderr.contains("one: account one: no password"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("one: no password"), "{}", run.stderr);
     let lines = run.json_lines();
     let status = |name: &str| {
         lines
