@@ -127,6 +127,8 @@ fn syncfs_is_sound(dir: &File) -> bool {
     let Ok(st) = rustix::fs::fstatfs(dir) else {
         return false;
     };
+    // f_type is 32 bits on some targets.
+    #[allow(clippy::unnecessary_cast)]
     let local_disk = matches!(st.f_type as i64, EXT234 | XFS | BTRFS | F2FS);
     local_disk && kernel_at_least(5, 8)
 }
@@ -562,6 +564,7 @@ fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        // rustix has no sync_file_range.
         // SAFETY: a valid open descriptor; offset 0, length 0 = whole file.
         unsafe {
             libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);

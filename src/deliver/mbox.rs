@@ -1106,7 +1106,10 @@ fn on_network_fs(dir: &Path) -> bool {
         let Ok(st) = rustix::fs::statfs(dir) else {
             return false;
         };
-        matches!(st.f_type as i64, NFS | SMB | CIFS | SMB2)
+        // f_type is 32 bits on some targets.
+        #[allow(clippy::unnecessary_cast)]
+        let kind = st.f_type as i64;
+        matches!(kind, NFS | SMB | CIFS | SMB2)
     }
     #[cfg(not(target_os = "linux"))]
     {
