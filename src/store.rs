@@ -610,12 +610,13 @@ fn holder_pid(file: &mut File) -> Option<i32> {
         if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
             if let Ok(pid) = text.trim().parse::<i32>() {
                 // Signal 0 only asks whether the process exists.
-                let alive = rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
-                    matches!(
-                        rustix::process::test_kill_process(pid),
-                        Ok(()) | Err(rustix::io::Errno::PERM)
-                    )
-                });
+                let alive = pid > 0
+                    && rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+                        matches!(
+                            rustix::process::test_kill_process(pid),
+                            Ok(()) | Err(rustix::io::Errno::PERM)
+                        )
+                    });
                 if alive {
                     return Some(pid);
                 }
