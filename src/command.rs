@@ -6,12 +6,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use rustix::process::{getpgrp, getpid, kill_process_group, setpgid, Pid, Signal};
+use rustix::termios::{tcgetpgrp, tcsetpgrp};
+
+use crate::signals::{self, Action};
 
 /// `sh -c command`, to be started in a process group of its own.
 pub fn shell(command: &str) -> Command {
@@ -51,23 +56,23 @@ pub fn run<T>(
     let _turn = tty.as_ref().map(|_| crate::term::terminal_turn());
     if let Some(tty) = &tty {
         let fd = tty.file.as_raw_fd();
-        // SAFETY: only async-signal-safe calls (setpgid, signal,
-        // tcsetpgrp, getpid) between fork and exec.
+        // SAFETY: between fork and exec only async-signal-safe calls
+        // (setpgid, sigaction, tcsetpgrp, getpid) that allocate nothing;
+        // `fd` is the terminal `tty` holds open past the spawn.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                let fd = BorrowedFd::borrow_raw(fd);
+                setpgid(None, None)?;
                 // A background group taking the terminal would get SIGTTOU.
-                let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-                libc::tcsetpgrp(fd, libc::getpid());
-                libc::signal(libc::SIGTTOU, old);
+                let old = signals::set(libc::SIGTTOU, Action::Ignore)?;
+                let _ = tcsetpgrp(fd, getpid());
+                signals::set(libc::SIGTTOU, Action::Saved(old))?;
                 Ok(())
-            });
-        }
+            })
+        };
     }
     let mut child = cmd.spawn()?;
-    let pid = child.id() as libc::pid_t;
+    let pid = Pid::from_child(&child);
     let restore = tty.map(|tty| tty.hand_to(pid));
     let watchdog = Watchdog::start(pid, limit);
     let said = talk(&mut child);
@@ -86,8 +91,7 @@ pub fn run<T>(
         // group: pass it on to popfetch, as a shell does for its jobs.
         use std::os::unix::process::ExitStatusExt;
         if let Some(sig @ (libc::SIGINT | libc::SIGQUIT)) = status.signal() {
-            // SAFETY: raise has no memory effects.
-            unsafe { libc::raise(sig) };
+            signals::raise(sig);
         }
     }
     // A command that exited by itself just as the limit passed keeps its
@@ -120,24 +124,16 @@ pub fn signal_name(signal: i32) -> Option<&'static str> {
 }
 
 /// Blocks until `pid` has exited, leaving it to be reaped.
-fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
+fn wait_exited(pid: Pid) -> io::Result<()> {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
     loop {
-        // SAFETY: waitid fills `info`, a plain C struct.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -149,7 +145,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start(pgid: libc::pid_t, limit: Duration) -> Watchdog {
+    fn start(pgid: Pid, limit: Duration) -> Watchdog {
         let stopped = Arc::new((Mutex::new(false), Condvar::new()));
         let shared = stopped.clone();
         let thread = std::thread::spawn(move || {
@@ -163,8 +159,7 @@ impl Watchdog {
             }
             // Killed while holding the lock: once `stop` has it, no kill
             // can follow.
-            // SAFETY: kill has no memory effects.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = kill_process_group(pgid, Signal::KILL);
             true
         });
         Watchdog { stopped, thread }
@@ -182,7 +177,7 @@ impl Watchdog {
 /// The controlling terminal, when popfetch is in its foreground.
 struct Foreground {
     file: File,
-    ours: libc::pid_t,
+    ours: Pid,
 }
 
 impl Foreground {
@@ -192,16 +187,14 @@ impl Foreground {
             .write(true)
             .open("/dev/tty")
             .ok()?;
-        // SAFETY: plain queries.
-        let ours = unsafe { libc::getpgrp() };
-        (unsafe { libc::tcgetpgrp(file.as_raw_fd()) } == ours).then_some(Foreground { file, ours })
+        let ours = getpgrp();
+        (tcgetpgrp(&file).ok()? == ours).then_some(Foreground { file, ours })
     }
 
     /// Makes `pgid` the terminal's foreground group (the child does it too,
     /// before exec; whichever comes first wins the race harmlessly).
-    fn hand_to(self, pgid: libc::pid_t) -> Restore {
-        // SAFETY: ioctl on a descriptor we own.
-        unsafe { libc::tcsetpgrp(self.file.as_raw_fd(), pgid) };
+    fn hand_to(self, pgid: Pid) -> Restore {
+        let _ = tcsetpgrp(&self.file, pgid);
         Restore(self)
     }
 }
@@ -211,17 +204,13 @@ struct Restore(Foreground);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        // popfetch is in the background now: block SIGTTOU for this thread
-        // during the call, as a shell does.
-        // SAFETY: signal-mask and ioctl calls on values we own.
-        unsafe {
-            let mut block: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut block);
-            libc::sigaddset(&mut block, libc::SIGTTOU);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
-            libc::tcsetpgrp(self.0.file.as_raw_fd(), self.0.ours);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        // popfetch is in the background now: SIGTTOU is ignored during
+        // the call, as a shell does. (For the whole process, for that
+        // moment: no other asker has the terminal, we hold its turn.)
+        let old = signals::set(libc::SIGTTOU, Action::Ignore);
+        let _ = tcsetpgrp(&self.0.file, self.0.ours);
+        if let Ok(old) = old {
+            let _ = signals::set(libc::SIGTTOU, Action::Saved(old));
         }
     }
 }

@@ -9,7 +9,7 @@
 //! time, so prompts never interleave.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Read};
+use std::io::{BufRead, IsTerminal, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -926,25 +926,10 @@ pub fn expand_path(s: &str, base: &Path) -> PathBuf {
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (edit_distance(word, c), *c))
+        .map(|c| (strsim::levenshtein(word, c), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// SPEC §5: a file holding a password must be readable by its owner only.
@@ -1042,8 +1027,7 @@ fn run_password_command(cmd: &str, limit: Duration) -> Result<Secret> {
 }
 
 fn prompt_password(account: &str, identity: &str) -> Result<Secret> {
-    // SAFETY: isatty only inspects the descriptor.
-    let interactive = unsafe { libc::isatty(0) == 1 };
+    let interactive = std::io::stdin().is_terminal();
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -62,11 +62,14 @@ impl ExitKind {
     }
 }
 
-/// An error with its exit class and a message written for the user.
-#[derive(Debug)]
+/// An error with its exit class and a message written for the user. The
+/// cause chain is printed by the caller (`{:#}` on anyhow::Error).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ExitKind,
     message: String,
+    #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -121,21 +124,6 @@ impl Error {
     pub fn context(mut self, what: impl fmt::Display) -> Error {
         self.message = format!("{what}: {}", self.message);
         self
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The cause chain is printed by the caller (`{:#}` on anyhow::Error).
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -4,7 +4,8 @@
 //! `config` (TOML → accounts), `net` (TCP/TLS), `pop3` (the protocol),
 //! `store` (seen state and locks), `deliver` (Maildir, mbox, MDA), `command`
 //! (external commands under a time limit), `files`
-//! (owner-only folders), `plan` (what to do with each message), `sync`
+//! (owner-only folders), `signals` (signal dispositions, the one
+//! place with `sigaction`), `plan` (what to do with each message), `sync`
 //! (one account's session), `report` (what the user sees) and `cli`/`app`
 //! (the commands).
 
@@ -30,6 +31,7 @@ pub mod pop3;
 pub mod report;
 pub mod secret;
 pub mod seen;
+pub mod signals;
 pub mod store;
 pub mod sync;
 pub mod term;

@@ -609,10 +609,14 @@ fn holder_pid(file: &mut File) -> Option<i32> {
         let mut text = String::new();
         if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
             if let Ok(pid) = text.trim().parse::<i32>() {
-                // SAFETY: signal 0 only asks whether the process exists.
+                // Signal 0 only asks whether the process exists.
                 let alive = pid > 0
-                    && (unsafe { libc::kill(pid, 0) } == 0
-                        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+                    && rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+                        matches!(
+                            rustix::process::test_kill_process(pid),
+                            Ok(()) | Err(rustix::io::Errno::PERM)
+                        )
+                    });
                 if alive {
                     return Some(pid);
                 }

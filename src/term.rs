@@ -4,34 +4,26 @@
 //! sequences reach the terminal) and cut to a display width; and reading
 //! a password with echo off that puts echo back even when interrupted.
 
-use std::cell::UnsafeCell;
-use std::io::{BufRead, IsTerminal, Write};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
+
+use rustix::termios::{LocalModes, OptionalActions, Termios};
+
+use crate::signals::{self, Action};
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// The width to cut lines to: the terminal's when stdout is one, else
 /// `$COLUMNS` if set, else `None` (no cutting, e.g. into a pipe).
 pub fn stdout_width() -> Option<usize> {
-    if std::io::stdout().is_terminal() {
-        if let Some(w) = tty_columns(libc::STDOUT_FILENO) {
-            return Some(w);
-        }
+    if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(std::io::stdout()) {
+        return Some(w as usize);
     }
     std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok())
         .filter(|&w| w > 0)
-}
-
-fn tty_columns(fd: libc::c_int) -> Option<usize> {
-    // SAFETY: TIOCGWINSZ fills a `winsize` we own; a failing call leaves it
-    // zeroed and returns -1.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
 /// Broken-down local time.
@@ -50,12 +42,14 @@ pub fn local_time(secs: i64) -> Option<LocalTime> {
     // time_t is 32 bits on some targets.
     #[allow(clippy::useless_conversion)]
     let t: libc::time_t = secs.try_into().ok()?;
-    // SAFETY: localtime_r writes into the `tm` we own and returns null on
-    // failure; tzset makes it honour a `TZ` set after start-up.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe {
+    // Neither std nor rustix knows the time zone: libc's localtime_r does.
+    // SAFETY: localtime_r writes into the `tm` we own (all-zero is a valid
+    // one) and returns null on failure; tzset makes it honour a `TZ` set
+    // after start-up.
+    let (ok, tm) = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
         tzset();
-        !libc::localtime_r(&t, &mut tm).is_null()
+        (!libc::localtime_r(&t, &mut tm).is_null(), tm)
     };
     ok.then(|| LocalTime {
         year: tm.tm_year + 1900,
@@ -192,35 +186,26 @@ static PROMPT: Mutex<()> = Mutex::new(());
 pub fn terminal_turn() -> std::sync::MutexGuard<'static, ()> {
     PROMPT.lock().unwrap_or_else(|e| e.into_inner())
 }
-/// The terminal of the running prompt (-1: none) and the settings to put
-/// back if a signal ends the process while echo is off.
-static PROMPT_FD: AtomicI32 = AtomicI32::new(-1);
-static PROMPT_SAVED: SavedTermios = SavedTermios(UnsafeCell::new(None));
-
-struct SavedTermios(UnsafeCell<Option<libc::termios>>);
-// SAFETY: written only while PROMPT is held and PROMPT_FD is -1; read by
-// the signal handler only while PROMPT_FD is set.
-unsafe impl Sync for SavedTermios {}
+/// The terminal of the running prompt and the settings to put back if a
+/// signal ends the process while echo is off. The handler only ever
+/// `try_lock`s it (a compare-and-swap, safe in a handler); whenever the
+/// prompt itself holds the lock, echo is on.
+static PROMPT_SAVED: Mutex<Option<(OwnedFd, Termios)>> = Mutex::new(None);
 
 /// The signals that end a prompt: the terminal must not stay silent.
 const PROMPT_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 extern "C" fn restore_echo_and_die(sig: libc::c_int) {
-    // Only async-signal-safe calls: tcsetattr, write, raise.
-    let fd = PROMPT_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: PROMPT_SAVED holds the settings while PROMPT_FD is set.
-        unsafe {
-            if let Some(saved) = &*PROMPT_SAVED.0.get() {
-                libc::tcsetattr(fd, libc::TCSANOW, saved);
-            }
-            libc::write(fd, b"\n".as_ptr().cast(), 1);
+    // Only async-signal-safe calls: an atomic, tcsetattr, write, kill.
+    if let Ok(saved) = PROMPT_SAVED.try_lock() {
+        if let Some((fd, termios)) = &*saved {
+            let _ = rustix::termios::tcsetattr(fd, OptionalActions::Now, termios);
+            let _ = rustix::io::write(fd, b"\n");
         }
     }
     // SA_RESETHAND put the default action back: the signal raised again
     // ends the process as the user asked (exit status 128 + sig).
-    // SAFETY: raising a signal is always allowed.
-    unsafe { libc::raise(sig) };
+    signals::raise(sig);
 }
 
 /// Shows `prompt` on the terminal `tty` and reads one line with echo off.
@@ -230,54 +215,37 @@ extern "C" fn restore_echo_and_die(sig: libc::c_int) {
 /// would have. Prompts are serialised: one owns the terminal at a time.
 pub fn read_hidden_line(tty: &std::fs::File, prompt: &str) -> std::io::Result<String> {
     let _owner = terminal_turn();
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios calls on a descriptor we hold open; the settings are
-    // restored before returning (or by the handler before the process dies).
-    let mut old: libc::termios = unsafe { std::mem::zeroed() };
-    let have_termios = unsafe { libc::tcgetattr(fd, &mut old) } == 0;
-    let mut previous: Vec<(libc::c_int, libc::sigaction)> = Vec::new();
-    if have_termios {
-        // SAFETY: no handler is installed yet (PROMPT_FD is -1).
-        unsafe { *PROMPT_SAVED.0.get() = Some(old) };
-        PROMPT_FD.store(fd, Ordering::SeqCst);
+    let old = rustix::termios::tcgetattr(tty).ok();
+    let mut previous: Vec<(libc::c_int, signals::Saved)> = Vec::new();
+    if let Some(old) = &old {
+        let fd = tty.try_clone()?.into();
+        *PROMPT_SAVED.lock().unwrap_or_else(|e| e.into_inner()) = Some((fd, old.clone()));
         for sig in PROMPT_SIGNALS {
-            // SAFETY: a plain sigaction with a handler that only makes
-            // async-signal-safe calls; the old action is put back below.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = restore_echo_and_die as extern "C" fn(libc::c_int) as usize;
-                action.sa_flags = libc::SA_RESETHAND;
-                libc::sigemptyset(&mut action.sa_mask);
-                let mut old_action: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &action, &mut old_action) != 0 {
-                    continue;
-                }
-                if old_action.sa_sigaction == libc::SIG_IGN {
-                    // Ignored (nohup): it must not end the prompt either.
-                    libc::sigaction(sig, &old_action, std::ptr::null_mut());
-                } else {
-                    previous.push((sig, old_action));
-                }
+            let Ok(old_action) = signals::set(sig, Action::Once(restore_echo_and_die)) else {
+                continue;
+            };
+            if old_action.is_ignored() {
+                // Ignored (nohup): it must not end the prompt either.
+                let _ = signals::set(sig, Action::Saved(old_action));
+            } else {
+                previous.push((sig, old_action));
             }
         }
-        let mut quiet = old;
-        quiet.c_lflag &= !libc::ECHO;
-        quiet.c_lflag |= libc::ECHONL;
-        // SAFETY: as above.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+        let mut quiet = old.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        quiet.local_modes.insert(LocalModes::ECHONL);
+        let _ = rustix::termios::tcsetattr(tty, OptionalActions::Now, &quiet);
     }
     let mut out = tty;
     let _ = write!(out, "{prompt}");
     let _ = out.flush();
     let mut line = String::new();
     let res = std::io::BufReader::new(tty).read_line(&mut line);
-    if have_termios {
-        // SAFETY: as above.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &old) };
-        PROMPT_FD.store(-1, Ordering::SeqCst);
+    if let Some(old) = &old {
+        let _ = rustix::termios::tcsetattr(tty, OptionalActions::Now, old);
+        *PROMPT_SAVED.lock().unwrap_or_else(|e| e.into_inner()) = None;
         for (sig, action) in previous {
-            // SAFETY: puts back the action saved above.
-            unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+            let _ = signals::set(sig, Action::Saved(action));
         }
     }
     res.map(|_| line.trim_end_matches(['\n', '\r']).to_string())

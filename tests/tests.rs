@@ -18,4 +18,5 @@ mod server_text;
 mod support;
 mod switching;
 mod sync;
+mod unsafe_code;
 mod wrong_guesses;

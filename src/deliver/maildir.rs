@@ -32,10 +32,8 @@
 //! step 3 and step 4 of a crashed run gets it once more.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,12 +124,11 @@ fn syncfs_is_sound(dir: &File) -> bool {
     const XFS: i64 = 0x5846_5342;
     const BTRFS: i64 = 0x9123_683E;
     const F2FS: i64 = 0xF2F5_2010;
-    // SAFETY: all-zero is a valid statfs; fstatfs fills it in.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid descriptor and a pointer to a statfs.
-    if unsafe { libc::fstatfs(dir.as_raw_fd(), &mut st) } != 0 {
+    let Ok(st) = rustix::fs::fstatfs(dir) else {
         return false;
-    }
+    };
+    // f_type is 32 bits on some targets.
+    #[allow(clippy::unnecessary_cast)]
     let local_disk = matches!(st.f_type as i64, EXT234 | XFS | BTRFS | F2FS);
     local_disk && kernel_at_least(5, 8)
 }
@@ -145,15 +142,8 @@ fn syncfs_is_sound(_dir: &File) -> bool {
 /// `major.minor`.
 #[cfg(target_os = "linux")]
 fn kernel_at_least(major: u32, minor: u32) -> bool {
-    // SAFETY: all-zero is a valid utsname; uname fills it in.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: a pointer to a utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return false;
-    }
-    // SAFETY: uname NUL-terminates the field.
-    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
-    release_at_least(&release.to_string_lossy(), major, minor)
+    let uts = rustix::system::uname();
+    release_at_least(&uts.release().to_string_lossy(), major, minor)
 }
 
 /// `"6.1.0-18-amd64"` ≥ 5.8, `"5.4.0"` < 5.8; unparsable is "no".
@@ -574,6 +564,7 @@ fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        // rustix has no sync_file_range.
         // SAFETY: a valid open descriptor; offset 0, length 0 = whole file.
         unsafe {
             libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
@@ -587,12 +578,7 @@ fn start_writeback(file: &File) {
 fn syncfs(fd: &File) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: a valid open descriptor.
-        if unsafe { libc::syncfs(fd.as_raw_fd()) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        Ok(rustix::fs::syncfs(fd)?)
     }
     #[cfg(not(target_os = "linux"))]
     fd.sync_all()
@@ -609,9 +595,10 @@ fn writer_is_gone(name: &str) -> bool {
         .and_then(|(pid, _)| pid.parse::<i32>().ok());
     match pid {
         Some(pid) if pid > 0 && pid as u32 != std::process::id() => {
-            // SAFETY: signal 0 only checks that the process exists.
-            let rc = unsafe { libc::kill(pid, 0) };
-            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            // Signal 0 only checks that the process exists.
+            rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+                rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+            })
         }
         _ => false,
     }
@@ -643,51 +630,32 @@ impl Dir {
 
     /// Creates `name` for writing, owner-only; fails if it exists.
     fn create_new(&self, name: &str) -> io::Result<File> {
-        let name = c_name(name)?;
-        // SAFETY: a valid directory descriptor and NUL-terminated name.
-        let fd = unsafe {
-            libc::openat(
-                self.handle.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o600 as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor we just opened and own alone.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::openat(
+            &self.handle,
+            plain_name(name)?,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )?;
+        Ok(File::from(fd))
     }
 
     /// Renames `name` here to `to_name` in `to` (atomic, same file system).
     fn rename_to(&self, name: &str, to: &Dir, to_name: &str) -> io::Result<()> {
-        let (from, dest) = (c_name(name)?, c_name(to_name)?);
-        // SAFETY: valid directory descriptors and NUL-terminated names.
-        let rc = unsafe {
-            libc::renameat(
-                self.handle.as_raw_fd(),
-                from.as_ptr(),
-                to.handle.as_raw_fd(),
-                dest.as_ptr(),
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        Ok(rustix::fs::renameat(
+            &self.handle,
+            plain_name(name)?,
+            &to.handle,
+            plain_name(to_name)?,
+        )?)
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        let name = c_name(name)?;
-        // SAFETY: a valid directory descriptor and NUL-terminated name.
-        let rc = unsafe { libc::unlinkat(self.handle.as_raw_fd(), name.as_ptr(), 0) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        Ok(rustix::fs::unlinkat(
+            &self.handle,
+            plain_name(name)?,
+            rustix::fs::AtFlags::empty(),
+        )?)
     }
 
     /// Makes the directory's entries durable.
@@ -702,14 +670,15 @@ impl Dir {
 }
 
 /// A file name for the *at() calls; names we make never hold a NUL or `/`.
-fn c_name(name: &str) -> io::Result<CString> {
+fn plain_name(name: &str) -> io::Result<&str> {
     if name.contains('/') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a name with '/'",
         ));
     }
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with NUL"))
+    // A NUL in it fails the call (EINVAL).
+    Ok(name)
 }
 
 /// The unique part of a file name, before the `,S=` or `:2,` suffixes.
@@ -765,9 +734,8 @@ fn splitmix64(x: u64) -> u64 {
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
-    // SAFETY: the buffer is valid for its 8 bytes.
-    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
-    if got == b.len() as isize {
+    let got = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::NONBLOCK);
+    if got.is_ok_and(|n| n == b.len()) {
         return u64::from_le_bytes(b);
     }
     if File::open("/dev/urandom")
@@ -784,15 +752,11 @@ fn random_u64() -> u64 {
 
 /// The host name, with `/`, `:` and `,` encoded as Maildir readers expect.
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // or truncates within it.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let raw = if ok {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".to_string()
+    // gethostname(3) is uname's node name.
+    let uts = rustix::system::uname();
+    let raw = match uts.nodename().to_string_lossy() {
+        name if name.is_empty() => "localhost".to_string(),
+        name => name.into_owned(),
     };
     raw.replace('/', "\\057")
         .replace(':', "\\072")

@@ -916,12 +916,17 @@ fn fcntl_lock(file: &File, deadline: Instant) -> io::Result<()> {
     #[cfg(not(target_os = "linux"))]
     const SET_LOCK: libc::c_int = libc::F_SETLK;
     loop {
+        // rustix's fcntl_lock takes only per-process locks (F_SETLK), so
+        // this one call stays in libc.
         // SAFETY: a zeroed flock is a valid argument (l_pid must be 0 for
-        // OFD locks); the descriptor is open for the call.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        if unsafe { libc::fcntl(file.as_raw_fd(), SET_LOCK, &fl) } == 0 {
+        // OFD locks) that outlives the call; the descriptor is open.
+        let rc = unsafe {
+            let mut fl: libc::flock = std::mem::zeroed();
+            fl.l_type = libc::F_WRLCK as _;
+            fl.l_whence = libc::SEEK_SET as _;
+            libc::fcntl(file.as_raw_fd(), SET_LOCK, &fl)
+        };
+        if rc == 0 {
             return Ok(());
         }
         let err = io::Error::last_os_error();
@@ -1002,7 +1007,6 @@ fn create_with_pid(path: &Path) -> io::Result<()> {
     let pid = std::process::id();
     #[cfg(target_os = "linux")]
     {
-        use std::os::unix::ffi::OsStrExt;
         let anonymous = OpenOptions::new()
             .write(true)
             .mode(0o600)
@@ -1011,27 +1015,13 @@ fn create_with_pid(path: &Path) -> io::Result<()> {
         match anonymous {
             Ok(mut f) => {
                 writeln!(f, "{pid}")?;
-                let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
-                    .map_err(io::Error::other)?;
-                let to = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(io::Error::other)?;
-                // SAFETY: both are C strings that outlive the call.
-                let rc = unsafe {
-                    libc::linkat(
-                        libc::AT_FDCWD,
-                        from.as_ptr(),
-                        libc::AT_FDCWD,
-                        to.as_ptr(),
-                        libc::AT_SYMLINK_FOLLOW,
-                    )
-                };
-                if rc == 0 {
-                    return Ok(());
-                }
-                let err = io::Error::last_os_error();
-                // No /proc: fall back to create-then-write.
-                if err.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(err);
+                use rustix::fs::{linkat, AtFlags, CWD};
+                let from = format!("/proc/self/fd/{}", f.as_raw_fd());
+                match linkat(CWD, from.as_str(), CWD, path, AtFlags::SYMLINK_FOLLOW) {
+                    Ok(()) => return Ok(()),
+                    // No /proc: fall back to create-then-write.
+                    Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             Err(e)
@@ -1079,9 +1069,10 @@ fn stale_dotlock(path: &Path) -> Option<u64> {
     let pid = read_pid(path).filter(|_| !on_network_fs(folder_of(path)));
     let stale = match pid {
         Some(pid) => {
-            // SAFETY: signal 0 only asks whether the process exists.
-            let gone = unsafe { libc::kill(pid, 0) } != 0;
-            gone && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            // Signal 0 only asks whether the process exists.
+            rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
+                rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+            })
         }
         None => written.is_some_and(|t| t.elapsed().unwrap_or_default() > STALE_DOTLOCK),
     };
@@ -1093,11 +1084,7 @@ fn stale_dotlock(path: &Path) -> Option<u64> {
 fn booted_at() -> Option<std::time::SystemTime> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: clock_gettime fills a plain C struct.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
-            return None;
-        }
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
         let up = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32) + Duration::from_secs(60);
         std::time::SystemTime::now().checked_sub(up)
     }
@@ -1112,20 +1099,17 @@ fn booted_at() -> Option<std::time::SystemTime> {
 fn on_network_fs(dir: &Path) -> bool {
     #[cfg(target_os = "linux")]
     {
-        use std::os::unix::ffi::OsStrExt;
         const NFS: i64 = 0x6969;
         const SMB: i64 = 0x517B;
         const CIFS: i64 = 0xFF53_4D42;
         const SMB2: i64 = 0xFE53_4D42;
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        let Ok(st) = rustix::fs::statfs(dir) else {
             return false;
         };
-        // SAFETY: a zeroed statfs is a valid buffer; the path is a C string.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-            return false;
-        }
-        matches!(st.f_type as i64, NFS | SMB | CIFS | SMB2)
+        // f_type is 32 bits on some targets.
+        #[allow(clippy::unnecessary_cast)]
+        let kind = st.f_type as i64;
+        matches!(kind, NFS | SMB | CIFS | SMB2)
     }
     #[cfg(not(target_os = "linux"))]
     {
