@@ -198,6 +198,9 @@ fn config_for(port: u16) -> String {
     )
 }
 
+/// Panes started so far, for unique socket names.
+static PANES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A private tmux server (its own socket in the test's temp dir), killed
 /// when dropped.
 pub(crate) struct Tmux {
@@ -227,7 +230,12 @@ impl Tmux {
         )
         .unwrap();
         let tmux = Tmux {
-            socket: env.dir.path().join("tmux.sock"),
+            // A socket of its own each time: a server just killed by a
+            // previous pane's drop may still hold the old one.
+            socket: env.dir.path().join(format!(
+                "tmux{}.sock",
+                PANES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
         };
         let started = tmux
             .cmd()
