@@ -173,20 +173,11 @@ fn gs2_escape(s: &str) -> String {
 }
 
 fn hmac_md5(key: &[u8], message: &[u8]) -> [u8; 16] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..16].copy_from_slice(&Md5::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Md5::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Md5::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::Mac;
+    // HMAC takes a key of any length (longer ones are hashed first).
+    let mut mac = hmac::Hmac::<Md5>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn hex(bytes: &[u8]) -> String {
