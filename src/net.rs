@@ -353,10 +353,23 @@ fn describe_cert_error(e: &rustls::CertificateError) -> String {
         C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet (check the clock)".into(),
         C::Revoked => "revoked".into(),
         C::BadSignature => "its signature does not verify".into(),
+        C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "signed with an algorithm popfetch does not accept".into()
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "not issued for servers".into(),
+        C::BadEncoding => "malformed".into(),
+        C::UnhandledCriticalExtension => "marked with an extension popfetch cannot check".into(),
+        C::UnknownRevocationStatus => "of unknown revocation status".into(),
+        C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
+            "checked against an expired revocation list".into()
+        }
+        // webpki's reasons come only as Debug text: matched here, never
+        // shown (a user reads words, not Rust enum names).
         C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
             "self-signed".into()
         }
-        other => format!("{other:?}"),
+        _ => "rejected by the certificate checks".into(),
     }
 }
 

@@ -47,6 +47,21 @@ enum Reply {
     Refused(String),
 }
 
+/// A reply as the server wrote it (control characters already escaped),
+/// for error messages: the user sees the wire, not a Rust enum.
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Ok(text) if text.is_empty() => f.write_str("+"),
+            Reply::Ok(text) => write!(f, "+ {text}"),
+            Reply::Refused(text) if text.is_empty() => f.write_str("-"),
+            Reply::Refused(text) => write!(f, "- {text}"),
+            Reply::Count(n) => write!(f, "#{n}"),
+            Reply::Length(n) => write!(f, "={n}"),
+        }
+    }
+}
+
 /// The reply's text ends up in errors on a terminal: its control
 /// characters are escaped here, where every reply enters.
 fn parse_reply(line: &[u8]) -> std::result::Result<Reply, String> {
@@ -102,12 +117,14 @@ impl<S: Transport> Pop2<S> {
         };
         match conn.reply("the connection (greeting)")? {
             Reply::Ok(_) => Ok(conn),
-            Reply::Refused(text) => Err(Error::new(
+            Reply::Refused(text) => Err(Error::refused(
                 ExitKind::Unavailable,
                 format!(
                     "{}: the POP2 server refused the connection: - {text}",
                     conn.host
                 ),
+                None,
+                text,
             )),
             other => Err(conn.unexpected("the greeting", &other)),
         }
@@ -176,7 +193,7 @@ impl<S: Transport> Pop2<S> {
         Error::new(
             ExitKind::Protocol,
             format!(
-                "{}: protocol error: unexpected reply {reply:?} to {what}",
+                "{}: protocol error: unexpected reply `{reply}` to {what}",
                 self.host
             ),
         )
@@ -200,9 +217,15 @@ impl<S: Transport> Pop2<S> {
         )?;
         match self.reply("the login (HELO)")? {
             Reply::Count(n) => Ok(n),
-            Reply::Refused(text) => Err(Error::new(
+            Reply::Refused(text) => Err(Error::refused(
                 ExitKind::NoPerm,
-                format!("{}: the server refused the login (HELO): - {text} (check `user` and the password)", self.host),
+                format!(
+                    "{}: the server refused the login (HELO): - {text} \
+                     (check `user` and the password)",
+                    self.host
+                ),
+                None,
+                text,
             )),
             other => Err(self.unexpected("HELO", &other)),
         }
@@ -213,12 +236,14 @@ impl<S: Transport> Pop2<S> {
         self.send(&format!("FOLD {folder}"), &format!("FOLD {folder}"))?;
         match self.reply("FOLD")? {
             Reply::Count(n) => Ok(n),
-            Reply::Refused(text) => Err(Error::new(
+            Reply::Refused(text) => Err(Error::refused(
                 ExitKind::Config,
                 format!(
                     "{}: the server cannot open folder {folder:?}: - {text}",
                     self.host
                 ),
+                None,
+                text,
             )),
             other => Err(self.unexpected("FOLD", &other)),
         }
@@ -234,9 +259,11 @@ impl<S: Transport> Pop2<S> {
     fn length(&mut self, what: &str) -> Result<u64> {
         match self.reply(what)? {
             Reply::Length(len) => Ok(len),
-            Reply::Refused(text) => Err(Error::new(
+            Reply::Refused(text) => Err(Error::refused(
                 ExitKind::Protocol,
                 format!("{}: the server refused {what}: - {text}", self.host),
+                None,
+                text,
             )),
             other => Err(self.unexpected(what, &other)),
         }
@@ -293,7 +320,7 @@ impl<S: Transport> Pop2<S> {
             other => Err(Error::new(
                 ExitKind::Protocol,
                 format!(
-                    "{}: QUIT was not confirmed ({other:?}); deletions may not have happened",
+                    "{}: QUIT was not confirmed (`{other}`); deletions may not have happened",
                     self.host
                 ),
             )),
@@ -302,7 +329,7 @@ impl<S: Transport> Pop2<S> {
 }
 
 fn net_error(host: &str, what: &str, e: io::Error) -> Error {
-    Error::with_source(
+    Error::transport(
         ExitKind::of_io(&e),
         format!("{host}: connection failed while {what}"),
         e,

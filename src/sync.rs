@@ -212,7 +212,7 @@ fn run(
     // one failed, provided the connection is still usable.
     if report.stopped {
         if let Err(f) = &fetched {
-            if f.session_usable && f.error.message() == STOPPED {
+            if f.session_usable && f.error.is_stop() {
                 // Ctrl-C: what was delivered is committed and counted; no
                 // DELE, the user wants out (the next run deletes what the
                 // policy says), and QUIT ends the session cleanly.
@@ -559,9 +559,6 @@ fn fetch(
     let batch_limit = target.batch_limit().min(BATCH_MESSAGES);
     let mut batch = Batch::default();
     let mut commit_failed = false;
-    // What our side (delivery or commit) failed with, to tell it from a
-    // network failure when retr_many returns.
-    let mut ours: Option<(crate::error::ExitKind, String)> = None;
     let numbers: Vec<u32> = wanted.iter().map(|f| f.number).collect();
     let result = session.retr_many(&numbers, &mut |i, reply| {
         let item = &wanted[i];
@@ -571,9 +568,7 @@ fn fetch(
             // for are read first (the session must stay in step to QUIT).
             report.stopped = true;
             progress.phase("stopping (Ctrl-C again to quit at once)");
-            let e = Error::new(crate::error::ExitKind::TempFail, STOPPED);
-            ours = Some((e.kind(), e.message().to_string()));
-            return Err(e);
+            return Err(Error::stopped(STOPPED));
         }
         match reply {
             Retrieved::Body(body) => {
@@ -625,10 +620,9 @@ fn fetch(
                         ));
                         report.skipped += 1;
                     }
-                    Err(e) => {
-                        ours = Some((e.kind(), e.message().to_string()));
-                        return Err(e);
-                    }
+                    // Whatever the target says, it is our side that failed:
+                    // the session is still in step.
+                    Err(e) => return Err(e.local()),
                 }
             }
             Retrieved::Refused(reason) => {
@@ -645,19 +639,17 @@ fn fetch(
         if full {
             batch
                 .commit(target, store, mailbox, wanted, verbose, report)
-                .inspect_err(|e| {
+                .map_err(|e| {
                     commit_failed = true;
-                    ours = Some((e.kind(), e.message().to_string()));
+                    e.local()
                 })?;
         }
         Ok(())
     });
     // retr_many returns the callback's own error only after reading every
-    // pending reply; a network failure comes back as itself.
-    let ours_stopped_it = |e: &Error| {
-        ours.as_ref()
-            .is_some_and(|(kind, message)| *kind == e.kind() && message == e.message())
-    };
+    // pending reply (marked local or stopped above); a network failure comes
+    // back as itself.
+    let ours_stopped_it = |e: &Error| e.is_local();
     if !commit_failed {
         // Commit whatever was fully delivered, even when the loop stopped on
         // an error: those messages are complete on our side.

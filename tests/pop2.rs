@@ -95,6 +95,26 @@ fn pop2_wrong_password_is_77_and_accounts_shows_protocol() {
     assert_eq!(run.json_lines()[0]["port"], server.port());
 }
 
+/// The server's reply is quoted as it was sent, not as a Rust enum
+/// (`Refused("…")`), and the exit code says the protocol failed.
+#[test]
+fn pop2_unconfirmed_quit_quotes_the_server_reply_not_rust_debug_text() {
+    let server = Pop2Server::start(mixed_messages(2, 100));
+    server.refuse_quit("mailbox is read-only");
+    let env = Env::new();
+    env.write_config(&pop2_account(server.port(), "keep = false"));
+    let run = env.run(&["sync"]);
+    run.expect_code(76);
+    assert!(
+        run.stderr
+            .contains("QUIT was not confirmed (`- mailbox is read-only`)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("Refused("), "{}", run.stderr);
+    assert_eq!(server.inbox().len(), 2, "QUIT refused: nothing deleted");
+}
+
 #[test]
 fn pop2_check_counts_and_other_commands_say_why_not() {
     let server = Pop2Server::start(mixed_messages(3, 100));

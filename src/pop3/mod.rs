@@ -159,7 +159,7 @@ impl<S: Transport> Connection<S> {
             }
             _ => format!("{}: connection failed while {what}", self.host),
         };
-        Error::with_source(kind, msg, e)
+        Error::transport(kind, msg, e)
     }
 
     fn line_error(&self, what: &str, e: LineError) -> Error {
@@ -342,9 +342,11 @@ fn server_error(host: &str, what: &str, phase: Phase, code: Option<RespCode>, te
         Some(c) => format!("[{}] ", resp_code_name(c)),
         None => String::new(),
     };
-    Error::new(
+    Error::refused(
         kind,
         format!("{host}: the server refused {what}: -ERR {code_text}{text}{hint}"),
+        code,
+        text,
     )
 }
 
@@ -1229,6 +1231,11 @@ mod tests {
         let e = server_error("h", "RETR 1", Phase::Transaction, None, "no");
         assert_eq!(e.kind(), ExitKind::Protocol);
         assert!(e.message().contains("-ERR no"));
+        // The server's own words are kept apart from the message.
+        assert_eq!(e.server_reply(), Some((None, "no")));
+        let e = server_error("h", "PASS", Phase::Auth, Some(RespCode::InUse), "locked");
+        assert_eq!(e.server_reply(), Some((Some(&RespCode::InUse), "locked")));
+        assert!(!e.is_local() && !e.is_transport());
     }
 
     /// `Body` is a proper `Read`: any buffer size, including one byte

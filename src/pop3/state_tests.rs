@@ -442,6 +442,11 @@ fn temporary_retr_refusal_stops_asking_and_fails_temporarily() {
     let err = fetch_all(&mut session, &[1, 2]).unwrap_err();
     assert_eq!(err.kind(), ExitKind::TempFail);
     assert_eq!(handle.written(), "RETR 1\r\n");
+    // The server's refusal, with its code: not ours, not the network's.
+    assert_eq!(
+        err.server_reply(),
+        Some((Some(&RespCode::SysTemp), "disk trouble"))
+    );
 }
 
 #[test]
@@ -460,6 +465,7 @@ fn eof_inside_a_body_is_the_networks_failure_not_the_targets() {
         "{}",
         err.message()
     );
+    assert!(err.is_transport() && !err.is_local());
 }
 
 #[test]
@@ -471,10 +477,12 @@ fn failed_delivery_drains_the_outstanding_replies_and_quit_still_works() {
     });
     let err = session
         .retr_many(&[1, 2], &mut |i, _| {
-            Err(Error::new(ExitKind::Io, format!("disk full at {i}")))
+            Err(Error::new(ExitKind::Io, format!("disk full at {i}")).local())
         })
         .unwrap_err();
     assert_eq!(err.message(), "disk full at 0");
+    // The callback's own error comes back as itself: still ours.
+    assert!(err.is_local());
     session.quit().unwrap();
     assert_eq!(handle.written(), "RETR 1\r\nRETR 2\r\nQUIT\r\n");
 }

@@ -21,6 +21,8 @@ struct State {
     short_by: usize,
     /// Wait this long before sending each message.
     retr_delay: Duration,
+    /// Answer QUIT with this `-` reply instead of `+ bye` (nothing deleted).
+    quit_refusal: Option<String>,
 }
 
 pub struct Pop2Server {
@@ -113,6 +115,11 @@ impl Pop2Server {
     /// From now on, wait `delay` before sending each message.
     pub fn slow_retr(&self, delay: Duration) {
         self.state.lock().unwrap().retr_delay = delay;
+    }
+
+    /// From now on, refuse QUIT with `- text`: the deletions do not happen.
+    pub fn refuse_quit(&self, text: &str) {
+        self.state.lock().unwrap().quit_refusal = Some(text.to_string());
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -227,6 +234,11 @@ fn serve(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
             "NACK" => format!("={}", len_of(&state.lock().unwrap(), folder, current)),
             "QUIT" => {
                 let mut st = state.lock().unwrap();
+                if let Some(text) = st.quit_refusal.clone() {
+                    drop(st);
+                    out.write_all(format!("- {text}\r\n").as_bytes())?;
+                    return Ok(());
+                }
                 delete.sort();
                 delete.dedup();
                 for &(f, n) in delete.iter().rev() {
