@@ -22,7 +22,7 @@ use crate::config::{Account, TlsMode};
 use crate::deliver::{self, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext, Transport};
-use crate::pop3::codec;
+use crate::pop3::codec::{self, read_decoded, PairDecoder};
 use crate::report::Progress;
 use crate::secret::Secret;
 use crate::store::{MailboxLock, Store};
@@ -346,28 +346,12 @@ pub struct Pop2Body<'a, S = Stream> {
     scratch: Vec<u8>,
 }
 
-impl<S: Read> Read for Pop2Body<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if let Some(byte) = self.spilled.take() {
-            buf[0] = byte;
-            return Ok(1);
-        }
-        if buf.len() == 1 {
-            // Decoding needs room for two bytes (a held-back CR and the
-            // byte after it): decode into a pair and keep the second. A
-            // caller filling a block, as delivery does, ends up asking for
-            // a single byte whenever the lines fall that way.
-            let mut pair = [0u8; 2];
-            let n = self.read(&mut pair)?;
-            if n == 2 {
-                self.spilled = Some(pair[1]);
-            }
-            buf[0] = pair[0];
-            return Ok(n.min(1));
-        }
+impl<S: Read> PairDecoder for Pop2Body<'_, S> {
+    fn spilled(&mut self) -> &mut Option<u8> {
+        &mut self.spilled
+    }
+
+    fn decode_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let room = (buf.len() - usize::from(self.pending_cr)).min(self.scratch.len());
             let n = self.inner.read(&mut self.scratch[..room])?;
@@ -405,6 +389,12 @@ impl<S: Read> Read for Pop2Body<'_, S> {
                 return Ok(o);
             }
         }
+    }
+}
+
+impl<S: Read> Read for Pop2Body<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_decoded(self, buf)
     }
 }
 

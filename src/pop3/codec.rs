@@ -339,6 +339,39 @@ impl Unstuffer {
     }
 }
 
+/// A streaming decoder that needs room for two output bytes at a time (a
+/// held-back CR and the byte after it). [`read_decoded`] gives it the
+/// `Read` contract for any buffer size: delivery fills blocks, and its last
+/// read of a block may ask for a single byte whenever the lines fall so.
+pub trait PairDecoder {
+    /// A decoded byte a one-byte read had no room for; given out first.
+    fn spilled(&mut self) -> &mut Option<u8>;
+    /// Decodes into `buf`, which holds at least two bytes; 0 at the end.
+    fn decode_into(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// `Read::read` for a [`PairDecoder`]: a held byte first; a one-byte read
+/// decodes into a pair and keeps the second byte for the next read.
+pub fn read_decoded<D: PairDecoder + ?Sized>(d: &mut D, buf: &mut [u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    if let Some(byte) = d.spilled().take() {
+        buf[0] = byte;
+        return Ok(1);
+    }
+    if buf.len() == 1 {
+        let mut pair = [0u8; 2];
+        let n = d.decode_into(&mut pair)?;
+        if n == 2 {
+            *d.spilled() = Some(pair[1]);
+        }
+        buf[0] = pair[0];
+        return Ok(n.min(1));
+    }
+    d.decode_into(buf)
+}
+
 /// Encodes a message for the wire: CRLF line ends and dot-stuffing, with the
 /// terminator. The inverse of [`Unstuffer`] for LF-terminated input; used by
 /// tests and benchmarks.

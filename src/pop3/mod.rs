@@ -25,7 +25,7 @@ use crate::net::{Stream, TlsContext, Transport};
 use crate::secret::Secret;
 use crate::term;
 use auth::AuthMethod;
-use codec::{Capabilities, LineError, RespCode, Status, Unstuffer};
+use codec::{read_decoded, Capabilities, LineError, PairDecoder, RespCode, Status, Unstuffer};
 
 /// How many pipelined commands may be outstanding. 256 RETR lines are
 /// about 3 KiB, far below any socket buffer, so our writes never block
@@ -786,26 +786,12 @@ impl<S: Read> Body<'_, S> {
     }
 }
 
-impl<S: Read> Read for Body<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if let Some(byte) = self.spilled.take() {
-            buf[0] = byte;
-            return Ok(1);
-        }
-        if buf.len() == 1 {
-            // The unstuffer needs room for two bytes (a held-back CR and
-            // the next one): decode into a pair and keep the second.
-            let mut pair = [0u8; 2];
-            let n = self.read(&mut pair)?;
-            if n == 2 {
-                self.spilled = Some(pair[1]);
-            }
-            buf[0] = pair[0];
-            return Ok(n.min(1));
-        }
+impl<S: Read> PairDecoder for Body<'_, S> {
+    fn spilled(&mut self) -> &mut Option<u8> {
+        &mut self.spilled
+    }
+
+    fn decode_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.unstuffer.is_done() {
                 return Ok(0);
@@ -838,6 +824,12 @@ impl<S: Read> Read for Body<'_, S> {
                 return Ok(d.written);
             }
         }
+    }
+}
+
+impl<S: Read> Read for Body<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_decoded(self, buf)
     }
 }
 
