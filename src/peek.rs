@@ -74,6 +74,14 @@ impl Peek {
         })
     }
 
+    /// Each listed message's UIDL by its number.
+    pub fn uidl_by_number(&self) -> HashMap<u32, String> {
+        self.listing
+            .iter()
+            .filter_map(|e| e.uidl.clone().map(|u| (e.number, u)))
+            .collect()
+    }
+
     pub fn is_seen(&self, entry: &Listed) -> bool {
         entry
             .uidl
@@ -593,11 +601,7 @@ pub fn print_messages(
     out: &mut dyn Write,
 ) -> Result<()> {
     let host = peek.session.host().to_string();
-    let uidl_of: HashMap<u32, String> = peek
-        .listing
-        .iter()
-        .filter_map(|e| e.uidl.clone().map(|u| (e.number, u)))
-        .collect();
+    let uidl_of = peek.uidl_by_number();
     let several = numbers.len() > 1;
     let stdout_error = |e: std::io::Error| Error::with_source(ExitKind::Io, "writing to stdout", e);
     peek.session.top_many(numbers, lines, &mut |i, reply| {
@@ -655,11 +659,7 @@ pub fn message_records(
     lines: u32,
 ) -> Result<Vec<serde_json::Value>> {
     let host = peek.session.host().to_string();
-    let uidl_of: HashMap<u32, String> = peek
-        .listing
-        .iter()
-        .filter_map(|e| e.uidl.clone().map(|u| (e.number, u)))
-        .collect();
+    let uidl_of = peek.uidl_by_number();
     let mut records = Vec::new();
     peek.session.top_many(numbers, lines, &mut |i, reply| {
         let n = numbers[i];

@@ -728,6 +728,7 @@ mod tests {
     /// delivery of long messages.
     #[test]
     fn body_reads_the_same_with_any_buffer_size() {
+        use crate::pop3::mock::read_in_sizes;
         let wire = b"a\r\nb\rc\r\n\r\nend\r";
         let want = b"a\nb\rc\n\nend\r";
         for sizes in [&[1usize][..], &[2], &[1, 3, 1, 2], &[64]] {
@@ -736,15 +737,7 @@ mod tests {
                 .on("ACKS", b"=0\r\n");
             let mut conn = open(stream).0.unwrap();
             let mut body = conn.retr(wire.len() as u64).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            for k in 0.. {
-                let n = body.read(&mut buf[..sizes[k % sizes.len()]]).unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
+            let got = read_in_sizes(&mut body, sizes);
             assert_eq!(got, want, "buffer sizes {sizes:?}");
             assert_eq!(conn.ack("ACKS").unwrap(), 0, "in step after {sizes:?}");
         }

@@ -255,3 +255,19 @@ impl Transport for MockStream {
         Ok(self)
     }
 }
+
+/// Reads `r` to its end with reads of the given sizes in turn (1 byte
+/// included), as a caller filling blocks would: a body decoder must give
+/// the same bytes whatever the sizes.
+pub(crate) fn read_in_sizes(r: &mut impl Read, sizes: &[usize]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; sizes.iter().copied().max().unwrap_or(1)];
+    for k in 0.. {
+        let n = r.read(&mut buf[..sizes[k % sizes.len()]]).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}

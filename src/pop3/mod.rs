@@ -1234,6 +1234,7 @@ mod tests {
     /// (the unstuffer itself needs room for two), gives the same bytes.
     #[test]
     fn body_reads_the_same_with_any_buffer_size() {
+        use crate::pop3::mock::read_in_sizes;
         use std::net::{TcpListener, TcpStream};
         let wire = b"a\r\n..dot\r\nx\ry\r\n\r\nend\r\n.\r\nNEXT";
         let want = b"a\n.dot\nx\ry\n\nend\n";
@@ -1252,15 +1253,7 @@ mod tests {
                 limit: None,
                 over_limit: false,
             };
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            for k in 0.. {
-                let n = body.read(&mut buf[..sizes[k % sizes.len()]]).unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
+            let got = read_in_sizes(&mut body, sizes);
             assert_eq!(got, want, "buffer sizes {sizes:?}");
             assert!(body.is_complete());
             let mut rest = [0u8; 4];
