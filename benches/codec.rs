@@ -1,5 +1,5 @@
 //! Micro-benchmark of the RETR body decoder: MB/s of
-//! `popfetch::pop3::codec::Unstuffer::decode` (dot-unstuffing, CRLF → LF,
+//! `popfetch::source::pop3::codec::Unstuffer::decode` (dot-unstuffing, CRLF → LF,
 //! terminator detection) over a realistic wire stream.
 //!
 //! Run: `cargo bench --bench codec` (env `BENCH_REPS`, default 5).
@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use popfetch::pop3::codec::{stuff, Unstuffer};
+use popfetch::source::pop3::codec::{stuff, Unstuffer};
 
 #[path = "common/rng.rs"]
 mod rng;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::ColorChoice;
+use crate::ui::report::ColorChoice;
 
 const AFTER_HELP: &str = "\
 Configuration: ~/.config/popfetch/config.toml (or -c FILE, or $POPFETCH_CONFIG).
@@ -241,7 +241,7 @@ pub enum SeenCommand {
         account: String,
         /// Which fetcher wrote FILE
         #[arg(long, value_enum)]
-        from: crate::import::Source,
+        from: crate::commands::import::Source,
         /// The state file to read
         #[arg(value_name = "FILE")]
         file: PathBuf,

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::pop3::codec::RespCode;
+use crate::source::pop3::codec::RespCode;
 
 /// The outcome classes of SPEC §6, each with its sysexits code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,37 +1,31 @@
-//! popfetch: a POP3 mail fetcher that never loses or duplicates a message.
+//! popfetch: a mail fetcher that never loses or duplicates a message.
 //!
-//! The binary is a thin shell around [`app::run`]; each module has one job:
-//! `config` (TOML → accounts), `net` (TCP/TLS), `pop3` (the protocol),
-//! `store` (seen state and locks), `deliver` (Maildir, mbox, MDA), `command`
-//! (external commands under a time limit), `files`
-//! (owner-only folders), `signals` (signal dispositions, the one
-//! place with `sigaction`), `plan` (what to do with each message), `sync`
-//! (one account's session), `report` (what the user sees) and `cli`/`app`
-//! (the commands).
+//! The binary is a thin shell around [`commands::run`]. The modules:
+//!
+//! ```text
+//! cli        every flag and help text (clap)
+//! commands/  one file per subcommand; mod.rs dispatches and runs sync/check
+//! config/    the TOML file → validated accounts; secrets
+//! source/    where mail comes from: pop3/ (client, codec, auth), pop2, connect
+//! engine/    plan (pure), filter, sync: drives a source into a target
+//! target/    where mail goes: the Delivery interface; maildir, mbox, mda
+//! state/     the seen store and mailbox locks; owner-only files
+//! net/       TCP and TLS: timeouts, STARTTLS, trust and pins
+//! ui/        summaries, JSON, progress, terminal helpers, Ctrl-C
+//! external   external commands (MDA, filter, password_command) under a time limit
+//! signals    the one place that changes signal dispositions
+//! error      errors that know their exit code (SPEC §6)
+//! ```
 
-pub mod app;
 pub mod cli;
-pub mod command;
+pub mod commands;
 pub mod config;
-pub mod connect;
-pub mod deliver;
-pub mod docs;
+pub mod engine;
 pub mod error;
-pub mod files;
-pub mod filter;
-pub mod import;
-pub mod info;
-pub mod init;
-pub mod interrupt;
+pub mod external;
 pub mod net;
-pub mod peek;
-pub mod plan;
-pub mod pop2;
-pub mod pop3;
-pub mod report;
-pub mod secret;
-pub mod seen;
 pub mod signals;
-pub mod store;
-pub mod sync;
-pub mod term;
+pub mod source;
+pub mod state;
+pub mod target;
+pub mod ui;

@@ -19,13 +19,13 @@ fn main() -> ExitCode {
         }
     };
     let color = cli.color;
-    match popfetch::app::run(cli) {
+    match popfetch::commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            let label = popfetch::report::error_label(color);
+            let label = popfetch::ui::report::error_label(color);
             eprintln!("popfetch: {label} {e:#}");
             ExitCode::from(popfetch::error::exit_kind_of(&e).code())
         }

@@ -1,4 +1,4 @@
-//! Property tests for the POP3 wire codec (`popfetch::pop3::codec`): any
+//! Property tests for the POP3 wire codec (`popfetch::source::pop3::codec`): any
 //! message survives stuffing, arbitrary chunking and unstuffing into
 //! arbitrary output buffers; on arbitrary bytes the decoders never panic and
 //! never consume a byte past the terminator of the response they read. Only
@@ -7,7 +7,7 @@
 
 use std::io::{BufReader, Read};
 
-use popfetch::pop3::codec::{self, Unstuffer};
+use popfetch::source::pop3::codec::{self, Unstuffer};
 use proptest::prelude::*;
 
 /// Bytes biased towards the ones the codec cares about: each random byte is

@@ -3,7 +3,7 @@
 //! terminal only (never in a pipe), and sizes in one unit style whose
 //! bytes agree between check, dry run, sync and `--json`.
 
-use popfetch::report::human_bytes;
+use popfetch::ui::report::human_bytes;
 
 use crate::cli::{installed, skip, Tmux};
 use crate::support::server::{Config, Msg, Server};

@@ -5,9 +5,9 @@
 use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
-use crate::pop3::auth::AuthMethod;
-use crate::pop3::{Client, Session};
-use crate::report::{Alerts, Verbose};
+use crate::source::pop3::auth::AuthMethod;
+use crate::source::pop3::{Client, Session};
+use crate::ui::report::{Alerts, Verbose};
 
 /// Options that shape how a session is opened.
 #[derive(Clone, Debug, Default)]

@@ -11,9 +11,9 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::json;
 
+use crate::commands::peek::CheckReport;
+use crate::engine::sync::SyncReport;
 use crate::error::ExitKind;
-use crate::peek::CheckReport;
-use crate::sync::SyncReport;
 
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -257,7 +257,7 @@ impl Output {
         line.push_str("; run sync again for the rest");
         self.suspend(|| {
             if self.multi.is_some()
-                && crate::interrupt::echoed_on_terminal()
+                && crate::ui::interrupt::echoed_on_terminal()
                 && !self.echo_cleared.swap(true, Ordering::Relaxed)
             {
                 // The `^C` echo pushed the display down a line, leaving
@@ -271,8 +271,8 @@ impl Output {
 
 /// The text plan of one account, as a table: action, number, size, UIDL,
 /// and why, when a message is deleted unread or left.
-fn plan_lines(account: &str, planned: &[crate::sync::Planned]) -> Vec<String> {
-    let width = |f: &dyn Fn(&crate::sync::Planned) -> usize| planned.iter().map(f).max();
+fn plan_lines(account: &str, planned: &[crate::engine::sync::Planned]) -> Vec<String> {
+    let width = |f: &dyn Fn(&crate::engine::sync::Planned) -> usize| planned.iter().map(f).max();
     let aw = width(&|p| p.action.words().len()).unwrap_or(0);
     let nw = width(&|p| p.number.to_string().len()).unwrap_or(0);
     let sw = width(&|p| human_bytes(p.size).len()).unwrap_or(0);
@@ -285,7 +285,7 @@ fn plan_lines(account: &str, planned: &[crate::sync::Planned]) -> Vec<String> {
                 p.action.words(),
                 p.number,
                 human_bytes(p.size),
-                crate::term::escape_controls(&p.uidl),
+                crate::ui::term::escape_controls(&p.uidl),
                 p.reason.map(|r| format!("({r})")).unwrap_or_default(),
             );
             line.trim_end().to_string()
@@ -296,7 +296,7 @@ fn plan_lines(account: &str, planned: &[crate::sync::Planned]) -> Vec<String> {
 /// The last line of a dry run, e.g. "would fetch 3 messages (12.4 KiB)
 /// and delete 2; 1 left on the server (larger than max_size)".
 fn dry_run_summary(r: &SyncReport) -> String {
-    use crate::sync::Action;
+    use crate::engine::sync::Action;
     let count = |a: Action| r.planned.iter().filter(|p| p.action == a).count();
     let messages = |n: usize| format!("{n} message{}", if n == 1 { "" } else { "s" });
     let (fetch, fetch_delete, delete) = (

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::config::{Account, Target};
 use crate::error::Result;
-use crate::store::PendingEntry;
+use crate::state::store::PendingEntry;
 
 /// What a target needs to know about a message.
 pub struct MessageInfo<'a> {

@@ -18,16 +18,16 @@ use std::io::{self, BufReader, Read};
 
 use sha2::{Digest, Sha256};
 
+use crate::config::secret::Secret;
 use crate::config::{Account, TlsMode};
-use crate::deliver::{self, MessageInfo};
+use crate::engine::sync::{SyncOptions, SyncReport};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext, Transport};
-use crate::pop3::codec::{self, read_decoded, PairDecoder};
-use crate::report::Progress;
-use crate::secret::Secret;
-use crate::store::{MailboxLock, Store};
-use crate::sync::{SyncOptions, SyncReport};
-use crate::term;
+use crate::source::pop3::codec::{self, read_decoded, PairDecoder};
+use crate::state::store::{MailboxLock, Store};
+use crate::target::{self, MessageInfo};
+use crate::ui::report::Progress;
+use crate::ui::term;
 
 /// A POP2 connection after the greeting. `S` is the byte stream: a real
 /// connection, or a scripted one in unit tests.
@@ -445,8 +445,8 @@ pub fn sync(
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = deliver::open(account, state_dir)?;
-    let recovered = crate::sync::recover(&mut store, mailbox, &account.target)?;
+    let mut target = target::open(account, state_dir)?;
+    let recovered = crate::engine::sync::recover(&mut store, mailbox, &account.target)?;
     report.warnings.extend(recovered);
     let mut seen = store.seen(mailbox)?;
 
@@ -458,7 +458,7 @@ pub fn sync(
     });
     let mut conn = Pop2::connect(account, opts.connect.trace)?;
     if !conn.is_tls() {
-        crate::connect::warn_cleartext(account, &opts.connect, "password", false);
+        crate::source::connect::warn_cleartext(account, &opts.connect, "password", false);
     }
     let secret = account.secret()?;
     let mut count = conn.helo(&account.user, &secret)?;
@@ -469,7 +469,7 @@ pub fn sync(
     let mut on_server = std::collections::HashSet::new();
     let mut deleted = 0u64;
     for n in 1..=count {
-        if crate::interrupt::requested() {
+        if crate::ui::interrupt::requested() {
             // Ctrl-C: every message so far is committed (one at a time);
             // QUIT applies the deletions already acknowledged. No prune:
             // the rest of the mailbox was not looked at.
@@ -518,7 +518,7 @@ pub fn sync(
             store.commit_delivered(mailbox, &[key.as_str()], &named)?;
             opts.connect.verbose.say(|| {
                 let to = target.destination(names.first().map(String::as_str));
-                crate::sync::delivered_line(&account.name, n, len, &key, &to)
+                crate::engine::sync::delivered_line(&account.name, n, len, &key, &to)
             });
             Ok(len)
         });
@@ -556,7 +556,7 @@ pub fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pop3::mock::{Handle, MockStream};
+    use crate::source::pop3::mock::{Handle, MockStream};
 
     fn open(stream: MockStream) -> (Result<Pop2<MockStream>>, Handle) {
         let handle = stream.handle();
@@ -728,7 +728,7 @@ mod tests {
     /// delivery of long messages.
     #[test]
     fn body_reads_the_same_with_any_buffer_size() {
-        use crate::pop3::mock::read_in_sizes;
+        use crate::source::pop3::mock::read_in_sizes;
         let wire = b"a\r\nb\rc\r\n\r\nend\r";
         let want = b"a\nb\rc\n\nend\r";
         for sizes in [&[1usize][..], &[2], &[1, 3, 1, 2], &[64]] {

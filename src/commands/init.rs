@@ -183,7 +183,7 @@ maildir = "{maildir}"
 /// Writes the config at `path` (mode 0600), refusing to overwrite.
 pub fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::files::create_private_dir(dir, "")?;
+        crate::state::files::create_private_dir(dir, "")?;
     }
     let mut file = OpenOptions::new()
         .write(true)

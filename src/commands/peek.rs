@@ -12,12 +12,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use crate::config::Account;
-use crate::connect::{self, ConnectOptions};
+use crate::engine::plan::{self, Policy, SkipReason};
 use crate::error::{Error, ExitKind, Result};
-use crate::plan::{self, Policy, SkipReason};
-use crate::pop3::{Listed, Retrieved, Session};
-use crate::store::Store;
-use crate::term;
+use crate::source::connect::{self, ConnectOptions};
+use crate::source::pop3::{Listed, Retrieved, Session};
+use crate::state::store::Store;
+use crate::ui::term;
 
 /// The most of one header block `top` keeps for its summary line; the
 /// rest is read and thrown away (a hostile server cannot fill memory).
@@ -61,10 +61,11 @@ impl Peek {
         let mut session = opened.session;
         let mut listing = session.listing()?;
         // Without UIDL, the same header digests as `sync` (SPEC §4.5).
-        crate::sync::identify_without_uidl(&mut session, &mut listing, true)?;
+        crate::engine::sync::identify_without_uidl(&mut session, &mut listing, true)?;
         // Messages sharing a UIDL: the keys `sync` records them under.
         let mut warnings = opened.warnings;
-        let shared = crate::sync::tell_shared_uidls_apart(&mut session, &mut listing, &seen)?;
+        let shared =
+            crate::engine::sync::tell_shared_uidls_apart(&mut session, &mut listing, &seen)?;
         warnings.extend(shared.warning);
         Ok(Peek {
             session,
@@ -142,9 +143,9 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
 /// reading them. So `new` is every message on the server: exact when the
 /// account deletes what it fetches (keep = false), an upper bound otherwise.
 fn check_pop2(account: &Account, opts: &ConnectOptions, report: &mut CheckReport) -> Result<()> {
-    let mut conn = crate::pop2::Pop2::connect(account, opts.trace)?;
+    let mut conn = crate::source::pop2::Pop2::connect(account, opts.trace)?;
     if !conn.is_tls() {
-        crate::connect::warn_cleartext(account, opts, "password", false);
+        crate::source::connect::warn_cleartext(account, opts, "password", false);
     }
     let mut count = conn.helo(&account.user, &account.secret()?)?;
     if let Some(folder) = &account.folder {
@@ -263,7 +264,7 @@ pub fn list_table(entries: &[ListEntry], terminal: bool) -> Vec<String> {
         return entries.iter().map(|e| list_line(e, nw, sw)).collect();
     }
     let nw = nw.max(1);
-    let sw = width(&|e| crate::report::human_bytes(e.size).len()).max("SIZE".len());
+    let sw = width(&|e| crate::ui::report::human_bytes(e.size).len()).max("SIZE".len());
     let uw = width(&|e| e.uidl.as_deref().map_or(1, term::width)).max("UIDL".len());
     let mut lines = vec![format!(
         "{:>nw$}  {:>sw$}  {:<uw$}  STATE",
@@ -273,7 +274,7 @@ pub fn list_table(entries: &[ListEntry], terminal: bool) -> Vec<String> {
         format!(
             "{:>nw$}  {:>sw$}  {:<uw$}  {}",
             e.number,
-            crate::report::human_bytes(e.size),
+            crate::ui::report::human_bytes(e.size),
             term::escape_controls(e.uidl.as_deref().unwrap_or("-")),
             if e.seen { "seen" } else { "new" },
         )
@@ -426,7 +427,7 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
         .clamp(FROM_MIN.min(FROM_MAX), FROM_MAX);
     let sw = rows
         .iter()
-        .map(|r| crate::report::human_bytes(r.size).len())
+        .map(|r| crate::ui::report::human_bytes(r.size).len())
         .max()
         .unwrap_or(1);
     // number, size, date, state and the gaps between the six columns.
@@ -456,7 +457,7 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
             let line = format!(
                 "{:>nw$}  {:>sw$}  {:<12}  {}  {}  {}",
                 r.number,
-                crate::report::human_bytes(r.size),
+                crate::ui::report::human_bytes(r.size),
                 date,
                 from,
                 subject,

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::{Digest, Md5};
 
-use crate::secret::Secret;
+use crate::config::secret::Secret;
 
 /// The `auth` setting of an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -14,15 +14,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{Account, Target};
-use crate::connect::{self, ConnectOptions};
-use crate::deliver::maildir::{Maildir, Recovered};
-use crate::deliver::{self, mbox, Delivery, MessageInfo};
+use crate::engine::filter;
+use crate::engine::plan::{self, Policy};
 use crate::error::{Error, Result};
-use crate::filter;
-use crate::plan::{self, Policy};
-use crate::pop3::{Listed, Retrieved, Session};
-use crate::report::{self, Progress, Verbose};
-use crate::store::{MailboxLock, PendingEntry, Store};
+use crate::source::connect::{self, ConnectOptions};
+use crate::source::pop3::{Listed, Retrieved, Session};
+use crate::state::store::{MailboxLock, PendingEntry, Store};
+use crate::target::maildir::{Maildir, Recovered};
+use crate::target::{self, mbox, Delivery, MessageInfo};
+use crate::ui::report::{self, Progress, Verbose};
 use sha2::{Digest, Sha256};
 
 /// A batch is committed when it reaches any of these.
@@ -138,7 +138,7 @@ fn run(
     report: &mut SyncReport,
 ) -> Result<()> {
     if account.protocol == crate::config::Protocol::Pop2 {
-        return crate::pop2::sync(account, state_dir, opts, progress, report);
+        return crate::source::pop2::sync(account, state_dir, opts, progress, report);
     }
     if opts.dry_run {
         report.dry_run = true;
@@ -148,7 +148,7 @@ fn run(
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = deliver::open(account, state_dir)?;
+    let mut target = target::open(account, state_dir)?;
     report
         .warnings
         .extend(recover(&mut store, mailbox, &account.target)?);
@@ -191,7 +191,7 @@ fn run(
     // LIST sizes are the server's word: max_size holds while a message
     // streams, too (an oversized one is reported below, in fetch).
     session.limit_retr(account.max_size);
-    if crate::interrupt::requested() {
+    if crate::ui::interrupt::requested() {
         report.stopped = true;
         session.quit()?;
         return Ok(());
@@ -342,7 +342,7 @@ fn plan_session(
                 refetch_seen: opts.all,
                 keep_days: if keep { account.keep_days } else { None },
                 max_size: account.max_size,
-                now: crate::store::now_secs(),
+                now: crate::state::store::now_secs(),
             },
         )
     };
@@ -562,7 +562,7 @@ fn fetch(
     let numbers: Vec<u32> = wanted.iter().map(|f| f.number).collect();
     let result = session.retr_many(&numbers, &mut |i, reply| {
         let item = &wanted[i];
-        if crate::interrupt::requested() {
+        if crate::ui::interrupt::requested() {
             // Ctrl-C: stop between messages, like a local failure, so what
             // was delivered is committed below. The replies already asked
             // for are read first (the session must stay in step to QUIT).
@@ -616,7 +616,7 @@ fn fetch(
                         report.warnings.push(format!(
                             "{}: message {} grew past max_size while it was received \
                              (the server announced {}); it was not delivered and stays on the server",
-                            report.account, item.number, crate::report::human_bytes(item.size)
+                            report.account, item.number, crate::ui::report::human_bytes(item.size)
                         ));
                         report.skipped += 1;
                     }

@@ -7,14 +7,14 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
+use crate::commands::peek::Peek;
 use crate::config::Account;
-use crate::connect::ConnectOptions;
+use crate::engine::plan::{self, Policy};
 use crate::error::{Error, ExitKind, Result};
-use crate::peek::Peek;
-use crate::plan::{self, Policy};
-use crate::report::Output;
-use crate::store::{MailboxLock, SeenRecord, Store};
-use crate::term;
+use crate::source::connect::ConnectOptions;
+use crate::state::store::{MailboxLock, SeenRecord, Store};
+use crate::ui::report::Output;
+use crate::ui::term;
 
 /// The records of `account`, oldest first; none when there is no state.
 pub fn records(account: &Account, state_dir: &Path) -> Result<Vec<SeenRecord>> {
@@ -34,7 +34,7 @@ pub fn list(account: &Account, state_dir: &Path, json: bool, output: &Output) ->
     let records = records(account, state_dir)?;
     if json {
         for r in &records {
-            crate::report::print_json_line(&serde_json::json!({
+            crate::ui::report::print_json_line(&serde_json::json!({
                 "account": account.name,
                 "uidl": r.uidl,
                 "first_seen": r.first_seen,
@@ -225,16 +225,16 @@ pub fn mark(
 pub fn import(
     account: &Account,
     state_dir: &Path,
-    source: crate::import::Source,
+    source: crate::commands::import::Source,
     file: &Path,
     output: &Output,
 ) -> Result<()> {
-    let records = crate::import::read(source, file, &account.user, &account.host)?;
+    let records = crate::commands::import::read(source, file, &account.user, &account.host)?;
     let identity = account.identity();
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let now = crate::store::now_secs();
+    let now = crate::state::store::now_secs();
     let rows: Vec<(&str, i64)> = records
         .iter()
         .map(|r| (r.uidl.as_str(), r.time.unwrap_or(now)))

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::error::{Error, ExitKind, Result};
-use crate::pop3::codec::valid_uidl;
+use crate::source::pop3::codec::valid_uidl;
 
 /// The fetchers whose state popfetch reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -31,9 +31,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
-use crate::command::{self, Ended};
 use crate::error::{Error, ExitKind, Result};
-use crate::store::PendingEntry;
+use crate::external::{self, Ended};
+use crate::state::store::PendingEntry;
 
 /// Most of the MDA's stderr kept for the error message.
 const STDERR_KEEP: u64 = 4096;
@@ -65,7 +65,7 @@ impl Mda {
         let head = read_header_block(body)
             .map_err(|e| Error::with_source(ExitKind::TempFail, "reading the message", e))?;
         let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_string());
-        let mut file = crate::files::spool_file(&self.spool_dir)?;
+        let mut file = crate::state::files::spool_file(&self.spool_dir)?;
         let mut whole = Receiving {
             inner: (&head[..]).chain(body),
             failed: false,
@@ -111,18 +111,18 @@ impl Delivery for Mda {
         // The MDA's stderr goes to a file too: a pipe could be held open by
         // a child the MDA leaves running, and reading it to the end would
         // then never return.
-        let mut stderr = crate::files::spool_file(&self.spool_dir)?;
+        let mut stderr = crate::state::files::spool_file(&self.spool_dir)?;
         let child_stderr = stderr
             .try_clone()
             .map_err(|e| Error::local_io("the mda's stderr file", e))?;
-        let mut cmd = command::shell(&self.command);
+        let mut cmd = external::shell(&self.command);
         cmd.env("POPFETCH_ACCOUNT", &self.account)
             .env("POPFETCH_UIDL", info.uidl)
             .env("POPFETCH_SENDER", &sender)
             .stdin(Stdio::from(message))
             .stdout(Stdio::null())
             .stderr(Stdio::from(child_stderr));
-        let (ended, ()) = command::run(&mut cmd, self.limit, false, |_| ()).map_err(|e| {
+        let (ended, ()) = external::run(&mut cmd, self.limit, false, |_| ()).map_err(|e| {
             Error::with_source(
                 ExitKind::Io,
                 format!("cannot run the mda {:?}", self.command),

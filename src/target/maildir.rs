@@ -43,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{copy_with_final_newline, Delivery, MessageInfo};
 use crate::error::{Error, Result};
-use crate::store::PendingEntry;
+use crate::state::store::PendingEntry;
 
 /// Most messages per commit. A commit costs a fixed part (two database
 /// transactions, the fsync of `new/`, and the pipeline running dry while
@@ -296,7 +296,7 @@ pub enum Recovered {
 impl Maildir {
     pub fn open(root: &Path) -> Result<Maildir> {
         for sub in ["", "tmp", "new", "cur"] {
-            crate::files::create_private_dir(&root.join(sub), "the Maildir folder")?;
+            crate::state::files::create_private_dir(&root.join(sub), "the Maildir folder")?;
         }
         Ok(Maildir {
             root: root.to_path_buf(),

@@ -426,7 +426,7 @@ fn plain_text_line(bytes: &[u8]) -> Option<String> {
         .position(|b| *b == b'\r' || *b == b'\n')
         .unwrap_or(bytes.len())
         .min(80);
-    Some(crate::term::escape_controls(&String::from_utf8_lossy(
+    Some(crate::ui::term::escape_controls(&String::from_utf8_lossy(
         &bytes[..end],
     )))
 }

@@ -14,8 +14,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::pop3::codec::valid_uidl;
-use crate::pop3::Listed;
+use crate::source::pop3::codec::valid_uidl;
+use crate::source::pop3::Listed;
 
 /// What the account wants done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::TooLarge(size) => write!(
                 f,
                 "it is {}, larger than max_size",
-                crate::report::human_bytes(*size)
+                crate::ui::report::human_bytes(*size)
             ),
         }
     }

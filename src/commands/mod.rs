@@ -2,6 +2,13 @@
 //! the servers. Errors go up as `anyhow` with a typed [`Error`] inside, so
 //! the binary can map them to an exit code.
 
+pub mod docs;
+pub mod import;
+pub mod info;
+pub mod init;
+pub mod peek;
+pub mod seen;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -13,16 +20,14 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::{AccountsArgs, CheckArgs, Cli, Command, ListArgs, SeenCommand, SyncArgs, TopArgs};
+use crate::config::secret::Secret;
 use crate::config::{Account, Config, PasswordSource};
-use crate::connect::ConnectOptions;
-use crate::docs;
+use crate::engine::sync::{self, SyncOptions};
 use crate::error::ExitKind;
 use crate::net;
-use crate::peek::{self, Peek};
-use crate::report::{self, Output};
-use crate::secret::Secret;
-use crate::seen;
-use crate::sync::{self, SyncOptions};
+use crate::source::connect::ConnectOptions;
+use crate::ui::report::{self, Output};
+use peek::Peek;
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -150,7 +155,11 @@ fn top_command(cli: &Cli, args: &TopArgs) -> Result<u8> {
         ));
         return Ok(0);
     }
-    for line in peek::summary_table(&rows, crate::term::stdout_width(), crate::store::now_secs()) {
+    for line in peek::summary_table(
+        &rows,
+        crate::ui::term::stdout_width(),
+        crate::state::store::now_secs(),
+    ) {
         writeln!(out, "{}", output.mark_new(&line))?;
     }
     out.flush()?;
@@ -281,7 +290,7 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
     }
     // Ctrl-C from here on stops the fetch between messages and says what
     // was kept (a dry run changes nothing: Ctrl-C just ends it).
-    let catching = (!opts.dry_run).then(crate::interrupt::catch_sigint);
+    let catching = (!opts.dry_run).then(crate::ui::interrupt::catch_sigint);
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -291,7 +300,7 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
                         let Some(account) = runnable[i].as_deref() else {
                             continue;
                         };
-                        if crate::interrupt::requested() {
+                        if crate::ui::interrupt::requested() {
                             // Stopped before this account started.
                             return;
                         }
@@ -306,7 +315,7 @@ fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
         }
     });
     drop(catching);
-    if crate::interrupt::requested() {
+    if crate::ui::interrupt::requested() {
         // 128 + SIGINT, as when Ctrl-C ends a program.
         return Ok(130);
     }
@@ -449,14 +458,14 @@ fn account_text(a: &Account, config: &Config) -> String {
 fn info_command(cli: &Cli, account: &str) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, account)?;
-    let info = crate::info::probe(account, cli.verbose >= 2)?;
+    let info = crate::commands::info::probe(account, cli.verbose >= 2)?;
     println!("{}", info.render(account));
     Ok(0)
 }
 
 fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
+    use crate::commands::init;
     use crate::error::{Error, ExitKind};
-    use crate::init;
     let path: PathBuf = match &cli.config {
         Some(p) => p.clone(),
         None => Config::default_path()?,

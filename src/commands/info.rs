@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::config::{Account, Protocol, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
-use crate::pop3::Client;
-use crate::term;
+use crate::source::pop3::Client;
+use crate::ui::term;
 
 /// What the probe found.
 #[derive(Debug)]
@@ -48,7 +48,8 @@ pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
     let tls = TlsContext::for_probe(&account.trust)?;
     let client = match account.tls {
         TlsMode::Implicit => {
-            let stream = tls.wrap_implicit(tcp, &account.host, crate::connect::PLAIN_POP3_FIX)?;
+            let stream =
+                tls.wrap_implicit(tcp, &account.host, crate::source::connect::PLAIN_POP3_FIX)?;
             let mut c = Client::new(stream, &account.host, label)?;
             c.refresh_capa()?;
             c

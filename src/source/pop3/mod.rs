@@ -20,10 +20,10 @@ mod state_tests;
 
 use std::io::{self, BufRead, BufReader, Read};
 
+use crate::config::secret::Secret;
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{Stream, TlsContext, Transport};
-use crate::secret::Secret;
-use crate::term;
+use crate::ui::term;
 use auth::AuthMethod;
 use codec::{read_decoded, Capabilities, LineError, PairDecoder, RespCode, Status, Unstuffer};
 
@@ -817,7 +817,7 @@ impl<S: Read> PairDecoder for Body<'_, S> {
                 self.over_limit = true;
                 return Err(io::Error::other(format!(
                     "the message is larger than max_size ({})",
-                    crate::report::human_bytes(self.limit.unwrap_or_default())
+                    crate::ui::report::human_bytes(self.limit.unwrap_or_default())
                 )));
             }
             if d.written > 0 || d.done {
@@ -1234,7 +1234,7 @@ mod tests {
     /// (the unstuffer itself needs room for two), gives the same bytes.
     #[test]
     fn body_reads_the_same_with_any_buffer_size() {
-        use crate::pop3::mock::read_in_sizes;
+        use crate::source::pop3::mock::read_in_sizes;
         use std::net::{TcpListener, TcpStream};
         let wire = b"a\r\n..dot\r\nx\ry\r\n\r\nend\r\n.\r\nNEXT";
         let want = b"a\n.dot\nx\ry\n\nend\n";

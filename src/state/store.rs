@@ -9,7 +9,7 @@
 //! The `pending` table is the delivery journal: the file names of messages
 //! that are being made visible in a Maildir, written before the rename so
 //! that a crash between "file in new/" and "seen record" is resolved by
-//! looking at the disk at the next start (see `deliver::maildir`).
+//! looking at the disk at the next start (see `target::maildir`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -112,7 +112,7 @@ fn name_damaged_file(path: &Path, e: Error) -> Error {
 
 /// Creates the state directory (mode 0700) if it is missing.
 pub fn ensure_state_dir(dir: &Path) -> Result<()> {
-    crate::files::create_private_dir(dir, "the state directory")
+    crate::state::files::create_private_dir(dir, "the state directory")
 }
 
 /// A seen record.
@@ -345,7 +345,7 @@ impl Store {
     }
 
     /// The mbox appends other mailboxes left in the journal (their names
-    /// start with `mbox:`, see `deliver::mbox`): an account must resolve
+    /// start with `mbox:`, see `target::mbox`): an account must resolve
     /// another's interrupted append to the same mbox before appending
     /// after it.
     pub fn pending_appends_elsewhere(&self, mailbox: i64) -> Result<Vec<(i64, PendingEntry)>> {

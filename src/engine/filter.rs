@@ -14,11 +14,11 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 
 use crate::config::Account;
+use crate::engine::plan::Plan;
+use crate::engine::sync::SyncReport;
 use crate::error::{Error, ExitKind, Result};
-use crate::plan::Plan;
-use crate::pop3::{Retrieved, Session};
-use crate::report::Progress;
-use crate::sync::SyncReport;
+use crate::source::pop3::{Retrieved, Session};
+use crate::ui::report::Progress;
 
 /// Most header bytes handed to a filter.
 const MAX_HEADERS: usize = 1024 * 1024;
@@ -104,10 +104,10 @@ pub fn apply(
 fn run_filter(
     command: &str,
     account: &Account,
-    item: &crate::plan::Fetch,
+    item: &crate::engine::plan::Fetch,
     headers: &[u8],
 ) -> Result<Verdict> {
-    let mut cmd = crate::command::shell(command);
+    let mut cmd = crate::external::shell(command);
     cmd.env("POPFETCH_ACCOUNT", &account.name)
         .env("POPFETCH_UIDL", &item.uidl)
         .env("POPFETCH_SIZE", item.size.to_string())
@@ -115,7 +115,7 @@ fn run_filter(
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     let limit = account.command_timeout;
-    let ran = crate::command::run(&mut cmd, limit, false, |child| {
+    let ran = crate::external::run(&mut cmd, limit, false, |child| {
         // Written on a thread, waited for at most the time limit: a daemon
         // the filter started outside its process group could keep the
         // pipe open, unread, for ever. A filter may decide without reading
@@ -140,14 +140,14 @@ fn run_filter(
     );
     let (what, fix) = match ran {
         Err(e) => (format!("could not be started ({e})"), try_it),
-        Ok((crate::command::Ended::TimedOut, ())) => (
+        Ok((crate::external::Ended::TimedOut, ())) => (
             format!(
                 "did not finish within {} s (command_timeout) on message {number} and was killed",
                 limit.as_secs()
             ),
             "fix the filter or raise command_timeout".to_string(),
         ),
-        Ok((crate::command::Ended::Exited(status), ())) => match status.code() {
+        Ok((crate::external::Ended::Exited(status), ())) => match status.code() {
             Some(0) => return Ok(Verdict::Fetch),
             Some(1) => return Ok(Verdict::Delete),
             Some(2) => return Ok(Verdict::Leave),
@@ -170,7 +170,7 @@ fn run_filter(
             None => {
                 use std::os::unix::process::ExitStatusExt;
                 let signal = status.signal().unwrap_or(0);
-                let name = crate::command::signal_name(signal)
+                let name = crate::external::signal_name(signal)
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default();
                 (

@@ -8,6 +8,8 @@
 //! `password_command`; `sync` asks for typed passwords up front, one at a
 //! time, so prompts never interleave.
 
+pub mod secret;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, IsTerminal, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -18,11 +20,11 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::config::secret::Secret;
 use crate::error::{Error, Result};
 use crate::net::{self, Fingerprint, TlsTrust};
-use crate::pop3::auth::AuthMethod;
-use crate::secret::Secret;
-use crate::term;
+use crate::source::pop3::auth::AuthMethod;
+use crate::ui::term;
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -972,12 +974,12 @@ const MAX_PASSWORD_OUTPUT: u64 = 1024 * 1024;
 fn run_password_command(cmd: &str, limit: Duration) -> Result<Secret> {
     // stdin and stderr stay connected, and the command gets the terminal,
     // so pinentry/gpg-agent or a prompt of its own can ask.
-    let mut command = crate::command::shell(cmd);
+    let mut command = crate::external::shell(cmd);
     command
         .stdin(Stdio::inherit())
         .stderr(Stdio::inherit())
         .stdout(Stdio::piped());
-    let (ended, stdout) = crate::command::run(&mut command, limit, true, |child| {
+    let (ended, stdout) = crate::external::run(&mut command, limit, true, |child| {
         // Only the first line is used. It is read on a thread of its own,
         // which then drains the rest so the command never blocks on a full
         // pipe: a daemon the command started outside its process group
@@ -999,8 +1001,8 @@ fn run_password_command(cmd: &str, limit: Duration) -> Result<Secret> {
     })
     .map_err(|e| Error::config(format!("cannot run password_command: {e}")))?;
     let status = match ended {
-        crate::command::Ended::Exited(status) => status,
-        crate::command::Ended::TimedOut => {
+        crate::external::Ended::Exited(status) => status,
+        crate::external::Ended::TimedOut => {
             return Err(Error::config(format!(
                 "password_command did not finish within {} s and was killed \
                  (raise command_timeout if it needs longer)",

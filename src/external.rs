@@ -53,7 +53,7 @@ pub fn run<T>(
 ) -> io::Result<(Ended, T)> {
     let tty = if terminal { Foreground::ours() } else { None };
     // One command at a time gets the terminal, and never during a prompt.
-    let _turn = tty.as_ref().map(|_| crate::term::terminal_turn());
+    let _turn = tty.as_ref().map(|_| crate::ui::term::terminal_turn());
     if let Some(tty) = &tty {
         let fd = tty.file.as_raw_fd();
         // SAFETY: between fork and exec only async-signal-safe calls

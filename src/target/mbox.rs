@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
 use crate::error::{Error, ExitKind, Result};
-use crate::store::{PendingEntry, Store};
+use crate::state::store::{PendingEntry, Store};
 
 /// How long to wait for another program's lock on the mbox.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -80,7 +80,7 @@ struct FirstLine {
 impl Mbox {
     pub fn open(path: &Path) -> Result<Mbox> {
         let parent = folder_of(path);
-        crate::files::create_private_dir(parent, "the folder")?;
+        crate::state::files::create_private_dir(parent, "the folder")?;
         OpenOptions::new()
             .create(true)
             .append(true)
@@ -94,7 +94,7 @@ impl Mbox {
                 )
             })?;
         // Next to the mbox (same file system, so no tmpfs limit).
-        let spool = crate::files::spool_file(parent).map_err(|e| {
+        let spool = crate::state::files::spool_file(parent).map_err(|e| {
             // Say why, and what to use instead, for a folder like /var/mail.
             match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>()) {
                 Some(cause) => cannot_create_here(
@@ -705,7 +705,10 @@ pub fn write_mboxrd(body: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64>
     // Read the header block first: the From_ line needs Return-Path.
     let head = read_header_block(body)?;
     let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_string());
-    let from_line = format!("From {sender} {}\n", asctime(crate::store::now_secs()));
+    let from_line = format!(
+        "From {sender} {}\n",
+        asctime(crate::state::store::now_secs())
+    );
     out.write_all(from_line.as_bytes())?;
 
     let mut quoter = FromQuoter::new(out);
@@ -1549,7 +1552,7 @@ mod tests {
     #[test]
     fn an_accounts_unfinished_append_is_resolved_by_the_next_account_on_that_mbox() {
         use crate::config::Target;
-        use crate::store::Store;
+        use crate::state::store::Store;
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let mut store = Store::open(&state).unwrap();
@@ -1561,7 +1564,8 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(third.start + 9).unwrap();
 
-        let warnings = crate::sync::recover(&mut store, b, &Target::Mbox(path.clone())).unwrap();
+        let warnings =
+            crate::engine::sync::recover(&mut store, b, &Target::Mbox(path.clone())).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(fs::read(&path).unwrap(), &after[..third.start as usize]);
         assert!(store.pending(a).unwrap().is_empty());

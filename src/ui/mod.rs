@@ -1,0 +1,6 @@
+//! What the user sees and does at the terminal: summaries, JSON and
+//! progress (`report`), terminal helpers (`term`) and Ctrl-C (`interrupt`).
+
+pub mod interrupt;
+pub mod report;
+pub mod term;
