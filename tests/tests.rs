@@ -9,6 +9,7 @@ mod faults;
 mod flags;
 mod framing;
 mod mbox_locking;
+mod module_graph;
 mod output;
 mod peek;
 mod policies;
