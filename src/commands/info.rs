@@ -7,10 +7,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Account, Protocol, TlsMode};
-use crate::error::{Error, ExitKind, Result};
-use crate::net::{self, Stream, TlsContext};
-use crate::source::pop3::Client;
+use crate::config::Account;
+use crate::error::Result;
+use crate::net;
 use crate::ui::term;
 
 /// What the probe found.
@@ -33,50 +32,12 @@ pub struct CertInfo {
     pub fingerprint: String,
 }
 
+/// Probes the server (no login, no secret sent) and describes what it
+/// showed.
 pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
-    if account.protocol == Protocol::Pop2 {
-        return Err(Error::new(
-            ExitKind::Usage,
-            "`info` speaks POP3; POP2 has no capabilities to show",
-        ));
-    }
-    let label = trace.then(|| format!("[{}]", account.name));
-    let tcp = net::connect(&account.host, account.port, account.timeout)?;
-    if account.tls != TlsMode::Implicit {
-        net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
-    }
-    let tls = TlsContext::for_probe(&account.trust)?;
-    let client = match account.tls {
-        TlsMode::Implicit => {
-            let stream =
-                tls.wrap_implicit(tcp, &account.host, crate::source::connect::PLAIN_POP3_FIX)?;
-            let mut c = Client::new(stream, &account.host, label)?;
-            c.refresh_capa()?;
-            c
-        }
-        TlsMode::StartTls => {
-            let mut c = Client::new(Stream::Plain(tcp), &account.host, label)?;
-            c.refresh_capa()?;
-            c.starttls(&tls)?
-        }
-        TlsMode::None => {
-            let mut c = Client::new(Stream::Plain(tcp), &account.host, label)?;
-            c.refresh_capa()?;
-            c
-        }
-    };
-    let caps = client.capabilities();
-    let capabilities = caps.known.then(|| {
-        caps.names()
-            .map(|n| match caps.args(n) {
-                Some(args) if !args.is_empty() => format!("{n} {}", args.join(" ")),
-                _ => n.to_string(),
-            })
-            .collect()
-    });
-    let stream = client.stream();
-    let chain = stream
-        .peer_certificates()
+    let probe = crate::source::probe(account, trace)?;
+    let chain = probe
+        .peer_certificates
         .iter()
         .map(|der| {
             let fp: net::Fingerprint = Sha256::digest(der).into();
@@ -92,15 +53,13 @@ pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
     // control characters are escaped as they are captured (CAPA already
     // was, by the client), so a hostile server's escape sequences never
     // reach the terminal.
-    let info = ServerInfo {
-        greeting: term::escape_controls(client.greeting()),
-        capabilities,
-        tls: stream.tls_description(),
+    Ok(ServerInfo {
+        greeting: term::escape_controls(&probe.greeting),
+        capabilities: probe.capabilities,
+        tls: probe.tls,
         chain,
-        trusted: if stream.is_tls() { tls.verdict() } else { None },
-    };
-    client.quit();
-    Ok(info)
+        trusted: probe.trusted,
+    })
 }
 
 impl ServerInfo {

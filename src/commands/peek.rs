@@ -12,12 +12,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use crate::config::Account;
+use crate::engine::identity;
 use crate::engine::plan::{self, Policy, SkipReason};
 use crate::error::{Error, ExitKind, Result};
-use crate::source::connect::{self, ConnectOptions};
-use crate::source::pop3::{Listed, Retrieved, Session};
+use crate::source::connect::ConnectOptions;
+use crate::source::{self, Entry, Fetched, Source};
 use crate::state::store::Store;
 use crate::ui::term;
+use crate::ui::units::human_bytes;
 
 /// The most of one header block `top` keeps for its summary line; the
 /// rest is read and thrown away (a hostile server cannot fill memory).
@@ -35,40 +37,39 @@ pub fn read_seen(account: &Account, state_dir: &Path) -> Result<HashMap<String, 
     }
 }
 
-/// A logged-in session with the mailbox listing and the seen state.
+/// A logged-in source with the mailbox listing and the seen state.
 pub struct Peek {
-    pub session: Session,
-    pub listing: Vec<Listed>,
+    pub source: Box<dyn Source>,
+    pub listing: Vec<Entry>,
     pub seen: HashMap<String, i64>,
     pub warnings: Vec<String>,
 }
 
 impl Peek {
-    /// Connects, logs in, lists the mailbox (LIST + UIDL, one round trip
-    /// with PIPELINING) and reads the seen state.
+    /// Connects, logs in, lists the mailbox (POP3: LIST + UIDL, one round
+    /// trip with PIPELINING) and reads the seen state.
     pub fn open(account: &Account, state_dir: &Path, opts: &ConnectOptions) -> Result<Peek> {
-        if account.protocol == crate::config::Protocol::Pop2 {
-            return Err(Error::new(
-                crate::error::ExitKind::Usage,
-                format!(
-                    "account {}: POP2 has no UIDs and no TOP, so only `sync` and `check` work with it",
-                    account.name
-                ),
-            ));
-        }
+        source::refuse_peek(account)?;
         let seen = read_seen(account, state_dir)?;
-        let opened = connect::open(account, opts)?;
-        let mut session = opened.session;
-        let mut listing = session.listing()?;
+        let opened = source::open(account, opts, &|| {})?;
+        Peek::list(opened.source, seen, opened.warnings)
+    }
+
+    /// Lists the mailbox of a logged-in source, keying its messages the
+    /// way `sync` records them.
+    fn list(
+        mut source: Box<dyn Source>,
+        seen: HashMap<String, i64>,
+        mut warnings: Vec<String>,
+    ) -> Result<Peek> {
+        let mut listing = source.listing()?;
         // Without UIDL, the same header digests as `sync` (SPEC §4.5).
-        crate::engine::sync::identify_without_uidl(&mut session, &mut listing, true)?;
+        identity::identify_without_uidl(source.as_mut(), &mut listing, true)?;
         // Messages sharing a UIDL: the keys `sync` records them under.
-        let mut warnings = opened.warnings;
-        let shared =
-            crate::engine::sync::tell_shared_uidls_apart(&mut session, &mut listing, &seen)?;
+        let shared = identity::tell_shared_uidls_apart(source.as_mut(), &mut listing, &seen)?;
         warnings.extend(shared.warning);
         Ok(Peek {
-            session,
+            source,
             listing,
             seen,
             warnings,
@@ -79,20 +80,20 @@ impl Peek {
     pub fn uidl_by_number(&self) -> HashMap<u32, String> {
         self.listing
             .iter()
-            .filter_map(|e| e.uidl.clone().map(|u| (e.number, u)))
+            .filter_map(|e| e.id.clone().map(|u| (e.handle, u)))
             .collect()
     }
 
-    pub fn is_seen(&self, entry: &Listed) -> bool {
+    pub fn is_seen(&self, entry: &Entry) -> bool {
         entry
-            .uidl
+            .id
             .as_deref()
             .is_some_and(|u| self.seen.contains_key(u))
     }
 
     /// Fails like `sync` does when the server cannot tell messages apart.
     pub fn require_uidl(&self, account: &Account) -> Result<()> {
-        if self.listing.iter().any(|e| e.uidl.is_none()) {
+        if self.listing.iter().any(|e| e.id.is_none()) {
             return Err(Error::config(format!(
                 "{}: the server does not support UIDL, so popfetch cannot tell new messages from old ones",
                 account.host
@@ -104,7 +105,7 @@ impl Peek {
     /// Ends the session. Nothing was marked for deletion, so a failing
     /// QUIT changes nothing and is not worth an error.
     pub fn close(self) {
-        let _ = self.session.quit();
+        let _ = self.source.finish();
     }
 }
 
@@ -138,47 +139,38 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
     report
 }
 
-/// POP2 can only count: `FOLD`/`HELO` give the number of messages and
-/// `READ n` each one's length, but which ones are new is known only by
-/// reading them. So `new` is every message on the server: exact when the
-/// account deletes what it fetches (keep = false), an upper bound otherwise.
-fn check_pop2(account: &Account, opts: &ConnectOptions, report: &mut CheckReport) -> Result<()> {
-    let mut conn = crate::source::pop2::Pop2::connect(account, opts.trace)?;
-    if !conn.is_tls() {
-        crate::source::connect::warn_cleartext(account, opts, "password", false);
-    }
-    let mut count = conn.helo(&account.user, &account.secret()?)?;
-    if let Some(folder) = &account.folder {
-        count = conn.fold(folder)?;
-    }
-    let mut bytes = 0;
-    for n in 1..=count {
-        bytes += conn.read(n)?;
-    }
-    let _ = conn.quit();
-    report.total = count;
-    report.total_bytes = bytes;
-    report.new = count;
-    report.new_bytes = bytes;
-    if account.keep && count > 0 {
-        report.warnings.push(format!(
-            "{}: POP2 cannot tell new messages without reading them; {count} on the server, some may have been fetched before",
-            account.name
-        ));
-    }
-    Ok(())
-}
-
 fn check_into(
     account: &Account,
     state_dir: &Path,
     opts: &ConnectOptions,
     report: &mut CheckReport,
 ) -> Result<()> {
-    if account.protocol == crate::config::Protocol::Pop2 {
-        return check_pop2(account, opts, report);
+    let opened = source::open(account, opts, &|| {})?;
+    let mut source = opened.source;
+    // A source that counts more cheaply than it lists (POP2: `READ n`
+    // gives each length, but which messages are new is known only by
+    // reading them) answers with every message as new: exact when the
+    // account deletes what it fetches (keep = false), an upper bound
+    // otherwise.
+    if let Some((count, bytes)) = source.count()? {
+        let _ = source.finish();
+        report.warnings.extend(opened.warnings);
+        report.total = count;
+        report.total_bytes = bytes;
+        report.new = count;
+        report.new_bytes = bytes;
+        if account.keep && count > 0 {
+            report.warnings.push(format!(
+                "{}: {} cannot tell new messages without reading them; {count} on the server, \
+                 some may have been fetched before",
+                account.name,
+                account.protocol.name().to_uppercase()
+            ));
+        }
+        return Ok(());
     }
-    let peek = Peek::open(account, state_dir, opts)?;
+    let seen = read_seen(account, state_dir)?;
+    let peek = Peek::list(source, seen, opened.warnings)?;
     report.warnings.extend(peek.warnings.iter().cloned());
     report.total = peek.listing.len() as u64;
     report.total_bytes = peek.listing.iter().map(|e| e.size).sum();
@@ -241,9 +233,9 @@ pub fn list_account(
         .listing
         .iter()
         .map(|e| ListEntry {
-            number: e.number,
+            number: e.handle,
             size: e.size,
-            uidl: e.uidl.clone(),
+            uidl: e.id.clone(),
             seen: peek.is_seen(e),
         })
         .collect();
@@ -264,7 +256,7 @@ pub fn list_table(entries: &[ListEntry], terminal: bool) -> Vec<String> {
         return entries.iter().map(|e| list_line(e, nw, sw)).collect();
     }
     let nw = nw.max(1);
-    let sw = width(&|e| crate::ui::report::human_bytes(e.size).len()).max("SIZE".len());
+    let sw = width(&|e| human_bytes(e.size).len()).max("SIZE".len());
     let uw = width(&|e| e.uidl.as_deref().map_or(1, term::width)).max("UIDL".len());
     let mut lines = vec![format!(
         "{:>nw$}  {:>sw$}  {:<uw$}  STATE",
@@ -274,7 +266,7 @@ pub fn list_table(entries: &[ListEntry], terminal: bool) -> Vec<String> {
         format!(
             "{:>nw$}  {:>sw$}  {:<uw$}  {}",
             e.number,
-            crate::ui::report::human_bytes(e.size),
+            human_bytes(e.size),
             term::escape_controls(e.uidl.as_deref().unwrap_or("-")),
             if e.seen { "seen" } else { "new" },
         )
@@ -367,18 +359,18 @@ pub fn summaries(peek: &mut Peek, only_new: bool) -> Result<Vec<Summary>> {
         .iter()
         .filter(|e| !only_new || !peek.is_seen(e))
         .map(|e| Summary {
-            number: e.number,
+            number: e.handle,
             size: e.size,
-            uidl: e.uidl.clone(),
+            uidl: e.id.clone(),
             seen: peek.is_seen(e),
             ..Summary::default()
         })
         .collect();
     let numbers: Vec<u32> = rows.iter().map(|r| r.number).collect();
     let mut buf = Vec::new();
-    peek.session.top_many(&numbers, 0, &mut |i, reply| {
+    peek.source.top(&numbers, 0, &mut |i, reply| {
         match reply {
-            Retrieved::Body(body) => {
+            Fetched::Body(body) => {
                 buf.clear();
                 let mut chunk = [0u8; 16 * 1024];
                 loop {
@@ -397,7 +389,7 @@ pub fn summaries(peek: &mut Peek, only_new: bool) -> Result<Vec<Summary>> {
                 rows[i].from = from;
                 rows[i].subject = subject;
             }
-            Retrieved::Refused(reason) => {
+            Fetched::Refused(reason) => {
                 rows[i].subject = term::one_line(&format!("(the server refused TOP: {reason})"));
             }
         }
@@ -427,7 +419,7 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
         .clamp(FROM_MIN.min(FROM_MAX), FROM_MAX);
     let sw = rows
         .iter()
-        .map(|r| crate::ui::report::human_bytes(r.size).len())
+        .map(|r| human_bytes(r.size).len())
         .max()
         .unwrap_or(1);
     // number, size, date, state and the gaps between the six columns.
@@ -457,7 +449,7 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
             let line = format!(
                 "{:>nw$}  {:>sw$}  {:<12}  {}  {}  {}",
                 r.number,
-                crate::ui::report::human_bytes(r.size),
+                human_bytes(r.size),
                 date,
                 from,
                 subject,
@@ -477,19 +469,19 @@ pub fn summary_table(rows: &[Summary], width: Option<usize>, now: i64) -> Vec<St
 
 /// Finds the messages the user named: a number is a message number; any
 /// other word (or a number that is not a message number) is a UIDL.
-pub fn resolve(listing: &[Listed], wanted: &[String], host: &str) -> Result<Vec<u32>> {
+pub fn resolve(listing: &[Entry], wanted: &[String], host: &str) -> Result<Vec<u32>> {
     wanted
         .iter()
         .map(|w| {
             if let Ok(n) = w.parse::<u32>() {
-                if listing.iter().any(|e| e.number == n) {
+                if listing.iter().any(|e| e.handle == n) {
                     return Ok(n);
                 }
             }
             let by_uidl: Vec<u32> = listing
                 .iter()
-                .filter(|e| e.uidl.as_deref() == Some(w.as_str()))
-                .map(|e| e.number)
+                .filter(|e| e.id.as_deref() == Some(w.as_str()))
+                .map(|e| e.handle)
                 .collect();
             match by_uidl.as_slice() {
                 [n] => Ok(*n),
@@ -601,14 +593,14 @@ pub fn print_messages(
     lines: u32,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let host = peek.session.host().to_string();
+    let host = peek.source.host().to_string();
     let uidl_of = peek.uidl_by_number();
     let several = numbers.len() > 1;
     let stdout_error = |e: std::io::Error| Error::with_source(ExitKind::Io, "writing to stdout", e);
-    peek.session.top_many(numbers, lines, &mut |i, reply| {
+    peek.source.top(numbers, lines, &mut |i, reply| {
         let n = numbers[i];
         match reply {
-            Retrieved::Body(body) => {
+            Fetched::Body(body) => {
                 if several {
                     if i > 0 {
                         writeln!(out).map_err(stdout_error)?;
@@ -623,7 +615,7 @@ pub fn print_messages(
                 out.flush().map_err(stdout_error)?;
                 Ok(())
             }
-            Retrieved::Refused(reason) => Err(top_refused(&host, n, lines, &reason)),
+            Fetched::Refused(reason) => Err(top_refused(&host, n, lines, &reason)),
         }
     })?;
     Ok(())
@@ -659,13 +651,13 @@ pub fn message_records(
     numbers: &[u32],
     lines: u32,
 ) -> Result<Vec<serde_json::Value>> {
-    let host = peek.session.host().to_string();
+    let host = peek.source.host().to_string();
     let uidl_of = peek.uidl_by_number();
     let mut records = Vec::new();
-    peek.session.top_many(numbers, lines, &mut |i, reply| {
+    peek.source.top(numbers, lines, &mut |i, reply| {
         let n = numbers[i];
         match reply {
-            Retrieved::Body(body) => {
+            Fetched::Body(body) => {
                 let mut text = Vec::new();
                 copy_top(body, lines, &mut text)
                     .map_err(|e| Error::with_source(ExitKind::TempFail, "reading a message", e))?;
@@ -683,7 +675,7 @@ pub fn message_records(
                 }));
                 Ok(())
             }
-            Retrieved::Refused(reason) => Err(top_refused(&host, n, lines, &reason)),
+            Fetched::Refused(reason) => Err(top_refused(&host, n, lines, &reason)),
         }
     })?;
     Ok(records)
@@ -786,15 +778,15 @@ Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
     #[test]
     fn numbers_win_over_numeric_uidls() {
         let listing = vec![
-            Listed {
-                number: 1,
+            Entry {
+                handle: 1,
                 size: 1,
-                uidl: Some("7".into()),
+                id: Some("7".into()),
             },
-            Listed {
-                number: 2,
+            Entry {
+                handle: 2,
                 size: 1,
-                uidl: Some("abc".into()),
+                id: Some("abc".into()),
             },
         ];
         let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

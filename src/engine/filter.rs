@@ -15,10 +15,9 @@ use std::process::Stdio;
 
 use crate::config::Account;
 use crate::engine::plan::Plan;
-use crate::engine::sync::SyncReport;
 use crate::error::{Error, ExitKind, Result};
-use crate::source::pop3::{Retrieved, Session};
-use crate::ui::report::Progress;
+use crate::source::{Fetched, Source};
+use crate::ui::progress::Progress;
 
 /// Most header bytes handed to a filter.
 const MAX_HEADERS: usize = 1024 * 1024;
@@ -41,14 +40,13 @@ enum Verdict {
 }
 
 /// Runs the account's filter over the messages the plan would fetch and
-/// removes from the plan every message it does not want fetched; counts
-/// those it leaves in the report. A filter failure is the account's error.
+/// removes from the plan every message it does not want fetched. A filter
+/// failure is the account's error.
 pub fn apply(
-    session: &mut Session,
+    source: &mut dyn Source,
     account: &Account,
     plan: &mut Plan,
     progress: &Progress,
-    report: &mut SyncReport,
 ) -> Result<Verdicts> {
     let mut verdicts = Verdicts::default();
     let Some(command) = &account.filter else {
@@ -59,18 +57,18 @@ pub fn apply(
     }
     let numbers: Vec<u32> = plan.fetch.iter().map(|f| f.number).collect();
     let mut keep = vec![true; numbers.len()];
-    session.top_many(&numbers, 0, &mut |i, reply| {
+    let sent = source.headers(&numbers, &mut |i, reply| {
         let item = &plan.fetch[i];
         progress.phase(&format!("filtering {}/{}", i + 1, numbers.len()));
         let headers = match reply {
-            Retrieved::Body(body) => {
+            Fetched::Body(body) => {
                 let mut h = Vec::new();
                 body.take(MAX_HEADERS as u64)
                     .read_to_end(&mut h)
                     .map_err(|e| Error::with_source(ExitKind::TempFail, "reading headers", e))?;
                 h
             }
-            Retrieved::Refused(reason) => {
+            Fetched::Refused(reason) => {
                 return Err(Error::new(
                     ExitKind::Protocol,
                     format!(
@@ -93,9 +91,17 @@ pub fn apply(
         }
         Ok(())
     })?;
+    if !sent {
+        return Err(Error::new(
+            ExitKind::Protocol,
+            format!(
+                "{}: the server cannot send header blocks (it has no TOP), which `filter` needs",
+                account.host
+            ),
+        ));
+    }
     let mut flags = keep.into_iter();
     plan.fetch.retain(|_| flags.next().unwrap_or(false));
-    report.left = verdicts.left.len() as u64;
     Ok(verdicts)
 }
 

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::source::pop3::codec::valid_uidl;
-use crate::source::pop3::Listed;
+use crate::source::Entry;
 
 /// What the account wants done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::TooLarge(size) => write!(
                 f,
                 "it is {}, larger than max_size",
-                crate::ui::report::human_bytes(*size)
+                crate::ui::units::human_bytes(*size)
             ),
         }
     }
@@ -100,7 +100,10 @@ impl SkipReason {
 /// A message to download.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetch {
+    /// The source's handle ([`Entry::handle`]).
     pub number: u32,
+    /// The key its seen record gets ([`Entry::id`]); empty when the
+    /// source gives none (it is keyed by its content once read).
     pub uidl: String,
     pub size: u64,
 }
@@ -133,19 +136,19 @@ impl Plan {
 }
 
 /// Builds the plan. `listing` must carry UIDLs.
-pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> Plan {
+pub fn plan(listing: &[Entry], seen: &HashMap<String, i64>, policy: Policy) -> Plan {
     let mut count: HashMap<&str, usize> = HashMap::with_capacity(listing.len());
     for entry in listing {
-        if let Some(u) = &entry.uidl {
+        if let Some(u) = &entry.id {
             *count.entry(u.as_str()).or_default() += 1;
         }
     }
     let mut plan = Plan::default();
     for entry in listing {
-        let uidl = entry.uidl.as_deref().unwrap_or("");
+        let uidl = entry.id.as_deref().unwrap_or("");
         if !valid_key(uidl) {
             plan.skip
-                .push((entry.number, SkipReason::InvalidUidl(uidl.to_string())));
+                .push((entry.handle, SkipReason::InvalidUidl(uidl.to_string())));
             continue;
         }
         if count.get(uidl).copied().unwrap_or(0) > 1 {
@@ -154,7 +157,7 @@ pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> 
             } else {
                 SkipReason::DuplicateUidl(uidl.to_string())
             };
-            plan.skip.push((entry.number, reason));
+            plan.skip.push((entry.handle, reason));
             continue;
         }
         let first_seen = seen.get(uidl).copied();
@@ -166,35 +169,35 @@ pub fn plan(listing: &[Listed], seen: &HashMap<String, i64>, policy: Policy) -> 
             if let Some(max) = policy.max_size {
                 if entry.size > max {
                     plan.skip
-                        .push((entry.number, SkipReason::TooLarge(entry.size)));
+                        .push((entry.handle, SkipReason::TooLarge(entry.size)));
                     continue;
                 }
             }
             plan.fetch.push(Fetch {
-                number: entry.number,
+                number: entry.handle,
                 uidl: uidl.to_string(),
                 size: entry.size,
             });
         } else if policy.keep && !expired {
             plan.kept += 1;
         } else {
-            plan.delete_seen.push((entry.number, uidl.to_string()));
+            plan.delete_seen.push((entry.handle, uidl.to_string()));
         }
     }
     plan
 }
 
 /// The UIDLs the server listed, for pruning the seen state.
-pub fn listed_uidls(listing: &[Listed]) -> HashSet<&str> {
-    listing.iter().filter_map(|e| e.uidl.as_deref()).collect()
+pub fn listed_uidls(listing: &[Entry]) -> HashSet<&str> {
+    listing.iter().filter_map(|e| e.id.as_deref()).collect()
 }
 
 /// Valid UIDLs that several messages share, each with the indexes (into
 /// `listing`) of its messages, in server order.
-pub fn shared_uidls(listing: &[Listed]) -> Vec<(&str, Vec<usize>)> {
+pub fn shared_uidls(listing: &[Entry]) -> Vec<(&str, Vec<usize>)> {
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, entry) in listing.iter().enumerate() {
-        if let Some(u) = entry.uidl.as_deref().filter(|u| valid_uidl(u)) {
+        if let Some(u) = entry.id.as_deref().filter(|u| valid_uidl(u)) {
             groups.entry(u).or_default().push(i);
         }
     }
@@ -262,13 +265,13 @@ pub fn told_apart_parts(key: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
-    fn listed(items: &[(u32, &str)]) -> Vec<Listed> {
+    fn listed(items: &[(u32, &str)]) -> Vec<Entry> {
         items
             .iter()
-            .map(|(n, u)| Listed {
-                number: *n,
+            .map(|(n, u)| Entry {
+                handle: *n,
                 size: 100,
-                uidl: Some(u.to_string()),
+                id: Some(u.to_string()),
             })
             .collect()
     }
@@ -351,10 +354,10 @@ mod tests {
     #[test]
     fn bad_and_duplicate_uidls_are_never_touched() {
         let mut l = listed(&[(1, "dup"), (2, "ok"), (3, "dup"), (4, "has space")]);
-        l.push(Listed {
-            number: 5,
+        l.push(Entry {
+            handle: 5,
             size: 1,
-            uidl: None,
+            id: None,
         });
         // Even when "dup" is seen, neither copy may be deleted.
         let p = plan(
@@ -405,9 +408,9 @@ mod tests {
         // Told apart, they are planned like any message: fetched once, then
         // deleted in delete mode.
         let mut l = l;
-        l[0].uidl = Some(keys[0].clone());
-        l[2].uidl = Some(keys[1].clone());
-        l[5].uidl = Some(keys[2].clone());
+        l[0].id = Some(keys[0].clone());
+        l[2].id = Some(keys[1].clone());
+        l[5].id = Some(keys[2].clone());
         let p = plan(
             &l,
             &seen(&[&keys[0]]),

@@ -1,12 +1,15 @@
-//! One account's sync: lock the mailbox, recover an interrupted run, log
-//! in, plan, fetch in batches, commit each batch durably, delete what the
-//! policy says, QUIT, prune.
+//! One account's sync, for any [`Source`] into any [`Delivery`]: lock the
+//! mailbox, recover an interrupted run, log in, plan, fetch in batches,
+//! commit each batch durably, delete what the policy says, log out
+//! (QUIT), prune.
 //!
 //! Order is everything here (SPEC §4): a message is recorded as seen only
-//! after its batch is durable in the target, and DELE is sent only for
-//! messages whose record is committed. A session that ends without a clean
-//! QUIT deletes nothing on the server, and nothing here assumes it did: the
-//! records stay, and the next run deletes what is still there.
+//! after its batch is durable in the target, and its deletion (DELE, or
+//! POP2's ACKD) is asked for only once its record is committed. A session
+//! that ends without a clean QUIT deletes nothing on the server, and
+//! nothing here assumes it did: the records stay, and the next run deletes
+//! what is still there. No protocol is named here: what differs between
+//! sources is what the `Source` trait says of them.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -15,15 +18,17 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Account, Target};
 use crate::engine::filter;
+use crate::engine::identity::{identify_without_uidl, tell_shared_uidls_apart, HashingReader};
 use crate::engine::plan::{self, Policy};
 use crate::error::{Error, Result};
-use crate::source::connect::{self, ConnectOptions};
-use crate::source::pop3::{Listed, Retrieved, Session};
+use crate::source::connect::ConnectOptions;
+use crate::source::{self, Entry, Fetched, Message, Source, Taken};
 use crate::state::store::{MailboxLock, PendingEntry, Store};
 use crate::target::maildir::{Maildir, Recovered};
 use crate::target::{self, mbox, Delivery, MessageInfo};
-use crate::ui::report::{self, Progress, Verbose};
-use sha2::{Digest, Sha256};
+use crate::ui::notice::Verbose;
+use crate::ui::progress::Progress;
+use crate::ui::units::human_bytes;
 
 /// A batch is committed when it reaches any of these.
 const BATCH_MESSAGES: usize = 1024;
@@ -137,10 +142,8 @@ fn run(
     progress: &Progress,
     report: &mut SyncReport,
 ) -> Result<()> {
-    if account.protocol == crate::config::Protocol::Pop2 {
-        return crate::source::pop2::sync(account, state_dir, opts, progress, report);
-    }
     if opts.dry_run {
+        source::refuse_dry_run(account)?;
         report.dry_run = true;
         return dry_run(account, state_dir, opts, report);
     }
@@ -161,8 +164,7 @@ fn run(
         // Sync); the store is back in our hands after the join.
         let store = &mut store;
         let loading = scope.spawn(move || store.seen(mailbox));
-        let opened =
-            connect::open_telling(account, &opts.connect, &|| progress.phase("logging in"));
+        let opened = source::open(account, &opts.connect, &|| progress.phase("logging in"));
         let seen = loading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -171,11 +173,13 @@ fn run(
     let opened = opened?;
     let seen = seen?;
     report.warnings.extend(opened.warnings);
-    let mut session = opened.session;
+    let mut source = opened.source;
     let keep = opts.keep_override.unwrap_or(account.keep);
     progress.phase("listing");
-    let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
-    let verdicts = filter::apply(&mut session, account, &mut plan, progress, report)?;
+    let (listing, mut plan, copies) =
+        plan_session(source.as_mut(), account, opts, &seen, keep, report)?;
+    let verdicts = filter::apply(source.as_mut(), account, &mut plan, progress)?;
+    report.left = verdicts.left.len() as u64;
     let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
     if !verdicts.delete.is_empty() {
         // Deleted unread: recorded first, so the DELE follows a committed
@@ -186,28 +190,38 @@ fn run(
     }
 
     let verbose = &opts.connect.verbose;
-    verbose.say(|| plan_line(account, listing.len(), &plan, to_delete.len(), keep));
+    verbose.say(|| {
+        let listed = listing.len() + copies.len();
+        plan_line(account, listed, &plan, to_delete.len(), keep)
+    });
 
-    // LIST sizes are the server's word: max_size holds while a message
-    // streams, too (an oversized one is reported below, in fetch).
-    session.limit_retr(account.max_size);
     if crate::ui::interrupt::requested() {
         report.stopped = true;
-        session.quit()?;
+        source.finish()?;
         return Ok(());
     }
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
-    let fetched = fetch(
-        &mut session,
-        target.as_mut(),
-        &mut store,
+    let mut fetch = Fetch {
+        target: target.as_mut(),
+        store: &mut store,
         mailbox,
-        &plan.fetch,
-        &seen,
+        wanted: &plan.fetch,
+        seen: &seen,
+        delete: !keep,
         progress,
         verbose,
-        report,
-    );
+    };
+    let fetched = fetch.run(source.as_mut(), account.max_size, report);
+    // A source that acknowledges each message deleted the delivered ones
+    // on the way; QUIT applies that like any deletion.
+    let deleted_on_the_way = if !keep && source.acks_each_message() {
+        match &fetched {
+            Ok(d) => d.len(),
+            Err(f) => f.recorded.len(),
+        }
+    } else {
+        0
+    };
     // Messages recorded as seen in this run may be deleted even if a later
     // one failed, provided the connection is still usable.
     if report.stopped {
@@ -215,8 +229,11 @@ fn run(
             if f.session_usable && f.error.is_stop() {
                 // Ctrl-C: what was delivered is committed and counted; no
                 // DELE, the user wants out (the next run deletes what the
-                // policy says), and QUIT ends the session cleanly.
-                session.quit()?;
+                // policy says), and QUIT ends the session cleanly (and
+                // applies what a source acknowledging each message was
+                // told to delete on the way: those are recorded).
+                source.finish()?;
+                report.deleted = deleted_on_the_way as u64;
                 return Ok(());
             }
         }
@@ -233,9 +250,16 @@ fn run(
             (f.recorded, Some(f.error))
         }
     };
-    if !keep {
+    let copies = if keep {
+        Vec::new()
+    } else {
+        let going: Vec<u32> = to_delete.iter().chain(&delivered).copied().collect();
+        copies_to_delete(&copies, &going, &listing)
+    };
+    if !keep && deleted_on_the_way == 0 {
         to_delete.extend(delivered.iter().copied());
     }
+    to_delete.extend(copies);
     if !to_delete.is_empty() {
         verbose.say(|| {
             format!(
@@ -245,9 +269,11 @@ fn run(
             )
         });
     }
-    let marked = mark_deletions(&mut session, &to_delete, report)?;
-    session.quit()?;
+    let marked = mark_deletions(source.as_mut(), &to_delete, report)?;
+    source.finish()?;
     // QUIT's +OK is the server's word that the deletions happened.
+    let marked = marked + deleted_on_the_way as u64;
+    let to_delete = to_delete.len() + deleted_on_the_way;
     report.deleted = marked;
     verbose.say(|| format!("{}: logged out", account.name));
     if let Some(e) = fetch_error {
@@ -255,8 +281,8 @@ fn run(
     }
     // Without UIDL and TOP the listing names no message, so a record is
     // known to be of a message gone only when every deletion happened.
-    let content_keyed = listing.iter().all(|e| e.uidl.is_none());
-    if !content_keyed || marked == to_delete.len() as u64 {
+    let content_keyed = listing.iter().all(|e| e.id.is_none());
+    if !content_keyed || marked == to_delete as u64 {
         store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
     }
     Ok(())
@@ -275,7 +301,7 @@ fn plan_line(
         account.name,
         messages(listed),
         plan.fetch.len(),
-        report::human_bytes(plan.fetch_bytes()),
+        human_bytes(plan.fetch_bytes()),
     );
     let delete = to_delete + if keep { 0 } else { plan.fetch.len() };
     if delete > 0 {
@@ -303,20 +329,28 @@ pub(crate) fn delivered_line(
     format!("{account}: message {number} ({size} bytes, UIDL {key}) -> {to}")
 }
 
-/// Lists the mailbox and plans the session.
+/// Lists the mailbox and plans the session. The copies of a message that
+/// a source naming messages by their content lists more than once are
+/// returned apart, out of the listing and the plan: they go where their
+/// first goes (see [`copies_to_delete`]).
 fn plan_session(
-    session: &mut Session,
+    source: &mut dyn Source,
     account: &Account,
     opts: &SyncOptions,
     seen: &HashMap<String, i64>,
     keep: bool,
     report: &mut SyncReport,
-) -> Result<(Vec<Listed>, plan::Plan)> {
-    let mut listing = session.listing()?;
-    let content_keyed = identify_without_uidl(session, &mut listing, keep)?;
+) -> Result<(Vec<Entry>, plan::Plan, Copies)> {
+    let listing = source.listing()?;
+    let (mut listing, copies) = if source.ids_are_digests() {
+        split_copies(listing)
+    } else {
+        (listing, Vec::new())
+    };
+    let content_keyed = identify_without_uidl(source, &mut listing, keep)?;
     let mut held = Vec::new();
     if !content_keyed {
-        let shared = tell_shared_uidls_apart(session, &mut listing, seen)?;
+        let shared = tell_shared_uidls_apart(source, &mut listing, seen)?;
         report.warnings.extend(shared.warning);
         held = shared.held;
     }
@@ -326,7 +360,7 @@ fn plan_session(
             fetch: listing
                 .iter()
                 .map(|e| plan::Fetch {
-                    number: e.number,
+                    number: e.handle,
                     uidl: String::new(),
                     size: e.size,
                 })
@@ -357,11 +391,51 @@ fn plan_session(
         ));
     }
     report.skipped = plan.skip.len() as u64;
-    Ok((listing, plan))
+    Ok((listing, plan, copies))
 }
 
-/// `--dry-run`: connect, plan and say what would happen; no RETR, no DELE,
-/// nothing written (not even the state directory).
+/// Copies of a message: (handle, id), see [`split_copies`].
+type Copies = Vec<(u32, String)>;
+
+/// Entries whose id an earlier entry has: for a source whose ids are
+/// digests of the content, copies of one message, which is delivered once.
+fn split_copies(listing: Vec<Entry>) -> (Vec<Entry>, Copies) {
+    let mut firsts = Vec::with_capacity(listing.len());
+    let mut copies = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for entry in listing {
+        match entry.id {
+            Some(id) if ids.contains(&id) => copies.push((entry.handle, id)),
+            Some(ref id) => {
+                ids.insert(id.clone());
+                firsts.push(entry);
+            }
+            None => firsts.push(entry),
+        }
+    }
+    (firsts, copies)
+}
+
+/// The copies whose first is deleted (or was deleted on the way), so none
+/// stays behind as "new" mail that is never delivered.
+fn copies_to_delete(copies: &[(u32, String)], to_delete: &[u32], listing: &[Entry]) -> Vec<u32> {
+    if copies.is_empty() {
+        return Vec::new();
+    }
+    let deleted: std::collections::HashSet<&str> = listing
+        .iter()
+        .filter(|e| to_delete.contains(&e.handle))
+        .filter_map(|e| e.id.as_deref())
+        .collect();
+    copies
+        .iter()
+        .filter(|(_, id)| deleted.contains(id.as_str()))
+        .map(|(handle, _)| *handle)
+        .collect()
+}
+
+/// `--dry-run`: connect, plan and say what would happen; no message
+/// fetched, none deleted, nothing written (not even the state directory).
 fn dry_run(
     account: &Account,
     state_dir: &Path,
@@ -377,22 +451,18 @@ fn dry_run(
     } else {
         HashMap::new()
     };
-    let opened = connect::open(account, &opts.connect)?;
+    let opened = source::open(account, &opts.connect, &|| {})?;
     report.warnings.extend(opened.warnings);
-    let mut session = opened.session;
+    let mut source = opened.source;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let (listing, mut plan) = plan_session(&mut session, account, opts, &seen, keep, report)?;
-    let verdicts = filter::apply(
-        &mut session,
-        account,
-        &mut plan,
-        &Progress::hidden(),
-        report,
-    )?;
-    let listed: HashMap<u32, &Listed> = listing.iter().map(|e| (e.number, e)).collect();
+    let (listing, mut plan, _copies) =
+        plan_session(source.as_mut(), account, opts, &seen, keep, report)?;
+    let verdicts = filter::apply(source.as_mut(), account, &mut plan, &Progress::hidden())?;
+    report.left = verdicts.left.len() as u64;
+    let listed: HashMap<u32, &Entry> = listing.iter().map(|e| (e.handle, e)).collect();
     let item = |action, number: u32, reason| {
         let entry = listed.get(&number);
-        let key = entry.and_then(|e| e.uidl.as_deref()).unwrap_or("-");
+        let key = entry.and_then(|e| e.id.as_deref()).unwrap_or("-");
         Planned {
             action,
             number,
@@ -442,20 +512,20 @@ fn dry_run(
     report.bytes = plan.fetch_bytes();
     report.deleted = (plan.delete_seen.len() + verdicts.delete.len()) as u64
         + if keep { 0 } else { plan.fetch.len() as u64 };
-    session.quit()?;
+    source.finish()?;
     Ok(())
 }
 
-/// Sends DELE for `to_delete`; returns how many the server accepted.
+/// Marks `to_delete` for deletion; returns how many the server accepted.
 fn mark_deletions(
-    session: &mut Session,
+    source: &mut dyn Source,
     to_delete: &[u32],
     report: &mut SyncReport,
 ) -> Result<u64> {
     if to_delete.is_empty() {
         return Ok(0);
     }
-    let accepted = session.dele_many(to_delete)?;
+    let accepted = source.delete(to_delete)?;
     let refused = accepted.iter().filter(|ok| !**ok).count();
     if refused > 0 {
         report.warnings.push(format!(
@@ -534,147 +604,201 @@ struct FetchFailure {
     session_usable: bool,
 }
 
-/// Fetches `wanted`, committing in batches. Returns the numbers of the
-/// messages delivered and recorded, or why it stopped.
-///
-/// A batch is committed from inside the RETR loop, so the pipeline keeps
-/// running: the server goes on sending into the socket buffers while the
-/// batch is made durable. (DELE is sent after all of this, before QUIT,
-/// which is when deletion takes effect anyway.)
-///
-/// `seen` is the seen state at the start of the session: a message keyed
-/// by its content's digest that is already there is not delivered again.
-#[allow(clippy::too_many_arguments)] // the session's parts, each used once
-fn fetch(
-    session: &mut Session,
-    target: &mut dyn Delivery,
-    store: &mut Store,
+/// The parts of one account's fetch.
+struct Fetch<'a> {
+    target: &'a mut dyn Delivery,
+    store: &'a mut Store,
     mailbox: i64,
-    wanted: &[plan::Fetch],
-    seen: &HashMap<String, i64>,
-    progress: &Progress,
-    verbose: &Verbose,
-    report: &mut SyncReport,
-) -> std::result::Result<Vec<u32>, FetchFailure> {
-    let batch_limit = target.batch_limit().min(BATCH_MESSAGES);
-    let mut batch = Batch::default();
-    let mut commit_failed = false;
-    let numbers: Vec<u32> = wanted.iter().map(|f| f.number).collect();
-    let result = session.retr_many(&numbers, &mut |i, reply| {
-        let item = &wanted[i];
-        if crate::ui::interrupt::requested() {
-            // Ctrl-C: stop between messages, like a local failure, so what
-            // was delivered is committed below. The replies already asked
-            // for are read first (the session must stay in step to QUIT).
-            report.stopped = true;
-            progress.phase("stopping (Ctrl-C again to quit at once)");
-            return Err(Error::stopped(STOPPED));
-        }
-        match reply {
-            Retrieved::Body(body) => {
-                let mut counting = CountingReader {
-                    inner: &mut *body,
-                    read: 0,
-                    cap: item.size,
-                    progress,
-                };
-                let delivered = if item.uidl.is_empty() {
-                    // No identity from the server: the content's digest,
-                    // known only once the message was read to the end.
-                    let mut hashing = HashingReader::new(&mut counting);
-                    target
-                        .deliver(&MessageInfo { uidl: "" }, &mut hashing)
-                        .map(|size| (size, format!("body:{}", hashing.hex())))
-                } else {
-                    target
-                        .deliver(&MessageInfo { uidl: &item.uidl }, &mut counting)
-                        .map(|size| (size, item.uidl.clone()))
-                };
-                match delivered {
-                    Ok((_written, key)) => {
-                        // Sizes reported are the server's (see Body::octets);
-                        // the bar counts by LIST size, the unit of its total.
-                        let size = body.octets();
-                        progress.advance(item.size);
-                        if item.uidl.is_empty() && seen.contains_key(&key) && target.discard_last()
-                        {
-                            // Delivered and recorded by a session that ended
-                            // before its QUIT: taken back before anyone saw
-                            // it, and deleted now on the strength of that
-                            // record.
-                            batch.recorded.push(item.number);
-                        } else {
-                            if item.uidl.is_empty() {
-                                target.set_last_uidl(&key);
-                            }
-                            batch.add(i, key, size);
-                        }
-                    }
-                    // The target dropped what it had of it (Delivery's
-                    // contract); the rest is skipped and the session goes on.
-                    Err(_) if body.over_limit() => {
-                        report.warnings.push(format!(
-                            "{}: message {} grew past max_size while it was received \
-                             (the server announced {}); it was not delivered and stays on the server",
-                            report.account, item.number, crate::ui::report::human_bytes(item.size)
-                        ));
-                        report.skipped += 1;
-                    }
-                    // Whatever the target says, it is our side that failed:
-                    // the session is still in step.
-                    Err(e) => return Err(e.local()),
+    wanted: &'a [plan::Fetch],
+    /// The seen state at the start of the session: a message keyed by its
+    /// content's digest that is already there is not delivered again.
+    seen: &'a HashMap<String, i64>,
+    /// The policy deletes what is delivered.
+    delete: bool,
+    progress: &'a Progress,
+    verbose: &'a Verbose,
+}
+
+impl Fetch<'_> {
+    /// Fetches `wanted`, committing in batches. Returns the handles of the
+    /// messages delivered and recorded, or why it stopped.
+    ///
+    /// A batch is committed from inside the source's fetch, so a pipeline
+    /// keeps running: the server goes on sending into the socket buffers
+    /// while the batch is made durable. (Deletions are asked for after all
+    /// of this, before QUIT, which is when they take effect anyway; a
+    /// source that acknowledges each message gets batches of one, and its
+    /// deletions ride on the acknowledgements.)
+    fn run(
+        &mut self,
+        source: &mut dyn Source,
+        max_size: Option<u64>,
+        report: &mut SyncReport,
+    ) -> std::result::Result<Vec<u32>, FetchFailure> {
+        let batch_limit = if source.acks_each_message() {
+            1
+        } else {
+            self.target.batch_limit().min(BATCH_MESSAGES)
+        };
+        let mut batch = Batch::default();
+        let mut commit_failed = false;
+        let numbers: Vec<u32> = self.wanted.iter().map(|f| f.number).collect();
+        let result = source.fetch(&numbers, max_size, &mut |i, reply| {
+            let item = &self.wanted[i];
+            if crate::ui::interrupt::requested() {
+                // Ctrl-C: stop between messages, like a local failure, so
+                // what was delivered is committed below. The replies
+                // already asked for are read first (the session must stay
+                // in step to QUIT).
+                report.stopped = true;
+                self.progress
+                    .phase("stopping (Ctrl-C again to quit at once)");
+                return Err(Error::stopped(STOPPED));
+            }
+            let recorded_before = batch.recorded.len();
+            match reply {
+                Fetched::Body(body) => self.take(i, item, body, &mut batch, report)?,
+                Fetched::Refused(reason) => {
+                    report.warnings.push(format!(
+                        "{}: the server would not send message {} ({reason}); it stays on the server",
+                        report.account, item.number
+                    ));
+                    report.skipped += 1;
                 }
             }
-            Retrieved::Refused(reason) => {
+            let full = batch.keys.len() >= batch_limit
+                || batch.bytes >= BATCH_BYTES
+                || batch.started.elapsed() >= BATCH_TIME;
+            if full {
+                batch
+                    .commit(
+                        self.target,
+                        self.store,
+                        self.mailbox,
+                        self.wanted,
+                        self.verbose,
+                        report,
+                    )
+                    .map_err(|e| {
+                        commit_failed = true;
+                        e.local()
+                    })?;
+            }
+            Ok(if batch.recorded[recorded_before..].contains(&item.number) {
+                Taken::Recorded {
+                    delete: self.delete,
+                }
+            } else {
+                Taken::Received
+            })
+        });
+        // The source returns the sink's own error only after reading every
+        // pending reply (marked local or stopped above); a network failure
+        // comes back as itself.
+        let ours_stopped_it = |e: &Error| e.is_local();
+        if !commit_failed {
+            // Commit whatever was fully delivered, even when the loop
+            // stopped on an error: those messages are complete on our side.
+            let committed = batch.commit(
+                self.target,
+                self.store,
+                self.mailbox,
+                self.wanted,
+                self.verbose,
+                report,
+            );
+            if let Err(error) = committed {
+                self.target.rollback();
+                let session_usable = match &result {
+                    Ok(()) => true,
+                    Err(e) => ours_stopped_it(e),
+                };
+                return Err(FetchFailure {
+                    recorded: batch.recorded,
+                    error,
+                    session_usable,
+                });
+            }
+        } else {
+            self.target.rollback();
+        }
+        match result {
+            Ok(()) => Ok(batch.recorded),
+            Err(error) => Err(FetchFailure {
+                recorded: batch.recorded,
+                session_usable: ours_stopped_it(&error),
+                error,
+            }),
+        }
+    }
+
+    /// Delivers one message into the batch (or skips it, saying why).
+    fn take(
+        &mut self,
+        i: usize,
+        item: &plan::Fetch,
+        body: &mut dyn Message,
+        batch: &mut Batch,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let progress = self.progress;
+        let mut counting = CountingReader {
+            inner: &mut *body,
+            read: 0,
+            cap: item.size,
+            progress,
+        };
+        let delivered = if item.uidl.is_empty() {
+            // No identity from the server: the content's digest, known
+            // only once the message was read to the end.
+            let mut hashing = HashingReader::new(&mut counting);
+            self.target
+                .deliver(&MessageInfo { uidl: "" }, &mut hashing)
+                .map(|size| (size, format!("body:{}", hashing.hex())))
+        } else {
+            self.target
+                .deliver(&MessageInfo { uidl: &item.uidl }, &mut counting)
+                .map(|size| (size, item.uidl.clone()))
+        };
+        match delivered {
+            Ok((_written, key)) => {
+                // Sizes reported are the server's (see Message::octets);
+                // the bar counts by LIST size, the unit of its total.
+                let size = body.octets();
+                progress.advance(item.size);
+                if item.uidl.is_empty()
+                    && self.seen.contains_key(&key)
+                    && self.target.discard_last()
+                {
+                    // Delivered and recorded by a session that ended
+                    // before its QUIT: taken back before anyone saw it,
+                    // and deleted now on the strength of that record.
+                    batch.recorded.push(item.number);
+                } else {
+                    if item.uidl.is_empty() {
+                        self.target.set_last_uidl(&key);
+                    }
+                    batch.add(i, key, size);
+                }
+                Ok(())
+            }
+            // The target dropped what it had of it (Delivery's contract);
+            // the rest is skipped and the session goes on.
+            Err(_) if body.over_limit() => {
                 report.warnings.push(format!(
-                    "{}: the server would not send message {} ({reason}); it stays on the server",
-                    report.account, item.number
+                    "{}: message {} grew past max_size while it was received \
+                     (the server announced {}); it was not delivered and stays on the server",
+                    report.account,
+                    item.number,
+                    human_bytes(item.size)
                 ));
                 report.skipped += 1;
+                Ok(())
             }
+            // Whatever the target says, it is our side that failed: the
+            // session is still in step.
+            Err(e) => Err(e.local()),
         }
-        let full = batch.keys.len() >= batch_limit
-            || batch.bytes >= BATCH_BYTES
-            || batch.started.elapsed() >= BATCH_TIME;
-        if full {
-            batch
-                .commit(target, store, mailbox, wanted, verbose, report)
-                .map_err(|e| {
-                    commit_failed = true;
-                    e.local()
-                })?;
-        }
-        Ok(())
-    });
-    // retr_many returns the callback's own error only after reading every
-    // pending reply (marked local or stopped above); a network failure comes
-    // back as itself.
-    let ours_stopped_it = |e: &Error| e.is_local();
-    if !commit_failed {
-        // Commit whatever was fully delivered, even when the loop stopped on
-        // an error: those messages are complete on our side.
-        if let Err(error) = batch.commit(target, store, mailbox, wanted, verbose, report) {
-            target.rollback();
-            let session_usable = match &result {
-                Ok(()) => true,
-                Err(e) => ours_stopped_it(e),
-            };
-            return Err(FetchFailure {
-                recorded: batch.recorded,
-                error,
-                session_usable,
-            });
-        }
-    } else {
-        target.rollback();
-    }
-    match result {
-        Ok(()) => Ok(batch.recorded),
-        Err(error) => Err(FetchFailure {
-            recorded: batch.recorded,
-            session_usable: ours_stopped_it(&error),
-            error,
-        }),
     }
 }
 
@@ -752,209 +876,11 @@ fn commit_batch(
     Ok(names)
 }
 
-/// SPEC §4.5: when the server has no UIDL, a message's identity is a
-/// digest of its header block (`TOP n 0`). Returns `true` when the server
-/// has neither UIDL nor TOP, which is only usable with `keep = false`
-/// (every message is then fetched, keyed by a digest of its content, and
-/// deleted).
-pub(crate) fn identify_without_uidl(
-    session: &mut Session,
-    listing: &mut [Listed],
-    keep: bool,
-) -> Result<bool> {
-    if listing.is_empty() || listing.iter().any(|e| e.uidl.is_some()) {
-        return Ok(false);
-    }
-    let numbers: Vec<u32> = listing.iter().map(|e| e.number).collect();
-    if let Some(digests) = header_digests(session, &numbers)? {
-        for (entry, digest) in listing.iter_mut().zip(digests) {
-            entry.uidl = Some(format!("hdr:{digest}"));
-        }
-        return Ok(false);
-    }
-    if keep {
-        return Err(Error::config(format!(
-            "{}: the server supports neither UIDL nor TOP, so popfetch cannot tell new messages from \
-             ones it fetched before; with such a server set keep = false (or run with --delete) so \
-             every message is fetched once and deleted",
-            session.host()
-        )));
-    }
-    Ok(true)
-}
-
-/// What [`tell_shared_uidls_apart`] found.
-#[derive(Debug, Default)]
-pub(crate) struct SharedUidls {
-    /// Names the server's bug, once per session.
-    pub warning: Option<String>,
-    /// Messages to leave on the server this session.
-    pub held: Vec<(u32, plan::SkipReason)>,
-}
-
-/// Messages that share a UIDL (a server bug) are told apart by a digest of
-/// their header block (`TOP n 0`): each listing entry gets the key
-/// [`plan::told_apart_key`] instead of the shared UIDL, so it is fetched
-/// once and deleted like any other.
-///
-/// Once such keys are recorded, every message not known by its plain UIDL
-/// is looked at the same way, so that none of them is delivered again:
-/// one whose header digest is recorded under a told-apart key is that
-/// message (its copy was deleted, or the server mended its ways and gave
-/// it a UIDL of its own), and one whose UIDL was shared before keeps being
-/// known by its header digest.
-///
-/// A UIDL recorded as seen before it was shared is left as it is: one of
-/// its messages was delivered under it, and nothing says which (the plan
-/// leaves them on the server). Without TOP nothing can be told apart: the
-/// shared ones stay on the server (the plan skips them), and so do those
-/// whose UIDL was shared before, which must not be fetched under it.
-pub(crate) fn tell_shared_uidls_apart(
-    session: &mut Session,
-    listing: &mut [Listed],
-    seen: &HashMap<String, i64>,
-) -> Result<SharedUidls> {
-    let shared: Vec<(String, Vec<usize>)> = plan::shared_uidls(listing)
-        .into_iter()
-        .filter(|(uidl, _)| !seen.contains_key(*uidl))
-        .map(|(uidl, group)| (uidl.to_string(), group))
-        .collect();
-    // The records under told-apart keys: their UIDLs, and their keys by
-    // header digest.
-    let mut told_uidls: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    let mut told_keys: HashMap<&str, Vec<&str>> = HashMap::new();
-    for key in seen.keys().filter(|k| k.contains(' ')) {
-        if let Some((uidl, digest)) = plan::told_apart_parts(key) {
-            told_uidls.insert(uidl);
-            told_keys.entry(digest).or_default().push(key);
-        }
-    }
-    // Messages not known by their plain UIDL, while such records exist.
-    let mut unknown: Vec<usize> = Vec::new();
-    if !told_keys.is_empty() {
-        let in_shared: std::collections::HashSet<usize> =
-            shared.iter().flat_map(|(_, g)| g.iter().copied()).collect();
-        unknown = (0..listing.len())
-            .filter(|i| !in_shared.contains(i))
-            .filter(|&i| {
-                listing[i]
-                    .uidl
-                    .as_deref()
-                    .is_some_and(|u| plan::valid_key(u) && !seen.contains_key(u))
-            })
-            .collect();
-    }
-    if shared.is_empty() && unknown.is_empty() {
-        return Ok(SharedUidls::default());
-    }
-    let wanted: Vec<usize> = shared
-        .iter()
-        .flat_map(|(_, g)| g.iter().copied())
-        .chain(unknown.iter().copied())
-        .collect();
-    let numbers: Vec<u32> = wanted.iter().map(|&i| listing[i].number).collect();
-    let Some(digests) = header_digests(session, &numbers)? else {
-        let held = unknown
-            .into_iter()
-            .filter_map(|i| {
-                let uidl = listing[i].uidl.clone()?;
-                told_uidls
-                    .contains(uidl.as_str())
-                    .then(|| (listing[i].number, plan::SkipReason::DuplicateUidl(uidl)))
-            })
-            .collect();
-        return Ok(SharedUidls {
-            warning: None,
-            held,
-        });
-    };
-    let digest_of: HashMap<usize, String> = wanted.into_iter().zip(digests).collect();
-    for (uidl, group) in &shared {
-        let digests: Vec<String> = group.iter().map(|i| digest_of[i].clone()).collect();
-        for (&i, key) in group.iter().zip(plan::told_apart_keys(uidl, &digests)) {
-            listing[i].uidl = Some(key);
-        }
-    }
-    let mut taken: std::collections::HashSet<String> =
-        listing.iter().filter_map(|e| e.uidl.clone()).collect();
-    for i in unknown {
-        let digest = &digest_of[&i];
-        let recorded = told_keys
-            .get(digest.as_str())
-            .and_then(|keys| keys.iter().find(|k| !taken.contains(**k)));
-        let uidl = listing[i].uidl.clone().unwrap_or_default();
-        let key = match recorded {
-            Some(key) => key.to_string(),
-            None if told_uidls.contains(uidl.as_str()) => plan::told_apart_key(&uidl, digest, 1),
-            None => continue,
-        };
-        taken.insert(key.clone());
-        listing[i].uidl = Some(key);
-    }
-    if shared.is_empty() {
-        return Ok(SharedUidls::default());
-    }
-    const NAMED: usize = 5;
-    let mut named: Vec<String> = shared
-        .iter()
-        .take(NAMED)
-        .map(|(_, group)| {
-            let numbers: Vec<String> = group
-                .iter()
-                .map(|&i| listing[i].number.to_string())
-                .collect();
-            let (last, first) = numbers
-                .split_last()
-                .expect("a shared UIDL has two messages");
-            format!("messages {} and {last}", first.join(", "))
-        })
-        .collect();
-    if shared.len() > NAMED {
-        named.push(format!("{} more groups", shared.len() - NAMED));
-    }
-    let warning = format!(
-        "{}: the server gives the same UIDL to {} (a server bug); telling them apart by their headers",
-        session.host(),
-        named.join("; ")
-    );
-    Ok(SharedUidls {
-        warning: Some(warning),
-        held: Vec::new(),
-    })
-}
-
-/// The SHA-256 (hex) of each message's header block, from pipelined
-/// `TOP n 0`; `None` when the server has no TOP or refuses it for any of
-/// them.
-fn header_digests(session: &mut Session, numbers: &[u32]) -> Result<Option<Vec<String>>> {
-    let caps = session.capabilities();
-    if caps.known && !caps.has("TOP") {
-        return Ok(None);
-    }
-    let mut top_works = true;
-    let mut digests: Vec<String> = vec![String::new(); numbers.len()];
-    session.top_many(numbers, 0, &mut |i, reply| {
-        match reply {
-            Retrieved::Body(body) => {
-                let mut hashing = HashingReader::new(body);
-                std::io::copy(&mut hashing, &mut std::io::sink())
-                    .map_err(|e| Error::new(crate::error::ExitKind::TempFail, e.to_string()))?;
-                digests[i] = hashing.hex();
-            }
-            Retrieved::Refused(_) => {
-                top_works = false;
-            }
-        }
-        Ok(())
-    })?;
-    Ok(top_works.then_some(digests))
-}
-
 /// Passes a message's bytes through while telling the progress display
 /// how far it is (capped at the size the server announced: the bar counts
 /// LIST sizes).
 struct CountingReader<'a> {
-    inner: &'a mut dyn Read,
+    inner: &'a mut dyn Message,
     read: u64,
     cap: u64,
     progress: &'a Progress,
@@ -965,37 +891,6 @@ impl Read for CountingReader<'_> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         self.progress.receiving(self.read.min(self.cap));
-        Ok(n)
-    }
-}
-
-/// Passes bytes through while computing their SHA-256.
-struct HashingReader<'a> {
-    inner: &'a mut dyn Read,
-    hasher: Sha256,
-}
-
-impl<'a> HashingReader<'a> {
-    fn new(inner: &'a mut dyn Read) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-
-    fn hex(self) -> String {
-        self.hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-}
-
-impl Read for HashingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }

@@ -1,13 +1,14 @@
 //! From an account to a logged-in POP3 session: connect, TLS (implicit or
 //! STLS), CAPA, the secret, login. Shared by every command that talks to a
-//! server.
+//! POP3 server; `source::open` calls it for POP3 accounts. Also the POP3
+//! side of `info`'s probe, which stops before the login.
 
 use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
 use crate::source::pop3::auth::AuthMethod;
 use crate::source::pop3::{Client, Session};
-use crate::ui::report::{Alerts, Verbose};
+use crate::ui::notice::{Alerts, Verbose};
 
 /// Options that shape how a session is opened.
 #[derive(Clone, Debug, Default)]
@@ -161,4 +162,53 @@ fn login_context(account: &Account, e: Error) -> Error {
         return e.context(format!("logging in as {}", account.user));
     }
     e
+}
+
+/// Connects and greets with TLS as the account says (any certificate is
+/// accepted, to be shown with its verdict), reads CAPA and leaves without
+/// logging in: no secret is sent.
+pub fn probe(account: &Account, trace: bool) -> Result<crate::source::Probe> {
+    let label = trace.then(|| format!("[{}]", account.name));
+    let tcp = net::connect(&account.host, account.port, account.timeout)?;
+    if account.tls != TlsMode::Implicit {
+        net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
+    }
+    let tls = TlsContext::for_probe(&account.trust)?;
+    let client = match account.tls {
+        TlsMode::Implicit => {
+            let stream = tls.wrap_implicit(tcp, &account.host, PLAIN_POP3_FIX)?;
+            let mut c = Client::new(stream, &account.host, label)?;
+            c.refresh_capa()?;
+            c
+        }
+        TlsMode::StartTls => {
+            let mut c = Client::new(Stream::Plain(tcp), &account.host, label)?;
+            c.refresh_capa()?;
+            c.starttls(&tls)?
+        }
+        TlsMode::None => {
+            let mut c = Client::new(Stream::Plain(tcp), &account.host, label)?;
+            c.refresh_capa()?;
+            c
+        }
+    };
+    let caps = client.capabilities();
+    let capabilities = caps.known.then(|| {
+        caps.names()
+            .map(|n| match caps.args(n) {
+                Some(args) if !args.is_empty() => format!("{n} {}", args.join(" ")),
+                _ => n.to_string(),
+            })
+            .collect()
+    });
+    let stream = client.stream();
+    let probe = crate::source::Probe {
+        greeting: client.greeting().to_string(),
+        capabilities,
+        tls: stream.tls_description(),
+        peer_certificates: stream.peer_certificates(),
+        trusted: if stream.is_tls() { tls.verdict() } else { None },
+    };
+    client.quit();
+    Ok(probe)
 }

@@ -1,6 +1,207 @@
-//! Where mail comes from: the POP3 and POP2 clients, and `connect`, which
-//! turns an account into a logged-in POP3 session.
+//! Where mail comes from, behind one interface: [`Source`]. POP3
+//! (`pop3/`, logged in by `connect`) and POP2 (`pop2`) implement it; the
+//! engine and the read-only commands see nothing else.
+//!
+//! To add a source: a module here that implements [`Source`] (its wire
+//! code generic over `net::Transport`, unit-tested on the scripted stream
+//! of `pop3::mock`), and one arm in [`open`] (and [`probe`] if `info`
+//! should speak it).
 
 pub mod connect;
 pub mod pop2;
 pub mod pop3;
+
+use std::io::Read;
+
+use crate::config::{Account, Protocol};
+use crate::error::{Error, ExitKind, Result};
+use connect::ConnectOptions;
+
+/// One message as the listing names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// How the session names it: the POP3 or POP2 message number.
+    pub handle: u32,
+    /// Octets, as the server counts them.
+    pub size: u64,
+    /// The key of its seen record: the UIDL, a header digest (`hdr:…`), a
+    /// content digest (`pop2:…`); `None` when the server gives none.
+    pub id: Option<String>,
+}
+
+/// One message handed to a sink.
+pub enum Fetched<'a> {
+    /// Read it to its end (or fail).
+    Body(&'a mut dyn Message),
+    /// The server would not send it, and said why.
+    Refused(String),
+}
+
+/// A message's bytes as they stream in: LF line ends, as the target
+/// stores them.
+pub trait Message: Read {
+    /// Octets so far as the server counts them (CRLF line ends, before any
+    /// unstuffing): the size every report shows.
+    fn octets(&self) -> u64;
+    /// The message grew past the `max_size` given to [`Source::fetch`]:
+    /// the read failed on purpose, and the source skips the rest.
+    fn over_limit(&self) -> bool;
+}
+
+/// What the fetch sink says of a message once it returns `Ok`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Delivered (or skipped), its record not yet committed.
+    Received,
+    /// Its seen record is committed; `delete` asks a source that
+    /// [acknowledges each message](Source::acks_each_message) to delete it
+    /// with that acknowledgement.
+    Recorded { delete: bool },
+}
+
+/// Receives `(index into handles, message)`, in order.
+pub type Sink<'s> = dyn FnMut(usize, Fetched<'_>) -> Result<()> + 's;
+/// [`Sink`] of [`Source::fetch`], which also says what became of each one.
+pub type FetchSink<'s> = dyn FnMut(usize, Fetched<'_>) -> Result<Taken> + 's;
+
+/// A logged-in mailbox.
+///
+/// Every call that takes a sink keeps this contract: when the sink
+/// returns an error, the source still reads every reply it asked for (the
+/// session stays in step, so the caller may go on to delete and finish),
+/// then returns the sink's error as it was. A failure of the connection
+/// (also one met while the sink was reading a body) comes back as the
+/// transport error it is, never as the sink's. The error's origin
+/// ([`Error::is_local`], [`Error::is_stop`]) tells the two apart: marks the
+/// sink's own failures local (or stopped) and the session is usable
+/// after them only.
+pub trait Source {
+    /// The server's name, for messages.
+    fn host(&self) -> &str;
+
+    /// The whole mailbox, in server order.
+    fn listing(&mut self) -> Result<Vec<Entry>>;
+
+    /// The header block of each message (POP3 `TOP n 0`) into `sink`.
+    /// `Ok(false)`, with the sink never called, when the source cannot
+    /// send header blocks at all.
+    fn headers(&mut self, handles: &[u32], sink: &mut Sink<'_>) -> Result<bool>;
+
+    /// The header block and the first `lines` body lines (`popfetch top`).
+    fn top(&mut self, handles: &[u32], lines: u32, sink: &mut Sink<'_>) -> Result<()>;
+
+    /// Each message whole. A body growing past `max_size` fails to read
+    /// (see [`Message::over_limit`]); the rest of it is skipped.
+    fn fetch(
+        &mut self,
+        handles: &[u32],
+        max_size: Option<u64>,
+        sink: &mut FetchSink<'_>,
+    ) -> Result<()>;
+
+    /// Marks messages for deletion; whether the server accepted, per
+    /// handle. Nothing is deleted before [`Source::finish`] succeeds.
+    fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>>;
+
+    /// Logs out (QUIT, LOGOUT). `Ok` means the deletions took effect.
+    fn finish(self: Box<Self>) -> Result<()>;
+
+    /// The number of messages and their total size, when the source can
+    /// count more cheaply than [`Source::listing`] (POP2 reads every
+    /// message to list it); `None` when the listing is the cheap way.
+    fn count(&mut self) -> Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+
+    /// Ids are digests of the message content: entries with the same id
+    /// are copies of one message (for other sources, a server bug).
+    fn ids_are_digests(&self) -> bool {
+        false
+    }
+
+    /// Each message is answered as it is received, before the next one
+    /// (POP2's ACKS/ACKD/NACK): the engine then commits each one at once
+    /// and answers [`Taken::Recorded`] with `delete` when it is to go, so
+    /// the deletion rides on the acknowledgement instead of re-reading it.
+    fn acks_each_message(&self) -> bool {
+        false
+    }
+}
+
+/// A logged-in source plus what the caller should tell the user.
+pub struct Opened {
+    pub source: Box<dyn Source>,
+    pub warnings: Vec<String>,
+}
+
+/// Connects and logs in with the account's protocol; `logging_in` is
+/// called once the server has greeted (for a progress display).
+pub fn open(
+    account: &Account,
+    opts: &ConnectOptions,
+    logging_in: &(dyn Fn() + Sync),
+) -> Result<Opened> {
+    match account.protocol {
+        Protocol::Pop3 => {
+            let opened = connect::open_telling(account, opts, logging_in)?;
+            Ok(Opened {
+                source: Box::new(opened.session),
+                warnings: opened.warnings,
+            })
+        }
+        Protocol::Pop2 => Ok(Opened {
+            source: Box::new(pop2::open(account, opts, logging_in)?),
+            warnings: Vec::new(),
+        }),
+    }
+}
+
+/// Why `--dry-run` cannot plan for this account without changing or
+/// reading everything, if it cannot.
+pub fn refuse_dry_run(account: &Account) -> Result<()> {
+    match account.protocol {
+        Protocol::Pop3 => Ok(()),
+        Protocol::Pop2 => Err(Error::new(
+            ExitKind::Usage,
+            "--dry-run is not available for POP2 accounts: POP2 can only tell what is new by reading every message",
+        )),
+    }
+}
+
+/// Why the read-only commands that show messages (`list`, `top`, `seen
+/// mark`) cannot work with this account, if they cannot.
+pub fn refuse_peek(account: &Account) -> Result<()> {
+    match account.protocol {
+        Protocol::Pop3 => Ok(()),
+        Protocol::Pop2 => Err(Error::new(
+            ExitKind::Usage,
+            format!(
+                "account {}: POP2 has no UIDs and no TOP, so only `sync` and `check` work with it",
+                account.name
+            ),
+        )),
+    }
+}
+
+/// What a server shows before login (`popfetch info`).
+pub struct Probe {
+    pub greeting: String,
+    /// Before login (`None`: the server has none to show).
+    pub capabilities: Option<Vec<String>>,
+    pub tls: Option<String>,
+    /// DER, leaf first.
+    pub peer_certificates: Vec<Vec<u8>>,
+    /// `Ok` when the chain (or the pin) would be trusted; why not otherwise.
+    pub trusted: Option<std::result::Result<(), String>>,
+}
+
+/// Connects and greets without logging in.
+pub fn probe(account: &Account, trace: bool) -> Result<Probe> {
+    match account.protocol {
+        Protocol::Pop3 => connect::probe(account, trace),
+        Protocol::Pop2 => Err(Error::new(
+            ExitKind::Usage,
+            "`info` speaks POP3; POP2 has no capabilities to show",
+        )),
+    }
+}

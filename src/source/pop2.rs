@@ -8,25 +8,25 @@
 //!
 //! POP2 has no unique ids, so a message's identity is the SHA-256 of its
 //! delivered bytes, and a sync reads each message twice when it is new:
-//! once to learn its digest (answered with NACK), once to deliver it. With
-//! `keep = true` every message is re-read at each sync but never
+//! once to list it with its digest (answered with NACK), once to deliver
+//! it. With `keep = true` every message is re-read at each sync but never
 //! re-delivered. ACKD is sent only after the delivery is durable and its
 //! record committed, exactly as DELE is for POP3, and a message whose
-//! delivery failed is answered with NACK.
+//! delivery failed is answered with NACK. The sync itself is the engine's
+//! ([`Pop2Source`] is a `Source`).
 
+use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
 
 use sha2::{Digest, Sha256};
 
 use crate::config::secret::Secret;
 use crate::config::{Account, TlsMode};
-use crate::engine::sync::{SyncOptions, SyncReport};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext, Transport};
+use crate::source::connect::{self, ConnectOptions};
 use crate::source::pop3::codec::{self, read_decoded, PairDecoder};
-use crate::state::store::{MailboxLock, Store};
-use crate::target::{self, MessageInfo};
-use crate::ui::report::Progress;
+use crate::source::{Entry, FetchSink, Fetched, Sink, Source, Taken};
 use crate::ui::term;
 
 /// A POP2 connection after the greeting. `S` is the byte stream: a real
@@ -275,6 +275,8 @@ impl<S: Transport> Pop2<S> {
         self.send("RETR", "RETR")?;
         Ok(Pop2Body {
             inner: (&mut self.reader).take(length),
+            length,
+            net_failure: None,
             pending_cr: false,
             spilled: None,
             scratch: vec![0u8; 16 * 1024],
@@ -340,6 +342,11 @@ fn net_error(host: &str, what: &str, e: io::Error) -> Error {
 /// connection that ends early is an error, never a short message.
 pub struct Pop2Body<'a, S = Stream> {
     inner: io::Take<&'a mut BufReader<S>>,
+    /// The octets announced, all of which come on the wire.
+    length: u64,
+    /// A network failure seen while reading, kept so the caller can tell it
+    /// from a local write failure.
+    net_failure: Option<io::ErrorKind>,
     pending_cr: bool,
     /// A decoded byte a one-byte read had no room for; given out first.
     spilled: Option<u8>,
@@ -354,9 +361,16 @@ impl<S: Read> PairDecoder for Pop2Body<'_, S> {
     fn decode_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let room = (buf.len() - usize::from(self.pending_cr)).min(self.scratch.len());
-            let n = self.inner.read(&mut self.scratch[..room])?;
+            let n = match self.inner.read(&mut self.scratch[..room]) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.net_failure = Some(e.kind());
+                    return Err(e);
+                }
+            };
             if n == 0 {
                 if self.inner.limit() > 0 {
+                    self.net_failure = Some(io::ErrorKind::UnexpectedEof);
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the server closed the connection in the middle of a message",
@@ -398,6 +412,26 @@ impl<S: Read> Read for Pop2Body<'_, S> {
     }
 }
 
+impl<S: Read> Pop2Body<'_, S> {
+    /// Reads the rest of the message and throws it away.
+    fn drain(&mut self) -> io::Result<()> {
+        let mut sink = [0u8; 16 * 1024];
+        while self.read(&mut sink)? > 0 {}
+        Ok(())
+    }
+}
+
+impl<S: Read> crate::source::Message for Pop2Body<'_, S> {
+    /// The octets received on the wire (CRLF line ends).
+    fn octets(&self) -> u64 {
+        self.length - self.inner.limit()
+    }
+
+    fn over_limit(&self) -> bool {
+        false
+    }
+}
+
 /// Reads and digests a message without keeping it.
 fn digest_of(body: &mut dyn Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
@@ -426,131 +460,191 @@ fn digest_of(body: &mut dyn Read) -> io::Result<String> {
     ))
 }
 
-/// One POP2 account's sync (see the module comment for the rules).
-pub fn sync(
-    account: &Account,
-    state_dir: &std::path::Path,
-    opts: &SyncOptions,
-    progress: &Progress,
-    report: &mut SyncReport,
-) -> Result<()> {
-    let identity = account.identity();
-    let keep = opts.keep_override.unwrap_or(account.keep);
-    if opts.dry_run {
-        return Err(Error::new(
-            ExitKind::Usage,
-            "--dry-run is not available for POP2 accounts: POP2 can only tell what is new by reading every message",
-        ));
-    }
-    let _lock = MailboxLock::acquire(state_dir, &identity)?;
-    let mut store = Store::open(state_dir)?;
-    let mailbox = store.mailbox(&identity)?;
-    let mut target = target::open(account, state_dir)?;
-    let recovered = crate::engine::sync::recover(&mut store, mailbox, &account.target)?;
-    report.warnings.extend(recovered);
-    let mut seen = store.seen(mailbox)?;
+/// A logged-in POP2 mailbox as a [`Source`]: handles are message
+/// numbers, ids digests of the content (`pop2:…`).
+pub struct Pop2Source<S = Stream> {
+    conn: Pop2<S>,
+    /// Messages in the mailbox (HELO's or FOLD's count).
+    count: u64,
+    /// Each listed message's id, to check that a message about to be
+    /// deleted is the one listed.
+    ids: HashMap<u32, String>,
+}
 
-    opts.connect.verbose.say(|| {
+/// Connects, logs in with HELO and opens the account's folder.
+pub fn open(
+    account: &Account,
+    opts: &ConnectOptions,
+    logging_in: &(dyn Fn() + Sync),
+) -> Result<Pop2Source> {
+    opts.verbose.say(|| {
         format!(
             "{}: connecting to {}:{} (POP2)",
             account.name, account.host, account.port
         )
     });
-    let mut conn = Pop2::connect(account, opts.connect.trace)?;
+    let mut conn = Pop2::connect(account, opts.trace)?;
+    logging_in();
     if !conn.is_tls() {
-        crate::source::connect::warn_cleartext(account, &opts.connect, "password", false);
+        connect::warn_cleartext(account, opts, "password", false);
     }
     let secret = account.secret()?;
     let mut count = conn.helo(&account.user, &secret)?;
     if let Some(folder) = &account.folder {
         count = conn.fold(folder)?;
     }
-    progress.start(count, 0);
-    let mut on_server = std::collections::HashSet::new();
-    let mut deleted = 0u64;
-    for n in 1..=count {
-        if crate::ui::interrupt::requested() {
-            // Ctrl-C: every message so far is committed (one at a time);
-            // QUIT applies the deletions already acknowledged. No prune:
-            // the rest of the mailbox was not looked at.
-            report.stopped = true;
-            conn.quit()?;
-            report.deleted = deleted;
-            return Ok(());
-        }
-        let len = conn.read(n)?;
-        if len == 0 {
-            break;
-        }
-        let key = {
-            let mut body = conn.retr(len)?;
-            digest_of(&mut body).map_err(|e| net_error(&account.host, "reading a message", e))?
-        };
-        on_server.insert(key.clone());
-        let already = seen.contains_key(&key);
-        if already && !opts.all {
-            if keep {
-                conn.ack("ACKS")?;
-            } else {
-                // Delivered before and recorded: safe to delete.
-                conn.ack("ACKD")?;
-                deleted += 1;
-            }
-            continue;
-        }
-        // New: answer the digest pass with NACK, then read it again to deliver.
-        conn.ack("NACK")?;
-        let len = conn.read(n)?;
-        let delivered = {
-            let mut body = conn.retr(len)?;
-            let res = target.deliver(&MessageInfo { uidl: &key }, &mut body);
-            if res.is_err() {
-                // Keep the connection in step whatever happened locally.
-                let _ = io::copy(&mut body, &mut io::sink());
-            }
-            res
-        };
-        // Sizes shown are the server's: the octets it sent (`len`), not
-        // what was written after CRLF became LF.
-        let outcome = delivered.and_then(|_written| {
-            let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
-            let named: Vec<&str> = names.iter().map(String::as_str).collect();
-            store.commit_delivered(mailbox, &[key.as_str()], &named)?;
-            opts.connect.verbose.say(|| {
-                let to = target.destination(names.first().map(String::as_str));
-                crate::engine::sync::delivered_line(&account.name, n, len, &key, &to)
-            });
-            Ok(len)
-        });
-        match outcome {
-            Ok(size) => {
-                // Two identical messages are one identity: the second
-                // one is not delivered again.
-                seen.insert(key.clone(), 0);
-                report.new += 1;
-                report.bytes += size;
-                progress.advance(size);
-                if keep {
-                    conn.ack("ACKS")?;
-                } else {
-                    conn.ack("ACKD")?;
-                    deleted += 1;
-                }
-            }
-            Err(e) => {
-                target.rollback();
-                // Not received: the server keeps it for next time.
-                conn.ack("NACK")?;
-                let _ = conn.quit();
-                return Err(e);
-            }
+    Ok(Pop2Source::new(conn, count))
+}
+
+impl<S: Transport> Pop2Source<S> {
+    pub fn new(conn: Pop2<S>, count: u64) -> Pop2Source<S> {
+        Pop2Source {
+            conn,
+            count,
+            ids: HashMap::new(),
         }
     }
-    conn.quit()?;
-    report.deleted = deleted;
-    let listed: std::collections::HashSet<&str> = on_server.iter().map(String::as_str).collect();
-    store.prune(mailbox, &listed)?;
-    Ok(())
+
+    /// The message numbers HELO or FOLD announced.
+    fn numbers(&self) -> impl Iterator<Item = u32> {
+        1..=u32::try_from(self.count).unwrap_or(u32::MAX)
+    }
+
+    /// `RETR` after `READ`, and the digest of what came; the caller answers.
+    fn read_digest(&mut self, len: u64) -> Result<String> {
+        let host = self.conn.host.clone();
+        let mut body = self.conn.retr(len)?;
+        digest_of(&mut body).map_err(|e| net_error(&host, "reading a message", e))
+    }
+}
+
+/// POP2 answers each message before the next (ACKS, ACKD or NACK), so the
+/// engine commits each one as it comes and a deletion rides on that
+/// answer. Listing reads every message once (answered NACK) to learn its
+/// digest, which is why `--dry-run` is refused and `check` only counts.
+///
+/// [`Source::delete`] is the costly way: RFC 937 accepts ACKD only after
+/// RETR, so each message is read again (`READ n`, `RETR`, ACKD), and
+/// answered NACK instead when its digest is no longer the listed one. The
+/// engine needs it only for messages delivered by an earlier session, and
+/// for copies of a message.
+impl<S: Transport> Source for Pop2Source<S> {
+    fn host(&self) -> &str {
+        &self.conn.host
+    }
+
+    fn listing(&mut self) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for n in self.numbers() {
+            let len = self.conn.read(u64::from(n))?;
+            if len == 0 {
+                break;
+            }
+            let id = self.read_digest(len)?;
+            self.conn.ack("NACK")?;
+            self.ids.insert(n, id.clone());
+            entries.push(Entry {
+                handle: n,
+                size: len,
+                id: Some(id),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn headers(&mut self, _handles: &[u32], _sink: &mut Sink<'_>) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn top(&mut self, _handles: &[u32], _lines: u32, _sink: &mut Sink<'_>) -> Result<()> {
+        Err(Error::new(
+            ExitKind::Usage,
+            format!("{}: POP2 has no TOP", self.conn.host),
+        ))
+    }
+
+    fn fetch(
+        &mut self,
+        handles: &[u32],
+        // The announced length frames a POP2 message: it cannot grow
+        // past what the plan judged.
+        _max_size: Option<u64>,
+        sink: &mut FetchSink<'_>,
+    ) -> Result<()> {
+        let host = self.conn.host.clone();
+        for (i, &n) in handles.iter().enumerate() {
+            let len = self.conn.read(u64::from(n))?;
+            if len == 0 {
+                let gone = format!("the server has no message {n} any more");
+                sink(i, Fetched::Refused(gone))?;
+                continue;
+            }
+            let taken = {
+                let mut body = self.conn.retr(len)?;
+                let taken = sink(i, Fetched::Body(&mut body));
+                if let Some(kind) = body.net_failure {
+                    return Err(net_error(
+                        &host,
+                        &format!("receiving message {n}"),
+                        kind.into(),
+                    ));
+                }
+                // Whatever the sink left unread: the session stays in step.
+                body.drain()
+                    .map_err(|e| net_error(&host, "reading a message", e))?;
+                taken
+            };
+            let verb = match taken {
+                Ok(Taken::Recorded { delete: true }) => "ACKD",
+                Ok(_) => "ACKS",
+                // Not received: the server keeps it for next time.
+                Err(_) => "NACK",
+            };
+            self.conn.ack(verb)?;
+            taken?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>> {
+        let mut accepted = Vec::with_capacity(handles.len());
+        for &n in handles {
+            let len = self.conn.read(u64::from(n))?;
+            if len == 0 {
+                accepted.push(false);
+                continue;
+            }
+            let id = self.read_digest(len)?;
+            let same = self.ids.get(&n) == Some(&id);
+            self.conn.ack(if same { "ACKD" } else { "NACK" })?;
+            accepted.push(same);
+        }
+        Ok(accepted)
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.conn.quit()
+    }
+
+    /// `READ n` gives each length without sending the message.
+    fn count(&mut self) -> Result<Option<(u64, u64)>> {
+        let mut count = 0;
+        let mut bytes = 0;
+        for n in self.numbers() {
+            let len = self.conn.read(u64::from(n))?;
+            count += 1;
+            bytes += len;
+        }
+        Ok(Some((count, bytes)))
+    }
+
+    fn ids_are_digests(&self) -> bool {
+        true
+    }
+
+    fn acks_each_message(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

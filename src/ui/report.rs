@@ -3,17 +3,19 @@
 //!
 //! The rule from cron: when nothing happened, print nothing.
 
-use std::fmt;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use serde_json::json;
 
 use crate::commands::peek::CheckReport;
 use crate::engine::sync::SyncReport;
 use crate::error::ExitKind;
+use crate::ui::notice::{paint, ERROR, NEW, WARNING};
+pub use crate::ui::notice::{Alerts, Verbose};
+pub use crate::ui::progress::Progress;
+pub use crate::ui::units::human_bytes;
 
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -58,10 +60,7 @@ impl Output {
     /// Where `-v` lines go: on stderr above the progress bars, and only
     /// when `on` (else nothing is even formatted).
     pub fn verbose(&self, on: bool) -> Verbose {
-        Verbose {
-            multi: self.multi.clone(),
-            on,
-        }
+        Verbose::new(self.multi.clone(), on)
     }
 
     /// A line of `list` or `top` for stdout, its trailing `new` marker
@@ -81,13 +80,7 @@ impl Output {
             bar.set_prefix(account.to_string());
             bar
         });
-        Progress {
-            bar,
-            done: AtomicU64::new(0),
-            total: AtomicU64::new(0),
-            bytes_done: AtomicU64::new(0),
-            phases: AtomicBool::new(false),
-        }
+        Progress::with_bar(bar)
     }
 
     fn paint(&self, text: &str, code: &str) -> String {
@@ -96,10 +89,7 @@ impl Output {
 
     /// Where this run's security warnings go.
     pub fn alerts(&self) -> Alerts {
-        Alerts {
-            multi: self.multi.clone(),
-            color: self.color,
-        }
+        Alerts::new(self.multi.clone(), self.color)
     }
 
     /// Prints an error line on stderr.
@@ -404,11 +394,6 @@ pub fn check_json(r: &CheckReport) -> serde_json::Value {
     })
 }
 
-/// SGR codes: errors bold red, warnings bold yellow, new mail bold green.
-const ERROR: &str = "1;31";
-const WARNING: &str = "1;33";
-const NEW: &str = "1;32";
-
 impl ColorChoice {
     /// Whether to colour a stream that is (or is not) a terminal: `auto`
     /// colours terminals only, and not when NO_COLOR is set (no-color.org).
@@ -431,63 +416,6 @@ pub fn error_label(color: ColorChoice) -> String {
         "error:",
         ERROR,
     )
-}
-
-fn paint(color: bool, text: &str, code: &str) -> String {
-    if color {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_string()
-    }
-}
-
-/// Where security warnings go: a secret about to cross the network in
-/// clear. They are printed at once, before the secret goes out, and even
-/// with `--quiet`: the user must learn of it whatever else they silenced,
-/// also when the login then fails and no report follows.
-#[derive(Clone, Debug, Default)]
-pub struct Alerts {
-    multi: Option<MultiProgress>,
-    color: bool,
-}
-
-impl Alerts {
-    pub fn security(&self, message: &str) {
-        let line = format!(
-            "popfetch: {} {message}",
-            paint(self.color, "warning:", WARNING)
-        );
-        match &self.multi {
-            Some(m) => m.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-/// `-v`: one line per phase of a session and per message delivered, on
-/// stderr as it happens. Off, it does nothing, not even the formatting.
-#[derive(Clone, Debug, Default)]
-pub struct Verbose {
-    multi: Option<MultiProgress>,
-    on: bool,
-}
-
-impl Verbose {
-    pub fn is_on(&self) -> bool {
-        self.on
-    }
-
-    /// Prints the line `line` makes, when `-v` was given.
-    pub fn say(&self, line: impl FnOnce() -> String) {
-        if !self.on {
-            return;
-        }
-        let line = line();
-        match &self.multi {
-            Some(m) => m.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
 }
 
 /// Prints one JSON record on stdout. A closed stdout is not our problem.
@@ -520,153 +448,6 @@ pub fn combined_exit(kinds: &[Option<ExitKind>]) -> Option<ExitKind> {
         .copied()
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
-}
-
-/// One account's progress display; does nothing when hidden.
-pub struct Progress {
-    bar: Option<ProgressBar>,
-    done: AtomicU64,
-    total: AtomicU64,
-    /// Bytes of the messages done, by their LIST sizes (the bar's unit).
-    bytes_done: AtomicU64,
-    /// A phase was shown: the spinner style is in place.
-    phases: AtomicBool,
-}
-
-/// Below this the rate and the time left are guesses from too little.
-const MIN_ELAPSED_FOR_RATE: Duration = Duration::from_secs(1);
-
-impl Progress {
-    pub fn hidden() -> Progress {
-        Progress {
-            bar: None,
-            done: AtomicU64::new(0),
-            total: AtomicU64::new(0),
-            bytes_done: AtomicU64::new(0),
-            phases: AtomicBool::new(false),
-        }
-    }
-
-    /// Shows what the account is doing before the transfer starts
-    /// ("connecting", "logging in", "listing", "filtering 3/40").
-    pub fn phase(&self, text: &str) {
-        if let Some(bar) = &self.bar {
-            if !self.phases.swap(true, Ordering::Relaxed) {
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:.bold} {spinner} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                bar.enable_steady_tick(Duration::from_millis(100));
-            }
-            bar.set_message(text.to_string());
-        }
-    }
-
-    /// The transfer starts: `messages` to fetch, `bytes` by their LIST sizes.
-    pub fn start(&self, messages: u64, bytes: u64) {
-        self.total.store(messages, Ordering::Relaxed);
-        if let Some(bar) = &self.bar {
-            if messages == 0 {
-                // The last phase stays until the account is done.
-                return;
-            }
-            bar.set_style(bar_style());
-            // A phase after this (stopping) puts the spinner back.
-            self.phases.store(false, Ordering::Relaxed);
-            bar.set_length(bytes);
-            bar.set_position(0);
-            // Elapsed time and the rate count from here, not from the
-            // connection: logging in and listing moved no message bytes.
-            bar.reset();
-            bar.set_message(format!("0/{messages} msgs"));
-            bar.enable_steady_tick(Duration::from_millis(200));
-        }
-    }
-
-    /// `bytes` of the message being received so far (at most its LIST
-    /// size), so the bar and the rate move during a big message too.
-    pub fn receiving(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(self.bytes_done.load(Ordering::Relaxed) + bytes);
-        }
-    }
-
-    /// One message done; `bytes` is its LIST size.
-    pub fn advance(&self, bytes: u64) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let position = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if let Some(bar) = &self.bar {
-            bar.set_position(position);
-            bar.set_message(format!(
-                "{done}/{} msgs",
-                self.total.load(Ordering::Relaxed)
-            ));
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// The transfer's bar: messages, bytes, and from the first second on the
-/// rate and the time left. indicatif's estimator is an exponentially
-/// weighted average over the last seconds of real time, fed per read.
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {msg} {amount}{rate}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("amount", |state: &ProgressState, w: &mut dyn fmt::Write| {
-            match state.len() {
-                // POP2 announces no sizes ahead.
-                None | Some(0) => {
-                    let _ = write!(w, "{}", human_bytes(state.pos()));
-                }
-                Some(len) => {
-                    let _ = write!(w, "{}/{}", human_bytes(state.pos()), human_bytes(len));
-                }
-            }
-        })
-        .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
-            let rate = state.per_sec();
-            if state.elapsed() >= MIN_ELAPSED_FOR_RATE && rate >= 1.0 {
-                let _ = write!(
-                    w,
-                    " {}/s ETA {}",
-                    human_bytes(rate as u64),
-                    short_duration(state.eta())
-                );
-            }
-        })
-        .progress_chars("=> ")
-}
-
-/// `42s`, `3m05s`, `1h02m`.
-fn short_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,19 +461,5 @@ mod tests {
             combined_exit(&[Some(TempFail), Some(NoPerm), Some(Config)]),
             Some(NoPerm)
         );
-    }
-
-    #[test]
-    fn time_left_is_short() {
-        assert_eq!(short_duration(Duration::from_secs(42)), "42s");
-        assert_eq!(short_duration(Duration::from_secs(185)), "3m05s");
-        assert_eq!(short_duration(Duration::from_secs(3720)), "1h02m");
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(10), "10 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
     }
 }

@@ -13,10 +13,6 @@
 
 pub mod auth;
 pub mod codec;
-#[cfg(test)]
-pub(crate) mod mock;
-#[cfg(test)]
-mod state_tests;
 
 use std::io::{self, BufRead, BufReader, Read};
 
@@ -817,7 +813,7 @@ impl<S: Read> PairDecoder for Body<'_, S> {
                 self.over_limit = true;
                 return Err(io::Error::other(format!(
                     "the message is larger than max_size ({})",
-                    crate::ui::report::human_bytes(self.limit.unwrap_or_default())
+                    crate::ui::units::human_bytes(self.limit.unwrap_or_default())
                 )));
             }
             if d.written > 0 || d.done {
@@ -1182,6 +1178,89 @@ impl<S: Transport> Session<S> {
         Ok(())
     }
 }
+
+impl<S: Read> crate::source::Message for Body<'_, S> {
+    fn octets(&self) -> u64 {
+        Body::octets(self)
+    }
+
+    fn over_limit(&self) -> bool {
+        Body::over_limit(self)
+    }
+}
+
+/// A POP3 session is a [`Source`](crate::source::Source): handles are
+/// message numbers, ids are UIDLs.
+impl<S: Transport> crate::source::Source for Session<S> {
+    fn host(&self) -> &str {
+        Session::host(self)
+    }
+
+    fn listing(&mut self) -> Result<Vec<crate::source::Entry>> {
+        Ok(Session::listing(self)?
+            .into_iter()
+            .map(|e| crate::source::Entry {
+                handle: e.number,
+                size: e.size,
+                id: e.uidl,
+            })
+            .collect())
+    }
+
+    fn headers(&mut self, handles: &[u32], sink: &mut crate::source::Sink<'_>) -> Result<bool> {
+        // A server that lists its capabilities without TOP has none; one
+        // without CAPA is asked, and its refusals go to the sink.
+        let caps = self.capabilities();
+        if caps.known && !caps.has("TOP") {
+            return Ok(false);
+        }
+        self.top(handles, 0, sink)?;
+        Ok(true)
+    }
+
+    fn top(
+        &mut self,
+        handles: &[u32],
+        lines: u32,
+        sink: &mut crate::source::Sink<'_>,
+    ) -> Result<()> {
+        self.top_many(handles, lines, &mut |i, reply| sink(i, reply.into()))
+    }
+
+    fn fetch(
+        &mut self,
+        handles: &[u32],
+        max_size: Option<u64>,
+        sink: &mut crate::source::FetchSink<'_>,
+    ) -> Result<()> {
+        self.limit_retr(max_size);
+        // DELE follows the fetch (before QUIT, when deletion takes
+        // effect anyway): what the sink says of each message is not needed.
+        self.retr_many(handles, &mut |i, reply| sink(i, reply.into()).map(|_| ()))
+    }
+
+    fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>> {
+        self.dele_many(handles)
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.quit()
+    }
+}
+
+impl<'b, S: Read> From<Retrieved<'_, 'b, S>> for crate::source::Fetched<'b> {
+    fn from(reply: Retrieved<'_, 'b, S>) -> Self {
+        match reply {
+            Retrieved::Body(body) => crate::source::Fetched::Body(body),
+            Retrieved::Refused(reason) => crate::source::Fetched::Refused(reason),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod mock;
+#[cfg(test)]
+mod state_tests;
 
 #[cfg(test)]
 mod tests {
