@@ -6,12 +6,15 @@
 //! cli        every flag and help text (clap)
 //! commands/  one file per subcommand; mod.rs dispatches and runs sync/check
 //! config/    the TOML file → validated accounts; secrets
-//! source/    where mail comes from: pop3/ (client, codec, auth), pop2, connect
-//! engine/    plan (pure), filter, sync: drives a source into a target
+//! source/    where mail comes from: the Source trait (mod.rs); pop3/ (client,
+//!            codec, auth), pop2, connect (POP3 login)
+//! engine/    plan (pure), identity, filter, sync: drives any Source into
+//!            any Delivery and owns the invariants
 //! target/    where mail goes: the Delivery interface; maildir, mbox, mda
 //! state/     the seen store and mailbox locks; owner-only files
 //! net/       TCP and TLS: timeouts, STARTTLS, trust and pins
-//! ui/        summaries, JSON, progress, terminal helpers, Ctrl-C
+//! ui/        report (summaries, JSON), progress, notice (-v, alerts), units,
+//!            terminal helpers, Ctrl-C
 //! external   external commands (MDA, filter, password_command) under a time limit
 //! signals    the one place that changes signal dispositions
 //! error      errors that know their exit code (SPEC §6)

@@ -161,3 +161,33 @@ fn pop2_long_messages_deliver_whatever_their_line_lengths() {
         sorted_expected(&datas)
     );
 }
+
+/// POP2 names a message by its content, so identical messages are one:
+/// delivered once, and with keep = false every copy goes once that one is
+/// recorded; with keep = true they all stay and none comes again.
+#[test]
+fn pop2_identical_messages_are_delivered_once() {
+    let same = b"Subject: twice\n\nthe same body\n".to_vec();
+    let other = b"Subject: once\n\nanother body\n".to_vec();
+    let datas = vec![same.clone(), other.clone(), same.clone()];
+    for keep in [true, false] {
+        let server = Pop2Server::start(datas.clone());
+        let env = Env::new();
+        let extra = if keep { "" } else { "keep = false" };
+        env.write_config(&pop2_account(server.port(), extra));
+        let run = env.run(&["sync", "--json"]);
+        run.expect_code(0);
+        assert_eq!(run.json_lines()[0]["new"], 2, "keep {keep}");
+        let want = sorted_expected(&[same.clone(), other.clone()]);
+        assert_eq!(maildir_messages(&env.maildir("old")), want, "keep {keep}");
+        if keep {
+            assert_eq!(server.inbox().len(), 3);
+            assert!(server.log().iter().all(|l| l != "ACKD"));
+        } else {
+            assert_eq!(run.json_lines()[0]["deleted"], 3);
+            assert!(server.inbox().is_empty(), "{:?}", server.log());
+        }
+        env.run(&["sync"]).expect_code(0);
+        assert_eq!(maildir_messages(&env.maildir("old")), want, "keep {keep}");
+    }
+}

@@ -497,7 +497,7 @@ pub fn open(
 }
 
 impl<S: Transport> Pop2Source<S> {
-    pub fn new(conn: Pop2<S>, count: u64) -> Pop2Source<S> {
+    pub(crate) fn new(conn: Pop2<S>, count: u64) -> Pop2Source<S> {
         Pop2Source {
             conn,
             count,
@@ -835,6 +835,127 @@ mod tests {
             assert_eq!(got, want, "buffer sizes {sizes:?}");
             assert_eq!(conn.ack("ACKS").unwrap(), 0, "in step after {sizes:?}");
         }
+    }
+
+    fn source(stream: MockStream, count: u64) -> (Pop2Source<MockStream>, Handle) {
+        let (conn, handle) = open(stream);
+        (Pop2Source::new(conn.unwrap(), count), handle)
+    }
+
+    /// The listing reads each message once and answers NACK; the fetch
+    /// answers each message as the sink says (ACKD once recorded and to
+    /// go, ACKS otherwise); a deletion reads the message again and
+    /// acknowledges it only when it is still the message listed.
+    #[test]
+    fn source_lists_fetches_and_deletes_by_acknowledgement() {
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("READ 1", b"=3\r\n")
+            .on("RETR", b"a\r\n")
+            .on("NACK", b"=4\r\n")
+            .on("READ 2", b"=4\r\n")
+            .on("RETR", b"bb\r\n")
+            .on("NACK", b"=0\r\n")
+            .on("READ 1", b"=3\r\n")
+            .on("RETR", b"a\r\n")
+            .on("ACKD", b"=4\r\n")
+            .on("READ 2", b"=4\r\n")
+            .on("RETR", b"bb\r\n")
+            .on("ACKS", b"=0\r\n")
+            .on("READ 1", b"=3\r\n")
+            .on("RETR", b"x\r\n")
+            .on("NACK", b"=4\r\n")
+            .on("READ 2", b"=4\r\n")
+            .on("RETR", b"bb\r\n")
+            .on("ACKD", b"=0\r\n")
+            .on("QUIT", b"+ bye\r\n")
+            .chunked(2);
+        let (mut src, handle) = source(stream, 2);
+        let listing = src.listing().unwrap();
+        let a = digest_of(&mut &b"a\n"[..]).unwrap();
+        let bb = digest_of(&mut &b"bb\n"[..]).unwrap();
+        assert_eq!(
+            listing,
+            vec![
+                Entry {
+                    handle: 1,
+                    size: 3,
+                    id: Some(a)
+                },
+                Entry {
+                    handle: 2,
+                    size: 4,
+                    id: Some(bb)
+                },
+            ]
+        );
+        let mut got = Vec::new();
+        src.fetch(&[1, 2], None, &mut |i, reply| {
+            let Fetched::Body(body) = reply else {
+                panic!("refused")
+            };
+            let mut text = String::new();
+            body.read_to_string(&mut text).unwrap();
+            got.push((text, body.octets()));
+            Ok(if i == 0 {
+                Taken::Recorded { delete: true }
+            } else {
+                Taken::Received
+            })
+        })
+        .unwrap();
+        assert_eq!(got, [("a\n".to_string(), 3), ("bb\n".to_string(), 4)]);
+        assert_eq!(src.delete(&[1, 2]).unwrap(), [false, true], "1 changed");
+        Box::new(src).finish().unwrap();
+        assert_eq!(
+            handle.written(),
+            "READ 1\r\nRETR\r\nNACK\r\nREAD 2\r\nRETR\r\nNACK\r\n\
+             READ 1\r\nRETR\r\nACKD\r\nREAD 2\r\nRETR\r\nACKS\r\n\
+             READ 1\r\nRETR\r\nNACK\r\nREAD 2\r\nRETR\r\nACKD\r\nQUIT\r\n"
+        );
+    }
+
+    /// The sink's own failure: the message is read to its end and answered
+    /// NACK (nothing more is asked), the sink's error comes back, and the
+    /// session can still QUIT.
+    #[test]
+    fn a_failing_sink_gets_nack_and_leaves_the_session_in_step() {
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("READ 1", b"=7\r\n")
+            .on("RETR", b"hello\r\n")
+            .on("NACK", b"=0\r\n")
+            .on("QUIT", b"+ bye\r\n");
+        let (mut src, handle) = source(stream, 2);
+        let err = src
+            .fetch(&[1, 2], None, &mut |_, _| {
+                Err(Error::new(ExitKind::Io, "disk full").local())
+            })
+            .unwrap_err();
+        assert!(err.is_local(), "{err}");
+        Box::new(src).finish().unwrap();
+        assert_eq!(handle.written(), "READ 1\r\nRETR\r\nNACK\r\nQUIT\r\n");
+    }
+
+    /// A connection that fails inside a body is the transport's failure,
+    /// whatever the sink made of it, and nothing is acknowledged.
+    #[test]
+    fn a_connection_lost_inside_a_body_is_a_transport_error() {
+        let stream = MockStream::new(b"+ ready\r\n")
+            .on("READ 1", b"=100\r\n")
+            .on("RETR", b"only part")
+            .then_eof();
+        let (mut src, handle) = source(stream, 1);
+        let err = src
+            .fetch(&[1], None, &mut |_, reply| {
+                let Fetched::Body(body) = reply else {
+                    panic!("refused")
+                };
+                io::copy(body, &mut io::sink())
+                    .map_err(|e| Error::local_io("writing the message", e))?;
+                Ok(Taken::Received)
+            })
+            .unwrap_err();
+        assert!(err.is_transport(), "{err}");
+        assert_eq!(handle.written(), "READ 1\r\nRETR\r\n");
     }
 
     #[test]
