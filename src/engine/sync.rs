@@ -250,7 +250,7 @@ fn run(
             (f.recorded, Some(f.error))
         }
     };
-    let copies = if keep {
+    let copies = if keep || copies.is_empty() {
         Vec::new()
     } else {
         let going: Vec<u32> = to_delete.iter().chain(&delivered).copied().collect();
@@ -422,9 +422,10 @@ fn copies_to_delete(copies: &[(u32, String)], to_delete: &[u32], listing: &[Entr
     if copies.is_empty() {
         return Vec::new();
     }
+    let going: std::collections::HashSet<u32> = to_delete.iter().copied().collect();
     let deleted: std::collections::HashSet<&str> = listing
         .iter()
-        .filter(|e| to_delete.contains(&e.handle))
+        .filter(|e| going.contains(&e.handle))
         .filter_map(|e| e.id.as_deref())
         .collect();
     copies

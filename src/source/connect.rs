@@ -78,14 +78,9 @@ pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
     Ok(client)
 }
 
-/// Connects and logs in.
-pub fn open(account: &Account, opts: &ConnectOptions) -> Result<Opened> {
-    open_telling(account, opts, &|| {})
-}
-
-/// [`open`], calling `logging_in` once the server has greeted (and TLS is
-/// up), for a progress display.
-pub fn open_telling(
+/// Connects and logs in, calling `logging_in` once the server has greeted
+/// (and TLS is up), for a progress display.
+pub fn open(
     account: &Account,
     opts: &ConnectOptions,
     logging_in: &(dyn Fn() + Sync),

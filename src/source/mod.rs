@@ -69,12 +69,13 @@ pub type FetchSink<'s> = dyn FnMut(usize, Fetched<'_>) -> Result<Taken> + 's;
 /// Every call that takes a sink keeps this contract: when the sink
 /// returns an error, the source still reads every reply it asked for (the
 /// session stays in step, so the caller may go on to delete and finish),
-/// then returns the sink's error as it was. A failure of the connection
-/// (also one met while the sink was reading a body) comes back as the
-/// transport error it is, never as the sink's. The error's origin
-/// ([`Error::is_local`], [`Error::is_stop`]) tells the two apart: marks the
-/// sink's own failures local (or stopped) and the session is usable
-/// after them only.
+/// then returns the sink's error as it was. A failure of the connection,
+/// also one met while the sink was reading a body, comes back as the
+/// transport error it is, never as the sink's. A sink marks its own
+/// failures with [`Error::local`] (or makes them with [`Error::stopped`]
+/// for Ctrl-C), so the caller tells them apart by origin
+/// ([`Error::is_local`], [`Error::is_stop`]): after those only is the
+/// session usable.
 pub trait Source {
     /// The server's name, for messages.
     fn host(&self) -> &str;
@@ -143,7 +144,7 @@ pub fn open(
 ) -> Result<Opened> {
     match account.protocol {
         Protocol::Pop3 => {
-            let opened = connect::open_telling(account, opts, logging_in)?;
+            let opened = connect::open(account, opts, logging_in)?;
             Ok(Opened {
                 source: Box::new(opened.session),
                 warnings: opened.warnings,
