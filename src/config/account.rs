@@ -177,4 +177,33 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn with_several_mistakes_the_first_validator_in_order_names_its_own() {
+        for (section, needle) in [
+            // Required keys come first, whatever else is wrong.
+            ("keep = \"yes\"\nmaildir = \"m\"", "no `host`"),
+            // POP2's TLS rule comes before the port's own check.
+            (
+                "host = \"h\"\nuser = \"u\"\nprotocol = \"pop2\"\nport = \"x\"",
+                "POP2 has no TLS",
+            ),
+            // The connection before the target, the target before the policy.
+            (
+                "host = \"h\"\nuser = \"u\"\nport = 0\nkeep = 1",
+                "port = 0 is not a TCP port",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\nkeep = 1",
+                "has no destination",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\nmaildir = \"m\"\nkeep = false\nkeep_days = 3\ntimeout = 0",
+                "timeout = 0: expected 1 to 3600 seconds",
+            ),
+        ] {
+            let err = parse_str(&format!("[accounts.a]\n{section}\n")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{section}: {err}");
+        }
+    }
 }

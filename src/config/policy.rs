@@ -99,6 +99,23 @@ pub(super) fn filter(v: Option<Value>, protocol: Protocol, header: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::raw::with_first_account;
+
+    #[test]
+    fn seconds_take_1_to_3600_name_the_key_and_default() {
+        let text = "[defaults]\ncommand_timeout = 30\n[accounts.a]\ntimeout = 0\n";
+        with_first_account(text, |s| {
+            let err = seconds(s.get("timeout"), 60).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                "/etc/popfetch/config.toml:4: timeout = 0: expected 1 to 3600 seconds"
+            );
+            let inherited = seconds(s.get("command_timeout"), 300).unwrap();
+            assert_eq!(inherited, Duration::from_secs(30));
+            let unset = seconds(s.get("command_timeout_typo"), 300).unwrap();
+            assert_eq!(unset, Duration::from_secs(300));
+        });
+    }
 
     #[test]
     fn sizes_parse_with_units() {

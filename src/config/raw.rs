@@ -191,7 +191,7 @@ fn into_table<'a>(src: &Source, key: &str, v: Spanned<DeValue<'a>>) -> Result<De
 
 impl<'a> RawValue<'a> {
     /// This value seen under its key name, ready for a validator.
-    pub fn view<'v>(&'v self, key: &'v str, src: &'v Source<'v>) -> Value<'v> {
+    fn view<'v>(&'v self, key: &'v str, src: &'v Source<'v>) -> Value<'v> {
         Value {
             key,
             raw: self,
@@ -347,6 +347,23 @@ fn repeated_section(text: &str) -> Option<RepeatedSection> {
         seen.insert(name, i + 1);
     }
     None
+}
+
+/// Runs `check` on the first account of a test's config text (as if at
+/// /etc/popfetch/config.toml), so a validator can be tested on its own.
+#[cfg(test)]
+pub(super) fn with_first_account<R>(text: &str, check: impl FnOnce(&Section) -> R) -> R {
+    let src = Source {
+        text,
+        path: Path::new("/etc/popfetch/config.toml"),
+    };
+    let raw = read(&src).expect("the test's config has a valid shape");
+    check(&Section::new(
+        "accounts",
+        &raw.accounts[0],
+        &raw.defaults,
+        &src,
+    ))
 }
 
 #[cfg(test)]
