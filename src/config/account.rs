@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use super::raw::{RawConfig, Section, Source};
+use super::raw::{RawConfig, Source};
+use super::section::Section;
 use super::{password, policy, server, targets};
 use super::{Account, Protocol};
 use crate::error::Result;

@@ -14,6 +14,7 @@
 //! ```text
 //! raw       TOML → sections of located values; unknown keys; file:line
 //! keys      the key lists (reader, did-you-mean, `popfetch man`)
+//! section   what validators get: own keys over [defaults], typed, located
 //! account   a section → Account: the validator calls, in order
 //! server    host, user, protocol, folder, port, tls, auth, ca_file, pins
 //! targets   maildir | mbox | mda
@@ -30,6 +31,7 @@ mod paths;
 mod policy;
 mod raw;
 pub mod secret;
+mod section;
 mod server;
 mod targets;
 

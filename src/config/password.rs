@@ -6,8 +6,8 @@ use std::io::{BufRead, IsTerminal, Read};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::raw::Section;
 use super::secret::Secret;
+use super::section::Section;
 use crate::error::{Error, Result};
 use crate::ui::term;
 

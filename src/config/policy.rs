@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::raw::Value;
+use super::section::Value;
 use super::Protocol;
 use crate::error::Result;
 
@@ -99,7 +99,7 @@ pub(super) fn filter(v: Option<Value>, protocol: Protocol, header: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::with_first_account;
+    use crate::config::section::with_first_account;
 
     #[test]
     fn seconds_take_1_to_3600_name_the_key_and_default() {

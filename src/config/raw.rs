@@ -49,8 +49,8 @@ impl Source<'_> {
 /// A value as written, and where its key is.
 #[derive(Debug)]
 pub(super) struct RawValue<'a> {
-    key_span: Range<usize>,
-    value: Spanned<DeValue<'a>>,
+    pub key_span: Range<usize>,
+    pub value: Spanned<DeValue<'a>>,
 }
 
 /// The keys of one table, by name.
@@ -98,11 +98,11 @@ pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
         let name: &str = key.get_ref();
         match name {
             "state_dir" => {
-                let v = RawValue {
-                    key_span: key.span(),
-                    value,
-                };
-                raw.state_dir = Some(v.view("state_dir", src).str()?.to_string());
+                let dir = value.get_ref().as_str();
+                let dir = dir.ok_or_else(|| {
+                    type_error(src, "state_dir", &value.span(), value.get_ref(), "a string")
+                })?;
+                raw.state_dir = Some(dir.to_string());
             }
             "defaults" => {
                 let table = into_table(src, "defaults", value)?;
@@ -179,130 +179,28 @@ fn into_table<'a>(src: &Source, key: &str, v: Spanned<DeValue<'a>>) -> Result<De
     let span = v.span();
     match v.into_inner() {
         DeValue::Table(t) => Ok(t),
-        other => Err(src.err(
+        other => Err(type_error(
+            src,
+            key,
             &span,
-            format!(
-                "`{key}` must be a table ([{key}]), not {}",
-                other.type_str()
-            ),
+            &other,
+            &format!("a table ([{key}])"),
         )),
     }
 }
 
-impl<'a> RawValue<'a> {
-    /// This value seen under its key name, ready for a validator.
-    fn view<'v>(&'v self, key: &'v str, src: &'v Source<'v>) -> Value<'v> {
-        Value {
-            key,
-            raw: self,
-            src,
-        }
-    }
-}
-
-/// What a validator gets: one value, the key it was given under, and the
-/// means to name its place in the file. Type errors point at the value,
-/// errors about its meaning at the key.
-#[derive(Clone, Copy)]
-pub(super) struct Value<'v> {
-    pub key: &'v str,
-    raw: &'v RawValue<'v>,
-    src: &'v Source<'v>,
-}
-
-impl<'v> Value<'v> {
-    /// An error about this key's value, at the key's line.
-    pub fn err(&self, msg: impl std::fmt::Display) -> Error {
-        self.src.err(&self.raw.key_span, msg)
-    }
-
-    pub fn source(&self) -> &'v Source<'v> {
-        self.src
-    }
-
-    /// The value as TOML has it, for keys that take more than one type.
-    pub fn toml(&self) -> &'v DeValue<'v> {
-        self.raw.value.get_ref()
-    }
-
-    fn type_err(&self, expected: &str) -> Error {
-        self.src.err(
-            &self.raw.value.span(),
-            format!(
-                "`{}` must be {expected}, not {}",
-                self.key,
-                self.toml().type_str()
-            ),
-        )
-    }
-
-    pub fn str(&self) -> Result<&'v str> {
-        self.toml()
-            .as_str()
-            .ok_or_else(|| self.type_err("a string"))
-    }
-
-    pub fn bool(&self) -> Result<bool> {
-        self.toml()
-            .as_bool()
-            .ok_or_else(|| self.type_err("true or false"))
-    }
-
-    pub fn int(&self) -> Result<i64> {
-        let bad = || self.type_err("a whole number");
-        let i = self.toml().as_integer().ok_or_else(bad)?;
-        i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).map_err(|_| bad())
-    }
-}
-
-/// One section as the validators see it: its own keys over the inherited
-/// ones (`[defaults]` for an account).
-pub(super) struct Section<'s> {
-    /// `[accounts.NAME]`, as messages name it.
-    pub header: String,
-    raw: &'s RawSection<'s>,
-    inherited: &'s RawKeys<'s>,
-    src: &'s Source<'s>,
-}
-
-impl<'s> Section<'s> {
-    /// `table` is the header's first part: `accounts`.
-    pub fn new(
-        table: &str,
-        raw: &'s RawSection<'s>,
-        inherited: &'s RawKeys<'s>,
-        src: &'s Source<'s>,
-    ) -> Section<'s> {
-        Section {
-            header: format!("[{table}.{}]", raw.name),
-            raw,
-            inherited,
-            src,
-        }
-    }
-
-    pub fn name(&self) -> &'s str {
-        &self.raw.name
-    }
-
-    pub fn get(&self, key: &str) -> Option<Value<'s>> {
-        let (key, raw) = self
-            .raw
-            .keys
-            .get_key_value(key)
-            .or_else(|| self.inherited.get_key_value(key))?;
-        Some(raw.view(key, self.src))
-    }
-
-    /// A key that must be a string when it is there.
-    pub fn str(&self, key: &str) -> Result<Option<(&'s str, Value<'s>)>> {
-        self.get(key).map(|v| Ok((v.str()?, v))).transpose()
-    }
-
-    /// An error about the section as a whole, at its header.
-    pub fn err(&self, msg: impl std::fmt::Display) -> Error {
-        self.src.err(&self.raw.span, msg)
-    }
+/// "`key` must be EXPECTED, not TYPE", at the value (`span`).
+pub(super) fn type_error(
+    src: &Source,
+    key: &str,
+    span: &Range<usize>,
+    value: &DeValue,
+    expected: &str,
+) -> Error {
+    src.err(
+        span,
+        format!("`{key}` must be {expected}, not {}", value.type_str()),
+    )
 }
 
 /// A `[accounts.NAME]` header that appears twice, found by a plain scan of
@@ -347,23 +245,6 @@ fn repeated_section(text: &str) -> Option<RepeatedSection> {
         seen.insert(name, i + 1);
     }
     None
-}
-
-/// Runs `check` on the first account of a test's config text (as if at
-/// /etc/popfetch/config.toml), so a validator can be tested on its own.
-#[cfg(test)]
-pub(super) fn with_first_account<R>(text: &str, check: impl FnOnce(&Section) -> R) -> R {
-    let src = Source {
-        text,
-        path: Path::new("/etc/popfetch/config.toml"),
-    };
-    let raw = read(&src).expect("the test's config has a valid shape");
-    check(&Section::new(
-        "accounts",
-        &raw.accounts[0],
-        &raw.defaults,
-        &src,
-    ))
 }
 
 #[cfg(test)]

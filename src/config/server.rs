@@ -7,7 +7,7 @@ use toml::de::DeValue;
 
 use super::keys::did_you_mean;
 use super::paths;
-use super::raw::{Section, Value};
+use super::section::{Section, Value};
 use super::{Protocol, TlsMode};
 use crate::error::Result;
 use crate::net::{self, Fingerprint, TlsTrust};

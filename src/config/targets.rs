@@ -3,7 +3,7 @@
 //! in [`TARGETS`].
 
 use super::paths;
-use super::raw::{Section, Value};
+use super::section::{Section, Value};
 use super::Target;
 use crate::error::Result;
 
