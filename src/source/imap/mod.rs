@@ -152,6 +152,9 @@ fn check_arg(what: &str, value: &str) -> Result<()> {
 enum Phase {
     Greeting,
     Auth,
+    /// SELECT/EXAMINE: a plain NO means the folder cannot be opened
+    /// (Dovecot says "Mailbox doesn't exist" without `[NONEXISTENT]`).
+    Select,
     Transaction,
 }
 
@@ -167,6 +170,7 @@ fn refused(host: &str, what: &str, phase: Phase, status: &Status) -> Error {
         (_, StatusKind::Bye, _) => ExitKind::TempFail,
         (_, _, Phase::Greeting) => ExitKind::Unavailable,
         (_, _, Phase::Auth) => ExitKind::NoPerm,
+        (_, _, Phase::Select) => ExitKind::Config,
         (_, _, Phase::Transaction) => ExitKind::Protocol,
     };
     let hint = match (code, phase) {
@@ -177,7 +181,9 @@ fn refused(host: &str, what: &str, phase: Phase, status: &Status) -> Error {
         (Some(Code::Limit), _) => {
             " (the server's limit for this account was reached; try again later)"
         }
-        (Some(Code::Nonexistent), _) => " (check `folders`)",
+        (Some(Code::Nonexistent), _) | (None, Phase::Select) => {
+            " (check `folders`: the server cannot open this folder)"
+        }
         (Some(c), _) if c.is_auth() => " (authentication failed: check `user` and the password)",
         (None, Phase::Auth) if status.kind == StatusKind::No => {
             " (authentication failed: check `user` and the password)"
@@ -1070,7 +1076,7 @@ impl<S: Transport> Session<S> {
         let status = self.conn.run(
             &[Part::Text(verb.into()), Part::arg(&name)],
             &what,
-            Phase::Transaction,
+            Phase::Select,
             &mut |_, head| {
                 if let Head::Status(s) = head {
                     match s.code {
