@@ -225,7 +225,13 @@ struct Connection<S> {
     /// EXISTS; places a body that comes before its UID.
     seq_uids: Vec<u32>,
     exists: u32,
+    /// Texts the server marked `[ALERT]`: RFC 3501 §7.1 wants them shown
+    /// to the user (at most [`MAX_ALERTS`], escaped).
+    alerts: Vec<String>,
 }
+
+/// Most `[ALERT]` texts kept between two `take_alerts`.
+const MAX_ALERTS: usize = 16;
 
 impl<S: Transport> Connection<S> {
     fn new(stream: S, host: &str, trace: Option<String>) -> Connection<S> {
@@ -241,6 +247,7 @@ impl<S: Transport> Connection<S> {
             bye: None,
             seq_uids: Vec::new(),
             exists: 0,
+            alerts: Vec::new(),
         }
     }
 
@@ -304,7 +311,14 @@ impl<S: Transport> Connection<S> {
     fn head(&mut self, what: &str) -> Result<Head> {
         self.read_segment(what)?;
         let head = parse_head(&mut self.line).map_err(|m| self.protocol(what, m.0))?;
-        if let Head::Status(s) = &head {
+        let status = match &head {
+            Head::Status(s) | Head::Tagged(_, s) => Some(s),
+            _ => None,
+        };
+        if let Some(s) = status {
+            if s.code == Some(Code::Alert) && self.alerts.len() < MAX_ALERTS {
+                self.alerts.push(s.text.clone());
+            }
             if s.kind == StatusKind::Bye {
                 self.bye = Some(s.clone());
             }
@@ -632,6 +646,12 @@ impl<S: Transport> Client<S> {
 
     pub fn greeting(&self) -> &str {
         &self.greeting.text
+    }
+
+    /// What the server marked `[ALERT]` so far (for the user to see),
+    /// forgotten once taken.
+    pub fn take_alerts(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.conn.alerts)
     }
 
     /// The server greeted with PREAUTH: the connection is logged in already.
@@ -1038,6 +1058,12 @@ impl<S: Transport> Session<S> {
 
     pub fn mailbox(&self) -> Option<&Mailbox> {
         self.mailbox.as_ref()
+    }
+
+    /// What the server marked `[ALERT]` since the last call (login
+    /// included), for the user to see.
+    pub fn take_alerts(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.conn.alerts)
     }
 
     /// RFC 2971 ID: some providers refuse service to clients that do not

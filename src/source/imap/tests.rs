@@ -117,6 +117,29 @@ fn greeting_variants() {
 }
 
 #[test]
+fn alerts_are_kept_for_the_user_and_escaped() {
+    // No capabilities in the greeting: they are asked before the login.
+    let stream = MockStream::new(b"* OK [ALERT] maintenance at 5\x1b[2J\r\n")
+        .on(
+            "A0001 CAPABILITY",
+            b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nA0001 OK\r\n",
+        )
+        .on(
+            "A0002 LOGIN alice pw",
+            b"* OK [ALERT] quota almost full\r\nA0002 OK [CAPABILITY IMAP4rev1] ok\r\n",
+        );
+    let mut client = Client::new(stream, "mock", None).unwrap();
+    let greeting_alerts = client.take_alerts();
+    assert_eq!(greeting_alerts.len(), 1);
+    assert!(!greeting_alerts[0].contains('\x1b'));
+    let mut s = client
+        .login(AuthMethod::User, "alice", &Secret::new("pw"))
+        .unwrap();
+    assert_eq!(s.take_alerts(), vec!["quota almost full"]);
+    assert!(s.take_alerts().is_empty());
+}
+
+#[test]
 fn login_quotes_or_sends_a_literal_and_never_traces_the_password() {
     // A 7-bit password with a quote goes quoted.
     let stream = MockStream::new(GREET).on(
