@@ -661,3 +661,40 @@ fn hostile_responses_stay_bounded() {
     });
     assert_eq!(fetch_all(&mut s, &[4], None).unwrap(), vec!["m\n"]);
 }
+
+#[test]
+fn oauth_error_challenge_is_answered_and_its_words_reported() {
+    let ir = auth::oauthbearer_response("alice", &Secret::new("tok"));
+    let challenge = auth::b64(br#"{"status":"invalid_token"}"#);
+    let stream = MockStream::new(b"* OK [CAPABILITY IMAP4rev1 AUTH=OAUTHBEARER SASL-IR] hi\r\n")
+        .on(
+            &format!("A0001 AUTHENTICATE OAUTHBEARER {}", ir.expose()),
+            format!("+ {challenge}\r\n").as_bytes(),
+        )
+        .on("AQ==", b"A0001 NO [AUTHENTICATIONFAILED] bad token\r\n");
+    let handle = stream.handle();
+    let client = Client::new(stream.chunked(2), "mock", None).unwrap();
+    let err = client
+        .login(AuthMethod::OAuthBearer, "alice", &Secret::new("tok"))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ExitKind::NoPerm);
+    assert!(err.to_string().contains("invalid_token"), "{err}");
+    assert!(handle.unsent().is_empty());
+}
+
+#[test]
+fn a_top_literal_too_large_to_hold_is_refused_before_reading_it() {
+    let reply = format!(
+        "* 1 FETCH (UID 4 BODY[HEADER] {{{}}}\r\n",
+        codec::MAX_SMALL_LITERAL + 1
+    );
+    let (mut s, _) = selected("UIDPLUS", 64, |st| {
+        st.on(
+            "A0003 UID FETCH 4 (UID BODY.PEEK[HEADER] BODY.PEEK[TEXT]<0.5000>)",
+            reply.as_bytes(),
+        )
+    });
+    let err = s.top(&[4], 5, &mut |_, _| Ok(())).unwrap_err();
+    assert_eq!(err.kind(), ExitKind::Protocol, "{err}");
+}
