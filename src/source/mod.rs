@@ -2,5 +2,6 @@
 //! turns an account into a logged-in POP3 session.
 
 pub mod connect;
+pub mod imap;
 pub mod pop2;
 pub mod pop3;
