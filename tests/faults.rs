@@ -1,9 +1,9 @@
-//! Issue 4: SPEC §4 under fire. The real binary is killed with SIGKILL at
-//! seeded random instants, the scripted server misbehaves in every way it
-//! knows, two syncs race for one mailbox, the disk fills up, and secrets
-//! are hunted for in every output. After each failure: the documented exit
-//! code, nothing partial on disk, and a clean later run that delivers every
-//! message exactly once.
+//! Delivery guarantees (SPEC §4) under fire. The real binary is killed
+//! with SIGKILL at seeded random instants, the scripted server misbehaves
+//! in every way it knows, two syncs race for one mailbox, the disk fills
+//! up, and secrets are hunted for in every output. After each failure:
+//! the documented exit code, nothing partial on disk, and a clean later run
+//! that delivers every message exactly once.
 
 use std::collections::HashMap;
 use std::fs;

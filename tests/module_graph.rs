@@ -62,6 +62,11 @@ fn without_tests(text: &str) -> String {
 
 /// Module paths named in `text` as `crate::…` (also inside `crate::{…}`).
 fn crate_paths(text: &str) -> Vec<Vec<String>> {
+    relative_paths(text, "crate::")
+}
+
+/// The paths that follow `prefix` in `text` (`crate::a::b`, `super::{a, b}`).
+fn relative_paths(text: &str, prefix: &str) -> Vec<Vec<String>> {
     let ident = |s: &str| -> Vec<String> {
         s.split("::")
             .map(|p| {
@@ -74,9 +79,9 @@ fn crate_paths(text: &str) -> Vec<Vec<String>> {
     };
     let mut out = Vec::new();
     let mut rest = text;
-    while let Some(at) = rest.find("crate::") {
+    while let Some(at) = rest.find(prefix) {
         let before = rest[..at].chars().next_back();
-        rest = &rest[at + "crate::".len()..];
+        rest = &rest[at + prefix.len()..];
         if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
             continue;
         }
@@ -112,10 +117,12 @@ fn dependencies(module: &str, text: &str, known: &BTreeSet<String>) -> BTreeSet<
     for path in crate_paths(text) {
         add(&path);
     }
-    if text.contains("super::") {
-        if let Some((parent, _)) = module.rsplit_once("::") {
-            let parts: Vec<String> = parent.split("::").map(String::from).collect();
-            add(&parts);
+    // `super::x` names the parent's `x` (a sibling module, or an item of
+    // the parent itself); `super::{x, y}` names several.
+    if let Some((parent, _)) = module.rsplit_once("::") {
+        let parent: Vec<String> = parent.split("::").map(String::from).collect();
+        for relative in relative_paths(text, "super::") {
+            add(&[parent.clone(), relative].concat());
         }
     }
     deps
@@ -197,6 +204,7 @@ fn the_checker_finds_a_cycle_and_its_path() {
     modules.insert("c".to_string(), module("fn f() { crate::a::g() }"));
     modules.insert("d".to_string(), module(""));
     modules.insert("d::e".to_string(), module("use super::X;"));
+    modules.insert("d::f".to_string(), module("use super::{e::Y, X};"));
     let cycle = find_cycle(&graph_of(&modules)).expect("a -> b -> c -> a");
     assert_eq!(cycle, ["a", "b", "c", "a"]);
 
@@ -206,4 +214,9 @@ fn the_checker_finds_a_cycle_and_its_path() {
         without_tests("use crate::d::e;\n#[cfg(test)]\nmod tests { use crate::a; }"),
     );
     assert_eq!(find_cycle(&graph_of(&modules)), None);
+
+    // Siblings that name each other through `super::` are a cycle too.
+    modules.insert("d::e".to_string(), module("fn g() { super::f::h() }"));
+    let cycle = find_cycle(&graph_of(&modules)).expect("d::e -> d::f -> d::e");
+    assert_eq!(cycle, ["d::e", "d::f", "d::e"]);
 }

@@ -1,4 +1,6 @@
-//! Issue 6 policies: keep_days, max_size, filter, mda, --dry-run.
+//! The per-account policies: `keep_days`, `max_size`, a `filter` that
+//! sorts or deletes unread, delivery through an `mda`, and `--dry-run`,
+//! which changes nothing.
 
 use crate::support::server::{Config, Msg, Server};
 use crate::support::{files_in, maildir_messages, Env};

@@ -8,6 +8,7 @@ mod external_commands;
 mod faults;
 mod flags;
 mod framing;
+mod imap_client;
 mod mbox_locking;
 mod module_graph;
 mod output;

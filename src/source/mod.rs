@@ -8,6 +8,7 @@
 //! should speak it).
 
 pub mod connect;
+pub mod imap;
 pub mod pop2;
 pub mod pop3;
 

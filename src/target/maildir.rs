@@ -560,16 +560,17 @@ impl Drop for Maildir {
 /// Asks the kernel to start writing the file's data now, without waiting:
 /// the fsync at commit then has less left to wait for. A hint; its errors
 /// are ignored (the fsync reports any that matter).
+///
+/// `POSIX_FADV_DONTNEED` does that on Linux without `unsafe`:
+/// `generic_fadvise` starts write-back of the dirty pages
+/// (`__filemap_fdatawrite_range(.., WB_SYNC_NONE)`, the call
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)` makes), then evicts the pages
+/// already clean (a message is never read back). Measured against
+/// `sync_file_range` with per-file fsync, first fetch of 5,000 messages:
+/// 3.66 s and 3.71 s (medians of 14 interleaved runs), the same.
 fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // rustix has no sync_file_range.
-        // SAFETY: a valid open descriptor; offset 0, length 0 = whole file.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
     #[cfg(not(target_os = "linux"))]
     let _ = file;
 }

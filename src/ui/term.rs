@@ -1,5 +1,5 @@
 //! Small terminal helpers for the human-readable tables: how wide stdout
-//! is, local time without a date crate, and text that is safe to show
+//! is, local time without a date crate or libc, and text that is safe to show
 //! (a mail header or a server's reply is untrusted input: no escape
 //! sequences reach the terminal) and cut to a display width; and reading
 //! a password with echo off that puts echo back even when interrupted.
@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use rustix::termios::{LocalModes, OptionalActions, Termios};
 
 use crate::signals::{self, Action};
+
+use super::zone::{civil_from_days, Zone};
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -37,31 +39,23 @@ pub struct LocalTime {
     pub minute: u32,
 }
 
-/// Unix time → local time, with the system's time zone (`TZ` honoured).
+/// Unix time → local time, with the system's time zone (`TZ` honoured,
+/// as the C library reads it: see [`zone`](super::zone)).
 pub fn local_time(secs: i64) -> Option<LocalTime> {
-    // time_t is 32 bits on some targets.
-    #[allow(clippy::useless_conversion)]
-    let t: libc::time_t = secs.try_into().ok()?;
-    // Neither std nor rustix knows the time zone: libc's localtime_r does.
-    // SAFETY: localtime_r writes into the `tm` we own (all-zero is a valid
-    // one) and returns null on failure; tzset makes it honour a `TZ` set
-    // after start-up.
-    let (ok, tm) = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        tzset();
-        (!libc::localtime_r(&t, &mut tm).is_null(), tm)
-    };
-    ok.then(|| LocalTime {
-        year: tm.tm_year + 1900,
-        month: (tm.tm_mon + 1) as u32,
-        day: tm.tm_mday as u32,
-        hour: tm.tm_hour as u32,
-        minute: tm.tm_min as u32,
-    })
+    local_time_in(&Zone::local(), secs)
 }
 
-extern "C" {
-    fn tzset();
+fn local_time_in(zone: &Zone, secs: i64) -> Option<LocalTime> {
+    let local = secs.checked_add(i64::from(zone.offset_at(secs)))?;
+    let (year, month, day) = civil_from_days(local.div_euclid(86400));
+    let of_day = local.rem_euclid(86400) as u32;
+    Some(LocalTime {
+        year: i32::try_from(year).ok()?,
+        month,
+        day,
+        hour: of_day / 3600,
+        minute: of_day / 60 % 60,
+    })
 }
 
 const MONTHS: [&str; 12] = [
@@ -278,6 +272,28 @@ mod tests {
         assert_eq!(cut("日本語テキスト", 5), "日本…");
         assert_eq!(width(&fit("日本語", 8)), 8);
         assert_eq!(fit("abc", 2), "a…");
+    }
+
+    #[test]
+    fn local_time_follows_the_zone() {
+        let at = |tz: &str| local_time_in(&Zone::from_tz(Some(tz.as_ref())), 1_700_000_000);
+        let time = |year, month, day, hour, minute| {
+            Some(LocalTime {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+            })
+        };
+        assert_eq!(at("UTC0"), time(2023, 11, 14, 22, 13));
+        assert_eq!(at(""), time(2023, 11, 14, 22, 13));
+        assert_eq!(at("<+0530>-5:30"), time(2023, 11, 15, 3, 43));
+        assert_eq!(at("<-0930>9:30"), time(2023, 11, 14, 12, 43));
+        assert_eq!(
+            local_time_in(&Zone::from_tz(Some("UTC0".as_ref())), -1),
+            time(1969, 12, 31, 23, 59)
+        );
     }
 
     #[test]

@@ -80,6 +80,37 @@ pub fn dovecot_available() -> bool {
         })
 }
 
+/// Dovecot's IMAP service (Debian: `dovecot-imapd`) is installed too. When
+/// it is, every instance also serves IMAP (STARTTLS offered) and IMAPS.
+pub fn dovecot_imap_available() -> bool {
+    dovecot_available()
+        && LIBEXEC_DIRS.iter().any(|d| {
+            let d = Path::new(d);
+            d.join("imap").is_file() && d.join("imap-login").is_file()
+        })
+}
+
+/// Call first in every Dovecot IMAP test: like [`require_dovecot`], for
+/// `dovecot-imapd`.
+pub fn require_dovecot_imap() -> bool {
+    if !require_dovecot() {
+        return false;
+    }
+    if dovecot_imap_available() {
+        return true;
+    }
+    let what = format!(
+        "dovecot's IMAP service not installed (imap + imap-login in {}); install dovecot-imapd, see .ci/run",
+        LIBEXEC_DIRS.join(", "),
+    );
+    if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
+        panic!("{REQUIRE_ENV}=1 but {what}");
+    }
+    eprintln!();
+    eprintln!("SKIPPED: {what} (set {REQUIRE_ENV}=1 to make this a failure)");
+    false
+}
+
 /// Call first in every Dovecot test: `if !require_dovecot() { return; }`.
 ///
 /// Without Dovecot this prints a loud SKIPPED message and returns false, or
@@ -364,6 +395,8 @@ pub struct Dovecot {
     master: Master,
     pop3_port: u16,
     pop3s_port: u16,
+    /// IMAP and IMAPS; `None` without dovecot-imapd.
+    imap_ports: Option<(u16, u16)>,
     users: Vec<User>,
     pki: TestPki,
     mail_uid: u32,
@@ -469,15 +502,17 @@ impl Dovecot {
             .map(|d| d.as_secs())
             .unwrap_or(1_700_000_000);
         let mut failures = Vec::new();
+        let imap = dovecot_imap_available();
         for _ in 0..START_ATTEMPTS {
-            let (pop3_port, pop3s_port) = free_ports();
+            let ports = free_ports();
+            let (pop3_port, pop3s_port) = (ports[0], ports[1]);
+            let imap_ports = imap.then_some((ports[2], ports[3]));
             let conf = config(
                 &root,
                 &instance,
                 &accounts,
                 &pki,
-                pop3_port,
-                pop3s_port,
+                (pop3_port, pop3s_port, imap_ports),
                 extra_config,
             );
             write_file(&root.join("dovecot.conf"), conf.as_bytes(), 0o644);
@@ -500,12 +535,20 @@ impl Dovecot {
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
             let mut master = Master { child: Some(child) };
-            match wait_ready(&mut master, &root, &instance, pop3_port, pop3s_port) {
+            match wait_ready(
+                &mut master,
+                &root,
+                &instance,
+                pop3_port,
+                pop3s_port,
+                imap_ports,
+            ) {
                 Ok(()) => {
                     return Dovecot {
                         master,
                         pop3_port,
                         pop3s_port,
+                        imap_ports,
                         users,
                         pki,
                         mail_uid: accounts.mail_uid,
@@ -545,6 +588,17 @@ impl Dovecot {
     /// The POP3S port (implicit TLS).
     pub fn pop3s_port(&self) -> u16 {
         self.pop3s_port
+    }
+
+    /// The IMAP port (plain, STARTTLS offered); panics without
+    /// dovecot-imapd (call [`require_dovecot_imap`] first).
+    pub fn imap_port(&self) -> u16 {
+        self.imap_ports.expect("dovecot-imapd is not installed").0
+    }
+
+    /// The IMAPS port (implicit TLS).
+    pub fn imaps_port(&self) -> u16 {
+        self.imap_ports.expect("dovecot-imapd is not installed").1
     }
 
     /// The test PKI; give popfetch `ca_file = pki().ca_path`.
@@ -719,6 +773,7 @@ fn wait_ready(
     instance: &str,
     pop3_port: u16,
     pop3s_port: u16,
+    imap_ports: Option<(u16, u16)>,
 ) -> Result<(), StartError> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut pop3_ok = false;
@@ -742,8 +797,13 @@ fn wait_ready(
             pop3_ok = greets(pop3_port, instance);
         }
         if pop3_ok {
-            let addr = SocketAddr::from(([127, 0, 0, 1], pop3s_port));
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            let mut ports = vec![pop3s_port];
+            ports.extend(imap_ports.map(|(a, b)| [a, b]).into_iter().flatten());
+            let answers = |port: u16| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+            };
+            if ports.into_iter().all(answers) {
                 return Ok(());
             }
         }
@@ -788,16 +848,30 @@ fn config(
     instance: &str,
     accounts: &Accounts,
     pki: &TestPki,
-    pop3_port: u16,
-    pop3s_port: u16,
+    (pop3_port, pop3s_port, imap_ports): (u16, u16, Option<(u16, u16)>),
     extra: &str,
 ) -> String {
     let r = root.display();
     // Dovecot chroots login processes and anvil, which needs root.
-    let rootless = if accounts.root {
-        ""
+    let mut rootless = if accounts.root {
+        String::new()
     } else {
-        "\nservice pop3-login {\n  chroot =\n}\nservice anvil {\n  chroot =\n}\n"
+        "\nservice pop3-login {\n  chroot =\n}\nservice anvil {\n  chroot =\n}\n".to_string()
+    };
+    let (protocols, imap_service) = match imap_ports {
+        None => ("pop3", String::new()),
+        Some((imap, imaps)) => {
+            if !accounts.root {
+                rootless.push_str("service imap-login {\n  chroot =\n}\n");
+            }
+            (
+                "pop3 imap",
+                format!(
+                    "service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap}\n  }}\n  \
+                     inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n    ssl = yes\n  }}\n}}\n"
+                ),
+            )
+        }
     };
     format!(
         r#"# popfetch test instance, written by tests/support/dovecot.rs
@@ -805,7 +879,7 @@ instance_name = {instance}
 base_dir = {r}/run
 state_dir = {r}/state
 log_path = {r}/dovecot.log
-protocols = pop3
+protocols = {protocols}
 listen = 127.0.0.1
 login_greeting = Dovecot ready ({instance}).
 
@@ -855,6 +929,7 @@ service anvil {{
     mode = 0
   }}
 }}
+{imap_service}
 {rootless}
 {extra}
 "#,
@@ -866,14 +941,14 @@ service anvil {{
     )
 }
 
-/// Two distinct free ports on 127.0.0.1 (held together while picked).
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+/// Four distinct free ports on 127.0.0.1 (held together while picked):
+/// POP3, POP3S, IMAP, IMAPS.
+fn free_ports() -> [u16; 4] {
+    let held: Vec<TcpListener> = (0..4)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    let port = |i: usize| held[i].local_addr().unwrap().port();
+    [port(0), port(1), port(2), port(3)]
 }
 
 /// passwd-file fields cannot hold these.

@@ -1,0 +1,210 @@
+//! The second layer for `[accounts.NAME]`: validators, one per key or group
+//! of keys, turn a raw section (its own keys over `[defaults]`) into an
+//! [`Account`]. The order of the calls is part of the behaviour: when a
+//! section has several mistakes, the first in this order is the one named.
+
+use std::collections::HashMap;
+
+use super::raw::{RawConfig, Source};
+use super::section::Section;
+use super::{password, policy, server, targets};
+use super::{Account, Protocol};
+use crate::error::Result;
+
+/// Every account in the file, refusing two sections for one mailbox.
+pub(super) fn accounts(src: &Source, raw: &RawConfig) -> Result<Vec<Account>> {
+    let mut accounts: Vec<Account> = Vec::new();
+    let mut mailboxes: HashMap<(String, Option<String>), usize> = HashMap::new();
+    for (i, section) in raw.accounts.iter().enumerate() {
+        let account = account(&Section::new("accounts", section, &raw.defaults, src))?;
+        // The seen state belongs to the mailbox, not the section: two
+        // sections for one mailbox would share it, and the second would
+        // never fetch what the first recorded.
+        let mailbox = (account.identity(), account.folder.clone());
+        if let Some(&other) = mailboxes.get(&mailbox) {
+            // Name them in file order: the later one is the one to remove.
+            let other = &raw.accounts[other];
+            let (first, second) = if other.span.start < section.span.start {
+                (other, section)
+            } else {
+                (section, other)
+            };
+            return Err(src.err(
+                &second.span,
+                format!(
+                    "[accounts.{}] is the same mailbox as [accounts.{}] ({}): they would share one \
+                     seen state, so one of them would never fetch anything; keep one section",
+                    second.name, first.name, mailbox.0
+                ),
+            ));
+        }
+        mailboxes.insert(mailbox, i);
+        accounts.push(account);
+    }
+    Ok(accounts)
+}
+
+fn account(s: &Section) -> Result<Account> {
+    let host = server::required(s, "host")?;
+    let user = server::required(s, "user")?;
+    let protocol = server::protocol(s.get("protocol"))?;
+    let folder = server::folder(s.get("folder"), protocol)?;
+    if protocol == Protocol::Pop2 {
+        server::pop2_rules(s)?;
+    }
+    let port = server::port(s.get("port"))?;
+    let tls = server::tls(s.get("tls"), port)?;
+    let port = port.unwrap_or_else(|| server::default_port(protocol, tls));
+    let auth = server::auth(s.get("auth"))?;
+    let password = password::source(s)?;
+    let trust = server::trust(s, tls)?;
+    let target = targets::target(s)?;
+    let keep = policy::flag(s.get("keep"), true)?;
+    let timeout = policy::seconds(s.get("timeout"), 60)?;
+    // Under the 10 minutes a POP3 server may wait before it drops an idle
+    // session (RFC 1939 §3), yet long enough for an MDA on a big message
+    // or a passphrase typed at a gpg prompt.
+    let command_timeout = policy::seconds(s.get("command_timeout"), 300)?;
+    let keep_days = policy::keep_days(s.get("keep_days"), keep)?;
+    let max_size = policy::max_size(s.get("max_size"))?;
+    let filter = policy::filter(s.get("filter"), protocol, &s.header)?;
+
+    Ok(Account {
+        name: s.name().to_string(),
+        protocol,
+        folder,
+        host,
+        port,
+        user,
+        tls,
+        auth,
+        password,
+        trust,
+        target,
+        keep,
+        keep_days,
+        max_size,
+        filter,
+        timeout,
+        command_timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use crate::config::{parse, Config, PasswordSource, Target, TlsMode};
+    use crate::error::Result;
+    use crate::source::pop3::auth::AuthMethod;
+
+    fn parse_str(s: &str) -> Result<Config> {
+        parse(s, Path::new("/etc/popfetch/config.toml"))
+    }
+
+    const MINIMAL: &str =
+        "[accounts.work]\nhost = \"Pop.Example.com\"\nuser = \"alice\"\nmaildir = \"Mail\"\n";
+
+    #[test]
+    fn minimal_account_gets_safe_defaults() {
+        let c = parse_str(MINIMAL).unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.tls, TlsMode::Implicit);
+        assert_eq!(a.port, 995);
+        assert!(a.keep);
+        assert_eq!(a.auth, AuthMethod::Auto);
+        assert_eq!(a.identity(), "alice@pop.example.com");
+        assert_eq!(
+            a.target,
+            Target::Maildir(PathBuf::from("/etc/popfetch/Mail"))
+        );
+        assert!(matches!(a.password, PasswordSource::Prompt));
+    }
+
+    #[test]
+    fn port_110_means_starttls_and_defaults_inherit() {
+        let c = parse_str(&format!(
+            "[defaults]\nkeep = false\ntimeout = 5\n{MINIMAL}port = 110\n"
+        ))
+        .unwrap();
+        let a = &c.accounts[0];
+        assert_eq!(a.tls, TlsMode::StartTls);
+        assert!(!a.keep);
+        assert_eq!(a.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn two_sections_for_one_mailbox_are_refused_naming_both() {
+        let text = format!(
+            "{MINIMAL}\n[accounts.again]\nhost = \"POP.example.com\"\nuser = \"alice\"\nmbox = \"~/m\"\n"
+        );
+        let msg = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            msg.contains("[accounts.again] is the same mailbox as [accounts.work]")
+                && msg.contains("alice@pop.example.com"),
+            "{msg}"
+        );
+        // Another user on the same host is another mailbox.
+        parse_str(&text.replace("user = \"alice\"\nmbox", "user = \"bob\"\nmbox")).unwrap();
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        for (extra, needle) in [
+            ("tls = \"startls\"", "did you mean \"starttls\""),
+            ("port = 70000", "not a TCP port"),
+            ("keep = \"yes\"", "true or false"),
+            ("auth = \"kerberos\"", "expected one of"),
+            ("mbox = \"x\"", "choose exactly one"),
+            ("max_size = \"12 parsecs\"", "expected a size"),
+            ("keep_days = -1", "0 or more"),
+            ("tls_fingerprint = \"sha256:12\"", "not a SHA-256"),
+            ("folder = \"x\"", "for protocol = \"pop2\" only"),
+            ("protocol = \"pop2\"", "POP2 has no TLS"),
+            (
+                "protocol = \"pop2\"\ntls = \"none\"\nfilter = \"f\"",
+                "`filter` needs POP3",
+            ),
+        ] {
+            let err = parse_str(&format!("{MINIMAL}{extra}\n")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{extra}: {err}");
+        }
+        let err = parse_str("[accounts.x]\nhost = \"h\"\nmaildir = \"m\"\n").unwrap_err();
+        assert!(err.to_string().contains("no `user`"), "{err}");
+        let err = parse_str("stat_dir = \"x\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("did you mean `state_dir`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn with_several_mistakes_the_first_validator_in_order_names_its_own() {
+        for (section, needle) in [
+            // Required keys come first, whatever else is wrong.
+            ("keep = \"yes\"\nmaildir = \"m\"", "no `host`"),
+            // POP2's TLS rule comes before the port's own check.
+            (
+                "host = \"h\"\nuser = \"u\"\nprotocol = \"pop2\"\nport = \"x\"",
+                "POP2 has no TLS",
+            ),
+            // The connection before the target, the target before the policy.
+            (
+                "host = \"h\"\nuser = \"u\"\nport = 0\nkeep = 1",
+                "port = 0 is not a TCP port",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\nkeep = 1",
+                "has no destination",
+            ),
+            (
+                "host = \"h\"\nuser = \"u\"\nmaildir = \"m\"\nkeep = false\nkeep_days = 3\ntimeout = 0",
+                "timeout = 0: expected 1 to 3600 seconds",
+            ),
+        ] {
+            let err = parse_str(&format!("[accounts.a]\n{section}\n")).unwrap_err();
+            assert!(err.to_string().contains(needle), "{section}: {err}");
+        }
+    }
+}

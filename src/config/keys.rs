@@ -1,0 +1,77 @@
+//! The names the file may use: one list per table feeds the reader (unknown
+//! keys), "did you mean" and the documentation (`popfetch man`).
+
+/// Every account key, with what it takes.
+pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
+    ("host", "server name (required)"),
+    ("user", "login name (required)"),
+    ("protocol", "pop3 (default) | pop2 (RFC 937; port 109)"),
+    ("tls", "implicit | starttls | none"),
+    ("port", "server port (995 with implicit TLS, else 110)"),
+    (
+        "auth",
+        "auto | user | apop | plain | login | cram-md5 | xoauth2 | oauthbearer",
+    ),
+    (
+        "password",
+        "the password (only in a file readable by you alone)",
+    ),
+    (
+        "password_command",
+        "shell command printing the password or token",
+    ),
+    ("ca_file", "PEM file with extra trust anchors"),
+    (
+        "tls_fingerprint",
+        "pin the server certificate: \"sha256:AB:CD:…\" or a list",
+    ),
+    ("maildir", "deliver into this Maildir"),
+    ("mbox", "deliver into this mbox file (mboxrd)"),
+    ("mda", "deliver by piping to this command"),
+    ("keep", "leave messages on the server (default true)"),
+    (
+        "keep_days",
+        "with keep: delete N days after the first download",
+    ),
+    ("max_size", "leave larger messages on the server"),
+    ("filter", "command deciding from the headers"),
+    (
+        "timeout",
+        "seconds for the name lookup, connect and each read or write (default 60)",
+    ),
+    (
+        "command_timeout",
+        "seconds the mda, filter or password_command may run before it is killed with its children (default 300)",
+    ),
+    ("folder", "POP2 mailbox"),
+];
+
+/// Keys that belong to features not built yet: refused, never ignored.
+pub(super) const NOT_YET: &[&str] = &[];
+
+/// The keys outside any section.
+pub(super) const TOP_KEYS: &[&str] = &["state_dir", "defaults", "accounts"];
+
+/// The closest candidate within a small edit distance, if any.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_is_conservative() {
+        assert_eq!(
+            did_you_mean("pasword", &["password", "port"]),
+            Some("password")
+        );
+        assert_eq!(did_you_mean("zzzzzz", &["password", "port"]), None);
+    }
+}

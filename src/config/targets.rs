@@ -1,0 +1,59 @@
+//! Validator for where the messages go: exactly one target key per account.
+//! A new target (SPEC §8: `lmtp`, `smtp`, `imap_target`) is one more entry
+//! in [`TARGETS`].
+
+use super::paths;
+use super::section::{Section, Value};
+use super::Target;
+use crate::error::Result;
+
+/// Turns a target key's non-empty text into the [`Target`].
+type Build = fn(&str, &Value) -> Result<Target>;
+
+/// The keys that name a target, in the order messages list them.
+const TARGETS: &[(&str, Build)] = &[
+    ("maildir", |path, v| {
+        Ok(Target::Maildir(paths::resolve(path, v.source())))
+    }),
+    ("mbox", |path, v| {
+        Ok(Target::Mbox(paths::resolve(path, v.source())))
+    }),
+    ("mda", |command, _| Ok(Target::Mda(command.to_string()))),
+];
+
+/// The one target key the section sets, turned into a [`Target`].
+pub(super) fn target(s: &Section) -> Result<Target> {
+    let mut set = Vec::new();
+    for (key, build) in TARGETS {
+        if let Some((value, v)) = s.str(key)? {
+            set.push((*key, value, v, build));
+        }
+    }
+    let names: Vec<&str> = TARGETS.iter().map(|(k, _)| *k).collect();
+    match set.as_slice() {
+        [] => {
+            let keys: Vec<String> = names.iter().map(|k| format!("`{k}`")).collect();
+            let (last, first) = keys.split_last().expect("TARGETS is not empty");
+            Err(s.err(format!(
+                "{} has no destination: set {} or {last}",
+                s.header,
+                first.join(", ")
+            )))
+        }
+        [(key, value, v, build)] => {
+            if value.trim().is_empty() {
+                return Err(v.err(format!("`{key}` is empty")));
+            }
+            build(value, v)
+        }
+        [.., (_, _, v, _)] => {
+            let keys: Vec<&str> = set.iter().map(|(k, _, _, _)| *k).collect();
+            Err(v.err(format!(
+                "{} sets {}; choose exactly one of {}",
+                s.header,
+                keys.join(" and "),
+                names.join(", ")
+            )))
+        }
+    }
+}
