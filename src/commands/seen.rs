@@ -209,7 +209,7 @@ pub fn mark(
             account.name
         ));
     }
-    let uidls: Vec<&str> = plan.fetch.iter().map(|f| f.uidl.as_str()).collect();
+    let uidls: Vec<&str> = plan.fetch.iter().map(|f| f.key.as_str()).collect();
     let added = store.mark_seen(mailbox, &uidls, "mark")?;
     // The listing was complete: records of messages gone are pruned, as
     // after a sync (SPEC §4.6).

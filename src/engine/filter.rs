@@ -55,7 +55,7 @@ pub fn apply(
     if plan.fetch.is_empty() {
         return Ok(verdicts);
     }
-    let numbers: Vec<u32> = plan.fetch.iter().map(|f| f.number).collect();
+    let numbers: Vec<u32> = plan.fetch.iter().map(|f| f.handle).collect();
     let mut keep = vec![true; numbers.len()];
     let sent = source.headers(&numbers, &mut |i, reply| {
         let item = &plan.fetch[i];
@@ -73,7 +73,7 @@ pub fn apply(
                     ExitKind::Protocol,
                     format!(
                         "{}: the server refused TOP {} ({reason}), which `filter` needs",
-                        account.host, item.number
+                        account.host, item.handle
                     ),
                 ))
             }
@@ -82,11 +82,11 @@ pub fn apply(
             Verdict::Fetch => {}
             Verdict::Delete => {
                 keep[i] = false;
-                verdicts.delete.push((item.number, item.uidl.clone()));
+                verdicts.delete.push((item.handle, item.key.clone()));
             }
             Verdict::Leave => {
                 keep[i] = false;
-                verdicts.left.push((item.number, item.uidl.clone()));
+                verdicts.left.push((item.handle, item.key.clone()));
             }
         }
         Ok(())
@@ -115,7 +115,7 @@ fn run_filter(
 ) -> Result<Verdict> {
     let mut cmd = crate::external::shell(command);
     cmd.env("POPFETCH_ACCOUNT", &account.name)
-        .env("POPFETCH_UIDL", &item.uidl)
+        .env("POPFETCH_UIDL", &item.key)
         .env("POPFETCH_SIZE", item.size.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -138,7 +138,7 @@ fn run_filter(
         });
         let _ = written.recv_timeout(limit);
     });
-    let number = item.number;
+    let number = item.handle;
     // Run by hand on the headers it got, the filter shows why it failed.
     let try_it = format!(
         "try it by hand on the output of `popfetch top {} {number}`, fix it, and sync again",

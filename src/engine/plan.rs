@@ -101,10 +101,10 @@ impl SkipReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetch {
     /// The source's handle ([`Entry::handle`]).
-    pub number: u32,
+    pub handle: u32,
     /// The key its seen record gets ([`Entry::id`]); empty when the
     /// source gives none (it is keyed by its content once read).
-    pub uidl: String,
+    pub key: String,
     pub size: u64,
 }
 
@@ -129,7 +129,7 @@ impl Plan {
 
     /// Leaves message `number` on the server this session.
     pub fn hold(&mut self, number: u32, reason: SkipReason) {
-        self.fetch.retain(|f| f.number != number);
+        self.fetch.retain(|f| f.handle != number);
         self.delete_seen.retain(|(n, _)| *n != number);
         self.skip.push((number, reason));
     }
@@ -174,8 +174,8 @@ pub fn plan(listing: &[Entry], seen: &HashMap<String, i64>, policy: Policy) -> P
                 }
             }
             plan.fetch.push(Fetch {
-                number: entry.handle,
-                uidl: uidl.to_string(),
+                handle: entry.handle,
+                key: uidl.to_string(),
                 size: entry.size,
             });
         } else if policy.keep && !expired {
@@ -295,7 +295,7 @@ mod tests {
             &seen(&["b"]),
             KEEP,
         );
-        let nums: Vec<u32> = p.fetch.iter().map(|f| f.number).collect();
+        let nums: Vec<u32> = p.fetch.iter().map(|f| f.handle).collect();
         assert_eq!(nums, vec![1, 3]);
         assert_eq!(p.kept, 1);
         assert!(p.delete_seen.is_empty());
@@ -419,7 +419,7 @@ mod tests {
                 ..KEEP
             },
         );
-        let fetched: Vec<u32> = p.fetch.iter().map(|f| f.number).collect();
+        let fetched: Vec<u32> = p.fetch.iter().map(|f| f.handle).collect();
         assert_eq!(fetched, vec![2, 3, 6]);
         assert_eq!(p.delete_seen, vec![(1, keys[0].clone())]);
         assert_eq!(p.skip.len(), 2, "x is still shared: {:?}", p.skip);

@@ -360,8 +360,8 @@ fn plan_session(
             fetch: listing
                 .iter()
                 .map(|e| plan::Fetch {
-                    number: e.handle,
-                    uidl: String::new(),
+                    handle: e.handle,
+                    key: String::new(),
                     size: e.size,
                 })
                 .collect(),
@@ -484,7 +484,7 @@ fn dry_run(
     planned.extend(
         plan.fetch
             .iter()
-            .map(|f| item(fetch_action, f.number, None)),
+            .map(|f| item(fetch_action, f.handle, None)),
     );
     planned.extend(
         plan.delete_seen
@@ -643,7 +643,7 @@ impl Fetch<'_> {
         };
         let mut batch = Batch::default();
         let mut commit_failed = false;
-        let numbers: Vec<u32> = self.wanted.iter().map(|f| f.number).collect();
+        let numbers: Vec<u32> = self.wanted.iter().map(|f| f.handle).collect();
         let result = source.fetch(&numbers, max_size, &mut |i, reply| {
             let item = &self.wanted[i];
             if crate::ui::interrupt::requested() {
@@ -662,7 +662,7 @@ impl Fetch<'_> {
                 Fetched::Refused(reason) => {
                     report.warnings.push(format!(
                         "{}: the server would not send message {} ({reason}); it stays on the server",
-                        report.account, item.number
+                        report.account, item.handle
                     ));
                     report.skipped += 1;
                 }
@@ -685,7 +685,7 @@ impl Fetch<'_> {
                         e.local()
                     })?;
             }
-            Ok(if batch.recorded[recorded_before..].contains(&item.number) {
+            Ok(if batch.recorded[recorded_before..].contains(&item.handle) {
                 Taken::Recorded {
                     delete: self.delete,
                 }
@@ -749,7 +749,7 @@ impl Fetch<'_> {
             cap: item.size,
             progress,
         };
-        let delivered = if item.uidl.is_empty() {
+        let delivered = if item.key.is_empty() {
             // No identity from the server: the content's digest, known
             // only once the message was read to the end.
             let mut hashing = HashingReader::new(&mut counting);
@@ -758,8 +758,8 @@ impl Fetch<'_> {
                 .map(|size| (size, format!("body:{}", hashing.hex())))
         } else {
             self.target
-                .deliver(&MessageInfo { uidl: &item.uidl }, &mut counting)
-                .map(|size| (size, item.uidl.clone()))
+                .deliver(&MessageInfo { uidl: &item.key }, &mut counting)
+                .map(|size| (size, item.key.clone()))
         };
         match delivered {
             Ok((_written, key)) => {
@@ -767,16 +767,14 @@ impl Fetch<'_> {
                 // the bar counts by LIST size, the unit of its total.
                 let size = body.octets();
                 progress.advance(item.size);
-                if item.uidl.is_empty()
-                    && self.seen.contains_key(&key)
-                    && self.target.discard_last()
+                if item.key.is_empty() && self.seen.contains_key(&key) && self.target.discard_last()
                 {
                     // Delivered and recorded by a session that ended
                     // before its QUIT: taken back before anyone saw it,
                     // and deleted now on the strength of that record.
-                    batch.recorded.push(item.number);
+                    batch.recorded.push(item.handle);
                 } else {
-                    if item.uidl.is_empty() {
+                    if item.key.is_empty() {
                         self.target.set_last_uidl(&key);
                     }
                     batch.add(i, key, size);
@@ -790,7 +788,7 @@ impl Fetch<'_> {
                     "{}: message {} grew past max_size while it was received \
                      (the server announced {}); it was not delivered and stays on the server",
                     report.account,
-                    item.number,
+                    item.handle,
                     human_bytes(item.size)
                 ));
                 report.skipped += 1;
@@ -847,11 +845,11 @@ impl Batch {
             for (j, (i, key)) in self.keys.iter().enumerate() {
                 let to = target.destination(named.then(|| names[j].as_str()));
                 let f = &wanted[*i];
-                verbose.say(|| delivered_line(&report.account, f.number, f.size, key, &to));
+                verbose.say(|| delivered_line(&report.account, f.handle, f.size, key, &to));
             }
         }
         for (i, _) in self.keys.drain(..) {
-            self.recorded.push(wanted[i].number);
+            self.recorded.push(wanted[i].handle);
             report.new += 1;
         }
         report.bytes += self.bytes;
@@ -893,5 +891,31 @@ impl Read for CountingReader<'_> {
         self.read += n as u64;
         self.progress.receiving(self.read.min(self.cap));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(handle: u32, id: &str) -> Entry {
+        Entry {
+            handle,
+            size: 10,
+            id: Some(id.to_string()),
+        }
+    }
+
+    /// Copies of a message (same content digest) are kept out of the plan
+    /// and follow their first: deleted when it is, left when it is not.
+    #[test]
+    fn copies_go_where_their_first_goes() {
+        let listing = vec![entry(1, "a"), entry(2, "b"), entry(3, "a"), entry(4, "a")];
+        let (firsts, copies) = split_copies(listing);
+        assert_eq!(firsts, vec![entry(1, "a"), entry(2, "b")]);
+        assert_eq!(copies, vec![(3, "a".to_string()), (4, "a".to_string())]);
+        assert_eq!(copies_to_delete(&copies, &[1], &firsts), vec![3, 4]);
+        assert!(copies_to_delete(&copies, &[2], &firsts).is_empty());
+        assert!(copies_to_delete(&[], &[1], &firsts).is_empty());
     }
 }
