@@ -1506,7 +1506,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop(first);
-        fcntl_lock(&second, Instant::now()).unwrap();
+        // Free once the first is closed. A test running beside this one may
+        // fork, and its child holds a copy of every descriptor (and so the
+        // lock) until it execs: allow that moment.
+        fcntl_lock(&second, Instant::now() + Duration::from_secs(5)).unwrap();
     }
 
     #[test]
