@@ -23,12 +23,12 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod engine;
+pub(crate) mod engine;
 pub mod error;
-pub mod external;
+pub(crate) mod external;
 pub mod net;
-pub mod signals;
+pub(crate) mod signals;
 pub mod source;
-pub mod state;
-pub mod target;
+pub(crate) mod state;
+pub(crate) mod target;
 pub mod ui;

@@ -2,12 +2,12 @@
 //! the servers. Errors go up as `anyhow` with a typed [`Error`] inside, so
 //! the binary can map them to an exit code.
 
-pub mod docs;
-pub mod import;
-pub mod info;
-pub mod init;
-pub mod peek;
-pub mod seen;
+pub(crate) mod docs;
+pub(crate) mod import;
+pub(crate) mod info;
+pub(crate) mod init;
+pub(crate) mod peek;
+pub(crate) mod seen;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

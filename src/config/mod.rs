@@ -45,8 +45,6 @@ use crate::source::pop3::auth::AuthMethod;
 
 pub use keys::{did_you_mean, ACCOUNT_KEYS};
 pub use password::PasswordSource;
-pub use paths::expand_path;
-pub use policy::parse_size;
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -334,11 +334,6 @@ impl TlsContext {
             ),
         }
     }
-
-    /// The fingerprint of the last certificate the server presented.
-    pub fn presented_fingerprint(&self) -> Option<Fingerprint> {
-        *self.verifier.presented.lock().unwrap()
-    }
 }
 
 /// Why a certificate was refused, in words.

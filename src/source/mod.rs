@@ -7,9 +7,9 @@
 //! of `pop3::mock`), and one arm in [`open`] (and [`probe`] if `info`
 //! should speak it).
 
-pub mod connect;
+pub(crate) mod connect;
 pub mod imap;
-pub mod pop2;
+pub(crate) mod pop2;
 pub mod pop3;
 
 use std::io::Read;

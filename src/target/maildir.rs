@@ -308,10 +308,6 @@ impl Maildir {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Resolves journal entries left by an interrupted run (see the module
     /// comment).
     ///
@@ -541,10 +537,6 @@ impl Delivery for Maildir {
         }
     }
 
-    fn uncommitted(&self) -> usize {
-        self.staged.len()
-    }
-
     fn batch_limit(&self) -> usize {
         MAX_BATCH
     }
@@ -561,7 +553,7 @@ impl Drop for Maildir {
 /// the fsync at commit then has less left to wait for. A hint; its errors
 /// are ignored (the fsync reports any that matter).
 ///
-/// `POSIX_FADV_DONTNEED` does that on Linux without `unsafe`:
+/// `POSIX_FADV_DONTNEED` does that on Linux through a safe rustix call:
 /// `generic_fadvise` starts write-back of the dirty pages
 /// (`__filemap_fdatawrite_range(.., WB_SYNC_NONE)`, the call
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` makes), then evicts the pages

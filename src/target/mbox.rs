@@ -78,6 +78,12 @@ struct FirstLine {
 }
 
 impl Mbox {
+    /// Messages delivered and not yet committed (for the tests).
+    #[cfg(test)]
+    fn uncommitted(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn open(path: &Path) -> Result<Mbox> {
         let parent = folder_of(path);
         crate::state::files::create_private_dir(parent, "the folder")?;
@@ -244,10 +250,6 @@ impl Delivery for Mbox {
     fn destination(&self, _name: Option<&str>) -> String {
         // The journal names where in the file; the user wants the file.
         self.path.display().to_string()
-    }
-
-    fn uncommitted(&self) -> usize {
-        self.pending.len()
     }
 }
 

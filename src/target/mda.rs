@@ -195,10 +195,6 @@ impl Delivery for Mda {
         "mda".to_string()
     }
 
-    fn uncommitted(&self) -> usize {
-        self.delivered
-    }
-
     fn batch_limit(&self) -> usize {
         // Each MDA delivery is final at once: record it at once too.
         1

@@ -59,9 +59,6 @@ pub trait Delivery {
     /// Called only when asked, after the commit: delivery pays nothing.
     fn destination(&self, name: Option<&str>) -> String;
 
-    /// How many messages wait for [`Delivery::commit`].
-    fn uncommitted(&self) -> usize;
-
     /// Most messages to gather before a commit.
     fn batch_limit(&self) -> usize {
         256

@@ -5,10 +5,10 @@
 //! (`zone`) and Ctrl-C (`interrupt`). Only `report` knows the engine; the
 //! others are leaves it and the engine both use.
 
-pub mod interrupt;
-pub mod notice;
-pub mod progress;
+pub(crate) mod interrupt;
+pub(crate) mod notice;
+pub(crate) mod progress;
 pub mod report;
-pub mod term;
-pub mod units;
+pub(crate) mod term;
+pub(crate) mod units;
 mod zone;

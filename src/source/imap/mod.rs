@@ -19,7 +19,7 @@
 //! the shared source interface; they are mapped onto it when the engine
 //! learns IMAP.
 
-pub mod codec;
+pub(crate) mod codec;
 #[cfg(test)]
 mod tests;
 

@@ -44,14 +44,11 @@ pub enum Command<'a> {
     Auth(&'a str, Option<&'a Secret>),
     /// A line answering a `+` challenge.
     SaslResponse(&'a Secret),
-    Stat,
     List,
     Uidl,
     Top(u32, u32),
     Retr(u32),
     Dele(u32),
-    Noop,
-    Rset,
     Quit,
 }
 
@@ -74,14 +71,11 @@ impl Command<'_> {
             Command::Auth(m, None) => format!("AUTH {m}"),
             Command::Auth(m, Some(r)) => format!("AUTH {m} {}", secret(r)),
             Command::SaslResponse(r) => secret(r),
-            Command::Stat => "STAT".to_string(),
             Command::List => "LIST".to_string(),
             Command::Uidl => "UIDL".to_string(),
             Command::Top(n, k) => format!("TOP {n} {k}"),
             Command::Retr(n) => format!("RETR {n}"),
             Command::Dele(n) => format!("DELE {n}"),
-            Command::Noop => "NOOP".to_string(),
-            Command::Rset => "RSET".to_string(),
             Command::Quit => "QUIT".to_string(),
         };
         out.extend_from_slice(line.as_bytes());
@@ -748,11 +742,6 @@ pub struct Body<'a, S = Stream> {
 }
 
 impl<S: Read> Body<'_, S> {
-    /// Bytes delivered so far (after unstuffing).
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// The message's size so far as the server counts it: unstuffed, with
     /// CRLF line ends (what LIST announces for an honest server). Sizes
     /// shown to the user are this count, so they agree with `check`,
@@ -863,21 +852,6 @@ impl<S: Transport> Session<S> {
     /// [`Body::over_limit`] set, and the rest of it is skipped.
     pub fn limit_retr(&mut self, max: Option<u64>) {
         self.retr_limit = max;
-    }
-
-    /// STAT: message count and total size.
-    pub fn stat(&mut self) -> Result<(u32, u64)> {
-        self.conn.send(&Command::Stat)?;
-        let text = self.conn.expect_ok("STAT", Phase::Transaction)?;
-        codec::parse_list_line(text.as_bytes()).ok_or_else(|| {
-            Error::new(
-                ExitKind::Protocol,
-                format!(
-                    "{}: protocol error: malformed STAT reply {text:?}",
-                    self.conn.host
-                ),
-            )
-        })
     }
 
     /// The whole mailbox: LIST and UIDL (both asked at once with
