@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Account, Target};
 use crate::engine::filter;
-use crate::engine::identity::{identify_without_uidl, tell_shared_uidls_apart, HashingReader};
+use crate::engine::identity::{
+    follow_uidvalidity, identify_without_uidl, tell_shared_uidls_apart, HashingReader, HeaderDigest,
+};
 use crate::engine::plan::{self, Policy};
 use crate::error::{Error, Result};
 use crate::source::connect::ConnectOptions;
@@ -171,13 +173,19 @@ fn run(
         (opened, seen)
     });
     let opened = opened?;
-    let seen = seen?;
+    let mut seen = seen?;
     report.warnings.extend(opened.warnings);
     let mut source = opened.source;
     let keep = opts.keep_override.unwrap_or(account.keep);
     progress.phase("listing");
-    let (listing, mut plan, copies) =
-        plan_session(source.as_mut(), account, opts, &seen, keep, report)?;
+    let (listing, mut plan, copies) = plan_session(
+        source.as_mut(),
+        account,
+        opts,
+        (&mut seen, Some((&mut store, mailbox))),
+        keep,
+        report,
+    )?;
     let verdicts = filter::apply(source.as_mut(), account, &mut plan, progress)?;
     report.left = verdicts.left.len() as u64;
     let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
@@ -201,6 +209,7 @@ fn run(
         return Ok(());
     }
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
+    let digest_headers = source.uidvalidity().is_some();
     let mut fetch = Fetch {
         target: target.as_mut(),
         store: &mut store,
@@ -208,6 +217,7 @@ fn run(
         wanted: &plan.fetch,
         seen: &seen,
         delete: !keep,
+        digest_headers,
         progress,
         verbose,
     };
@@ -333,15 +343,31 @@ pub(crate) fn delivered_line(
 /// a source naming messages by their content lists more than once are
 /// returned apart, out of the listing and the plan: they go where their
 /// first goes (see [`copies_to_delete`]).
+///
+/// `seen` comes with the store it was read from (none for a dry run
+/// without state): a renumbered IMAP folder moves records to new keys.
 fn plan_session(
     source: &mut dyn Source,
     account: &Account,
     opts: &SyncOptions,
-    seen: &HashMap<String, i64>,
+    (seen, store): (&mut HashMap<String, i64>, Option<(&mut Store, i64)>),
     keep: bool,
     report: &mut SyncReport,
 ) -> Result<(Vec<Entry>, plan::Plan, Copies)> {
     let listing = source.listing()?;
+    if let Some((store, mailbox)) = store {
+        let commit = !opts.dry_run;
+        report.warnings.extend(follow_uidvalidity(
+            source,
+            store,
+            mailbox,
+            &listing,
+            seen,
+            commit,
+            &account.name,
+        )?);
+    }
+    let seen = &*seen;
     let (mut listing, copies) = if source.ids_are_digests() {
         split_copies(listing)
     } else {
@@ -443,21 +469,32 @@ fn dry_run(
     opts: &SyncOptions,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let seen = if state_dir.join(Store::FILE_NAME).exists() {
-        let store = Store::open(state_dir)?;
-        match store.find_mailbox(&account.identity())? {
-            Some(mb) => store.seen(mb)?,
-            None => HashMap::new(),
+    let mut store = match state_dir.join(Store::FILE_NAME).exists() {
+        true => {
+            let store = Store::open(state_dir)?;
+            store
+                .find_mailbox(&account.identity())?
+                .map(|mb| (store, mb))
         }
-    } else {
-        HashMap::new()
+        false => None,
+    };
+    let mut seen = match &store {
+        Some((store, mb)) => store.seen(*mb)?,
+        None => HashMap::new(),
     };
     let opened = source::open(account, &opts.connect, &|| {})?;
     report.warnings.extend(opened.warnings);
     let mut source = opened.source;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let (listing, mut plan, _copies) =
-        plan_session(source.as_mut(), account, opts, &seen, keep, report)?;
+    let records = store.as_mut().map(|(store, mb)| (store, *mb));
+    let (listing, mut plan, _copies) = plan_session(
+        source.as_mut(),
+        account,
+        opts,
+        (&mut seen, records),
+        keep,
+        report,
+    )?;
     let verdicts = filter::apply(source.as_mut(), account, &mut plan, &Progress::hidden())?;
     report.left = verdicts.left.len() as u64;
     let listed: HashMap<u32, &Entry> = listing.iter().map(|e| (e.handle, e)).collect();
@@ -616,6 +653,9 @@ struct Fetch<'a> {
     seen: &'a HashMap<String, i64>,
     /// The policy deletes what is delivered.
     delete: bool,
+    /// Records get the digest of the message's header block (sources with
+    /// a UIDVALIDITY: see `identity::follow_uidvalidity`).
+    digest_headers: bool,
     progress: &'a Progress,
     verbose: &'a Verbose,
 }
@@ -749,6 +789,7 @@ impl Fetch<'_> {
             cap: item.size,
             progress,
         };
+        let mut counting = HeaderDigest::new(&mut counting, self.digest_headers);
         let delivered = if item.key.is_empty() {
             // No identity from the server: the content's digest, known
             // only once the message was read to the end.
@@ -761,6 +802,7 @@ impl Fetch<'_> {
                 .deliver(&MessageInfo { uidl: &item.key }, &mut counting)
                 .map(|size| (size, item.key.clone()))
         };
+        let header = counting.hex();
         match delivered {
             Ok((_written, key)) => {
                 // Sizes reported are the server's (see Message::octets);
@@ -777,7 +819,7 @@ impl Fetch<'_> {
                     if item.key.is_empty() {
                         self.target.set_last_uidl(&key);
                     }
-                    batch.add(i, key, size);
+                    batch.add(i, key, header, size);
                 }
                 Ok(())
             }
@@ -803,8 +845,9 @@ impl Fetch<'_> {
 
 /// Messages delivered since the last commit, and what was recorded so far.
 struct Batch {
-    /// (index into `wanted`, the key its seen record gets)
-    keys: Vec<(usize, String)>,
+    /// (index into `wanted`, the key its seen record gets, its header
+    /// digest if taken)
+    keys: Vec<(usize, String, Option<String>)>,
     bytes: u64,
     started: Instant,
     /// Numbers of the messages delivered and recorded.
@@ -823,8 +866,8 @@ impl Default for Batch {
 }
 
 impl Batch {
-    fn add(&mut self, index: usize, key: String, size: u64) {
-        self.keys.push((index, key));
+    fn add(&mut self, index: usize, key: String, header: Option<String>, size: u64) {
+        self.keys.push((index, key, header));
         self.bytes += size;
     }
 
@@ -842,13 +885,13 @@ impl Batch {
         if verbose.is_on() {
             // One name per message, in order, from a target that names them.
             let named = names.len() == self.keys.len();
-            for (j, (i, key)) in self.keys.iter().enumerate() {
+            for (j, (i, key, _)) in self.keys.iter().enumerate() {
                 let to = target.destination(named.then(|| names[j].as_str()));
                 let f = &wanted[*i];
                 verbose.say(|| delivered_line(&report.account, f.handle, f.size, key, &to));
             }
         }
-        for (i, _) in self.keys.drain(..) {
+        for (i, _, _) in self.keys.drain(..) {
             self.recorded.push(wanted[i].handle);
             report.new += 1;
         }
@@ -863,15 +906,18 @@ fn commit_batch(
     target: &mut dyn Delivery,
     store: &mut Store,
     mailbox: i64,
-    batch: &[(usize, String)],
+    batch: &[(usize, String, Option<String>)],
 ) -> Result<Vec<String>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
     let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
-    let keys: Vec<&str> = batch.iter().map(|(_, k)| k.as_str()).collect();
+    let records: Vec<(&str, Option<&str>)> = batch
+        .iter()
+        .map(|(_, k, h)| (k.as_str(), h.as_deref()))
+        .collect();
     let named: Vec<&str> = names.iter().map(String::as_str).collect();
-    store.commit_delivered(mailbox, &keys, &named)?;
+    store.commit_delivered_with_headers(mailbox, &records, &named)?;
     Ok(names)
 }
 

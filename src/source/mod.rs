@@ -128,6 +128,13 @@ pub trait Source {
     fn acks_each_message(&self) -> bool {
         false
     }
+
+    /// The selected folder's name and UIDVALIDITY, for a source whose ids
+    /// are `UIDVALIDITY/UID` (IMAP): when it changes, every UID does, and
+    /// the engine finds the messages again by their headers.
+    fn uidvalidity(&self) -> Option<(&str, u32)> {
+        None
+    }
 }
 
 /// A logged-in source plus what the caller should tell the user.
