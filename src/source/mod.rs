@@ -1,6 +1,7 @@
 //! Where mail comes from, behind one interface: [`Source`]. POP3
-//! (`pop3/`, logged in by `connect`) and POP2 (`pop2`) implement it; the
-//! engine and the read-only commands see nothing else.
+//! (`pop3/`), IMAP (`imap/`, one selected folder: `imap::Folder`), both
+//! logged in by `connect`, and POP2 (`pop2`) implement it; the engine and
+//! the read-only commands see nothing else.
 //!
 //! To add a source: a module here that implements [`Source`] (its wire
 //! code generic over `net::Transport`, unit-tested on the scripted stream
@@ -21,12 +22,14 @@ use connect::ConnectOptions;
 /// One message as the listing names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// How the session names it: the POP3 or POP2 message number.
+    /// How the session names it: the POP3 or POP2 message number, the
+    /// IMAP UID.
     pub handle: u32,
     /// Octets, as the server counts them.
     pub size: u64,
-    /// The key of its seen record: the UIDL, a header digest (`hdr:…`), a
-    /// content digest (`pop2:…`); `None` when the server gives none.
+    /// The key of its seen record: the UIDL, IMAP's `UIDVALIDITY/UID`, a
+    /// header digest (`hdr:…`), a content digest (`pop2:…`); `None` when
+    /// the server gives none.
     pub id: Option<String>,
 }
 
@@ -162,6 +165,16 @@ pub fn open(
             source: Box::new(pop2::open(account, opts, logging_in)?),
             warnings: Vec::new(),
         }),
+        Protocol::Imap => {
+            let opened = connect::open_imap(account, opts, logging_in)?;
+            let mut warnings = opened.warnings;
+            let mut folder = imap::Folder::select(opened.session, account, opts.alerts.clone())?;
+            warnings.extend(folder.warnings());
+            Ok(Opened {
+                source: Box::new(folder),
+                warnings,
+            })
+        }
     }
 }
 
@@ -169,7 +182,7 @@ pub fn open(
 /// reading everything, if it cannot.
 pub fn refuse_dry_run(account: &Account) -> Result<()> {
     match account.protocol {
-        Protocol::Pop3 => Ok(()),
+        Protocol::Pop3 | Protocol::Imap => Ok(()),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             "--dry-run is not available for POP2 accounts: POP2 can only tell what is new by reading every message",
@@ -181,7 +194,7 @@ pub fn refuse_dry_run(account: &Account) -> Result<()> {
 /// mark`) cannot work with this account, if they cannot.
 pub fn refuse_peek(account: &Account) -> Result<()> {
     match account.protocol {
-        Protocol::Pop3 => Ok(()),
+        Protocol::Pop3 | Protocol::Imap => Ok(()),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             format!(
@@ -208,6 +221,7 @@ pub struct Probe {
 pub fn probe(account: &Account, trace: bool) -> Result<Probe> {
     match account.protocol {
         Protocol::Pop3 => connect::probe(account, trace),
+        Protocol::Imap => connect::probe_imap(account, trace),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             "`info` speaks POP3; POP2 has no capabilities to show",

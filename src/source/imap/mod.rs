@@ -15,11 +15,15 @@
 //! `UID FETCH`; whatever else the server says in between (other messages'
 //! FETCH, EXPUNGE, EXISTS, FLAGS) is read and never taken for a body.
 //!
-//! The types the engine sees ([`Entry`], [`Fetched`], [`Message`]) mirror
-//! the shared source interface; they are mapped onto it when the engine
-//! learns IMAP.
+//! The session speaks in the types of the shared source interface
+//! ([`Entry`], [`Fetched`], [`Message`]); [`Folder`] (one selected folder
+//! with the account's IMAP settings) is the [`crate::source::Source`] the
+//! engine drives.
 
 pub mod codec;
+mod folder;
+
+pub use folder::Folder;
 #[cfg(test)]
 mod tests;
 
@@ -50,37 +54,10 @@ const MAX_UNTAGGED: usize = 100_000;
 /// Largest literal LITERAL- (RFC 7888) lets us send without waiting.
 const LITERAL_MINUS_MAX: usize = 4096;
 
-/// One message of the folder's listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The UID.
-    pub handle: u32,
-    /// RFC822.SIZE: the server's word, never trusted for framing.
-    pub size: u64,
-    /// `UIDVALIDITY/UID` (SPEC §8: the `uidl` shown for IMAP messages).
-    pub id: Option<String>,
-}
-
-/// A message body being delivered: the decoded bytes, LF line ends.
-pub trait Message: Read {
-    /// The size so far as the server counts it (CRLF line ends).
-    fn octets(&self) -> u64;
-    /// The message grew past `max_size`: the reader failed, and the rest of
-    /// it is skipped so the session goes on.
-    fn over_limit(&self) -> bool;
-}
-
-/// What became of one requested message.
-pub enum Fetched<'a> {
-    /// Read it to its end (or fail).
-    Body(&'a mut dyn Message),
-    /// The server did not give it; why.
-    Refused(String),
-}
-
-/// What the sink of a fetch is handed: the index into the requested
-/// handles, and the message.
-pub type Sink<'s> = dyn FnMut(usize, Fetched<'_>) -> Result<()> + 's;
+// The listing's ids are `UIDVALIDITY/UID` (SPEC §8: the `uidl` shown for
+// IMAP messages); handles are UIDs; sizes are RFC822.SIZE, the server's
+// word, never trusted for framing.
+pub use crate::source::{Entry, Fetched, Message, Sink};
 
 /// The folder selected, as SELECT/EXAMINE reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
