@@ -15,7 +15,7 @@ use popfetch::source::imap::{Client, Fetched, Session};
 use popfetch::source::pop3::auth::AuthMethod;
 
 use crate::support::imapserver::{numbered, Fault, ImapConfig, ImapMsg, ImapServer};
-use crate::support::{expected_delivery, mixed_messages};
+use crate::support::{expected_delivery, files_in, maildir_messages, mixed_messages, Env, Run};
 
 /// A message's text as the scripted server is given it.
 fn text(i: usize, body: &str) -> Vec<u8> {
@@ -222,4 +222,320 @@ fn uidvalidity_changes_between_sessions() {
     assert_eq!(listing[0].id.as_deref(), Some("2000/101"));
     assert_eq!(listing[4].id.as_deref(), Some("2000/105"));
     s.finish().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Through the binary
+
+/// An IMAP account on the scripted server (plain TCP: the faults are the
+/// point here, TLS is tested against Dovecot).
+fn imap_account(server: &ImapServer, timeout: u32) -> String {
+    format!(
+        "[accounts.im]\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/im\"\ntimeout = {timeout}\n",
+        server.port()
+    )
+}
+
+/// How many copies of each message the Maildir holds (by the server's
+/// order of `msgs`), and the files that are none of them.
+fn copies(env: &Env, msgs: &[ImapMsg]) -> (Vec<usize>, usize) {
+    let mut counts = vec![0; msgs.len()];
+    let mut strangers = 0;
+    for file in maildir_messages(&env.maildir("im")) {
+        match msgs.iter().position(|m| expected_delivery(&m.data) == file) {
+            Some(i) => counts[i] += 1,
+            None => strangers += 1,
+        }
+    }
+    (counts, strangers)
+}
+
+/// Nothing partial, nothing twice, nothing left in tmp/.
+#[track_caller]
+fn assert_no_damage(what: &str, env: &Env, msgs: &[ImapMsg]) {
+    let (counts, strangers) = copies(env, msgs);
+    assert_eq!(strangers, 0, "{what}: partial or foreign files");
+    assert!(counts.iter().all(|&c| c <= 1), "{what}: twice: {counts:?}");
+    assert!(
+        files_in(&env.maildir("im").join("tmp")).is_empty(),
+        "{what}: files left in tmp/"
+    );
+}
+
+#[track_caller]
+fn assert_each_once(what: &str, env: &Env, msgs: &[ImapMsg]) {
+    let (counts, strangers) = copies(env, msgs);
+    assert_eq!(strangers, 0, "{what}: partial or foreign files");
+    assert!(counts.iter().all(|&c| c == 1), "{what}: {counts:?}");
+}
+
+fn new_of(run: &Run) -> u64 {
+    run.json_lines()[0]["new"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn clean_imap_sync_from_the_scripted_server() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 5, "{}", run.stderr);
+    assert_each_once("first run", &env, &msgs);
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 0);
+    assert_eq!(server.total_body_fetches(), 5);
+    assert!(
+        server.messages().iter().all(|m| m.flags.is_empty()),
+        "no \\Seen from fetching"
+    );
+    let run = env.run(&["sync", "--delete", "--json"]);
+    run.expect_code(0);
+    assert_eq!(server.expunged(), vec![1, 2, 3, 4, 5], "{}", run.stderr);
+    assert!(server.messages().is_empty());
+}
+
+/// Each fault in the middle of a fetch, keeping and deleting: the exit
+/// code SPEC §6 names, nothing damaged or doubled, nothing expunged that
+/// is not in the Maildir, and a clean next run delivers the rest once.
+#[test]
+fn imap_faults_exit_with_their_code_and_lose_nothing() {
+    // (fault, exit code, messages delivered before it)
+    let cases: Vec<(&str, Fault, i32, usize)> = vec![
+        (
+            "drop inside a literal",
+            Fault::DropInLiteral {
+                uid: 3,
+                after_bytes: 50,
+            },
+            75,
+            2,
+        ),
+        ("BYE in the middle", Fault::ByeBeforeBody { uid: 3 }, 75, 2),
+        (
+            "NO [UNAVAILABLE]",
+            Fault::Reply {
+                when: "BODY.PEEK[]".into(),
+                reply: "NO [UNAVAILABLE] backend down, try later".into(),
+            },
+            75,
+            0,
+        ),
+        (
+            "a stall past the timeout",
+            Fault::Stall {
+                when: "BODY.PEEK[]".into(),
+            },
+            75,
+            0,
+        ),
+        (
+            "garbage",
+            Fault::Garbage {
+                when: "BODY.PEEK[]".into(),
+            },
+            76,
+            0,
+        ),
+        (
+            "BYE at the listing",
+            Fault::Bye {
+                when: "RFC822.SIZE".into(),
+            },
+            75,
+            0,
+        ),
+    ];
+    for (what, fault, code, before) in cases {
+        for delete in [false, true] {
+            let what = format!("{what} ({})", if delete { "delete" } else { "keep" });
+            let msgs = five();
+            let server = ImapServer::start(ImapConfig {
+                messages: msgs.clone(),
+                faults: vec![fault.clone()],
+                ..ImapConfig::default()
+            });
+            let env = Env::new();
+            env.write_config(&imap_account(&server, 2));
+            let mut args = vec!["sync", "--json"];
+            if delete {
+                args.push("--delete");
+            }
+            let run = env.run(&args);
+            assert_eq!(run.code, code, "{what}\n{}", run.stderr);
+            assert_no_damage(&what, &env, &msgs);
+            let (counts, _) = copies(&env, &msgs);
+            assert_eq!(
+                counts.iter().sum::<usize>(),
+                before,
+                "{what}: what came whole before the fault is kept\n{}",
+                run.stderr
+            );
+            assert!(
+                server
+                    .messages()
+                    .iter()
+                    .all(|m| !m.flags.iter().any(|f| f == "\\Seen")),
+                "{what}: fetching set \\Seen"
+            );
+            for uid in server.expunged() {
+                assert_eq!(
+                    counts[uid as usize - 1],
+                    1,
+                    "{what}: UID {uid} expunged but not delivered"
+                );
+            }
+            server.clear_faults();
+            let run = env.run(&args);
+            run.expect_code(0);
+            assert_each_once(&what, &env, &msgs);
+            if delete {
+                assert!(server.messages().is_empty(), "{what}: left on the server");
+            }
+            let run = env.run(&["sync", "--json"]);
+            run.expect_code(0);
+            assert_eq!(new_of(&run), 0, "{what}: third run");
+        }
+    }
+}
+
+/// Faults while deleting: every message is delivered and recorded first,
+/// so whatever the server did with its `\Deleted` flags, the next run
+/// deletes the rest and delivers nothing again.
+#[test]
+fn imap_faults_while_deleting_lose_and_double_nothing() {
+    let cases: Vec<(&str, Fault)> = vec![
+        (
+            "BYE at UID STORE",
+            Fault::Bye {
+                when: "UID STORE".into(),
+            },
+        ),
+        (
+            "NO [UNAVAILABLE] at UID EXPUNGE",
+            Fault::Reply {
+                when: "UID EXPUNGE".into(),
+                reply: "NO [UNAVAILABLE] try later".into(),
+            },
+        ),
+        (
+            "a drop at UID EXPUNGE",
+            Fault::Bye {
+                when: "UID EXPUNGE".into(),
+            },
+        ),
+    ];
+    for (what, fault) in cases {
+        let msgs = five();
+        let server = ImapServer::start(ImapConfig {
+            messages: msgs.clone(),
+            faults: vec![fault],
+            ..ImapConfig::default()
+        });
+        let env = Env::new();
+        env.write_config(&imap_account(&server, 5));
+        let run = env.run(&["sync", "--delete", "--json"]);
+        assert_eq!(run.code, 75, "{what}\n{}", run.stderr);
+        assert_each_once(what, &env, &msgs);
+        assert!(server.expunged().is_empty(), "{what}");
+        server.clear_faults();
+        server.clear_counts();
+        let run = env.run(&["sync", "--delete", "--json"]);
+        run.expect_code(0);
+        assert_eq!(new_of(&run), 0, "{what}");
+        assert_eq!(server.total_body_fetches(), 0, "{what}: fetched again");
+        assert_eq!(server.expunged(), vec![1, 2, 3, 4, 5], "{what}");
+        assert_each_once(what, &env, &msgs);
+    }
+}
+
+#[test]
+fn lying_sizes_and_an_expunge_by_another_client_through_the_binary() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        faults: vec![
+            Fault::LyingSize { uid: 1, delta: -60 },
+            Fault::LyingSize {
+                uid: 2,
+                delta: 100_000,
+            },
+            Fault::ExpungeByOther {
+                when: "BODY.PEEK[]".into(),
+                uid: 4,
+            },
+        ],
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    let run = env.run(&["sync", "--delete", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 4, "{}", run.stderr);
+    let (counts, strangers) = copies(&env, &msgs);
+    assert_eq!(
+        (counts, strangers),
+        (vec![1, 1, 1, 0, 1], 0),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("message 4"), "{}", run.stderr);
+    assert_eq!(server.expunged(), vec![1, 2, 3, 5]);
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 0);
+}
+
+/// The server renumbers the folder between two syncs (a new UIDVALIDITY,
+/// new UIDs) and a message arrives: only that one is fetched, the rest
+/// are known again by their headers, and the user is told.
+#[test]
+fn a_uidvalidity_change_redelivers_nothing() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    env.run(&["sync", "--json"]).expect_code(0);
+    assert_each_once("first run", &env, &msgs);
+
+    server.change_uidvalidity(2000, 101);
+    let late = ImapMsg::new(106, text(5, "came after the renumbering"));
+    server.push_message(late.clone());
+    server.clear_counts();
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 1, "{}", run.stderr);
+    assert_eq!(server.total_body_fetches(), 1, "only the new one");
+    assert_eq!(server.body_fetches(106), 1);
+    assert!(
+        run.stderr.contains("UIDVALIDITY 1000 → 2000")
+            && run.stderr.contains("5 matched")
+            && run.stderr.contains("1 new"),
+        "{}",
+        run.stderr
+    );
+    let mut all = msgs.clone();
+    all.push(late);
+    assert_each_once("after the renumbering", &env, &all);
+
+    // Settled: no header is asked for again, nothing is new.
+    server.clear_counts();
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 0);
+    assert_eq!(server.header_fetches(101), 0);
+    assert!(!run.stderr.contains("UIDVALIDITY"), "{}", run.stderr);
+    // The moved records are what deleting goes by.
+    let run = env.run(&["sync", "--delete", "--json"]);
+    run.expect_code(0);
+    assert_eq!(server.expunged(), vec![101, 102, 103, 104, 105, 106]);
+    assert_each_once("after deleting", &env, &all);
 }
