@@ -510,6 +510,29 @@ fn a_uidvalidity_change_redelivers_nothing() {
     let late = ImapMsg::new(106, text(5, "came after the renumbering"));
     server.push_message(late.clone());
     server.clear_counts();
+    // `check` and a dry run see what the sync will do, and change nothing.
+    let run = env.run(&["check", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("UIDVALIDITY 1000 → 2000"),
+        "{}",
+        run.stderr
+    );
+    let run = env.run(&["sync", "--dry-run", "--json"]);
+    run.expect_code(0);
+    let planned = run.json_lines()[0]["planned"].clone();
+    let fetch: Vec<&serde_json::Value> = planned
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "fetch")
+        .collect();
+    assert_eq!(fetch.len(), 1, "{planned}");
+    assert_eq!(fetch[0]["uidl"], "2000/106");
+    assert_eq!(server.total_body_fetches(), 0);
+    assert_eq!(server.header_fetches(101), 2, "check and the dry run");
+    server.clear_counts();
     let run = env.run(&["sync", "--json"]);
     run.expect_code(0);
     assert_eq!(new_of(&run), 1, "{}", run.stderr);

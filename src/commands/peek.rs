@@ -52,17 +52,33 @@ impl Peek {
         source::refuse_peek(account)?;
         let seen = read_seen(account, state_dir)?;
         let opened = source::open(account, opts, &|| {})?;
-        Peek::list(opened.source, seen, opened.warnings)
+        Peek::list(opened.source, seen, opened.warnings, (account, state_dir))
     }
 
     /// Lists the mailbox of a logged-in source, keying its messages the
     /// way `sync` records them.
     fn list(
         mut source: Box<dyn Source>,
-        seen: HashMap<String, i64>,
+        mut seen: HashMap<String, i64>,
         mut warnings: Vec<String>,
+        (account, state_dir): (&Account, &Path),
     ) -> Result<Peek> {
         let mut listing = source.listing()?;
+        // A renumbered IMAP folder: the keys `sync` will move its records
+        // to (nothing is written here).
+        if let Some(mut store) = Store::open_existing(state_dir)? {
+            if let Some(mailbox) = store.find_mailbox(&account.identity())? {
+                warnings.extend(identity::follow_uidvalidity(
+                    source.as_mut(),
+                    &mut store,
+                    mailbox,
+                    &listing,
+                    &mut seen,
+                    false,
+                    &account.name,
+                )?);
+            }
+        }
         // Without UIDL, the same header digests as `sync` (SPEC §4.5).
         identity::identify_without_uidl(source.as_mut(), &mut listing, true)?;
         // Messages sharing a UIDL: the keys `sync` records them under.
@@ -170,7 +186,7 @@ fn check_into(
         return Ok(());
     }
     let seen = read_seen(account, state_dir)?;
-    let peek = Peek::list(source, seen, opened.warnings)?;
+    let peek = Peek::list(source, seen, opened.warnings, (account, state_dir))?;
     report.warnings.extend(peek.warnings.iter().cloned());
     report.total = peek.listing.len() as u64;
     report.total_bytes = peek.listing.iter().map(|e| e.size).sum();
