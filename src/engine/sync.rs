@@ -120,6 +120,11 @@ impl Action {
 
 /// Syncs one account. Never panics on a server's behaviour; every failure
 /// ends up in the report's `error`.
+///
+/// Each mailbox of the account (an IMAP account has one per folder) is
+/// synced on its own, one after the other, with its own lock, seen state
+/// and session; the report counts them all. The first that fails stops
+/// the account (what the others delivered stays counted), as Ctrl-C does.
 pub fn sync_account(
     account: &Account,
     state_dir: &Path,
@@ -130,11 +135,39 @@ pub fn sync_account(
         account: account.name.clone(),
         ..SyncReport::default()
     };
-    if let Err(e) = run(account, state_dir, opts, progress, &mut report) {
-        report.error = Some(e);
+    for mailbox in account.per_folder() {
+        let mut one = SyncReport {
+            account: account.name.clone(),
+            ..SyncReport::default()
+        };
+        if let Err(e) = run(&mailbox, state_dir, opts, progress, &mut one) {
+            one.error = Some(e);
+        }
+        report.add(one);
+        if report.error.is_some() || report.stopped || crate::ui::interrupt::requested() {
+            break;
+        }
     }
     progress.finish();
     report
+}
+
+impl SyncReport {
+    /// Adds the report of another mailbox of the same account.
+    fn add(&mut self, other: SyncReport) {
+        self.new += other.new;
+        self.bytes += other.bytes;
+        self.deleted += other.deleted;
+        self.skipped += other.skipped;
+        self.left += other.left;
+        self.warnings.extend(other.warnings);
+        self.planned.extend(other.planned);
+        self.dry_run |= other.dry_run;
+        self.stopped |= other.stopped;
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
 }
 
 fn run(
@@ -242,6 +275,9 @@ fn run(
                 // policy says), and QUIT ends the session cleanly (and
                 // applies what a source acknowledging each message was
                 // told to delete on the way: those are recorded).
+                if !f.recorded.is_empty() {
+                    source.recorded(&f.recorded)?;
+                }
                 source.finish()?;
                 report.deleted = deleted_on_the_way as u64;
                 return Ok(());
@@ -260,6 +296,10 @@ fn run(
             (f.recorded, Some(f.error))
         }
     };
+    // Their records are committed: only now may the server hear of it.
+    if !delivered.is_empty() {
+        source.recorded(&delivered)?;
+    }
     let copies = if keep || copies.is_empty() {
         Vec::new()
     } else {
@@ -408,6 +448,11 @@ fn plan_session(
     };
     for (number, reason) in held {
         plan.hold(number, reason);
+    }
+    // Left alone this time but still listed, so their records stay.
+    let held_back: std::collections::HashSet<u32> = source.held_back()?.into_iter().collect();
+    if !held_back.is_empty() {
+        plan.fetch.retain(|f| !held_back.contains(&f.handle));
     }
     // A dry run lists these in its plan instead.
     for (number, reason) in plan.skip.iter().filter(|_| !opts.dry_run) {

@@ -104,8 +104,24 @@ pub trait Source {
         sink: &mut FetchSink<'_>,
     ) -> Result<()>;
 
-    /// Marks messages for deletion; whether the server accepted, per
-    /// handle. Nothing is deleted before [`Source::finish`] succeeds.
+    /// Listed messages a sync leaves alone this time, though they stay
+    /// listed (so their records are kept): IMAP's `fetch = "unseen"` holds
+    /// back those with `\Seen`. Asked once, after [`Source::listing`].
+    fn held_back(&mut self) -> Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
+
+    /// The records of these messages, fetched in this session, are
+    /// committed: a source that flags what was delivered (IMAP's
+    /// `mark_seen`) does it now, never before.
+    fn recorded(&mut self, _handles: &[u32]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Marks messages for deletion (or moves them away, IMAP's
+    /// `move_to`); whether the server accepted, per handle. POP3 and POP2
+    /// delete nothing before [`Source::finish`] succeeds; IMAP expunges at
+    /// once (the records are committed before this is called).
     fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>>;
 
     /// Logs out (QUIT, LOGOUT). `Ok` means the deletions took effect.
@@ -194,7 +210,21 @@ pub fn refuse_dry_run(account: &Account) -> Result<()> {
 /// mark`) cannot work with this account, if they cannot.
 pub fn refuse_peek(account: &Account) -> Result<()> {
     match account.protocol {
-        Protocol::Pop3 | Protocol::Imap => Ok(()),
+        Protocol::Imap => match &account.imap {
+            // Message numbers (UIDs) are per folder: one list of several
+            // folders would name different messages alike.
+            Some(imap) if imap.folders.len() > 1 => Err(Error::new(
+                ExitKind::Usage,
+                format!(
+                    "account {}: `list`, `top` and `seen mark` show one folder, and it has {}                      ({}); give each folder a section of its own (folders = [\"NAME\"]) to look into it",
+                    account.name,
+                    imap.folders.len(),
+                    imap.folders.join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        },
+        Protocol::Pop3 => Ok(()),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             format!(

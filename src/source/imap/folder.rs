@@ -2,7 +2,7 @@
 //! account says of the folder (SPEC §8). Handles are UIDs, ids are
 //! `UIDVALIDITY/UID`.
 
-use crate::config::Account;
+use crate::config::{Account, FetchMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{Stream, Transport};
 use crate::source::{Entry, FetchSink, Sink, Source};
@@ -16,6 +16,14 @@ pub struct Folder<S = Stream> {
     account: String,
     /// `[ALERT]`s that come after the login are shown as they come.
     alerts: Alerts,
+    /// `fetch = "unseen"`: messages with `\Seen` are held back.
+    unseen_only: bool,
+    /// `mark_seen`: `\Seen` once a message's record is committed.
+    mark_seen: bool,
+    /// `move_to`: where deleting moves messages instead.
+    move_to: Option<String>,
+    /// The UIDs of the last listing.
+    listed: Vec<u32>,
 }
 
 impl<S: Transport> Folder<S> {
@@ -33,6 +41,10 @@ impl<S: Transport> Folder<S> {
             session,
             account: account.name.clone(),
             alerts,
+            unseen_only: settings.fetch == FetchMode::Unseen,
+            mark_seen: settings.mark_seen,
+            move_to: settings.move_to.clone(),
+            listed: Vec::new(),
         })
     }
 
@@ -68,7 +80,37 @@ impl<S: Transport> Source for Folder<S> {
     }
 
     fn listing(&mut self) -> Result<Vec<Entry>> {
-        self.with(|s| s.listing())
+        let listing = self.with(|s| s.listing())?;
+        self.listed = listing.iter().map(|e| e.handle).collect();
+        Ok(listing)
+    }
+
+    fn held_back(&mut self) -> Result<Vec<u32>> {
+        if !self.unseen_only || self.listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unseen = self.with(|s| s.unseen())?;
+        Ok(self
+            .listed
+            .iter()
+            .copied()
+            .filter(|uid| unseen.binary_search(uid).is_err())
+            .collect())
+    }
+
+    fn recorded(&mut self, handles: &[u32]) -> Result<()> {
+        if !self.mark_seen || handles.is_empty() {
+            return Ok(());
+        }
+        let done = self.with(|s| s.flag_seen(handles))?;
+        let refused = done.iter().filter(|ok| !**ok).count();
+        if refused > 0 {
+            self.alerts.security(&format!(
+                "{}: the server refused to mark {refused} delivered message(s) seen (mark_seen)",
+                self.account
+            ));
+        }
+        Ok(())
     }
 
     fn headers(&mut self, handles: &[u32], sink: &mut Sink<'_>) -> Result<bool> {
@@ -95,7 +137,10 @@ impl<S: Transport> Source for Folder<S> {
     }
 
     fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>> {
-        self.with(|s| s.delete(handles))
+        match self.move_to.clone() {
+            Some(folder) => self.with(|s| s.move_to(handles, &folder)),
+            None => self.with(|s| s.delete(handles)),
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {

@@ -1355,7 +1355,161 @@ impl<S: Transport> Session<S> {
 
     /// Every UID in the folder that carries `\Deleted`.
     fn search_deleted(&mut self) -> Result<Vec<u32>> {
-        let what = "UID SEARCH DELETED";
+        self.search("DELETED")
+    }
+
+    /// The UIDs of the selected folder's messages without `\Seen`.
+    pub fn unseen(&mut self) -> Result<Vec<u32>> {
+        self.selected("searching")?;
+        if self.conn.exists == 0 {
+            return Ok(Vec::new());
+        }
+        let mut uids = self.search("UNSEEN")?;
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// Sets `\Seen` on messages (`UID STORE +FLAGS.SILENT (\Seen)`);
+    /// whether the server accepted, per handle.
+    pub fn flag_seen(&mut self, handles: &[u32]) -> Result<Vec<bool>> {
+        self.store_flags(handles, "\\Seen", "marking {} messages seen")
+    }
+
+    /// `UID STORE set +FLAGS.SILENT (flag)` in sets of UIDs; a set the
+    /// server refuses (NO) counts as not done, anything else fails.
+    fn store_flags(&mut self, handles: &[u32], flag: &str, doing: &str) -> Result<Vec<bool>> {
+        let mut done = vec![false; handles.len()];
+        if handles.is_empty() {
+            return Ok(done);
+        }
+        self.selected("storing flags")?;
+        let mut sorted: Vec<u32> = handles.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut stored: Vec<u32> = Vec::new();
+        for (set, range) in codec::uid_sets(&sorted, MAX_SET_LEN) {
+            let what = format!(
+                "UID STORE ({})",
+                doing.replace("{}", &range.len().to_string())
+            );
+            let res = self.conn.run(
+                &[Part::Text(format!(
+                    "UID STORE {set} +FLAGS.SILENT ({flag})"
+                ))],
+                &what,
+                Phase::Transaction,
+                &mut |_, _| Ok(false),
+            );
+            match res {
+                Ok(_) => stored.extend_from_slice(&sorted[range]),
+                Err(e) if e.kind() == ExitKind::Protocol && e.server_reply().is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (i, h) in handles.iter().enumerate() {
+            done[i] = stored.binary_search(h).is_ok();
+        }
+        Ok(done)
+    }
+
+    /// Moves messages to `folder`: `UID MOVE` (RFC 6851) when the server
+    /// offers it, else `UID COPY` and then [`Session::delete`]. A folder
+    /// the server says to create first (`[TRYCREATE]`) is created once.
+    /// Returns, per handle, whether it left the selected folder.
+    pub fn move_to(&mut self, handles: &[u32], folder: &str) -> Result<Vec<bool>> {
+        let mb = self.selected("moving")?;
+        if handles.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_arg("move_to", folder)?;
+        if mb.read_only {
+            return Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: folder {:?} is read-only here, so nothing can be moved out of it",
+                    self.conn.host, mb.name
+                ),
+            ));
+        }
+        let verb = if self.capa.has("MOVE") {
+            "MOVE"
+        } else {
+            "COPY"
+        };
+        let mut sorted: Vec<u32> = handles.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut created = false;
+        let mut moved: Vec<u32> = Vec::new();
+        for (set, range) in codec::uid_sets(&sorted, MAX_SET_LEN) {
+            let what = format!("UID {verb} ({} messages to {folder:?})", range.len());
+            loop {
+                let parts = [
+                    Part::Text(format!("UID {verb} {set}")),
+                    Part::arg(&codec::mailbox_name(folder)),
+                ];
+                let status = match self.conn.send(&parts, &what)? {
+                    Ok(tag) => self.conn.finish(&tag, &what, &mut |_, _| Ok(false))?,
+                    Err(status) => status,
+                };
+                let try_create = matches!(&status.code, Some(Code::Other(c)) if c.eq_ignore_ascii_case("TRYCREATE"));
+                match status.kind {
+                    StatusKind::Ok => {
+                        moved.extend_from_slice(&sorted[range.clone()]);
+                        break;
+                    }
+                    StatusKind::No if try_create && !created => {
+                        created = true;
+                        self.create(folder)?;
+                    }
+                    StatusKind::No if !status.code.as_ref().is_some_and(Code::is_temporary) => {
+                        return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)
+                            .context(format!("check move_to = {folder:?}")));
+                    }
+                    _ => return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)),
+                }
+            }
+        }
+        if verb == "MOVE" {
+            return Ok(handles
+                .iter()
+                .map(|h| moved.binary_search(h).is_ok())
+                .collect());
+        }
+        // Copied: now delete them here, as a deletion would.
+        let gone = self.delete(&moved)?;
+        let gone: Vec<u32> = moved
+            .iter()
+            .zip(gone)
+            .filter(|(_, g)| *g)
+            .map(|(u, _)| *u)
+            .collect();
+        Ok(handles
+            .iter()
+            .map(|h| gone.binary_search(h).is_ok())
+            .collect())
+    }
+
+    /// `CREATE folder`.
+    fn create(&mut self, folder: &str) -> Result<()> {
+        let what = format!("CREATE {folder:?}");
+        self.conn.run(
+            &[
+                Part::Text("CREATE".into()),
+                Part::arg(&codec::mailbox_name(folder)),
+            ],
+            &what,
+            Phase::Transaction,
+            &mut |_, _| Ok(false),
+        )?;
+        Ok(())
+    }
+
+    /// The UIDs `UID SEARCH criteria` answers with.
+    fn search(&mut self, criteria: &str) -> Result<Vec<u32>> {
+        let what = format!("UID SEARCH {criteria}");
+        let what = what.as_str();
         let mut uids = Vec::new();
         self.conn.run(
             &[Part::Text(what.into())],
