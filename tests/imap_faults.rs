@@ -14,7 +14,10 @@ use popfetch::net::{self, Stream};
 use popfetch::source::imap::{Client, Fetched, Session};
 use popfetch::source::pop3::auth::AuthMethod;
 
-use crate::support::imapserver::{numbered, Fault, ImapConfig, ImapMsg, ImapServer};
+use crate::support::certs::TestPki;
+use crate::support::imapserver::{
+    numbered, Fault, ImapConfig, ImapMsg, ImapServer, Tls as ImapTls,
+};
 use crate::support::{expected_delivery, files_in, maildir_messages, mixed_messages, Env, Run};
 
 /// A message's text as the scripted server is given it.
@@ -561,4 +564,84 @@ fn a_uidvalidity_change_redelivers_nothing() {
     run.expect_code(0);
     assert_eq!(server.expunged(), vec![101, 102, 103, 104, 105, 106]);
     assert_each_once("after deleting", &env, &all);
+}
+
+/// Over implicit TLS (the test PKI): a drop inside a literal is still a
+/// temporary failure (no TLS close_notify either), and the next run
+/// completes.
+#[test]
+fn imaps_drop_inside_a_literal_then_a_clean_run() {
+    let env = Env::new();
+    let pki = std::sync::Arc::new(TestPki::generate(env.dir.path()));
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        tls: ImapTls::Implicit(pki.clone()),
+        faults: vec![Fault::DropInLiteral {
+            uid: 2,
+            after_bytes: 10,
+        }],
+        ..ImapConfig::default()
+    });
+    let config = imap_account(&server, 10).replace(
+        "tls = \"none\"",
+        &format!(
+            "tls = \"implicit\"\nca_file = \"{}\"",
+            pki.ca_path.display()
+        ),
+    );
+    env.write_config(&config);
+    let run = env.run(&["sync", "--json"]);
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(!run.stderr.contains("unencrypted"), "{}", run.stderr);
+    assert_no_damage("IMAPS drop", &env, &msgs);
+    server.clear_faults();
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_each_once("IMAPS after the drop", &env, &msgs);
+    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+}
+
+/// The session that meets the renumbering fails while fetching the new
+/// message: what was matched stays matched, and the next run fetches the
+/// new message once and nothing else.
+#[test]
+fn a_uidvalidity_change_then_a_drop_redelivers_nothing() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    env.run(&["sync", "--json"]).expect_code(0);
+    server.change_uidvalidity(77, 1);
+    let late = ImapMsg::new(6, text(5, "new after the renumbering"));
+    server.push_message(late.clone());
+    server.set_faults(vec![Fault::DropInLiteral {
+        uid: 6,
+        after_bytes: 20,
+    }]);
+    server.clear_counts();
+    let run = env.run(&["sync", "--delete", "--json"]);
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("UIDVALIDITY 1000 → 77"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.total_body_fetches(), 1, "only the new one was tried");
+    assert!(server.expunged().is_empty());
+    let mut all = msgs.clone();
+    all.push(late);
+    assert_no_damage("after the drop", &env, &all);
+    server.clear_faults();
+    server.clear_counts();
+    let run = env.run(&["sync", "--delete", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("UIDVALIDITY"), "{}", run.stderr);
+    assert_eq!(server.total_body_fetches(), 1);
+    assert_eq!(server.expunged(), vec![1, 2, 3, 4, 5, 6]);
+    assert_each_once("after the clean run", &env, &all);
 }
