@@ -602,9 +602,10 @@ fn imaps_drop_inside_a_literal_then_a_clean_run() {
     assert!(!run.stderr.contains("secret"), "{}", run.stderr);
 }
 
-/// The session that meets the renumbering fails while fetching the new
-/// message: what was matched stays matched, and the next run fetches the
-/// new message once and nothing else.
+/// The sessions that meet the renumbering fail: one while reading the
+/// headers (nothing changes), one while fetching the new message (what
+/// was matched stays matched); the next run fetches the new message once
+/// and nothing else.
 #[test]
 fn a_uidvalidity_change_then_a_drop_redelivers_nothing() {
     let msgs = five();
@@ -618,6 +619,16 @@ fn a_uidvalidity_change_then_a_drop_redelivers_nothing() {
     server.change_uidvalidity(77, 1);
     let late = ImapMsg::new(6, text(5, "new after the renumbering"));
     server.push_message(late.clone());
+    // Cut off while the headers are read: nothing is fetched or changed.
+    server.set_faults(vec![Fault::Bye {
+        when: "BODY.PEEK[HEADER]".into(),
+    }]);
+    server.clear_counts();
+    let run = env.run(&["sync", "--delete", "--json"]);
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert_eq!(server.total_body_fetches(), 0);
+    assert!(server.expunged().is_empty());
+    assert_each_once("after the cut", &env, &msgs);
     server.set_faults(vec![Fault::DropInLiteral {
         uid: 6,
         after_bytes: 20,

@@ -871,6 +871,14 @@ mod tests {
         assert_eq!(digests["7/1"], "d1", "an old record gets its digest");
         assert_eq!(digests["7/2"], "d2");
         assert_eq!(store.seen(mb).unwrap()["7/1"], 42, "and keeps its time");
+        store
+            .commit_delivered_with_headers(mb, &[("7/2", Some("other"))], &[])
+            .unwrap();
+        assert_eq!(
+            store.header_digests(mb).unwrap()["7/2"],
+            "d2",
+            "a digest stays"
+        );
     }
 
     #[test]
