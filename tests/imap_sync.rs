@@ -262,11 +262,22 @@ fn imap_folders_are_mailboxes_of_their_own_counted_together() {
     // Each folder has its own seen state, named by the folder.
     let run = env.run(&["accounts", "--json"]);
     run.expect_code(0);
-    let identity = run.json_lines()[0]["identity"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(identity, "alice@localhost/INBOX");
+    let j = &run.json_lines()[0];
+    assert_eq!(j["protocol"], "imap");
+    assert_eq!(j["identity"], "alice@localhost/INBOX");
+    assert_eq!(j["folders"], serde_json::json!(["INBOX", "Lists"]));
+    assert_eq!(
+        j["identities"],
+        serde_json::json!(["alice@localhost/INBOX", "alice@localhost/Lists"])
+    );
+    let run = env.run(&["accounts"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("alice@localhost/INBOX, alice@localhost/Lists"),
+        "{}",
+        run.stdout
+    );
 
     // --delete empties both folders.
     let run = env.run(&["sync", "--delete", "--json"]);
@@ -515,4 +526,40 @@ fn imap_keys_on_a_pop3_account_are_refused_with_their_line() {
     );
     let run = env.run(&["accounts", "--json"]);
     run.expect_code(78);
+}
+
+#[test]
+fn imap_without_tls_warns_before_the_password_goes_out_in_clear() {
+    // (auth = "auto" would choose CRAM-MD5 here, which sends no password.)
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_message("alice", b"Subject: x\n\nx\n");
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.im]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\ntls = \"none\"\nauth = \"user\"\nuser = \"alice\"\npassword = \"pw-alice\"\nmaildir = \"~/Mail/im\"\n",
+        dc.imap_port()
+    ));
+    let run = env.run(&["sync", "-v"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("sending the password unencrypted")
+            && run.stderr.contains("the server offers STARTTLS"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("folder \"INBOX\": 1 message, UIDVALIDITY"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("logging in as alice (LOGIN)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("pw-alice"), "{}", run.stderr);
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
 }

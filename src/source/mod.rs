@@ -179,6 +179,8 @@ pub fn open(
             let mut warnings = opened.warnings;
             let mut folder = imap::Folder::select(opened.session, account, opts.alerts.clone())?;
             warnings.extend(folder.warnings());
+            opts.verbose
+                .say(|| format!("{}: {}", account.name, folder.describe()));
             Ok(Opened {
                 source: Box::new(folder),
                 warnings,

@@ -48,6 +48,20 @@ impl<S: Transport> Folder<S> {
         })
     }
 
+    /// `-v`: the folder as SELECT found it.
+    pub fn describe(&self) -> String {
+        match self.session.mailbox() {
+            Some(mb) => format!(
+                "folder {:?}: {} message{}, UIDVALIDITY {}",
+                mb.name,
+                mb.exists,
+                if mb.exists == 1 { "" } else { "s" },
+                mb.uidvalidity
+            ),
+            None => "no folder selected".to_string(),
+        }
+    }
+
     /// The `[ALERT]`s so far as warnings for the report (those of the
     /// login and the SELECT).
     pub fn warnings(&mut self) -> Vec<String> {
