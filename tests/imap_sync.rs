@@ -279,6 +279,15 @@ fn imap_folders_are_mailboxes_of_their_own_counted_together() {
         run.stdout
     );
 
+    // `seen list` shows the records of both; `seen forget` could not tell
+    // which folder a key is of.
+    let run = env.run(&["seen", "list", "im", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines().len(), 12, "{}", run.stdout);
+    let run = env.run(&["seen", "forget", "im", "--all", "--yes"]);
+    run.expect_code(64);
+    assert!(run.stderr.contains("works on one folder"), "{}", run.stderr);
+
     // --delete empties both folders.
     let run = env.run(&["sync", "--delete", "--json"]);
     run.expect_code(0);
