@@ -572,3 +572,30 @@ fn imap_without_tls_warns_before_the_password_goes_out_in_clear() {
     assert!(!run.stderr.contains("pw-alice"), "{}", run.stderr);
     assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
 }
+
+#[test]
+fn imap_a_folder_the_server_cannot_open_is_a_config_error_naming_it() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_message("alice", b"Subject: x\n\nx\n");
+    let env = Env::new();
+    env.write_config(&imap_account(
+        &dc,
+        "im",
+        "implicit",
+        "folders = [\"INBOX\", \"Nope\"]\nmaildir = \"~/Mail/im\"",
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(78);
+    let j = &run.json_lines()[0];
+    // INBOX came first and was delivered; the report counts it.
+    assert_eq!(j["new"], 1, "{j}");
+    assert!(
+        run.stderr.contains("Nope") && run.stderr.contains("check `folders`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
+}
