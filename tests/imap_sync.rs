@@ -262,11 +262,31 @@ fn imap_folders_are_mailboxes_of_their_own_counted_together() {
     // Each folder has its own seen state, named by the folder.
     let run = env.run(&["accounts", "--json"]);
     run.expect_code(0);
-    let identity = run.json_lines()[0]["identity"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(identity, "alice@localhost/INBOX");
+    let j = &run.json_lines()[0];
+    assert_eq!(j["protocol"], "imap");
+    assert_eq!(j["identity"], "alice@localhost/INBOX");
+    assert_eq!(j["folders"], serde_json::json!(["INBOX", "Lists"]));
+    assert_eq!(
+        j["identities"],
+        serde_json::json!(["alice@localhost/INBOX", "alice@localhost/Lists"])
+    );
+    let run = env.run(&["accounts"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("alice@localhost/INBOX, alice@localhost/Lists"),
+        "{}",
+        run.stdout
+    );
+
+    // `seen list` shows the records of both; `seen forget` could not tell
+    // which folder a key is of.
+    let run = env.run(&["seen", "list", "im", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines().len(), 12, "{}", run.stdout);
+    let run = env.run(&["seen", "forget", "im", "--all", "--yes"]);
+    run.expect_code(64);
+    assert!(run.stderr.contains("works on one folder"), "{}", run.stderr);
 
     // --delete empties both folders.
     let run = env.run(&["sync", "--delete", "--json"]);
@@ -515,4 +535,67 @@ fn imap_keys_on_a_pop3_account_are_refused_with_their_line() {
     );
     let run = env.run(&["accounts", "--json"]);
     run.expect_code(78);
+}
+
+#[test]
+fn imap_without_tls_warns_before_the_password_goes_out_in_clear() {
+    // (auth = "auto" would choose CRAM-MD5 here, which sends no password.)
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_message("alice", b"Subject: x\n\nx\n");
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.im]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\ntls = \"none\"\nauth = \"user\"\nuser = \"alice\"\npassword = \"pw-alice\"\nmaildir = \"~/Mail/im\"\n",
+        dc.imap_port()
+    ));
+    let run = env.run(&["sync", "-v"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("sending the password unencrypted")
+            && run.stderr.contains("the server offers STARTTLS"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("folder \"INBOX\": 1 message, UIDVALIDITY"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("logging in as alice (LOGIN)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("pw-alice"), "{}", run.stderr);
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
+}
+
+#[test]
+fn imap_a_folder_the_server_cannot_open_is_a_config_error_naming_it() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_message("alice", b"Subject: x\n\nx\n");
+    let env = Env::new();
+    env.write_config(&imap_account(
+        &dc,
+        "im",
+        "implicit",
+        "folders = [\"INBOX\", \"Nope\"]\nmaildir = \"~/Mail/im\"",
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(78);
+    let j = &run.json_lines()[0];
+    // INBOX came first and was delivered; the report counts it.
+    assert_eq!(j["new"], 1, "{j}");
+    assert!(
+        run.stderr.contains("Nope") && run.stderr.contains("check `folders`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
 }

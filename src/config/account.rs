@@ -139,6 +139,34 @@ mod tests {
     }
 
     #[test]
+    fn imap_ports_follow_tls_and_each_folder_is_a_mailbox() {
+        let imap = MINIMAL.replace("maildir", "protocol = \"imap\"\nmaildir");
+        let a = &parse_str(&imap).unwrap().accounts[0];
+        assert_eq!((a.port, a.tls), (993, TlsMode::Implicit));
+        assert_eq!(a.identity(), "alice@pop.example.com/INBOX");
+        let a = &parse_str(&format!("{imap}tls = \"starttls\"\n"))
+            .unwrap()
+            .accounts[0];
+        assert_eq!((a.port, a.tls), (143, TlsMode::StartTls));
+        let a = &parse_str(&format!("{imap}port = 143\n")).unwrap().accounts[0];
+        assert_eq!(a.tls, TlsMode::StartTls);
+        let err = parse_str(&format!("{imap}auth = \"apop\"\n")).unwrap_err();
+        assert!(err.to_string().contains("POP3 mechanism"), "{err}");
+
+        // A folder in two sections is one mailbox; other folders are not.
+        let two = format!(
+            "{imap}folders = [\"INBOX\", \"A\"]\n[accounts.b]\nprotocol = \"imap\"\nhost = \"pop.example.com\"\nuser = \"alice\"\nmbox = \"m\"\nfolders = [\"A\"]\n"
+        );
+        let msg = parse_str(&two).unwrap_err().to_string();
+        assert!(
+            msg.contains("[accounts.b] is the same mailbox as [accounts.work]")
+                && msg.contains("alice@pop.example.com/A"),
+            "{msg}"
+        );
+        parse_str(&two.replace("[\"A\"]\n", "[\"B\"]\n")).unwrap();
+    }
+
+    #[test]
     fn two_sections_for_one_mailbox_are_refused_naming_both() {
         let text = format!(
             "{MINIMAL}\n[accounts.again]\nhost = \"POP.example.com\"\nuser = \"alice\"\nmbox = \"~/m\"\n"

@@ -356,7 +356,15 @@ pub fn probe_imap(account: &Account, trace: bool) -> Result<crate::source::Probe
         }
         client
     };
-    let capabilities = Some(client.capabilities().names().map(String::from).collect());
+    // Atoms cannot hold control characters, but what is shown is escaped
+    // all the same: it comes from a server not yet trusted.
+    let capabilities = Some(
+        client
+            .capabilities()
+            .names()
+            .map(crate::ui::term::escape_controls)
+            .collect(),
+    );
     let stream = client.stream();
     let probe = crate::source::Probe {
         greeting: client.greeting().to_string(),

@@ -185,7 +185,9 @@ pub fn open(
             let opened = connect::open_imap(account, opts, logging_in)?;
             let mut warnings = opened.warnings;
             let mut folder = imap::Folder::select(opened.session, account, opts.alerts.clone())?;
-            warnings.extend(folder.warnings());
+            warnings.extend(connect::alert_warnings(account, folder.take_alerts()));
+            opts.verbose
+                .say(|| format!("{}: {}", account.name, folder.describe()));
             Ok(Opened {
                 source: Box::new(folder),
                 warnings,

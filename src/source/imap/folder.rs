@@ -36,7 +36,14 @@ impl<S: Transport> Folder<S> {
             )
         })?;
         let folder = settings.folders.first().map_or("INBOX", String::as_str);
-        session.select(folder, false)?;
+        if let Err(e) = session.select(folder, false) {
+            // Say goodbye if the connection still can: a folder that cannot
+            // be opened is no reason to leave the server hanging.
+            if !e.is_transport() {
+                let _ = session.finish();
+            }
+            return Err(e);
+        }
         Ok(Folder {
             session,
             account: account.name.clone(),
@@ -48,14 +55,23 @@ impl<S: Transport> Folder<S> {
         })
     }
 
-    /// The `[ALERT]`s so far as warnings for the report (those of the
-    /// login and the SELECT).
-    pub fn warnings(&mut self) -> Vec<String> {
-        self.session
-            .take_alerts()
-            .into_iter()
-            .map(|a| format!("{}: the server says: {a}", self.account))
-            .collect()
+    /// `-v`: the folder as SELECT found it.
+    pub fn describe(&self) -> String {
+        match self.session.mailbox() {
+            Some(mb) => format!(
+                "folder {:?}: {} message{}, UIDVALIDITY {}",
+                mb.name,
+                mb.exists,
+                if mb.exists == 1 { "" } else { "s" },
+                mb.uidvalidity
+            ),
+            None => "no folder selected".to_string(),
+        }
+    }
+
+    /// The `[ALERT]`s not yet shown (those of the SELECT, for the report).
+    pub fn take_alerts(&mut self) -> Vec<String> {
+        self.session.take_alerts()
     }
 
     /// Shows the `[ALERT]`s the server sent since the last call.
