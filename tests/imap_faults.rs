@@ -656,3 +656,64 @@ fn a_uidvalidity_change_then_a_drop_redelivers_nothing() {
     assert_eq!(server.expunged(), vec![1, 2, 3, 4, 5, 6]);
     assert_each_once("after the clean run", &env, &all);
 }
+
+// ---------------------------------------------------------------------------
+// Against Dovecot
+
+/// Dovecot forgets a folder's UIDs (its uidlist and indexes removed, as
+/// after a restore or a broken index): a new UIDVALIDITY, every message
+/// numbered again. The next sync delivers only what arrived since, and
+/// says why the rest is not fetched.
+#[test]
+fn dovecot_renumbering_a_folder_redelivers_nothing() {
+    use crate::support::dovecot::{require_dovecot_imap, Dovecot};
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    let first = mixed_messages(30, 100_000);
+    dc.add_messages("alice", &first);
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.im]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\ntls = \"implicit\"\nuser = \"alice\"\npassword = \"pw-alice\"\nca_file = \"{}\"\nmaildir = \"~/Mail/im\"\ntimeout = 20\n",
+        dc.imaps_port(),
+        dc.pki().ca_path.display()
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 30, "{}", run.stderr);
+
+    // Dovecot's UIDVALIDITY is a time in seconds: make the new one differ.
+    std::thread::sleep(Duration::from_millis(1100));
+    let root = dc.maildir("alice");
+    for name in files_in(&root) {
+        if name.starts_with("dovecot") {
+            std::fs::remove_file(root.join(&name)).unwrap();
+        }
+    }
+    let late: Vec<Vec<u8>> = (0..3)
+        .map(|i| text(100 + i, "arrived after the renumbering"))
+        .collect();
+    dc.add_messages("alice", &late);
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("renumbered") && run.stderr.contains("30 matched"),
+        "{}",
+        run.stderr
+    );
+    let mut all: Vec<Vec<u8>> = first
+        .iter()
+        .chain(&late)
+        .map(|d| expected_delivery(d))
+        .collect();
+    all.sort();
+    assert_eq!(maildir_messages(&env.maildir("im")), all);
+
+    let run = env.run(&["sync", "--delete", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 0, "{}", run.stderr);
+    assert_eq!(dc.message_count("alice"), 0);
+    assert_eq!(maildir_messages(&env.maildir("im")), all);
+}
