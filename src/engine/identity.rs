@@ -359,6 +359,55 @@ pub(crate) fn match_by_headers(
     moves
 }
 
+/// The header digests ([`HeaderDigest`]) of Maildir messages a stopped
+/// run left behind, by journal name: recovery records them with their
+/// digest, as the run would have, so a renumbered folder finds them too.
+/// A file that cannot be found or read gets none (its message is then
+/// not recognised after a renumbering, only that).
+pub(crate) fn maildir_header_digests(
+    folder: &std::path::Path,
+    names: &[&str],
+) -> HashMap<String, String> {
+    use crate::target::maildir::base_of;
+    let wanted: std::collections::HashSet<&str> = names.iter().map(|n| base_of(n)).collect();
+    let mut digests = HashMap::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(folder.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            let base = base_of(file_name);
+            if !wanted.contains(base) || digests.contains_key(base) {
+                continue;
+            }
+            let Ok(mut file) = std::fs::File::open(entry.path()) else {
+                continue;
+            };
+            let mut reader = HeaderDigest::new(&mut file, true);
+            let mut buf = [0u8; 8192];
+            let read = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(_) if reader.done => break true,
+                    Ok(_) => {}
+                    Err(_) => break false,
+                }
+            };
+            if let (true, Some(hex)) = (read, reader.hex()) {
+                digests.insert(base.to_string(), hex);
+            }
+        }
+    }
+    names
+        .iter()
+        .filter_map(|n| Some((n.to_string(), digests.get(base_of(n))?.clone())))
+        .collect()
+}
+
 /// Passes a message's bytes through while digesting its header block as
 /// [`Source::headers`] gives it: up to and including the empty line that
 /// ends it (all of a message without one), so a delivered message's
@@ -612,6 +661,25 @@ mod tests {
         let mut keys: Vec<String> = store.seen(mb).unwrap().into_keys().collect();
         keys.sort();
         assert_eq!(keys, ["7/1", "7/4", "9/12", "9/13"]);
+    }
+
+    #[test]
+    fn recovered_maildir_messages_get_their_header_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let header = b"From: a@b\nSubject: kept\n\n";
+        let mut message = header.to_vec();
+        message.extend(std::iter::repeat_n(b'x', 100_000));
+        std::fs::write(dir.path().join("new/1.Ppf1.host"), &message).unwrap();
+        // A mail reader moved this one to cur/ and flagged it.
+        std::fs::write(dir.path().join("cur/2.Ppf2.host:2,S"), b"\nno header\n").unwrap();
+        let digests =
+            maildir_header_digests(dir.path(), &["1.Ppf1.host", "2.Ppf2.host", "3.gone.host"]);
+        assert_eq!(digests.len(), 2, "{digests:?}");
+        assert_eq!(digests["1.Ppf1.host"], sha_hex(header));
+        assert_eq!(digests["2.Ppf2.host"], sha_hex(b"\n"));
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::config::{Account, Target};
 use crate::engine::filter;
 use crate::engine::identity::{
-    follow_uidvalidity, identify_without_uidl, tell_shared_uidls_apart, HashingReader, HeaderDigest,
+    follow_uidvalidity, identify_without_uidl, maildir_header_digests, tell_shared_uidls_apart,
+    HashingReader, HeaderDigest,
 };
 use crate::engine::plan::{self, Policy};
 use crate::error::{Error, Result};
@@ -663,12 +664,24 @@ fn resolve_journal(
         }
         let maildir = Maildir::open(&folder)?;
         let outcome = maildir.recover(&entries)?;
-        let delivered: Vec<&str> = outcome
+        let delivered: Vec<&PendingEntry> = outcome
             .iter()
             .filter(|(_, r)| *r == Recovered::Delivered)
-            .map(|(e, _)| e.uidl.as_str())
+            .map(|(e, _)| e)
             .collect();
-        store.commit_delivered(mailbox, &delivered, &names)?;
+        // An IMAP folder's records carry header digests (see
+        // identity::follow_uidvalidity): these get theirs from the files.
+        let digests = if store.uidvalidity(mailbox)?.is_some() {
+            let files: Vec<&str> = delivered.iter().map(|e| e.name.as_str()).collect();
+            maildir_header_digests(&folder, &files)
+        } else {
+            HashMap::new()
+        };
+        let records: Vec<(&str, Option<&str>)> = delivered
+            .iter()
+            .map(|e| (e.uidl.as_str(), digests.get(&e.name).map(String::as_str)))
+            .collect();
+        store.commit_delivered_with_headers(mailbox, &records, &names)?;
     }
     Ok(())
 }
@@ -995,6 +1008,39 @@ mod tests {
             size: 10,
             id: Some(id.to_string()),
         }
+    }
+
+    /// A message a killed run left in the Maildir is recorded by recovery
+    /// with its header digest when the mailbox is an IMAP folder, so a
+    /// later renumbering of the folder finds it.
+    #[test]
+    fn recovery_records_header_digests_of_imap_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Mail");
+        let maildir = Maildir::open(&root).unwrap();
+        drop(maildir);
+        let mut store = Store::open(&dir.path().join("state")).unwrap();
+        let imap = store.mailbox("a@h/INBOX").unwrap();
+        let pop = store.mailbox("a@h").unwrap();
+        store.renumber(imap, 5, &[]).unwrap();
+        for (mailbox, uidl, name) in [(imap, "5/1", "1.Ppf1.h"), (pop, "u1", "2.Ppf2.h")] {
+            std::fs::write(root.join("new").join(name), b"Subject: s\n\nbody\n").unwrap();
+            let entry = PendingEntry {
+                uidl: uidl.into(),
+                folder: root.clone(),
+                name: name.into(),
+            };
+            store.journal(mailbox, &[entry]).unwrap();
+            recover(&mut store, mailbox, &Target::Maildir(root.clone())).unwrap();
+            assert!(store.pending(mailbox).unwrap().is_empty());
+            assert!(store.seen(mailbox).unwrap().contains_key(uidl));
+        }
+        let digests = store.header_digests(imap).unwrap();
+        let mut reader: &[u8] = b"Subject: s\n\n";
+        let mut hashing = HashingReader::new(&mut reader);
+        std::io::copy(&mut hashing, &mut std::io::sink()).unwrap();
+        assert_eq!(digests.get("5/1"), Some(&hashing.hex()));
+        assert!(store.header_digests(pop).unwrap().is_empty(), "POP3: none");
     }
 
     /// Copies of a message (same content digest) are kept out of the plan
