@@ -117,6 +117,49 @@ fn scripted_imap_server_serves_lists_fetches_and_expunges() {
     );
 }
 
+/// AUTHENTICATE PLAIN with and without SASL-IR; without UIDPLUS, a
+/// plain EXPUNGE only when no other message carries `\Deleted`.
+#[test]
+fn scripted_server_logs_in_with_plain_and_expunges_without_uidplus() {
+    for sasl_ir in [true, false] {
+        let mut capabilities = vec!["AUTH=PLAIN".to_string()];
+        if sasl_ir {
+            capabilities.push("SASL-IR".into());
+        }
+        let server = ImapServer::start(ImapConfig {
+            messages: five(),
+            capabilities,
+            ..ImapConfig::default()
+        });
+        let tcp = net::connect("127.0.0.1", server.port(), Duration::from_secs(10)).unwrap();
+        let client = Client::new(Stream::Plain(tcp), "127.0.0.1", None).unwrap();
+        let mut s = client
+            .login(AuthMethod::Plain, "alice", &Secret::new("secret"))
+            .unwrap();
+        s.select("INBOX", false).unwrap();
+        let log = server.log();
+        let auth: Vec<&String> = log.iter().filter(|l| l.contains("AUTHENTICATE")).collect();
+        assert_eq!(auth.len(), 1, "{log:?}");
+        assert_eq!(auth[0].split(' ').count(), if sasl_ir { 4 } else { 3 });
+        assert_eq!(
+            log.iter().any(|l| l == "<sasl response>"),
+            !sasl_ir,
+            "{log:?}"
+        );
+        // Another client marked UID 5: ours stay marked, nothing expunged.
+        server.set_flags(5, &["\\Deleted"]);
+        assert_eq!(s.delete(&[2]).unwrap(), vec![false]);
+        assert!(server.expunged().is_empty());
+        assert!(!server.log().iter().any(|l| l.ends_with(" EXPUNGE")));
+        server.set_flags(5, &[]);
+        server.set_flags(2, &[]);
+        assert_eq!(s.delete(&[2, 3]).unwrap(), vec![true, true]);
+        assert_eq!(server.expunged(), vec![2, 3]);
+        assert!(server.log().iter().any(|l| l.contains("UID SEARCH")));
+        s.finish().unwrap();
+    }
+}
+
 #[test]
 fn client_sees_each_scripted_fault_as_the_right_kind_of_error() {
     // (fault, what the fetch of every message must fail with)

@@ -287,6 +287,15 @@ impl ImapServer {
         }
     }
 
+    /// What another client does with UID STORE FLAGS: replaces the flags
+    /// of `uid`.
+    pub fn set_flags(&self, uid: u32, flags: &[&str]) {
+        let mut st = self.shared.lock();
+        if let Some(m) = st.folder.iter_mut().find(|m| m.uid == uid) {
+            m.flags = flags.iter().map(|f| f.to_string()).collect();
+        }
+    }
+
     /// Appends a message (its UID must be above every other).
     pub fn push_message(&self, m: ImapMsg) {
         self.shared.lock().folder.push(m);
