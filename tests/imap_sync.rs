@@ -684,3 +684,38 @@ fn imap_kill_9_trials_lose_nothing_and_deliver_nothing_twice() {
         }
     }
 }
+
+#[test]
+fn imap_dry_run_plans_per_folder_and_changes_nothing() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_messages("alice", &mixed_messages(3, 10_000));
+    let mut raw = Raw::login(&dc);
+    raw.append("Lists", &[b"Subject: l\r\n\r\nl\r\n"]);
+    raw.cmd("SELECT INBOX");
+    raw.cmd("UID STORE 2 +FLAGS.SILENT (\\Seen)");
+    let validity = raw.uidvalidity("INBOX");
+    let env = Env::new();
+    env.write_config(&imap_account(
+        &dc,
+        "im",
+        "implicit",
+        "folders = [\"INBOX\", \"Lists\"]\nfetch = \"unseen\"\nmark_seen = true\nmove_to = \"Archive\"\nmaildir = \"~/Mail/im\"",
+    ));
+    let run = env.run(&["sync", "--dry-run", "--delete", "--json"]);
+    run.expect_code(0);
+    let j = &run.json_lines()[0];
+    assert_eq!(j["new"], 3, "{j}");
+    let planned = j["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 3, "{j}");
+    assert!(planned.iter().all(|p| p["action"] == "fetch_and_delete"));
+    assert_eq!(planned[0]["uidl"], format!("{validity}/1"));
+    assert_eq!(planned[1]["uidl"], format!("{validity}/3"));
+    // Nothing delivered, flagged, moved or created.
+    assert!(maildir_messages(&env.maildir("im")).is_empty());
+    assert_eq!(raw.search("INBOX", "SEEN"), vec![2]);
+    assert_eq!(raw.count("INBOX"), 3);
+    assert!(raw.cmd("LIST \"\" Archive").is_empty());
+}
