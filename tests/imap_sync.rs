@@ -599,3 +599,123 @@ fn imap_a_folder_the_server_cannot_open_is_a_config_error_naming_it() {
     );
     assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
 }
+
+/// Runs `sync` and kills it (SIGKILL) after `after`, if it is still
+/// running then; whether it was killed.
+fn sync_killed_after(env: &Env, after: Duration) -> bool {
+    let mut child = env
+        .command(&["sync", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    true
+}
+
+/// kill -9 at many points of a sync, in keep and delete mode: in the end
+/// every message is in the Maildir exactly once (and, deleting, gone from
+/// the server). New mail arrives before each trial, so every trial has
+/// something to deliver, record and delete when it is killed.
+#[test]
+fn imap_kill_9_trials_lose_nothing_and_deliver_nothing_twice() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    const TRIALS: usize = 40;
+    const PER_TRIAL: usize = 5;
+    for keep in [true, false] {
+        let dc = Dovecot::start(&[("alice", "pw-alice")]);
+        let datas = mixed_messages(TRIALS * PER_TRIAL, 100 * 1024);
+        let env = Env::new();
+        env.write_config(&imap_account(
+            &dc,
+            "im",
+            "implicit",
+            &format!("keep = {keep}\nmaildir = \"~/Mail/im\""),
+        ));
+        // The first two batches are synced whole (the first also creates
+        // the state), the second to learn how long a sync takes here; the
+        // kills of the others are spread over 30% to 110% of it.
+        dc.add_messages("alice", &datas[..PER_TRIAL]);
+        env.run(&["sync"]).expect_code(0);
+        dc.add_messages("alice", &datas[PER_TRIAL..2 * PER_TRIAL]);
+        let started = std::time::Instant::now();
+        env.run(&["sync"]).expect_code(0);
+        let whole = started.elapsed();
+        let mut killed = 0;
+        // Killed after delivering (some of) its messages: the record, the
+        // deletion or the logout was still to come.
+        let mut late = 0;
+        for (trial, batch) in datas.chunks(PER_TRIAL).enumerate().skip(2) {
+            dc.add_messages("alice", batch);
+            let before = maildir_messages(&env.maildir("im")).len();
+            let spread = 0.3 + 0.8 * ((trial as f64 * 0.618_034) % 1.0);
+            let was_killed = sync_killed_after(&env, whole.mul_f64(spread));
+            killed += usize::from(was_killed);
+            let now = maildir_messages(&env.maildir("im")).len();
+            late += usize::from(was_killed && now > before);
+        }
+        eprintln!(
+            "keep = {keep}: a sync takes {whole:?}; {killed} of {} killed, {late} after delivering",
+            TRIALS - 2
+        );
+        assert!(killed >= TRIALS / 4, "the trials must interrupt syncs");
+        let run = env.run(&["sync", "--json"]);
+        run.expect_code(0);
+        assert_eq!(
+            maildir_messages(&env.maildir("im")),
+            sorted_expected(&datas),
+            "keep = {keep}: each message exactly once"
+        );
+        let run = env.run(&["sync", "--json"]);
+        run.expect_code(0);
+        assert_eq!(run.json_lines()[0]["new"], 0);
+        if !keep {
+            assert_eq!(dc.message_count("alice"), 0, "all deleted in the end");
+        }
+    }
+}
+
+#[test]
+fn imap_dry_run_plans_per_folder_and_changes_nothing() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_messages("alice", &mixed_messages(3, 10_000));
+    let mut raw = Raw::login(&dc);
+    raw.append("Lists", &[b"Subject: l\r\n\r\nl\r\n"]);
+    raw.cmd("SELECT INBOX");
+    raw.cmd("UID STORE 2 +FLAGS.SILENT (\\Seen)");
+    let validity = raw.uidvalidity("INBOX");
+    let env = Env::new();
+    env.write_config(&imap_account(
+        &dc,
+        "im",
+        "implicit",
+        "folders = [\"INBOX\", \"Lists\"]\nfetch = \"unseen\"\nmark_seen = true\nmove_to = \"Archive\"\nmaildir = \"~/Mail/im\"",
+    ));
+    let run = env.run(&["sync", "--dry-run", "--delete", "--json"]);
+    run.expect_code(0);
+    let j = &run.json_lines()[0];
+    assert_eq!(j["new"], 3, "{j}");
+    let planned = j["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 3, "{j}");
+    assert!(planned.iter().all(|p| p["action"] == "fetch_and_delete"));
+    assert_eq!(planned[0]["uidl"], format!("{validity}/1"));
+    assert_eq!(planned[1]["uidl"], format!("{validity}/3"));
+    // Nothing delivered, flagged, moved or created.
+    assert!(maildir_messages(&env.maildir("im")).is_empty());
+    assert_eq!(raw.search("INBOX", "SEEN"), vec![2]);
+    assert_eq!(raw.count("INBOX"), 3);
+    assert!(raw.cmd("LIST \"\" Archive").is_empty());
+}
