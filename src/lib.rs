@@ -7,7 +7,8 @@
 //! commands/  one file per subcommand; mod.rs dispatches and runs sync/check
 //! config/    the TOML file → validated accounts; secrets
 //! source/    where mail comes from: the Source trait (mod.rs); pop3/ (client,
-//!            codec, auth), pop2, connect (POP3 login)
+//!            codec, auth), imap/ (client, codec, folder), pop2, connect
+//!            (POP3 and IMAP login)
 //! engine/    plan (pure), identity, filter, sync: drives any Source into
 //!            any Delivery and owns the invariants
 //! target/    where mail goes: the Delivery interface; maildir, mbox, mda

@@ -9,6 +9,8 @@ mod faults;
 mod flags;
 mod framing;
 mod imap_client;
+mod imap_faults;
+mod imap_sync;
 mod mbox_locking;
 mod module_graph;
 mod output;

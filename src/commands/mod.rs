@@ -391,7 +391,7 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         crate::config::Target::Mbox(p) => ("mbox", p.display().to_string()),
         crate::config::Target::Mda(cmd) => ("mda", cmd.clone()),
     };
-    json!({
+    let mut value = json!({
         "account": a.name,
         "host": a.host,
         "port": a.port,
@@ -411,7 +411,23 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         "timeout": a.timeout.as_secs(),
         "identity": a.identity(),
         "state_dir": config.state_dir.display().to_string(),
-    })
+    });
+    if let Some(imap) = &a.imap {
+        value["folders"] = json!(imap.folders);
+        value["identities"] = json!(a
+            .per_folder()
+            .iter()
+            .map(Account::identity)
+            .collect::<Vec<_>>());
+        value["fetch"] = json!(match imap.fetch {
+            crate::config::FetchMode::New => "new",
+            crate::config::FetchMode::Unseen => "unseen",
+        });
+        value["mark_seen"] = json!(imap.mark_seen);
+        value["move_to"] = json!(imap.move_to);
+        value["idle"] = json!(imap.idle);
+    }
+    value
 }
 
 fn account_text(a: &Account, config: &Config) -> String {
@@ -446,10 +462,17 @@ fn account_text(a: &Account, config: &Config) -> String {
             "delete after delivery"
         }
     ));
+    if let Some(imap) = &a.imap {
+        lines.push(format!("  folders      {}", imap.folders.join(", ")));
+        if let Some(to) = &imap.move_to {
+            lines.push(format!("  move to      {to} (instead of deleting)"));
+        }
+    }
     lines.push(format!("  timeout      {} s", a.timeout.as_secs()));
+    let identities: Vec<String> = a.per_folder().iter().map(Account::identity).collect();
     lines.push(format!(
         "  seen state   {} in {}",
-        a.identity(),
+        identities.join(", "),
         config.state_dir.display()
     ));
     lines.join("\n")

@@ -52,17 +52,33 @@ impl Peek {
         source::refuse_peek(account)?;
         let seen = read_seen(account, state_dir)?;
         let opened = source::open(account, opts, &|| {})?;
-        Peek::list(opened.source, seen, opened.warnings)
+        Peek::list(opened.source, seen, opened.warnings, (account, state_dir))
     }
 
     /// Lists the mailbox of a logged-in source, keying its messages the
     /// way `sync` records them.
     fn list(
         mut source: Box<dyn Source>,
-        seen: HashMap<String, i64>,
+        mut seen: HashMap<String, i64>,
         mut warnings: Vec<String>,
+        (account, state_dir): (&Account, &Path),
     ) -> Result<Peek> {
         let mut listing = source.listing()?;
+        // A renumbered IMAP folder: the keys `sync` will move its records
+        // to (nothing is written here).
+        if let Some(mut store) = Store::open_existing(state_dir)? {
+            if let Some(mailbox) = store.find_mailbox(&account.identity())? {
+                warnings.extend(identity::follow_uidvalidity(
+                    source.as_mut(),
+                    &mut store,
+                    mailbox,
+                    &listing,
+                    &mut seen,
+                    false,
+                    &account.name,
+                )?);
+            }
+        }
         // Without UIDL, the same header digests as `sync` (SPEC §4.5).
         identity::identify_without_uidl(source.as_mut(), &mut listing, true)?;
         // Messages sharing a UIDL: the keys `sync` records them under.
@@ -133,8 +149,12 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
         account: account.name.clone(),
         ..CheckReport::default()
     };
-    if let Err(e) = check_into(account, state_dir, opts, &mut report) {
-        report.error = Some(e);
+    // An IMAP account's folders are mailboxes of their own: counted alike.
+    for mailbox in account.per_folder() {
+        if let Err(e) = check_into(&mailbox, state_dir, opts, &mut report) {
+            report.error = Some(e);
+            break;
+        }
     }
     report
 }
@@ -155,10 +175,10 @@ fn check_into(
     if let Some((count, bytes)) = source.count()? {
         let _ = source.finish();
         report.warnings.extend(opened.warnings);
-        report.total = count;
-        report.total_bytes = bytes;
-        report.new = count;
-        report.new_bytes = bytes;
+        report.total += count;
+        report.total_bytes += bytes;
+        report.new += count;
+        report.new_bytes += bytes;
         if account.keep && count > 0 {
             report.warnings.push(format!(
                 "{}: {} cannot tell new messages without reading them; {count} on the server, \
@@ -170,14 +190,14 @@ fn check_into(
         return Ok(());
     }
     let seen = read_seen(account, state_dir)?;
-    let peek = Peek::list(source, seen, opened.warnings)?;
+    let mut peek = Peek::list(source, seen, opened.warnings, (account, state_dir))?;
     report.warnings.extend(peek.warnings.iter().cloned());
-    report.total = peek.listing.len() as u64;
-    report.total_bytes = peek.listing.iter().map(|e| e.size).sum();
+    report.total += peek.listing.len() as u64;
+    report.total_bytes += peek.listing.iter().map(|e| e.size).sum::<u64>();
     let uidl_check = peek.require_uidl(account);
     // New is what the next sync would download: a message over max_size
     // stays on the server and would otherwise be "new" forever.
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &peek.listing,
         &peek.seen,
         Policy {
@@ -185,10 +205,14 @@ fn check_into(
             ..Policy::keep_new()
         },
     );
+    // What sync leaves alone this time (IMAP's fetch = "unseen") is not new.
+    let held_back = peek.source.held_back();
     peek.close();
+    let held_back: std::collections::HashSet<u32> = held_back?.into_iter().collect();
+    plan.fetch.retain(|f| !held_back.contains(&f.handle));
     uidl_check?;
-    report.new = plan.fetch.len() as u64;
-    report.new_bytes = plan.fetch_bytes();
+    report.new += plan.fetch.len() as u64;
+    report.new_bytes += plan.fetch_bytes();
     let too_large = plan
         .skip
         .iter()

@@ -16,15 +16,19 @@ use crate::state::store::{MailboxLock, SeenRecord, Store};
 use crate::ui::report::Output;
 use crate::ui::term;
 
-/// The records of `account`, oldest first; none when there is no state.
+/// The records of `account` (of each of its IMAP folders in turn), oldest
+/// first; none when there is no state.
 pub fn records(account: &Account, state_dir: &Path) -> Result<Vec<SeenRecord>> {
     let Some(store) = Store::open_existing(state_dir)? else {
         return Ok(Vec::new());
     };
-    match store.find_mailbox(&account.identity())? {
-        Some(mailbox) => store.seen_records(mailbox),
-        None => Ok(Vec::new()),
+    let mut records = Vec::new();
+    for one in account.per_folder() {
+        if let Some(mailbox) = store.find_mailbox(&one.identity())? {
+            records.extend(store.seen_records(mailbox)?);
+        }
     }
+    Ok(records)
 }
 
 /// `seen list`: one line per record, `UIDL  first-seen` (local time), so
@@ -92,6 +96,19 @@ pub fn forget(
     confirmed: ForgetAll,
     output: &Output,
 ) -> Result<()> {
+    // An IMAP key (UIDVALIDITY/UID) names a message of one folder only.
+    if let Some(imap) = account.imap.as_ref().filter(|i| i.folders.len() > 1) {
+        return Err(Error::new(
+            ExitKind::Usage,
+            format!(
+                "account {}: `seen forget` works on one folder, and it has {} ({}); give each \
+                 folder a section of its own (folders = [\"NAME\"]) to forget its records",
+                account.name,
+                imap.folders.len(),
+                imap.folders.join(", ")
+            ),
+        ));
+    }
     let identity = account.identity();
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let Some(mut store) = Store::open_existing(state_dir)? else {

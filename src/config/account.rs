@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::raw::{RawConfig, Source};
 use super::section::Section;
-use super::{password, policy, server, targets};
+use super::{imap, password, policy, server, targets};
 use super::{Account, Protocol};
 use crate::error::Result;
 
@@ -20,25 +20,27 @@ pub(super) fn accounts(src: &Source, raw: &RawConfig) -> Result<Vec<Account>> {
         // The seen state belongs to the mailbox, not the section: two
         // sections for one mailbox would share it, and the second would
         // never fetch what the first recorded.
-        let mailbox = (account.identity(), account.folder.clone());
-        if let Some(&other) = mailboxes.get(&mailbox) {
-            // Name them in file order: the later one is the one to remove.
-            let other = &raw.accounts[other];
-            let (first, second) = if other.span.start < section.span.start {
-                (other, section)
-            } else {
-                (section, other)
-            };
-            return Err(src.err(
-                &second.span,
-                format!(
+        for one in account.per_folder() {
+            let mailbox = (one.identity(), account.folder.clone());
+            if let Some(&other) = mailboxes.get(&mailbox) {
+                // Name them in file order: the later one is the one to remove.
+                let other = &raw.accounts[other];
+                let (first, second) = if other.span.start < section.span.start {
+                    (other, section)
+                } else {
+                    (section, other)
+                };
+                return Err(src.err(
+                    &second.span,
+                    format!(
                     "[accounts.{}] is the same mailbox as [accounts.{}] ({}): they would share one \
                      seen state, so one of them would never fetch anything; keep one section",
                     second.name, first.name, mailbox.0
                 ),
-            ));
+                ));
+            }
+            mailboxes.insert(mailbox, i);
         }
-        mailboxes.insert(mailbox, i);
         accounts.push(account);
     }
     Ok(accounts)
@@ -52,10 +54,11 @@ fn account(s: &Section) -> Result<Account> {
     if protocol == Protocol::Pop2 {
         server::pop2_rules(s)?;
     }
+    let imap = imap::settings(s, protocol)?;
     let port = server::port(s.get("port"))?;
-    let tls = server::tls(s.get("tls"), port)?;
+    let tls = server::tls(s.get("tls"), port, protocol)?;
     let port = port.unwrap_or_else(|| server::default_port(protocol, tls));
-    let auth = server::auth(s.get("auth"))?;
+    let auth = server::auth(s.get("auth"), protocol)?;
     let password = password::source(s)?;
     let trust = server::trust(s, tls)?;
     let target = targets::target(s)?;
@@ -73,6 +76,7 @@ fn account(s: &Section) -> Result<Account> {
         name: s.name().to_string(),
         protocol,
         folder,
+        imap,
         host,
         port,
         user,
@@ -132,6 +136,34 @@ mod tests {
         assert_eq!(a.tls, TlsMode::StartTls);
         assert!(!a.keep);
         assert_eq!(a.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn imap_ports_follow_tls_and_each_folder_is_a_mailbox() {
+        let imap = MINIMAL.replace("maildir", "protocol = \"imap\"\nmaildir");
+        let a = &parse_str(&imap).unwrap().accounts[0];
+        assert_eq!((a.port, a.tls), (993, TlsMode::Implicit));
+        assert_eq!(a.identity(), "alice@pop.example.com/INBOX");
+        let a = &parse_str(&format!("{imap}tls = \"starttls\"\n"))
+            .unwrap()
+            .accounts[0];
+        assert_eq!((a.port, a.tls), (143, TlsMode::StartTls));
+        let a = &parse_str(&format!("{imap}port = 143\n")).unwrap().accounts[0];
+        assert_eq!(a.tls, TlsMode::StartTls);
+        let err = parse_str(&format!("{imap}auth = \"apop\"\n")).unwrap_err();
+        assert!(err.to_string().contains("POP3 mechanism"), "{err}");
+
+        // A folder in two sections is one mailbox; other folders are not.
+        let two = format!(
+            "{imap}folders = [\"INBOX\", \"A\"]\n[accounts.b]\nprotocol = \"imap\"\nhost = \"pop.example.com\"\nuser = \"alice\"\nmbox = \"m\"\nfolders = [\"A\"]\n"
+        );
+        let msg = parse_str(&two).unwrap_err().to_string();
+        assert!(
+            msg.contains("[accounts.b] is the same mailbox as [accounts.work]")
+                && msg.contains("alice@pop.example.com/A"),
+            "{msg}"
+        );
+        parse_str(&two.replace("[\"A\"]\n", "[\"B\"]\n")).unwrap();
     }
 
     #[test]

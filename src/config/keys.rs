@@ -5,9 +5,15 @@
 pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("host", "server name (required)"),
     ("user", "login name (required)"),
-    ("protocol", "pop3 (default) | pop2 (RFC 937; port 109)"),
+    (
+        "protocol",
+        "pop3 (default) | pop2 (RFC 937; port 109) | imap (port 993, or 143 with STARTTLS)",
+    ),
     ("tls", "implicit | starttls | none"),
-    ("port", "server port (995 with implicit TLS, else 110)"),
+    (
+        "port",
+        "server port (995 with implicit TLS, else 110; IMAP: 993, else 143)",
+    ),
     (
         "auth",
         "auto | user | apop | plain | login | cram-md5 | xoauth2 | oauthbearer",
@@ -44,6 +50,20 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
         "seconds the mda, filter or password_command may run before it is killed with its children (default 300)",
     ),
     ("folder", "POP2 mailbox"),
+    (
+        "folders",
+        "IMAP: the folders to fetch from (default [\"INBOX\"])",
+    ),
+    (
+        "fetch",
+        "IMAP: new (not fetched before, the default) | unseen (no \\Seen flag)",
+    ),
+    (
+        "mark_seen",
+        "IMAP: set \\Seen on each message once it is delivered (default false)",
+    ),
+    ("move_to", "IMAP: move to this folder instead of deleting"),
+    ("idle", "IMAP: let `watch` wait for new mail with IDLE"),
 ];
 
 /// Keys that belong to features not built yet: refused, never ignored.

@@ -17,6 +17,7 @@
 //! section   what validators get: own keys over [defaults], typed, located
 //! account   a section → Account: the validator calls, in order
 //! server    host, user, protocol, folder, port, tls, auth, ca_file, pins
+//! imap      folders, fetch, mark_seen, move_to, idle (IMAP accounts only)
 //! targets   maildir | mbox | mda
 //! policy    keep, keep_days, max_size, filter, timeouts
 //! password  password / password_command / prompt
@@ -25,6 +26,7 @@
 //! ```
 
 mod account;
+mod imap;
 mod keys;
 mod password;
 mod paths;
@@ -70,6 +72,8 @@ pub enum Protocol {
     Pop3,
     /// RFC 937, for old servers.
     Pop2,
+    /// RFC 3501 / RFC 9051.
+    Imap,
 }
 
 impl Protocol {
@@ -77,8 +81,32 @@ impl Protocol {
         match self {
             Protocol::Pop3 => "pop3",
             Protocol::Pop2 => "pop2",
+            Protocol::Imap => "imap",
         }
     }
+}
+
+/// Which messages of an IMAP folder a sync offers (`fetch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchMode {
+    /// Not in the seen state.
+    New,
+    /// Without the `\Seen` flag (and not in the seen state either).
+    Unseen,
+}
+
+/// What only an IMAP account has (SPEC §8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImapSettings {
+    /// Each one its own mailbox in the seen state; never empty.
+    pub folders: Vec<String>,
+    pub fetch: FetchMode,
+    /// Set `\Seen` on a message once its record is committed.
+    pub mark_seen: bool,
+    /// Where the policy deletes, move to this folder instead.
+    pub move_to: Option<String>,
+    /// `watch` may wait with IDLE.
+    pub idle: bool,
 }
 
 /// Where messages are delivered.
@@ -107,6 +135,8 @@ pub struct Account {
     pub protocol: Protocol,
     /// POP2 only: the mailbox to open with FOLD (default: the inbox).
     pub folder: Option<String>,
+    /// IMAP accounts only.
+    pub imap: Option<ImapSettings>,
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -131,8 +161,34 @@ pub struct Account {
 impl Account {
     /// The mailbox identity the seen state belongs to: `user@host`, host
     /// lower-cased (SPEC §2). Port and section name are not part of it.
+    /// An IMAP folder is a mailbox of its own: `user@host/FOLDER`, of the
+    /// account's first folder ([`Account::per_folder`] gives the others).
     pub fn identity(&self) -> String {
-        format!("{}@{}", self.user, self.host.to_ascii_lowercase())
+        let base = format!("{}@{}", self.user, self.host.to_ascii_lowercase());
+        match self.imap.as_ref().and_then(|i| i.folders.first()) {
+            Some(folder) => format!("{base}/{folder}"),
+            None => base,
+        }
+    }
+
+    /// One account per mailbox: for IMAP, one per folder (each with just
+    /// that folder, so its identity, lock and session are that folder's);
+    /// for the other protocols the account itself.
+    pub fn per_folder(&self) -> Vec<Account> {
+        match &self.imap {
+            Some(imap) if imap.folders.len() > 1 => imap
+                .folders
+                .iter()
+                .map(|f| Account {
+                    imap: Some(ImapSettings {
+                        folders: vec![f.clone()],
+                        ..imap.clone()
+                    }),
+                    ..self.clone()
+                })
+                .collect(),
+            _ => vec![self.clone()],
+        }
     }
 
     /// Gets the password or token: inline, from `password_command`, or by

@@ -1,7 +1,6 @@
 //! Validators for the keys that say where the mail comes from and how to
 //! reach it: `host`, `user`, `protocol`, `folder`, `port`, `tls`, `auth`,
-//! `ca_file`, `tls_fingerprint`. A new source (SPEC §8, IMAP) adds its
-//! protocol name here and its own keys beside `folder`.
+//! `ca_file`, `tls_fingerprint`. IMAP's own keys are in `imap.rs`.
 
 use toml::de::DeValue;
 
@@ -27,7 +26,7 @@ pub(super) fn required(s: &Section, key: &str) -> Result<String> {
     }
 }
 
-/// `protocol`: pop3 (the default) or pop2.
+/// `protocol`: pop3 (the default), pop2 or imap.
 pub(super) fn protocol(v: Option<Value>) -> Result<Protocol> {
     let Some(v) = v else {
         return Ok(Protocol::Pop3);
@@ -35,7 +34,15 @@ pub(super) fn protocol(v: Option<Value>) -> Result<Protocol> {
     match v.str()? {
         "pop3" => Ok(Protocol::Pop3),
         "pop2" => Ok(Protocol::Pop2),
-        p => Err(v.err(format!("protocol = {p:?}: expected \"pop3\" or \"pop2\""))),
+        "imap" => Ok(Protocol::Imap),
+        p => {
+            let hint = did_you_mean(&p.to_ascii_lowercase(), &["pop3", "pop2", "imap"])
+                .map(|k| format!("; did you mean \"{k}\"?"))
+                .unwrap_or_default();
+            Err(v.err(format!(
+                "protocol = {p:?}: expected \"pop3\", \"pop2\" or \"imap\"{hint}"
+            )))
+        }
     }
 }
 
@@ -45,6 +52,11 @@ pub(super) fn folder(v: Option<Value>, protocol: Protocol) -> Result<Option<Stri
         return Ok(None);
     };
     let f = v.str()?;
+    if protocol == Protocol::Imap {
+        return Err(v.err(
+            "`folder` is for protocol = \"pop2\" only; an IMAP account names its folders with folders = [\"INBOX\", …]",
+        ));
+    }
     if protocol != Protocol::Pop2 {
         return Err(v.err("`folder` is for protocol = \"pop2\" only"));
     }
@@ -98,10 +110,12 @@ pub(super) fn port(v: Option<Value>) -> Result<Option<u16>> {
         .ok_or_else(|| v.err(format!("port = {n} is not a TCP port (1-65535)")))
 }
 
-/// `tls`; unset, port 110 means STARTTLS and anything else implicit TLS.
-pub(super) fn tls(v: Option<Value>, port: Option<u16>) -> Result<TlsMode> {
+/// `tls`; unset, the plain port (110, or 143 for IMAP) means STARTTLS and
+/// anything else implicit TLS.
+pub(super) fn tls(v: Option<Value>, port: Option<u16>, protocol: Protocol) -> Result<TlsMode> {
     let Some(v) = v else {
-        return Ok(if port == Some(110) {
+        let plain = if protocol == Protocol::Imap { 143 } else { 110 };
+        return Ok(if port == Some(plain) {
             TlsMode::StartTls
         } else {
             TlsMode::Implicit
@@ -128,15 +142,22 @@ pub(super) fn default_port(protocol: Protocol, tls: TlsMode) -> u16 {
         (Protocol::Pop2, _) => 109,
         (Protocol::Pop3, TlsMode::Implicit) => 995,
         (Protocol::Pop3, _) => 110,
+        (Protocol::Imap, TlsMode::Implicit) => 993,
+        (Protocol::Imap, _) => 143,
     }
 }
 
-/// `auth`: one of the methods POP3 knows, any case.
-pub(super) fn auth(v: Option<Value>) -> Result<AuthMethod> {
+/// `auth`: one of the methods POP3 knows, any case (IMAP: all but APOP).
+pub(super) fn auth(v: Option<Value>, protocol: Protocol) -> Result<AuthMethod> {
     let Some(v) = v else {
         return Ok(AuthMethod::Auto);
     };
     let s = v.str()?;
+    if protocol == Protocol::Imap && s.eq_ignore_ascii_case("apop") {
+        return Err(v.err(
+            "auth = \"apop\" is a POP3 mechanism; an IMAP account logs in with \"user\" (LOGIN) or a SASL method",
+        ));
+    }
     AuthMethod::ALL
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(s))

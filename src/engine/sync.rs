@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Account, Target};
 use crate::engine::filter;
-use crate::engine::identity::{identify_without_uidl, tell_shared_uidls_apart, HashingReader};
+use crate::engine::identity::{
+    follow_uidvalidity, identify_without_uidl, maildir_header_digests, tell_shared_uidls_apart,
+    HashingReader, HeaderDigest,
+};
 use crate::engine::plan::{self, Policy};
 use crate::error::{Error, Result};
 use crate::source::connect::ConnectOptions;
@@ -118,6 +121,11 @@ impl Action {
 
 /// Syncs one account. Never panics on a server's behaviour; every failure
 /// ends up in the report's `error`.
+///
+/// Each mailbox of the account (an IMAP account has one per folder) is
+/// synced on its own, one after the other, with its own lock, seen state
+/// and session; the report counts them all. The first that fails stops
+/// the account (what the others delivered stays counted), as Ctrl-C does.
 pub fn sync_account(
     account: &Account,
     state_dir: &Path,
@@ -128,11 +136,39 @@ pub fn sync_account(
         account: account.name.clone(),
         ..SyncReport::default()
     };
-    if let Err(e) = run(account, state_dir, opts, progress, &mut report) {
-        report.error = Some(e);
+    for mailbox in account.per_folder() {
+        let mut one = SyncReport {
+            account: account.name.clone(),
+            ..SyncReport::default()
+        };
+        if let Err(e) = run(&mailbox, state_dir, opts, progress, &mut one) {
+            one.error = Some(e);
+        }
+        report.add(one);
+        if report.error.is_some() || report.stopped || crate::ui::interrupt::requested() {
+            break;
+        }
     }
     progress.finish();
     report
+}
+
+impl SyncReport {
+    /// Adds the report of another mailbox of the same account.
+    fn add(&mut self, other: SyncReport) {
+        self.new += other.new;
+        self.bytes += other.bytes;
+        self.deleted += other.deleted;
+        self.skipped += other.skipped;
+        self.left += other.left;
+        self.warnings.extend(other.warnings);
+        self.planned.extend(other.planned);
+        self.dry_run |= other.dry_run;
+        self.stopped |= other.stopped;
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+    }
 }
 
 fn run(
@@ -171,13 +207,19 @@ fn run(
         (opened, seen)
     });
     let opened = opened?;
-    let seen = seen?;
+    let mut seen = seen?;
     report.warnings.extend(opened.warnings);
     let mut source = opened.source;
     let keep = opts.keep_override.unwrap_or(account.keep);
     progress.phase("listing");
-    let (listing, mut plan, copies) =
-        plan_session(source.as_mut(), account, opts, &seen, keep, report)?;
+    let (listing, mut plan, copies) = plan_session(
+        source.as_mut(),
+        account,
+        opts,
+        (&mut seen, Some((&mut store, mailbox))),
+        keep,
+        report,
+    )?;
     let verdicts = filter::apply(source.as_mut(), account, &mut plan, progress)?;
     report.left = verdicts.left.len() as u64;
     let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
@@ -201,6 +243,7 @@ fn run(
         return Ok(());
     }
     progress.start(plan.fetch.len() as u64, plan.fetch_bytes());
+    let digest_headers = source.uidvalidity().is_some();
     let mut fetch = Fetch {
         target: target.as_mut(),
         store: &mut store,
@@ -208,6 +251,7 @@ fn run(
         wanted: &plan.fetch,
         seen: &seen,
         delete: !keep,
+        digest_headers,
         progress,
         verbose,
     };
@@ -232,6 +276,9 @@ fn run(
                 // policy says), and QUIT ends the session cleanly (and
                 // applies what a source acknowledging each message was
                 // told to delete on the way: those are recorded).
+                if !f.recorded.is_empty() {
+                    source.recorded(&f.recorded)?;
+                }
                 source.finish()?;
                 report.deleted = deleted_on_the_way as u64;
                 return Ok(());
@@ -250,6 +297,10 @@ fn run(
             (f.recorded, Some(f.error))
         }
     };
+    // Their records are committed: only now may the server hear of it.
+    if !delivered.is_empty() {
+        source.recorded(&delivered)?;
+    }
     let copies = if keep || copies.is_empty() {
         Vec::new()
     } else {
@@ -333,15 +384,31 @@ pub(crate) fn delivered_line(
 /// a source naming messages by their content lists more than once are
 /// returned apart, out of the listing and the plan: they go where their
 /// first goes (see [`copies_to_delete`]).
+///
+/// `seen` comes with the store it was read from (none for a dry run
+/// without state): a renumbered IMAP folder moves records to new keys.
 fn plan_session(
     source: &mut dyn Source,
     account: &Account,
     opts: &SyncOptions,
-    seen: &HashMap<String, i64>,
+    (seen, store): (&mut HashMap<String, i64>, Option<(&mut Store, i64)>),
     keep: bool,
     report: &mut SyncReport,
 ) -> Result<(Vec<Entry>, plan::Plan, Copies)> {
     let listing = source.listing()?;
+    if let Some((store, mailbox)) = store {
+        let commit = !opts.dry_run;
+        report.warnings.extend(follow_uidvalidity(
+            source,
+            store,
+            mailbox,
+            &listing,
+            seen,
+            commit,
+            &account.name,
+        )?);
+    }
+    let seen = &*seen;
     let (mut listing, copies) = if source.ids_are_digests() {
         split_copies(listing)
     } else {
@@ -382,6 +449,11 @@ fn plan_session(
     };
     for (number, reason) in held {
         plan.hold(number, reason);
+    }
+    // Left alone this time but still listed, so their records stay.
+    let held_back: std::collections::HashSet<u32> = source.held_back()?.into_iter().collect();
+    if !held_back.is_empty() {
+        plan.fetch.retain(|f| !held_back.contains(&f.handle));
     }
     // A dry run lists these in its plan instead.
     for (number, reason) in plan.skip.iter().filter(|_| !opts.dry_run) {
@@ -443,21 +515,32 @@ fn dry_run(
     opts: &SyncOptions,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let seen = if state_dir.join(Store::FILE_NAME).exists() {
-        let store = Store::open(state_dir)?;
-        match store.find_mailbox(&account.identity())? {
-            Some(mb) => store.seen(mb)?,
-            None => HashMap::new(),
+    let mut store = match state_dir.join(Store::FILE_NAME).exists() {
+        true => {
+            let store = Store::open(state_dir)?;
+            store
+                .find_mailbox(&account.identity())?
+                .map(|mb| (store, mb))
         }
-    } else {
-        HashMap::new()
+        false => None,
+    };
+    let mut seen = match &store {
+        Some((store, mb)) => store.seen(*mb)?,
+        None => HashMap::new(),
     };
     let opened = source::open(account, &opts.connect, &|| {})?;
     report.warnings.extend(opened.warnings);
     let mut source = opened.source;
     let keep = opts.keep_override.unwrap_or(account.keep);
-    let (listing, mut plan, _copies) =
-        plan_session(source.as_mut(), account, opts, &seen, keep, report)?;
+    let records = store.as_mut().map(|(store, mb)| (store, *mb));
+    let (listing, mut plan, _copies) = plan_session(
+        source.as_mut(),
+        account,
+        opts,
+        (&mut seen, records),
+        keep,
+        report,
+    )?;
     let verdicts = filter::apply(source.as_mut(), account, &mut plan, &Progress::hidden())?;
     report.left = verdicts.left.len() as u64;
     let listed: HashMap<u32, &Entry> = listing.iter().map(|e| (e.handle, e)).collect();
@@ -581,12 +664,24 @@ fn resolve_journal(
         }
         let maildir = Maildir::open(&folder)?;
         let outcome = maildir.recover(&entries)?;
-        let delivered: Vec<&str> = outcome
+        let delivered: Vec<&PendingEntry> = outcome
             .iter()
             .filter(|(_, r)| *r == Recovered::Delivered)
-            .map(|(e, _)| e.uidl.as_str())
+            .map(|(e, _)| e)
             .collect();
-        store.commit_delivered(mailbox, &delivered, &names)?;
+        // An IMAP folder's records carry header digests (see
+        // identity::follow_uidvalidity): these get theirs from the files.
+        let digests = if store.uidvalidity(mailbox)?.is_some() {
+            let files: Vec<&str> = delivered.iter().map(|e| e.name.as_str()).collect();
+            maildir_header_digests(&folder, &files)
+        } else {
+            HashMap::new()
+        };
+        let records: Vec<(&str, Option<&str>)> = delivered
+            .iter()
+            .map(|e| (e.uidl.as_str(), digests.get(&e.name).map(String::as_str)))
+            .collect();
+        store.commit_delivered_with_headers(mailbox, &records, &names)?;
     }
     Ok(())
 }
@@ -616,6 +711,9 @@ struct Fetch<'a> {
     seen: &'a HashMap<String, i64>,
     /// The policy deletes what is delivered.
     delete: bool,
+    /// Records get the digest of the message's header block (sources with
+    /// a UIDVALIDITY: see `identity::follow_uidvalidity`).
+    digest_headers: bool,
     progress: &'a Progress,
     verbose: &'a Verbose,
 }
@@ -749,6 +847,7 @@ impl Fetch<'_> {
             cap: item.size,
             progress,
         };
+        let mut counting = HeaderDigest::new(&mut counting, self.digest_headers);
         let delivered = if item.key.is_empty() {
             // No identity from the server: the content's digest, known
             // only once the message was read to the end.
@@ -761,6 +860,7 @@ impl Fetch<'_> {
                 .deliver(&MessageInfo { uidl: &item.key }, &mut counting)
                 .map(|size| (size, item.key.clone()))
         };
+        let header = counting.hex();
         match delivered {
             Ok((_written, key)) => {
                 // Sizes reported are the server's (see Message::octets);
@@ -777,7 +877,7 @@ impl Fetch<'_> {
                     if item.key.is_empty() {
                         self.target.set_last_uidl(&key);
                     }
-                    batch.add(i, key, size);
+                    batch.add(i, key, header, size);
                 }
                 Ok(())
             }
@@ -803,8 +903,9 @@ impl Fetch<'_> {
 
 /// Messages delivered since the last commit, and what was recorded so far.
 struct Batch {
-    /// (index into `wanted`, the key its seen record gets)
-    keys: Vec<(usize, String)>,
+    /// (index into `wanted`, the key its seen record gets, its header
+    /// digest if taken)
+    keys: Vec<(usize, String, Option<String>)>,
     bytes: u64,
     started: Instant,
     /// Numbers of the messages delivered and recorded.
@@ -823,8 +924,8 @@ impl Default for Batch {
 }
 
 impl Batch {
-    fn add(&mut self, index: usize, key: String, size: u64) {
-        self.keys.push((index, key));
+    fn add(&mut self, index: usize, key: String, header: Option<String>, size: u64) {
+        self.keys.push((index, key, header));
         self.bytes += size;
     }
 
@@ -842,13 +943,13 @@ impl Batch {
         if verbose.is_on() {
             // One name per message, in order, from a target that names them.
             let named = names.len() == self.keys.len();
-            for (j, (i, key)) in self.keys.iter().enumerate() {
+            for (j, (i, key, _)) in self.keys.iter().enumerate() {
                 let to = target.destination(named.then(|| names[j].as_str()));
                 let f = &wanted[*i];
                 verbose.say(|| delivered_line(&report.account, f.handle, f.size, key, &to));
             }
         }
-        for (i, _) in self.keys.drain(..) {
+        for (i, _, _) in self.keys.drain(..) {
             self.recorded.push(wanted[i].handle);
             report.new += 1;
         }
@@ -863,15 +964,18 @@ fn commit_batch(
     target: &mut dyn Delivery,
     store: &mut Store,
     mailbox: i64,
-    batch: &[(usize, String)],
+    batch: &[(usize, String, Option<String>)],
 ) -> Result<Vec<String>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
     let names = target.commit(&mut |entries| store.journal(mailbox, entries))?;
-    let keys: Vec<&str> = batch.iter().map(|(_, k)| k.as_str()).collect();
+    let records: Vec<(&str, Option<&str>)> = batch
+        .iter()
+        .map(|(_, k, h)| (k.as_str(), h.as_deref()))
+        .collect();
     let named: Vec<&str> = names.iter().map(String::as_str).collect();
-    store.commit_delivered(mailbox, &keys, &named)?;
+    store.commit_delivered_with_headers(mailbox, &records, &named)?;
     Ok(names)
 }
 
@@ -904,6 +1008,39 @@ mod tests {
             size: 10,
             id: Some(id.to_string()),
         }
+    }
+
+    /// A message a killed run left in the Maildir is recorded by recovery
+    /// with its header digest when the mailbox is an IMAP folder, so a
+    /// later renumbering of the folder finds it.
+    #[test]
+    fn recovery_records_header_digests_of_imap_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Mail");
+        let maildir = Maildir::open(&root).unwrap();
+        drop(maildir);
+        let mut store = Store::open(&dir.path().join("state")).unwrap();
+        let imap = store.mailbox("a@h/INBOX").unwrap();
+        let pop = store.mailbox("a@h").unwrap();
+        store.renumber(imap, 5, &[]).unwrap();
+        for (mailbox, uidl, name) in [(imap, "5/1", "1.Ppf1.h"), (pop, "u1", "2.Ppf2.h")] {
+            std::fs::write(root.join("new").join(name), b"Subject: s\n\nbody\n").unwrap();
+            let entry = PendingEntry {
+                uidl: uidl.into(),
+                folder: root.clone(),
+                name: name.into(),
+            };
+            store.journal(mailbox, &[entry]).unwrap();
+            recover(&mut store, mailbox, &Target::Maildir(root.clone())).unwrap();
+            assert!(store.pending(mailbox).unwrap().is_empty());
+            assert!(store.seen(mailbox).unwrap().contains_key(uidl));
+        }
+        let digests = store.header_digests(imap).unwrap();
+        let mut reader: &[u8] = b"Subject: s\n\n";
+        let mut hashing = HashingReader::new(&mut reader);
+        std::io::copy(&mut hashing, &mut std::io::sink()).unwrap();
+        assert_eq!(digests.get("5/1"), Some(&hashing.hex()));
+        assert!(store.header_digests(pop).unwrap().is_empty(), "POP3: none");
     }
 
     /// Copies of a message (same content digest) are kept out of the plan

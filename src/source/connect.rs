@@ -1,11 +1,16 @@
-//! From an account to a logged-in POP3 session: connect, TLS (implicit or
-//! STLS), CAPA, the secret, login. Shared by every command that talks to a
-//! POP3 server; `source::open` calls it for POP3 accounts. Also the POP3
-//! side of `info`'s probe, which stops before the login.
+//! From an account to a logged-in session: connect, TLS (implicit or
+//! STLS/STARTTLS), capabilities, the secret, login. The pieces that do not
+//! depend on the protocol (reaching the server with TLS as the account
+//! says, the `-v` lines, the cleartext warning, the login's context) serve
+//! POP3 and IMAP alike; `source::open` calls [`open`] for POP3 accounts
+//! and [`open_imap`] for IMAP ones. Also `info`'s probe ([`probe`],
+//! [`probe_imap`]), which stops before the login.
 
+use crate::config::secret::Secret;
 use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext};
+use crate::source::imap;
 use crate::source::pop3::auth::AuthMethod;
 use crate::source::pop3::{Client, Session};
 use crate::ui::notice::{Alerts, Verbose};
@@ -32,9 +37,13 @@ pub struct Opened {
 pub const PLAIN_POP3_FIX: &str =
     "set tls = \"starttls\" (or \"none\") for this port, or use the server's TLS port (usually 995)";
 
-/// Connects and greets, with TLS as the account says, and reads CAPA.
-pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
-    let label = opts.trace.then(|| format!("[{}]", account.name));
+/// What to set when `tls = "implicit"` meets a port that greets in plain
+/// IMAP.
+pub const PLAIN_IMAP_FIX: &str =
+    "set tls = \"starttls\" (or \"none\") for this port, or use the server's TLS port (usually 993)";
+
+/// `-v`: where the session goes, before it connects.
+fn say_connecting(account: &Account, opts: &ConnectOptions) {
     opts.verbose.say(|| {
         let tls = match account.tls {
             TlsMode::Implicit => "TLS",
@@ -46,6 +55,45 @@ pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
             account.name, account.host, account.port
         )
     });
+}
+
+/// `-v`: how the connection is protected, once it is up.
+fn say_connected(account: &Account, opts: &ConnectOptions, stream: &Stream) {
+    opts.verbose.say(|| match stream.tls_description() {
+        Some(tls) => format!("{}: connected, {tls}", account.name),
+        None => format!("{}: connected, not encrypted", account.name),
+    });
+}
+
+/// Reaches the server: TCP, then at once TLS with `implicit`; otherwise the
+/// plain connection, once the server has greeted in plain text (for the
+/// protocol's own STARTTLS, or none). `plain_fix` says what to set when an
+/// implicit-TLS port greets in plain text.
+fn reach(account: &Account, tls: Option<&TlsContext>, plain_fix: &str) -> Result<Stream> {
+    let tcp = net::connect(&account.host, account.port, account.timeout)?;
+    match (account.tls, tls) {
+        (TlsMode::Implicit, Some(tls)) => tls.wrap_implicit(tcp, &account.host, plain_fix),
+        _ => {
+            net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
+            Ok(Stream::Plain(tcp))
+        }
+    }
+}
+
+/// The TLS settings of a login (`None` with `tls = "none"`).
+fn login_tls(account: &Account) -> Result<Option<TlsContext>> {
+    if account.tls == TlsMode::None {
+        return Ok(None);
+    }
+    Ok(Some(
+        TlsContext::new(&account.trust)?.for_account(&account.name),
+    ))
+}
+
+/// Connects and greets, with TLS as the account says, and reads CAPA.
+pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
+    let label = opts.trace.then(|| format!("[{}]", account.name));
+    say_connecting(account, opts);
     let tcp = net::connect(&account.host, account.port, account.timeout)?;
     if account.tls != TlsMode::Implicit {
         net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
@@ -70,11 +118,7 @@ pub fn connect(account: &Account, opts: &ConnectOptions) -> Result<Client> {
             client
         }
     };
-    opts.verbose
-        .say(|| match client.stream().tls_description() {
-            Some(tls) => format!("{}: connected, {tls}", account.name),
-            None => format!("{}: connected, not encrypted", account.name),
-        });
+    say_connected(account, opts, client.stream());
     Ok(client)
 }
 
@@ -132,10 +176,22 @@ pub fn open(
 /// `account` (its `secret`: "password", "OAuth token") is about to cross
 /// the network unencrypted; and how to avoid it when the server offers STLS.
 pub fn warn_cleartext(account: &Account, opts: &ConnectOptions, secret: &str, offers_stls: bool) {
-    let advice = if offers_stls {
-        "; the server offers STLS: set tls = \"starttls\" to protect it"
-    } else {
-        ""
+    warn_cleartext_offering(account, opts, secret, offers_stls.then_some("STLS"));
+}
+
+/// [`warn_cleartext`] for any protocol: `upgrade` names the command the
+/// server offers to start TLS (STLS, STARTTLS), if it offers one.
+fn warn_cleartext_offering(
+    account: &Account,
+    opts: &ConnectOptions,
+    secret: &str,
+    upgrade: Option<&str>,
+) {
+    let advice = match upgrade {
+        Some(command) => {
+            format!("; the server offers {command}: set tls = \"starttls\" to protect it")
+        }
+        None => String::new(),
     };
     opts.alerts.security(&format!(
         "{}: sending the {secret} unencrypted (tls = \"none\"); anyone on the network path can read it{advice}",
@@ -205,5 +261,118 @@ pub fn probe(account: &Account, trace: bool) -> Result<crate::source::Probe> {
         trusted: if stream.is_tls() { tls.verdict() } else { None },
     };
     client.quit();
+    Ok(probe)
+}
+
+/// A logged-in IMAP session plus what the caller should tell the user.
+pub struct ImapOpened {
+    pub session: imap::Session,
+    pub warnings: Vec<String>,
+}
+
+/// Connects to an IMAP server with TLS as the account says (STARTTLS is
+/// never skipped: a server that cannot do it is refused), reads
+/// CAPABILITY.
+pub fn connect_imap(account: &Account, opts: &ConnectOptions) -> Result<imap::Client> {
+    let label = opts.trace.then(|| format!("[{}]", account.name));
+    say_connecting(account, opts);
+    let tls = login_tls(account)?;
+    let stream = reach(account, tls.as_ref(), PLAIN_IMAP_FIX)?;
+    let mut client = imap::Client::new(stream, &account.host, label)?;
+    let client = match (account.tls, &tls) {
+        (TlsMode::StartTls, Some(tls)) => client.starttls(tls)?,
+        _ => {
+            if !client.capabilities().known {
+                client.refresh_capabilities()?;
+            }
+            client
+        }
+    };
+    say_connected(account, opts, client.stream());
+    Ok(client)
+}
+
+/// Connects and logs in to an IMAP server, calling `logging_in` once it
+/// has greeted (and TLS is up). `[ALERT]`s of the server so far come back
+/// as warnings. A server that greets with PREAUTH is not sent the secret
+/// (nor is it asked for).
+pub fn open_imap(
+    account: &Account,
+    opts: &ConnectOptions,
+    logging_in: &(dyn Fn() + Sync),
+) -> Result<ImapOpened> {
+    let mut client = connect_imap(account, opts)?;
+    logging_in();
+    let mut warnings = alert_warnings(account, client.take_alerts());
+    let (method, secret) = if client.is_preauth() {
+        opts.verbose
+            .say(|| format!("{}: logged in by the server (PREAUTH)", account.name));
+        (account.auth, Secret::new(String::new()))
+    } else {
+        let method = client.choose_auth(account.auth)?;
+        if !client.is_tls() && method.sends_cleartext() {
+            let upgrade = client.capabilities().has("STARTTLS").then_some("STARTTLS");
+            warn_cleartext_offering(account, opts, method.secret_name(), upgrade);
+        }
+        let secret = account.secret()?;
+        opts.verbose.say(|| {
+            let label = match method {
+                AuthMethod::User => "LOGIN",
+                other => other.sasl_name().unwrap_or(other.name()),
+            };
+            format!("{}: logging in as {} ({label})", account.name, account.user)
+        });
+        (method, secret)
+    };
+    let mut session = client
+        .login(method, &account.user, &secret)
+        .map_err(|e| login_context(account, e))?;
+    warnings.extend(alert_warnings(account, session.take_alerts()));
+    Ok(ImapOpened { session, warnings })
+}
+
+/// A server's `[ALERT]` texts (already escaped) as warnings: RFC 3501 §7.1
+/// wants the user to see them.
+pub fn alert_warnings(account: &Account, alerts: Vec<String>) -> Vec<String> {
+    alerts
+        .into_iter()
+        .map(|a| format!("{}: the server says: {a}", account.name))
+        .collect()
+}
+
+/// Connects and greets an IMAP server with TLS as the account says (any
+/// certificate is accepted, to be shown with its verdict), asks
+/// CAPABILITY and leaves without logging in: no secret is sent.
+pub fn probe_imap(account: &Account, trace: bool) -> Result<crate::source::Probe> {
+    let label = trace.then(|| format!("[{}]", account.name));
+    let tls = TlsContext::for_probe(&account.trust)?;
+    let stream = reach(account, Some(&tls), PLAIN_IMAP_FIX)?;
+    let mut client = imap::Client::new(stream, &account.host, label)?;
+    let client = if account.tls == TlsMode::StartTls {
+        client.starttls(&tls)?
+    } else {
+        if !client.capabilities().known {
+            client.refresh_capabilities()?;
+        }
+        client
+    };
+    // Atoms cannot hold control characters, but what is shown is escaped
+    // all the same: it comes from a server not yet trusted.
+    let capabilities = Some(
+        client
+            .capabilities()
+            .names()
+            .map(crate::ui::term::escape_controls)
+            .collect(),
+    );
+    let stream = client.stream();
+    let probe = crate::source::Probe {
+        greeting: client.greeting().to_string(),
+        capabilities,
+        tls: stream.tls_description(),
+        peer_certificates: stream.peer_certificates(),
+        trusted: if stream.is_tls() { tls.verdict() } else { None },
+    };
+    client.logout();
     Ok(probe)
 }

@@ -1,6 +1,7 @@
 //! Where mail comes from, behind one interface: [`Source`]. POP3
-//! (`pop3/`, logged in by `connect`) and POP2 (`pop2`) implement it; the
-//! engine and the read-only commands see nothing else.
+//! (`pop3/`), IMAP (`imap/`, one selected folder: `imap::Folder`), both
+//! logged in by `connect`, and POP2 (`pop2`) implement it; the engine and
+//! the read-only commands see nothing else.
 //!
 //! To add a source: a module here that implements [`Source`] (its wire
 //! code generic over `net::Transport`, unit-tested on the scripted stream
@@ -21,12 +22,14 @@ use connect::ConnectOptions;
 /// One message as the listing names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// How the session names it: the POP3 or POP2 message number.
+    /// How the session names it: the POP3 or POP2 message number, the
+    /// IMAP UID.
     pub handle: u32,
     /// Octets, as the server counts them.
     pub size: u64,
-    /// The key of its seen record: the UIDL, a header digest (`hdr:…`), a
-    /// content digest (`pop2:…`); `None` when the server gives none.
+    /// The key of its seen record: the UIDL, IMAP's `UIDVALIDITY/UID`, a
+    /// header digest (`hdr:…`), a content digest (`pop2:…`); `None` when
+    /// the server gives none.
     pub id: Option<String>,
 }
 
@@ -101,8 +104,24 @@ pub trait Source {
         sink: &mut FetchSink<'_>,
     ) -> Result<()>;
 
-    /// Marks messages for deletion; whether the server accepted, per
-    /// handle. Nothing is deleted before [`Source::finish`] succeeds.
+    /// Listed messages a sync leaves alone this time, though they stay
+    /// listed (so their records are kept): IMAP's `fetch = "unseen"` holds
+    /// back those with `\Seen`. Asked once, after [`Source::listing`].
+    fn held_back(&mut self) -> Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
+
+    /// The records of these messages, fetched in this session, are
+    /// committed: a source that flags what was delivered (IMAP's
+    /// `mark_seen`) does it now, never before.
+    fn recorded(&mut self, _handles: &[u32]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Marks messages for deletion (or moves them away, IMAP's
+    /// `move_to`); whether the server accepted, per handle. POP3 and POP2
+    /// delete nothing before [`Source::finish`] succeeds; IMAP expunges at
+    /// once (the records are committed before this is called).
     fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>>;
 
     /// Logs out (QUIT, LOGOUT). `Ok` means the deletions took effect.
@@ -127,6 +146,13 @@ pub trait Source {
     /// the deletion rides on the acknowledgement instead of re-reading it.
     fn acks_each_message(&self) -> bool {
         false
+    }
+
+    /// The selected folder's name and UIDVALIDITY, for a source whose ids
+    /// are `UIDVALIDITY/UID` (IMAP): when it changes, every UID does, and
+    /// the engine finds the messages again by their headers.
+    fn uidvalidity(&self) -> Option<(&str, u32)> {
+        None
     }
 }
 
@@ -155,6 +181,18 @@ pub fn open(
             source: Box::new(pop2::open(account, opts, logging_in)?),
             warnings: Vec::new(),
         }),
+        Protocol::Imap => {
+            let opened = connect::open_imap(account, opts, logging_in)?;
+            let mut warnings = opened.warnings;
+            let mut folder = imap::Folder::select(opened.session, account, opts.alerts.clone())?;
+            warnings.extend(connect::alert_warnings(account, folder.take_alerts()));
+            opts.verbose
+                .say(|| format!("{}: {}", account.name, folder.describe()));
+            Ok(Opened {
+                source: Box::new(folder),
+                warnings,
+            })
+        }
     }
 }
 
@@ -162,7 +200,7 @@ pub fn open(
 /// reading everything, if it cannot.
 pub fn refuse_dry_run(account: &Account) -> Result<()> {
     match account.protocol {
-        Protocol::Pop3 => Ok(()),
+        Protocol::Pop3 | Protocol::Imap => Ok(()),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             "--dry-run is not available for POP2 accounts: POP2 can only tell what is new by reading every message",
@@ -174,6 +212,20 @@ pub fn refuse_dry_run(account: &Account) -> Result<()> {
 /// mark`) cannot work with this account, if they cannot.
 pub fn refuse_peek(account: &Account) -> Result<()> {
     match account.protocol {
+        Protocol::Imap => match &account.imap {
+            // Message numbers (UIDs) are per folder: one list of several
+            // folders would name different messages alike.
+            Some(imap) if imap.folders.len() > 1 => Err(Error::new(
+                ExitKind::Usage,
+                format!(
+                    "account {}: `list`, `top` and `seen mark` show one folder, and it has {}                      ({}); give each folder a section of its own (folders = [\"NAME\"]) to look into it",
+                    account.name,
+                    imap.folders.len(),
+                    imap.folders.join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        },
         Protocol::Pop3 => Ok(()),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
@@ -201,6 +253,7 @@ pub struct Probe {
 pub fn probe(account: &Account, trace: bool) -> Result<Probe> {
     match account.protocol {
         Protocol::Pop3 => connect::probe(account, trace),
+        Protocol::Imap => connect::probe_imap(account, trace),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             "`info` speaks POP3; POP2 has no capabilities to show",

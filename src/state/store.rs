@@ -45,6 +45,11 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         PRIMARY KEY (mailbox, name)
      ) WITHOUT ROWID;",
+    // 1 → 2: an IMAP folder's UIDVALIDITY as last seen, and a digest of
+    // each delivered message's header block, so that the messages of a
+    // folder the server renumbered are known again (engine::identity).
+    "ALTER TABLE mailbox ADD COLUMN uidvalidity INTEGER;
+     ALTER TABLE seen ADD COLUMN header TEXT;",
 ];
 
 pub fn now_secs() -> i64 {
@@ -275,6 +280,72 @@ impl Store {
             .map_err(|e| db_error("reading", e))
     }
 
+    /// The UIDVALIDITY of an IMAP folder's mailbox as last seen (`None`
+    /// before its first session).
+    pub fn uidvalidity(&self, mailbox: i64) -> Result<Option<u32>> {
+        self.conn
+            .query_row(
+                "SELECT uidvalidity FROM mailbox WHERE id = ?1",
+                params![mailbox],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| db_error("reading the folder's UIDVALIDITY", e))
+    }
+
+    /// The header digest of each record that has one (key → digest).
+    pub fn header_digests(&self, mailbox: i64) -> Result<HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT uidl, header FROM seen WHERE mailbox = ?1 AND header IS NOT NULL")
+            .map_err(|e| db_error("reading", e))?;
+        let rows = stmt
+            .query_map(params![mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| db_error("reading", e))?;
+        rows.collect::<rusqlite::Result<HashMap<String, String>>>()
+            .map_err(|e| db_error("reading", e))
+    }
+
+    /// After the server renumbered a folder: records the new UIDVALIDITY
+    /// and moves each record in `moves` from its old key to its new one
+    /// (keeping its first-seen time, origin and digest), in one durable
+    /// transaction, so a crash leaves either the old state or the new.
+    pub fn renumber(
+        &mut self,
+        mailbox: i64,
+        uidvalidity: u32,
+        moves: &[(&str, &str)],
+    ) -> Result<()> {
+        let what = "recording the folder's new UIDVALIDITY";
+        let tx = self.conn.transaction().map_err(|e| db_error(what, e))?;
+        {
+            let mut copy = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen (mailbox, uidl, first_seen, origin, header)
+                     SELECT mailbox, ?3, first_seen, origin, header FROM seen
+                     WHERE mailbox = ?1 AND uidl = ?2",
+                )
+                .map_err(|e| db_error(what, e))?;
+            let mut remove = tx
+                .prepare_cached("DELETE FROM seen WHERE mailbox = ?1 AND uidl = ?2")
+                .map_err(|e| db_error(what, e))?;
+            for (old, new) in moves {
+                copy.execute(params![mailbox, old, new])
+                    .map_err(|e| db_error(what, e))?;
+                remove
+                    .execute(params![mailbox, old])
+                    .map_err(|e| db_error(what, e))?;
+            }
+            tx.execute(
+                "UPDATE mailbox SET uidvalidity = ?2 WHERE id = ?1",
+                params![mailbox, uidvalidity],
+            )
+            .map_err(|e| db_error(what, e))?;
+        }
+        tx.commit().map_err(|e| db_error(what, e))
+    }
+
     /// Seen records sorted by first-seen time then UIDL, for `seen list`.
     pub fn seen_records(&self, mailbox: i64) -> Result<Vec<SeenRecord>> {
         let mut stmt = self
@@ -393,6 +464,19 @@ impl Store {
         uidls: &[&str],
         journal_names: &[&str],
     ) -> Result<()> {
+        let records: Vec<(&str, Option<&str>)> = uidls.iter().map(|u| (*u, None)).collect();
+        self.commit_delivered_with_headers(mailbox, &records, journal_names)
+    }
+
+    /// [`Store::commit_delivered`] with each record's header digest, when
+    /// known (IMAP: what finds the message again after its folder is
+    /// renumbered). An existing record keeps its digest, or gets this one.
+    pub fn commit_delivered_with_headers(
+        &mut self,
+        mailbox: i64,
+        records: &[(&str, Option<&str>)],
+        journal_names: &[&str],
+    ) -> Result<()> {
         let now = now_secs();
         let tx = self
             .conn
@@ -401,12 +485,13 @@ impl Store {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO seen (mailbox, uidl, first_seen) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO seen (mailbox, uidl, first_seen, header) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (mailbox, uidl) DO UPDATE SET header = coalesce(header, excluded.header)",
                 )
                 .map_err(|e| db_error("recording delivered messages", e))?;
-            for uidl in uidls {
+            for (uidl, header) in records {
                 insert
-                    .execute(params![mailbox, uidl, now])
+                    .execute(params![mailbox, uidl, now, header])
                     .map_err(|e| db_error("recording delivered messages", e))?;
             }
             let mut clear = tx
@@ -757,6 +842,65 @@ mod tests {
                 r.unwrap();
             }
         }
+    }
+
+    /// A database of schema 1 (before UIDVALIDITY and header digests)
+    /// keeps its records; the new columns start empty.
+    #[test]
+    fn schema_1_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(Store::FILE_NAME)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO mailbox (id, identity) VALUES (1, 'a@h');
+                 INSERT INTO seen (mailbox, uidl, first_seen) VALUES (1, '7/1', 42);",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("a@h").unwrap();
+        assert_eq!(store.seen(mb).unwrap()["7/1"], 42);
+        assert_eq!(store.uidvalidity(mb).unwrap(), None);
+        assert!(store.header_digests(mb).unwrap().is_empty());
+        store
+            .commit_delivered_with_headers(mb, &[("7/1", Some("d1")), ("7/2", Some("d2"))], &[])
+            .unwrap();
+        let digests = store.header_digests(mb).unwrap();
+        assert_eq!(digests["7/1"], "d1", "an old record gets its digest");
+        assert_eq!(digests["7/2"], "d2");
+        assert_eq!(store.seen(mb).unwrap()["7/1"], 42, "and keeps its time");
+        store
+            .commit_delivered_with_headers(mb, &[("7/2", Some("other"))], &[])
+            .unwrap();
+        assert_eq!(
+            store.header_digests(mb).unwrap()["7/2"],
+            "d2",
+            "a digest stays"
+        );
+    }
+
+    #[test]
+    fn renumber_moves_records_and_keeps_what_they_knew() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("a@h/INBOX").unwrap();
+        store
+            .commit_delivered_with_headers(mb, &[("7/1", Some("d1")), ("7/2", Some("d2"))], &[])
+            .unwrap();
+        store.renumber(mb, 7, &[]).unwrap();
+        assert_eq!(store.uidvalidity(mb).unwrap(), Some(7));
+        let before = store.seen(mb).unwrap();
+        store.renumber(mb, 9, &[("7/2", "9/20")]).unwrap();
+        assert_eq!(store.uidvalidity(mb).unwrap(), Some(9));
+        let after = store.seen(mb).unwrap();
+        assert_eq!(after.len(), 2);
+        assert_eq!(after["9/20"], before["7/2"]);
+        assert!(!after.contains_key("7/2"));
+        assert_eq!(store.header_digests(mb).unwrap()["9/20"], "d2");
+        let other = store.mailbox("a@h/Other").unwrap();
+        assert_eq!(store.uidvalidity(other).unwrap(), None);
     }
 
     #[test]

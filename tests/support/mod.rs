@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod dovecot;
+pub mod imapserver;
 pub mod pop2server;
 pub mod server;
 

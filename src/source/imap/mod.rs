@@ -15,11 +15,15 @@
 //! `UID FETCH`; whatever else the server says in between (other messages'
 //! FETCH, EXPUNGE, EXISTS, FLAGS) is read and never taken for a body.
 //!
-//! The types the engine sees ([`Entry`], [`Fetched`], [`Message`]) mirror
-//! the shared source interface; they are mapped onto it when the engine
-//! learns IMAP.
+//! The session speaks in the types of the shared source interface
+//! ([`Entry`], [`Fetched`], [`Message`]); [`Folder`] (one selected folder
+//! with the account's IMAP settings) is the [`crate::source::Source`] the
+//! engine drives.
 
 pub(crate) mod codec;
+mod folder;
+
+pub use folder::Folder;
 #[cfg(test)]
 mod tests;
 
@@ -50,37 +54,10 @@ const MAX_UNTAGGED: usize = 100_000;
 /// Largest literal LITERAL- (RFC 7888) lets us send without waiting.
 const LITERAL_MINUS_MAX: usize = 4096;
 
-/// One message of the folder's listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The UID.
-    pub handle: u32,
-    /// RFC822.SIZE: the server's word, never trusted for framing.
-    pub size: u64,
-    /// `UIDVALIDITY/UID` (SPEC §8: the `uidl` shown for IMAP messages).
-    pub id: Option<String>,
-}
-
-/// A message body being delivered: the decoded bytes, LF line ends.
-pub trait Message: Read {
-    /// The size so far as the server counts it (CRLF line ends).
-    fn octets(&self) -> u64;
-    /// The message grew past `max_size`: the reader failed, and the rest of
-    /// it is skipped so the session goes on.
-    fn over_limit(&self) -> bool;
-}
-
-/// What became of one requested message.
-pub enum Fetched<'a> {
-    /// Read it to its end (or fail).
-    Body(&'a mut dyn Message),
-    /// The server did not give it; why.
-    Refused(String),
-}
-
-/// What the sink of a fetch is handed: the index into the requested
-/// handles, and the message.
-pub type Sink<'s> = dyn FnMut(usize, Fetched<'_>) -> Result<()> + 's;
+// The listing's ids are `UIDVALIDITY/UID` (SPEC §8: the `uidl` shown for
+// IMAP messages); handles are UIDs; sizes are RFC822.SIZE, the server's
+// word, never trusted for framing.
+pub use crate::source::{Entry, Fetched, Message, Sink};
 
 /// The folder selected, as SELECT/EXAMINE reported it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1378,7 +1355,161 @@ impl<S: Transport> Session<S> {
 
     /// Every UID in the folder that carries `\Deleted`.
     fn search_deleted(&mut self) -> Result<Vec<u32>> {
-        let what = "UID SEARCH DELETED";
+        self.search("DELETED")
+    }
+
+    /// The UIDs of the selected folder's messages without `\Seen`.
+    pub fn unseen(&mut self) -> Result<Vec<u32>> {
+        self.selected("searching")?;
+        if self.conn.exists == 0 {
+            return Ok(Vec::new());
+        }
+        let mut uids = self.search("UNSEEN")?;
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// Sets `\Seen` on messages (`UID STORE +FLAGS.SILENT (\Seen)`);
+    /// whether the server accepted, per handle.
+    pub fn flag_seen(&mut self, handles: &[u32]) -> Result<Vec<bool>> {
+        self.store_flags(handles, "\\Seen", "marking {} messages seen")
+    }
+
+    /// `UID STORE set +FLAGS.SILENT (flag)` in sets of UIDs; a set the
+    /// server refuses (NO) counts as not done, anything else fails.
+    fn store_flags(&mut self, handles: &[u32], flag: &str, doing: &str) -> Result<Vec<bool>> {
+        let mut done = vec![false; handles.len()];
+        if handles.is_empty() {
+            return Ok(done);
+        }
+        self.selected("storing flags")?;
+        let mut sorted: Vec<u32> = handles.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut stored: Vec<u32> = Vec::new();
+        for (set, range) in codec::uid_sets(&sorted, MAX_SET_LEN) {
+            let what = format!(
+                "UID STORE ({})",
+                doing.replace("{}", &range.len().to_string())
+            );
+            let res = self.conn.run(
+                &[Part::Text(format!(
+                    "UID STORE {set} +FLAGS.SILENT ({flag})"
+                ))],
+                &what,
+                Phase::Transaction,
+                &mut |_, _| Ok(false),
+            );
+            match res {
+                Ok(_) => stored.extend_from_slice(&sorted[range]),
+                Err(e) if e.kind() == ExitKind::Protocol && e.server_reply().is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (i, h) in handles.iter().enumerate() {
+            done[i] = stored.binary_search(h).is_ok();
+        }
+        Ok(done)
+    }
+
+    /// Moves messages to `folder`: `UID MOVE` (RFC 6851) when the server
+    /// offers it, else `UID COPY` and then [`Session::delete`]. A folder
+    /// the server says to create first (`[TRYCREATE]`) is created once.
+    /// Returns, per handle, whether it left the selected folder.
+    pub fn move_to(&mut self, handles: &[u32], folder: &str) -> Result<Vec<bool>> {
+        let mb = self.selected("moving")?;
+        if handles.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_arg("move_to", folder)?;
+        if mb.read_only {
+            return Err(Error::new(
+                ExitKind::Protocol,
+                format!(
+                    "{}: folder {:?} is read-only here, so nothing can be moved out of it",
+                    self.conn.host, mb.name
+                ),
+            ));
+        }
+        let verb = if self.capa.has("MOVE") {
+            "MOVE"
+        } else {
+            "COPY"
+        };
+        let mut sorted: Vec<u32> = handles.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut created = false;
+        let mut moved: Vec<u32> = Vec::new();
+        for (set, range) in codec::uid_sets(&sorted, MAX_SET_LEN) {
+            let what = format!("UID {verb} ({} messages to {folder:?})", range.len());
+            loop {
+                let parts = [
+                    Part::Text(format!("UID {verb} {set}")),
+                    Part::arg(&codec::mailbox_name(folder)),
+                ];
+                let status = match self.conn.send(&parts, &what)? {
+                    Ok(tag) => self.conn.finish(&tag, &what, &mut |_, _| Ok(false))?,
+                    Err(status) => status,
+                };
+                let try_create = matches!(&status.code, Some(Code::Other(c)) if c.eq_ignore_ascii_case("TRYCREATE"));
+                match status.kind {
+                    StatusKind::Ok => {
+                        moved.extend_from_slice(&sorted[range.clone()]);
+                        break;
+                    }
+                    StatusKind::No if try_create && !created => {
+                        created = true;
+                        self.create(folder)?;
+                    }
+                    StatusKind::No if !status.code.as_ref().is_some_and(Code::is_temporary) => {
+                        return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)
+                            .context(format!("check move_to = {folder:?}")));
+                    }
+                    _ => return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)),
+                }
+            }
+        }
+        if verb == "MOVE" {
+            return Ok(handles
+                .iter()
+                .map(|h| moved.binary_search(h).is_ok())
+                .collect());
+        }
+        // Copied: now delete them here, as a deletion would.
+        let gone = self.delete(&moved)?;
+        let gone: Vec<u32> = moved
+            .iter()
+            .zip(gone)
+            .filter(|(_, g)| *g)
+            .map(|(u, _)| *u)
+            .collect();
+        Ok(handles
+            .iter()
+            .map(|h| gone.binary_search(h).is_ok())
+            .collect())
+    }
+
+    /// `CREATE folder`.
+    fn create(&mut self, folder: &str) -> Result<()> {
+        let what = format!("CREATE {folder:?}");
+        self.conn.run(
+            &[
+                Part::Text("CREATE".into()),
+                Part::arg(&codec::mailbox_name(folder)),
+            ],
+            &what,
+            Phase::Transaction,
+            &mut |_, _| Ok(false),
+        )?;
+        Ok(())
+    }
+
+    /// The UIDs `UID SEARCH criteria` answers with.
+    fn search(&mut self, criteria: &str) -> Result<Vec<u32>> {
+        let what = format!("UID SEARCH {criteria}");
+        let what = what.as_str();
         let mut uids = Vec::new();
         self.conn.run(
             &[Part::Text(what.into())],

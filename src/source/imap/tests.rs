@@ -698,3 +698,64 @@ fn a_top_literal_too_large_to_hold_is_refused_before_reading_it() {
     let err = s.top(&[4], 5, &mut |_, _| Ok(())).unwrap_err();
     assert_eq!(err.kind(), ExitKind::Protocol, "{err}");
 }
+
+#[test]
+fn move_to_uses_move_or_copy_then_delete_and_creates_on_trycreate() {
+    // MOVE offered; the folder is missing at first.
+    let (mut s, handle) = selected("MOVE UIDPLUS", 64, |st| {
+        st.on(
+            "A0003 UID MOVE 4:5 Archive",
+            b"A0003 NO [TRYCREATE] Mailbox doesn't exist: Archive\r\n",
+        )
+        .on("A0004 CREATE Archive", b"A0004 OK created\r\n")
+        .on(
+            "A0005 UID MOVE 4:5 Archive",
+            b"* OK [COPYUID 7 4:5 1:2] moved\r\n* 1 EXPUNGE\r\n* 1 EXPUNGE\r\nA0005 OK done\r\n",
+        )
+    });
+    assert_eq!(s.move_to(&[5, 4], "Archive").unwrap(), vec![true, true]);
+    assert!(handle.unsent().is_empty());
+
+    // Without MOVE: UID COPY, then the deletion as for `delete`.
+    let (mut s, handle) = selected("UIDPLUS", 64, |st| {
+        st.on("A0003 UID COPY 4 Archive", b"A0003 OK copied\r\n")
+            .on(
+                "A0004 UID STORE 4 +FLAGS.SILENT (\\Deleted)",
+                b"A0004 OK stored\r\n",
+            )
+            .on("A0005 UID EXPUNGE 4", b"* 1 EXPUNGE\r\nA0005 OK\r\n")
+    });
+    assert_eq!(s.move_to(&[4], "Archive").unwrap(), vec![true]);
+    assert!(handle.unsent().is_empty());
+
+    // A refusal that is not TRYCREATE (or a second TRYCREATE) is an error
+    // naming the key; nothing is deleted.
+    let (mut s, handle) = selected("", 64, |st| {
+        st.on("A0003 UID COPY 4 Archive", b"A0003 NO [OVERQUOTA] full\r\n")
+    });
+    let err = s.move_to(&[4], "Archive").unwrap_err().to_string();
+    assert!(err.contains("move_to") && err.contains("full"), "{err}");
+    assert!(!handle.written().contains("STORE"));
+}
+
+#[test]
+fn flag_seen_and_unseen_search() {
+    let (mut s, handle) = selected("", 64, |st| {
+        st.on(
+            "A0003 UID SEARCH UNSEEN",
+            b"* SEARCH 7 4\r\nA0003 OK searched\r\n",
+        )
+        .on(
+            "A0004 UID STORE 4,7 +FLAGS.SILENT (\\Seen)",
+            b"A0004 OK stored\r\n",
+        )
+        .on(
+            "A0005 UID STORE 5 +FLAGS.SILENT (\\Seen)",
+            b"A0005 NO [CANNOT] not now\r\n",
+        )
+    });
+    assert_eq!(s.unseen().unwrap(), vec![4, 7]);
+    assert_eq!(s.flag_seen(&[7, 4]).unwrap(), vec![true, true]);
+    assert_eq!(s.flag_seen(&[5]).unwrap(), vec![false]);
+    assert!(handle.unsent().is_empty());
+}
