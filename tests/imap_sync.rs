@@ -246,9 +246,29 @@ fn imap_folders_are_mailboxes_of_their_own_counted_together() {
     assert_eq!(run.json_lines()[0]["new"], 11, "{}", run.stdout);
     assert_eq!(run.json_lines()[0]["total"], 11);
 
-    let run = env.run(&["sync", "--json"]);
+    let logins = |dc: &Dovecot| {
+        dc.log()
+            .matches("imap-login: Info: Login: user=<alice>")
+            .count()
+    };
+    let before = logins(&dc);
+    let run = env.run(&["sync", "--json", "-v"]);
     run.expect_code(0);
     assert_eq!(run.json_lines()[0]["new"], 11, "{}", run.stderr);
+    // One session for both folders: the second is SELECTed, not logged
+    // into again.
+    assert!(
+        run.stderr.contains("on to folder \"Lists\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("logged out").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(logins(&dc), before + 1, "{}", dc.log());
     let all: Vec<Vec<u8>> = inbox.iter().chain(&lists).cloned().collect();
     assert_eq!(maildir_messages(&env.maildir("im")), sorted_expected(&all));
 

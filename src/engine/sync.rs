@@ -4,11 +4,13 @@
 //! (QUIT), prune.
 //!
 //! Order is everything here (SPEC §4): a message is recorded as seen only
-//! after its batch is durable in the target, and its deletion (DELE, or
-//! POP2's ACKD) is asked for only once its record is committed. A session
-//! that ends without a clean QUIT deletes nothing on the server, and
-//! nothing here assumes it did: the records stay, and the next run deletes
-//! what is still there. No protocol is named here: what differs between
+//! after its batch is durable in the target, and its deletion (DELE,
+//! POP2's ACKD, IMAP's expunge or move), like any flag a source sets on
+//! what was delivered (IMAP's `\Seen`: `Source::recorded`), is asked for
+//! only once its record is committed. Nothing here assumes a deletion
+//! happened unless the source said so (POP3's QUIT, IMAP's expunge): when
+//! a session ends badly the records stay, and the next run deletes what is
+//! still there. No protocol is decided on here: what differs between
 //! sources is what the `Source` trait says of them.
 
 use std::collections::HashMap;
@@ -123,9 +125,11 @@ impl Action {
 /// ends up in the report's `error`.
 ///
 /// Each mailbox of the account (an IMAP account has one per folder) is
-/// synced on its own, one after the other, with its own lock, seen state
-/// and session; the report counts them all. The first that fails stops
-/// the account (what the others delivered stays counted), as Ctrl-C does.
+/// synced on its own, one after the other, with its own lock and seen
+/// state; the report counts them all. One session serves them all when
+/// the source can switch folders (IMAP's SELECT: its deletions took
+/// effect before the switch). The first that fails stops the account
+/// (what the others delivered stays counted), as Ctrl-C does.
 pub fn sync_account(
     account: &Account,
     state_dir: &Path,
@@ -136,12 +140,23 @@ pub fn sync_account(
         account: account.name.clone(),
         ..SyncReport::default()
     };
-    for mailbox in account.per_folder() {
+    let mailboxes = account.per_folder();
+    let mut carried: Carried = None;
+    for (i, mailbox) in mailboxes.iter().enumerate() {
         let mut one = SyncReport {
             account: account.name.clone(),
             ..SyncReport::default()
         };
-        if let Err(e) = run(&mailbox, state_dir, opts, progress, &mut one) {
+        let more = i + 1 < mailboxes.len();
+        if let Err(e) = run(
+            mailbox,
+            state_dir,
+            opts,
+            progress,
+            &mut one,
+            &mut carried,
+            more,
+        ) {
             one.error = Some(e);
         }
         report.add(one);
@@ -149,9 +164,18 @@ pub fn sync_account(
             break;
         }
     }
+    // A session kept for a folder that was never reached.
+    if let Some(source) = carried.take() {
+        if let Err(e) = source.finish() {
+            report.error.get_or_insert(e);
+        }
+    }
     progress.finish();
     report
 }
+
+/// A logged-in session kept for the next folder of the account.
+type Carried = Option<Box<dyn Source>>;
 
 impl SyncReport {
     /// Adds the report of another mailbox of the same account.
@@ -171,12 +195,18 @@ impl SyncReport {
     }
 }
 
+/// Syncs one mailbox. `carried` is a session an earlier folder of the
+/// account kept open (it is used, when it can switch folders, instead of a
+/// new login); with `more` folders to follow, the session is left there
+/// for them instead of ending.
 fn run(
     account: &Account,
     state_dir: &Path,
     opts: &SyncOptions,
     progress: &Progress,
     report: &mut SyncReport,
+    carried: &mut Carried,
+    more: bool,
 ) -> Result<()> {
     if opts.dry_run {
         source::refuse_dry_run(account)?;
@@ -192,20 +222,53 @@ fn run(
         .warnings
         .extend(recover(&mut store, mailbox, &account.target)?);
 
-    // The seen set is read while the server handles the login: on a big
-    // mailbox each takes a while, and neither needs the other.
-    progress.phase(&format!("connecting to {}:{}", account.host, account.port));
-    let (opened, seen) = std::thread::scope(|scope| {
-        // A unique borrow moves to the loader (a connection is Send, not
-        // Sync); the store is back in our hands after the join.
-        let store = &mut store;
-        let loading = scope.spawn(move || store.seen(mailbox));
-        let opened = source::open(account, &opts.connect, &|| progress.phase("logging in"));
-        let seen = loading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (opened, seen)
-    });
+    let switched = match carried.take() {
+        Some(mut source) => {
+            let folder = account.imap.as_ref().and_then(|i| i.folders.first());
+            let name = folder.map_or("", String::as_str);
+            progress.phase(&format!("selecting {name}"));
+            opts.connect
+                .verbose
+                .say(|| format!("{}: on to folder {name:?}", account.name));
+            match folder.map(|f| source.select_folder(f)).transpose() {
+                Ok(Some(true)) => Some(source),
+                Ok(_) => {
+                    source.finish()?;
+                    None
+                }
+                Err(e) => {
+                    // Say goodbye if the connection still can.
+                    if !e.is_transport() {
+                        let _ = source.finish();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let (opened, seen) = if let Some(source) = switched {
+        let opened = source::Opened {
+            source,
+            warnings: Vec::new(),
+        };
+        (Ok(opened), store.seen(mailbox))
+    } else {
+        // The seen set is read while the server handles the login: on a big
+        // mailbox each takes a while, and neither needs the other.
+        progress.phase(&format!("connecting to {}:{}", account.host, account.port));
+        std::thread::scope(|scope| {
+            // A unique borrow moves to the loader (a connection is Send, not
+            // Sync); the store is back in our hands after the join.
+            let store = &mut store;
+            let loading = scope.spawn(move || store.seen(mailbox));
+            let opened = source::open(account, &opts.connect, &|| progress.phase("logging in"));
+            let seen = loading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (opened, seen)
+        })
+    };
     let opened = opened?;
     let mut seen = seen?;
     report.warnings.extend(opened.warnings);
@@ -321,12 +384,18 @@ fn run(
         });
     }
     let marked = mark_deletions(source.as_mut(), &to_delete, report)?;
-    source.finish()?;
+    if more {
+        // Kept for the next folder: only a source that can switch folders
+        // is (see above), and its deletions took effect already.
+        *carried = Some(source);
+    } else {
+        source.finish()?;
+        verbose.say(|| format!("{}: logged out", account.name));
+    }
     // QUIT's +OK is the server's word that the deletions happened.
     let marked = marked + deleted_on_the_way as u64;
     let to_delete = to_delete.len() + deleted_on_the_way;
     report.deleted = marked;
-    verbose.say(|| format!("{}: logged out", account.name));
     if let Some(e) = fetch_error {
         return Err(e);
     }

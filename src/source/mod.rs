@@ -124,6 +124,15 @@ pub trait Source {
     /// once (the records are committed before this is called).
     fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>>;
 
+    /// Switches to another folder of the account (IMAP: SELECT), for the
+    /// next mailbox of a sync; `Ok(false)` when the source has no folders
+    /// to switch between (then it is finished and a new one opened).
+    /// Only a source whose deletions took effect before [`Source::finish`]
+    /// (IMAP expunges at once) may say `true`.
+    fn select_folder(&mut self, _folder: &str) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Logs out (QUIT, LOGOUT). `Ok` means the deletions took effect.
     fn finish(self: Box<Self>) -> Result<()>;
 

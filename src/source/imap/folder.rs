@@ -159,6 +159,11 @@ impl<S: Transport> Source for Folder<S> {
         }
     }
 
+    fn select_folder(&mut self, folder: &str) -> Result<bool> {
+        self.listed.clear();
+        self.with(|s| s.select(folder, false).map(|_| true))
+    }
+
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.show_alerts();
         self.session.finish()
