@@ -650,7 +650,8 @@ fn imap_kill_9_trials_lose_nothing_and_deliver_nothing_twice() {
     if !require_dovecot_imap() {
         return;
     }
-    const TRIALS: usize = 40;
+    // 50 killed trials per mode after the two whole syncs: 100 in all.
+    const TRIALS: usize = 52;
     const PER_TRIAL: usize = 5;
     for keep in [true, false] {
         let dc = Dovecot::start(&[("alice", "pw-alice")]);
