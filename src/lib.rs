@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! cli        every flag and help text (clap)
-//! commands/  one file per subcommand; mod.rs dispatches and runs sync/check
-//! config/    the TOML file → validated accounts; secrets
+//! commands/  mod.rs dispatches; sync, accounts, peek (check/list/top), seen,
+//!            info, init, import, docs (man, completions)
+//! config/    raw.rs reads the TOML with spans; one validator per key or
+//!            group (server, imap, targets, policy, password) → Account
 //! source/    where mail comes from: the Source trait (mod.rs); pop3/ (client,
 //!            codec, auth), imap/ (client, codec, folder), pop2, connect
 //!            (POP3 and IMAP login)
@@ -15,7 +17,7 @@
 //! state/     the seen store and mailbox locks; owner-only files
 //! net/       TCP and TLS: timeouts, STARTTLS, trust and pins
 //! ui/        report (summaries, JSON), progress, notice (-v, alerts), units,
-//!            terminal helpers, Ctrl-C
+//!            terminal helpers, time zones, Ctrl-C
 //! external   external commands (MDA, filter, password_command) under a time limit
 //! signals    the one place that changes signal dispositions
 //! error      errors that know their exit code (SPEC §6)
