@@ -4,11 +4,13 @@
 //! (QUIT), prune.
 //!
 //! Order is everything here (SPEC §4): a message is recorded as seen only
-//! after its batch is durable in the target, and its deletion (DELE, or
-//! POP2's ACKD) is asked for only once its record is committed. A session
-//! that ends without a clean QUIT deletes nothing on the server, and
-//! nothing here assumes it did: the records stay, and the next run deletes
-//! what is still there. No protocol is named here: what differs between
+//! after its batch is durable in the target, and its deletion (DELE,
+//! POP2's ACKD, IMAP's expunge or move), like any flag a source sets on
+//! what was delivered (IMAP's `\Seen`: `Source::recorded`), is asked for
+//! only once its record is committed. Nothing here assumes a deletion
+//! happened unless the source said so (POP3's QUIT, IMAP's expunge): when
+//! a session ends badly the records stay, and the next run deletes what is
+//! still there. No protocol is decided on here: what differs between
 //! sources is what the `Source` trait says of them.
 
 use std::collections::HashMap;
