@@ -485,7 +485,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__init)
-            opts="-c -q -v -h -V --provider --host --port --tls --user --account --name --maildir --config --quiet --verbose --color --help --version"
+            opts="-c -q -v -h -V --provider --host --protocol --port --tls --user --account --name --maildir --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -497,6 +497,10 @@ _popfetch() {
                     ;;
                 --host)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "pop3 imap" -- "${cur}"))
                     return 0
                     ;;
                 --port)

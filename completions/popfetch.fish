@@ -160,10 +160,12 @@ complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s q -l quiet -d
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s v -l verbose -d 'A line per step and per message delivered (number, size, UIDL, where it went); -vv adds the protocol dialogue with secrets replaced by ***'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s h -l help -d 'Print help'
 complete -c popfetch -n "__fish_popfetch_using_subcommand info" -s V -l version -d 'Print version'
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l provider -d 'A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l host -d 'The POP3 server (instead of a provider); HOST:PORT sets the port too' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l port -d 'The server\'s port [default: 995, or 110 with --tls starttls or none]' -r
-complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l tls -d 'Transport security [default: implicit, or starttls with --port 110]' -r -f -a "implicit\t''
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l provider -d 'A provider preset: gmail, outlook, yahoo, aol, icloud, gmx, webde, fastmail' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l host -d 'The server (instead of a provider); HOST:PORT sets the port too' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l protocol -d 'The protocol: pop3 or imap [default: pop3, or imap for a provider without POP3 (icloud)]' -r -f -a "pop3\t''
+imap\t''"
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l port -d 'The server\'s port [default: 995, IMAP 993; with --tls starttls or none: 110, IMAP 143]' -r
+complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l tls -d 'Transport security [default: implicit, or starttls with --port 110 (IMAP: 143)]' -r -f -a "implicit\t''
 starttls\t''
 none\t''"
 complete -c popfetch -n "__fish_popfetch_using_subcommand init" -l user -d 'Your login name (for most providers: your e-mail address)' -r

@@ -250,16 +250,19 @@ pub enum SeenCommand {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// A provider preset: gmail, outlook, yahoo, aol, gmx, fastmail
+    /// A provider preset: gmail, outlook, yahoo, aol, icloud, gmx, webde, fastmail
     #[arg(long, value_name = "NAME", conflicts_with = "host")]
     pub provider: Option<String>,
-    /// The POP3 server (instead of a provider); HOST:PORT sets the port too
+    /// The server (instead of a provider); HOST:PORT sets the port too
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
-    /// The server's port [default: 995, or 110 with --tls starttls or none]
+    /// The protocol: pop3 or imap [default: pop3, or imap for a provider without POP3 (icloud)]
+    #[arg(long, value_name = "PROTO", value_parser = ["pop3", "imap"])]
+    pub protocol: Option<String>,
+    /// The server's port [default: 995, IMAP 993; with --tls starttls or none: 110, IMAP 143]
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
-    /// Transport security [default: implicit, or starttls with --port 110]
+    /// Transport security [default: implicit, or starttls with --port 110 (IMAP: 143)]
     #[arg(long, value_name = "MODE", value_parser = ["implicit", "starttls", "none"])]
     pub tls: Option<String>,
     /// Your login name (for most providers: your e-mail address)

@@ -86,10 +86,15 @@ fn man_page_renders_without_warnings() {
         "EXIT STATUS",
         "EXAMPLES",
         "FILES",
+        "IMAP",
     ] {
         assert!(stdout.contains(section), "no {section} section:\n{stdout}");
     }
     assert!(stdout.contains("popfetch seen forget"), "{stdout}");
+    // The IMAP keys and the init that writes them.
+    for key in ["folders", "mark_seen", "move_to", "UIDVALIDITY", "--protocol imap"] {
+        assert!(stdout.contains(key), "no {key} in the man page:\n{stdout}");
+    }
     // NAME is one line (whole at 80 columns), "name - what it does",
     // without the name twice.
     let name = stdout
@@ -734,4 +739,126 @@ fn sigint_off_a_terminal_stops_with_a_record_of_what_was_kept() {
         run.stderr
     );
     assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
+}
+
+/// `init --provider gmail` offers IMAP, and `--protocol imap` writes an
+/// IMAP account with its keys explained, which loads as such.
+#[test]
+fn init_offers_imap_and_writes_an_imap_account_that_loads() {
+    let env = Env::new();
+    let pop3 = env.run(&["init", "--provider", "gmail", "--user", "me@gmail.com"]);
+    pop3.expect_code(0);
+    assert!(
+        pop3.stderr
+            .contains("gmail offers IMAP too: popfetch init --provider gmail --protocol imap"),
+        "{}",
+        pop3.stderr
+    );
+
+    let env = Env::new();
+    let run = env.run(&[
+        "init",
+        "--provider",
+        "gmail",
+        "--protocol",
+        "imap",
+        "--user",
+        "me@gmail.com",
+    ]);
+    run.expect_code(0);
+    let text = fs::read_to_string(env.config_path()).unwrap();
+    for needle in [
+        "protocol = \"imap\"",
+        "folders = [\"INBOX\"]",
+        "move_to = \"[Gmail]/Trash\"",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    let j = &env.run(&["accounts", "--json"]).expect_code(0).json_lines()[0];
+    assert_eq!(j["protocol"], "imap");
+    assert_eq!(j["host"], "imap.gmail.com");
+    assert_eq!(j["port"], 993);
+    assert_eq!(j["tls"], "implicit");
+    assert_eq!(j["folders"], serde_json::json!(["INBOX"]));
+    assert_eq!(j["fetch"], "new");
+    assert_eq!(j["mark_seen"], false);
+
+    // A provider without POP3 is IMAP without asking, and refuses POP3.
+    let env = Env::new();
+    env.run(&["init", "--provider", "icloud", "--user", "alice"])
+        .expect_code(0);
+    let j = &env.run(&["accounts", "--json"]).expect_code(0).json_lines()[0];
+    assert_eq!(
+        (j["protocol"].as_str(), j["port"].as_u64()),
+        (Some("imap"), Some(993))
+    );
+    let env = Env::new();
+    let refused = env.run(&[
+        "init",
+        "--provider",
+        "icloud",
+        "--protocol",
+        "pop3",
+        "--user",
+        "a",
+    ]);
+    assert_eq!(refused.code, 64, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("does not offer POP3"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!env.config_path().exists());
+}
+
+/// The IMAP starter config for a host of one's own syncs as written, once
+/// the password is in it: here from Dovecot's IMAP on its STARTTLS port.
+#[test]
+fn init_for_an_imap_host_writes_a_config_that_syncs() {
+    use crate::support::dovecot::{require_dovecot_imap, Dovecot};
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_messages("alice", &crate::support::mixed_messages(3, 4096));
+    let env = Env::new();
+    let host = format!("localhost:{}", dc.imap_port());
+    env.run(&[
+        "init",
+        "--host",
+        &host,
+        "--protocol",
+        "imap",
+        "--tls",
+        "starttls",
+        "--name",
+        "home",
+        "--user",
+        "alice",
+    ])
+    .expect_code(0);
+    let j = &env.run(&["accounts", "--json"]).expect_code(0).json_lines()[0];
+    assert_eq!(
+        (
+            j["protocol"].as_str(),
+            j["tls"].as_str(),
+            j["port"].as_u64()
+        ),
+        (
+            Some("imap"),
+            Some("starttls"),
+            Some(u64::from(dc.imap_port()))
+        )
+    );
+    let mut text = fs::read_to_string(env.config_path()).unwrap();
+    text.push_str(&format!(
+        "password = \"pw-alice\"\nca_file = \"{}\"\n",
+        dc.pki().ca_path.display()
+    ));
+    env.write_config(&text);
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["new"], 3, "{}", run.stderr);
+    assert_eq!(maildir_messages(&env.maildir("home")).len(), 3);
+    assert_eq!(dc.message_count("alice"), 3, "keep = true leaves the mail");
 }

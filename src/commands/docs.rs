@@ -126,6 +126,7 @@ The config file is TOML. Top-level keys: \fBstate_dir\fR (seen database and lock
 one \fB[accounts.NAME]\fR table per account. Paths may start with \fB~/\fR; relative paths are
 taken relative to the config file's folder. An unknown key is an error naming its line.
 A file that holds a \fBpassword\fR must be readable by its owner only (chmod 600).
+\fBprotocol\fR chooses the server: "pop3" (the default), "imap" (see IMAP below) or "pop2".
 .PP
 Account keys:
 "#;
@@ -145,10 +146,28 @@ password_command = "pass show mail/work"
 maildir = "~/Mail/work"
 .fi
 .RE
+.PP
+An IMAP account (port 993, implicit TLS) with two folders:
+.PP
+.RS 4
+.nf
+[accounts.home]
+protocol = "imap"
+host = "imap.example.com"
+user = "alice"
+password_command = "pass show mail/home"
+folders = ["INBOX", "Lists/rust"]
+maildir = "~/Mail/home"
+.fi
+.RE
 .SH EXAMPLES
 .TP
 \fBpopfetch init \-\-provider gmail \-\-user me@gmail.com\fR
 Write a starter config; then check it with \fBpopfetch accounts\fR.
+.TP
+\fBpopfetch init \-\-provider gmail \-\-protocol imap \-\-user me@gmail.com\fR
+The same for Gmail's IMAP (presets: gmail, outlook, yahoo, aol, icloud, gmx, webde,
+fastmail; without \fB\-\-protocol\fR, POP3 where the provider offers it).
 .TP
 \fBpopfetch sync\fR
 Fetch new mail for every account.
@@ -194,7 +213,8 @@ Show the server's capabilities and certificate fingerprint, to pin with \fBtls_f
 the configuration ($XDG_CONFIG_HOME is honoured)
 .TP
 \fI~/.local/state/popfetch/seen.sqlite3\fR
-which messages of which mailbox were delivered ($XDG_STATE_HOME is honoured)
+which messages of which mailbox (user@host, for IMAP user@host/FOLDER) were delivered
+($XDG_STATE_HOME is honoured)
 .TP
 \fI~/.local/state/popfetch/locks/\fR
 one lock per mailbox; a second popfetch on the same mailbox exits 75
@@ -217,7 +237,8 @@ temporary failure, anything else a failure that leaves the message unseen on the
 MDA still running after \fBcommand_timeout\fR is killed with its children (exit 75, the
 message stays unseen); a crash while the MDA runs or before its seen record is written
 delivers that one message twice.
-DELE is sent only for messages recorded as delivered, and takes effect only at a clean QUIT.
+DELE is sent only for messages recorded as delivered, and takes effect only at a clean QUIT;
+IMAP marks only such messages \\Deleted (or moves them, with \fBmove_to\fR).
 .SH POLICIES
 .TP
 \fBkeep_days = N\fR
@@ -263,7 +284,55 @@ its content, so each new message is read twice (once to recognise it, once to de
 with keep = true, every message is read again at each sync, though never delivered twice.
 \fBcheck\fR can only count: it reports every message on the server as new (exact when the
 account deletes what it fetches, an upper bound with keep = true). \fBlist\fR, \fBtop\fR,
-\fBinfo\fR, \fBseen mark\fR and \fB\-\-dry\-run\fR need POP3.
+\fBinfo\fR, \fBseen mark\fR and \fB\-\-dry\-run\fR need POP3 or IMAP.
+.SH IMAP
+\fBprotocol = "imap"\fR speaks IMAP4rev1 (RFC 3501; IMAP4rev2 servers answer it too) on port
+993 with implicit TLS, or on 143 with STARTTLS (\fBtls = "starttls"\fR; a server without
+STARTTLS stops the account, exit 77). \fBauth = "auto"\fR chooses among what CAPABILITY offers
+(SASL PLAIN, LOGIN, CRAM\-MD5, with SASL\-IR when offered, or the LOGIN command, which is what
+\fBauth = "user"\fR means for IMAP); \fBapop\fR is refused. Messages are fetched with
+UID FETCH BODY.PEEK[], many per command, streamed: fetching changes no flag.
+.TP
+\fBfolders = ["INBOX", ...]\fR
+the folders to fetch from (default INBOX), in UTF\-8 with the server's hierarchy separator;
+each is a mailbox of its own, with its own seen state (user@host/FOLDER) and lock. \fBsync\fR
+selects them in turn in one session; a folder the server cannot open stops the account,
+exit 78.
+.TP
+\fBfetch = "new"\fR | \fB"unseen"\fR
+new (the default): what popfetch has not delivered before, whatever its flags; unseen: only
+messages without the \\Seen flag, as fetchmail does (the seen state still prevents
+duplicates).
+.TP
+\fBmark_seen = true\fR
+set \\Seen on each message once its record is committed (default false: no flag changes).
+.TP
+\fBmove_to = "FOLDER"\fR
+when deleting (keep = false, \-\-delete, keep_days), move the messages there instead: UID MOVE
+(RFC 6851), else UID COPY and a delete; a folder the server says to create ([TRYCREATE]) is
+created once. Not one of \fBfolders\fR.
+.TP
+\fBidle = true\fR
+for \fBwatch\fR (to come): wait for new mail with IDLE.
+.PP
+A message's identity is its folder, the folder's UIDVALIDITY and its UID: its \fBuidl\fR in
+\fBlist\fR, \fBtop\fR, \fB\-\-dry\-run\fR and JSON is UIDVALIDITY/UID, its \fBnumber\fR the UID
+(\fBtop\fR takes either as MSG). When a server changes a folder's UIDVALIDITY (it renumbered
+the folder), popfetch reads the header blocks of the messages it does not know before it
+fetches anything, recognises the ones it delivered by a digest of their headers, records them
+under their new UIDs, fetches only the rest and says so in a warning. Deleting: UID STORE
++FLAGS.SILENT (\\Deleted), then UID EXPUNGE of those UIDs (UIDPLUS, RFC 4315); without UIDPLUS
+a plain EXPUNGE only when no other message in the folder carries \\Deleted, otherwise they stay
+marked, a warning says so, and the next sync tries again. \fBcheck\fR counts every folder;
+\fBlist\fR, \fBtop\fR, \fBseen mark\fR and \fBseen forget\fR refuse an account of several
+folders (give the folder a section of its own: same host, user and folder share the seen
+state). \fBinfo\fR shows CAPABILITY and the certificate without logging in. [UNAVAILABLE],
+[INUSE], [LIMIT] and BYE exit 75; [AUTHENTICATIONFAILED] 77.
+.PP
+Gmail: use an app password (or auth = "xoauth2" with a token from \fBpassword_command\fR).
+Deleting in Gmail archives a message (it stays in "[Gmail]/All Mail") unless it is moved to
+the Trash: with keep = false set \fBmove_to = "[Gmail]/Trash"\fR. "[Gmail]/All Mail" holds
+every message, those in INBOX too: fetching both delivers each message twice.
 .SH EXIT STATUS
 .TP
 0
@@ -288,16 +357,16 @@ cannot create the Maildir, mbox or state files
 local I/O error: disk full, database error
 .TP
 75
-temporary failure: timeout, dropped connection, [SYS/TEMP], [IN\-USE], [LOGIN\-DELAY], lock busy
+temporary failure: timeout, dropped connection, [SYS/TEMP], [IN\-USE], [LOGIN\-DELAY], IMAP [UNAVAILABLE], [INUSE], [LIMIT] or BYE, lock busy
 .TP
 76
 protocol error: the server broke the protocol, or the port speaks TLS where tls says plain text (or plain text where it says TLS)
 .TP
 77
-not permitted: authentication failed, certificate not trusted or changed since it was pinned, STLS missing, an auth mechanism the server does not offer
+not permitted: authentication failed, certificate not trusted or changed since it was pinned, STLS (IMAP: STARTTLS) missing, an auth mechanism the server does not offer
 .TP
 78
-configuration error, including a failing password_command
+configuration error, including a failing password_command and an IMAP folder the server cannot open
 .TP
 130
 \fBsync\fR stopped by Ctrl\-C (SIGINT): the messages delivered so far are recorded, nothing

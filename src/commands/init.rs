@@ -7,53 +7,120 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::config::Protocol;
 use crate::error::{Error, ExitKind, Result};
 
-/// A provider's documented POP3 settings.
-pub struct Provider {
-    pub name: &'static str,
+/// One protocol's server at a provider, as the provider documents it.
+pub struct Preset {
     pub host: &'static str,
-    pub auth: &'static str,
+    /// What to do at the provider before it lets popfetch in, and its
+    /// quirks with this protocol.
     pub note: &'static str,
 }
 
-/// Only settings the providers document: implicit TLS on 995 everywhere.
+/// A provider's documented settings: implicit TLS on the standard port
+/// (995, 993) everywhere, and only the protocols it offers.
+pub struct Provider {
+    pub name: &'static str,
+    pub auth: &'static str,
+    pub pop3: Option<Preset>,
+    pub imap: Option<Preset>,
+}
+
+/// Only settings the providers document.
 pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "gmail",
-        host: "pop.gmail.com",
         auth: "auto",
-        note: "Enable POP in Gmail's settings (Forwarding and POP/IMAP). With 2-step verification,\n# use an app password; or set auth = \"xoauth2\" and make password_command print an access token.",
+        pop3: Some(Preset {
+            host: "pop.gmail.com",
+            note: "Enable POP in Gmail's settings (Forwarding and POP/IMAP). With 2-step verification,\n# use an app password; or set auth = \"xoauth2\" and make password_command print an access token.",
+        }),
+        imap: Some(Preset {
+            host: "imap.gmail.com",
+            note: "Gmail: with 2-step verification use an app password; or set auth = \"xoauth2\" and make\n# password_command print an access token. Deleting in Gmail only archives a message (it stays\n# in \"[Gmail]/All Mail\") unless it is moved to the Trash: with keep = false, also set\n# move_to = \"[Gmail]/Trash\". \"[Gmail]/All Mail\" holds every message, those in INBOX too:\n# fetching it beside INBOX delivers each message twice.",
+        }),
     },
     Provider {
         name: "outlook",
-        host: "outlook.office365.com",
         auth: "xoauth2",
-        note: "Outlook.com and Microsoft 365 accept only OAuth2 for POP3: password_command must\n# print a current access token (for example from a token helper such as oama or mutt_oauth2.py).",
+        pop3: Some(Preset {
+            host: "outlook.office365.com",
+            note: "Outlook.com and Microsoft 365 accept only OAuth2 for POP3: password_command must\n# print a current access token (for example from a token helper such as oama or mutt_oauth2.py).",
+        }),
+        imap: Some(Preset {
+            host: "outlook.office365.com",
+            note: "Outlook.com and Microsoft 365 accept only OAuth2 for IMAP: password_command must\n# print a current access token (for example from a token helper such as oama or mutt_oauth2.py).",
+        }),
     },
     Provider {
         name: "yahoo",
-        host: "pop.mail.yahoo.com",
         auth: "auto",
-        note: "Yahoo needs an app password (Account security > Generate app password).",
+        pop3: Some(Preset {
+            host: "pop.mail.yahoo.com",
+            note: "Yahoo needs an app password (Account security > Generate app password).",
+        }),
+        imap: Some(Preset {
+            host: "imap.mail.yahoo.com",
+            note: "Yahoo needs an app password (Account security > Generate app password).",
+        }),
     },
     Provider {
         name: "aol",
-        host: "pop.aol.com",
         auth: "auto",
-        note: "AOL needs an app password (Account security > Generate app password).",
+        pop3: Some(Preset {
+            host: "pop.aol.com",
+            note: "AOL needs an app password (Account security > Generate app password).",
+        }),
+        imap: Some(Preset {
+            host: "imap.aol.com",
+            note: "AOL needs an app password (Account security > Generate app password).",
+        }),
+    },
+    Provider {
+        name: "icloud",
+        auth: "auto",
+        pop3: None,
+        imap: Some(Preset {
+            host: "imap.mail.me.com",
+            note: "iCloud Mail needs an app-specific password (account.apple.com > Sign-In and Security).\n# user is usually the name part of your address (alice, not alice@icloud.com); if that is\n# refused, try the whole address.",
+        }),
     },
     Provider {
         name: "gmx",
-        host: "pop.gmx.net",
         auth: "auto",
-        note: "Enable POP3/IMAP access in GMX's settings first.",
+        pop3: Some(Preset {
+            host: "pop.gmx.net",
+            note: "Enable POP3/IMAP access in GMX's settings first.",
+        }),
+        imap: Some(Preset {
+            host: "imap.gmx.net",
+            note: "Enable POP3/IMAP access in GMX's settings first.",
+        }),
+    },
+    Provider {
+        name: "webde",
+        auth: "auto",
+        pop3: Some(Preset {
+            host: "pop3.web.de",
+            note: "Enable POP3/IMAP access in WEB.DE's settings first.",
+        }),
+        imap: Some(Preset {
+            host: "imap.web.de",
+            note: "Enable POP3/IMAP access in WEB.DE's settings first.",
+        }),
     },
     Provider {
         name: "fastmail",
-        host: "pop.fastmail.com",
         auth: "auto",
-        note: "Fastmail needs an app password with POP access (Settings > Privacy & Security).",
+        pop3: Some(Preset {
+            host: "pop.fastmail.com",
+            note: "Fastmail needs an app password with POP access (Settings > Privacy & Security).",
+        }),
+        imap: Some(Preset {
+            host: "imap.fastmail.com",
+            note: "Fastmail needs an app password with IMAP access (Settings > Privacy & Security).",
+        }),
     },
 ];
 
@@ -61,9 +128,126 @@ pub fn provider(name: &str) -> Option<&'static Provider> {
     PROVIDERS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
+/// The provider names, for help and errors.
+pub fn provider_names() -> String {
+    let names: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+    names.join(", ")
+}
+
+/// `--protocol`, as the config spells it.
+pub fn parse_protocol(name: &str) -> Result<Protocol> {
+    match name {
+        "pop3" => Ok(Protocol::Pop3),
+        "imap" => Ok(Protocol::Imap),
+        other => Err(Error::new(
+            ExitKind::Usage,
+            format!("--protocol {other:?}: expected pop3 or imap"),
+        )),
+    }
+}
+
+impl Provider {
+    /// The preset for `protocol`, or the default one: POP3 where the
+    /// provider offers it, as for `--host` and in the config (so the same
+    /// command writes the same account it always did); IMAP where that is
+    /// all there is.
+    pub fn preset(&self, protocol: Option<Protocol>) -> Result<(Protocol, &Preset)> {
+        match (protocol, &self.pop3, &self.imap) {
+            (None | Some(Protocol::Pop3), Some(pop3), _) => Ok((Protocol::Pop3, pop3)),
+            (None | Some(Protocol::Imap), _, Some(imap)) => Ok((Protocol::Imap, imap)),
+            (Some(p), _, _) => Err(Error::new(
+                ExitKind::Usage,
+                format!(
+                    "{} does not offer {}; leave out --protocol, its default is the protocol it offers",
+                    self.name,
+                    p.name().to_ascii_uppercase()
+                ),
+            )),
+            (None, None, None) => Err(Error::new(
+                ExitKind::Internal,
+                format!("provider {} has no server", self.name),
+            )),
+        }
+    }
+
+    /// The line that points at the provider's other protocol, if any.
+    fn also(&self, chosen: Protocol) -> Option<String> {
+        let other = match chosen {
+            Protocol::Imap => self.pop3.as_ref().map(|_| "pop3"),
+            _ => self.imap.as_ref().map(|_| "imap"),
+        }?;
+        Some(format!(
+            "{} offers {} too: popfetch init --provider {} --protocol {other} (with -c NEWFILE)",
+            self.name,
+            other.to_ascii_uppercase(),
+            self.name
+        ))
+    }
+}
+
+/// The server `init` writes into the config: from a provider preset or
+/// from `--host`.
+pub struct Server {
+    pub protocol: Protocol,
+    pub host: String,
+    pub auth: &'static str,
+    pub note: Option<&'static str>,
+    /// The provider's other protocol, and how to ask for it.
+    pub also: Option<String>,
+    /// The section name when `--name` is not given.
+    pub default_name: &'static str,
+}
+
+/// What `--provider`, `--host` and `--protocol` ask for.
+pub fn server(
+    provider_name: Option<&str>,
+    host: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<Server> {
+    let protocol = protocol.map(parse_protocol).transpose()?;
+    match (provider_name, host) {
+        (Some(name), _) => {
+            let p = provider(name).ok_or_else(|| {
+                Error::new(
+                    ExitKind::Usage,
+                    format!(
+                        "unknown provider {name:?}; known: {} (or use --host)",
+                        provider_names()
+                    ),
+                )
+            })?;
+            let (protocol, preset) = p.preset(protocol)?;
+            Ok(Server {
+                protocol,
+                host: preset.host.to_string(),
+                auth: p.auth,
+                note: Some(preset.note),
+                also: p.also(protocol),
+                default_name: p.name,
+            })
+        }
+        (None, Some(host)) => Ok(Server {
+            protocol: protocol.unwrap_or(Protocol::Pop3),
+            host: host.to_string(),
+            auth: "auto",
+            note: None,
+            also: None,
+            default_name: "mail",
+        }),
+        (None, None) => Err(Error::new(
+            ExitKind::Usage,
+            format!(
+                "say which server: --provider NAME ({}) or --host HOST",
+                provider_names()
+            ),
+        )),
+    }
+}
+
 /// What `init` was asked for.
 pub struct InitRequest<'a> {
     pub account: &'a str,
+    pub protocol: Protocol,
     pub host: &'a str,
     pub port: u16,
     /// `implicit`, `starttls` or `none`.
@@ -71,6 +255,8 @@ pub struct InitRequest<'a> {
     pub user: &'a str,
     pub auth: &'a str,
     pub note: Option<&'a str>,
+    /// The provider's other protocol, and how to ask for it.
+    pub also: Option<&'a str>,
     pub maildir: &'a str,
 }
 
@@ -120,28 +306,63 @@ fn parse_port(s: &str) -> Option<u16> {
 }
 
 /// The port and TLS mode to write, from what was given: the same defaults
-/// as the config itself (port 110 means STARTTLS; implicit TLS means 995).
-pub fn resolve_transport(port: Option<u16>, tls: Option<&str>) -> (u16, &'static str) {
+/// as the config itself (the plain port, 110 or IMAP's 143, means
+/// STARTTLS; implicit TLS means 995 or IMAP's 993).
+pub fn resolve_transport(
+    protocol: Protocol,
+    port: Option<u16>,
+    tls: Option<&str>,
+) -> (u16, &'static str) {
+    let (tls_port, plain_port) = match protocol {
+        Protocol::Imap => (993, 143),
+        _ => (995, 110),
+    };
     let tls = match (tls, port) {
         (Some("none"), _) => "none",
-        (Some("starttls"), _) | (None, Some(110)) => "starttls",
+        (Some("starttls"), _) => "starttls",
+        (None, Some(p)) if p == plain_port => "starttls",
         _ => "implicit",
     };
-    let port = port.unwrap_or(if tls == "implicit" { 995 } else { 110 });
+    let port = port.unwrap_or(if tls == "implicit" {
+        tls_port
+    } else {
+        plain_port
+    });
     (port, tls)
 }
 
 /// The config text.
 pub fn render(req: &InitRequest) -> String {
     let note = req.note.map(|n| format!("# {n}\n")).unwrap_or_default();
+    let also = req.also.map(|a| format!("# {a}\n")).unwrap_or_default();
+    let imap = req.protocol == Protocol::Imap;
+    let plain_port = if imap { 143 } else { 110 };
+    let upgrade = if imap { "STARTTLS" } else { "STLS" };
     let transport = match req.tls {
-        "implicit" => {
-            "# implicit TLS (RFC 8314); for a server without it: tls = \"starttls\", port = 110"
-        }
-        "starttls" => {
-            "# plain connection upgraded with STLS; popfetch never falls back to clear text"
-        }
-        _ => "# no TLS: the password crosses the network in clear text",
+        "implicit" => format!(
+            "# implicit TLS (RFC 8314); for a server without it: tls = \"starttls\", port = {plain_port}"
+        ),
+        "starttls" => format!(
+            "# plain connection upgraded with {upgrade}; popfetch never falls back to clear text"
+        ),
+        _ => "# no TLS: the password crosses the network in clear text".to_string(),
+    };
+    let protocol = if imap {
+        "protocol = \"imap\"    # IMAP4rev1/rev2; without this line: POP3\n"
+    } else {
+        ""
+    };
+    // Each IMAP key with what it does; all but `folders` as their defaults
+    // would have it, commented out.
+    let imap_keys = if imap {
+        r#"folders = ["INBOX"]   # the folders to fetch from, each with its own seen state
+# fetch = "unseen"    # only messages without the \Seen flag (as fetchmail does); the default,
+#                       "new", fetches what popfetch has not fetched before, whatever its flags
+# mark_seen = true    # set \Seen on each message once it is delivered (default: flags never change)
+# move_to = "Archive" # with keep = false: move fetched mail there instead of deleting it
+"#
+    } else {
+        ""
     };
     format!(
         r#"# popfetch configuration. Every key: `popfetch man` (CONFIGURATION).
@@ -155,7 +376,7 @@ keep = true          # leave mail on the server; `popfetch sync --delete` for on
 timeout = 60         # seconds for connect and for each read or write
 
 [accounts.{account}]
-{note}host = "{host}"
+{note}{also}{protocol}host = "{host}"
 port = {port}
 tls = "{tls}"    {transport}
 user = "{user}"
@@ -167,7 +388,7 @@ auth = "{auth}"
 #                     store it first: secret-tool store --label=popfetch popfetch {account}
 # password_command = "gpg --quiet --decrypt ~/.config/popfetch/{account}.gpg"
 # password = "..."   # or in this file, which must then stay chmod 600
-maildir = "{maildir}"
+{imap_keys}maildir = "{maildir}"
 # mbox = "~/mail/{account}.mbox"    # or deliver into an mbox file instead
 "#,
         account = req.account,
@@ -218,12 +439,16 @@ mod tests {
         let path = dir.path().join("cfg/config.toml");
         let text = render(&InitRequest {
             account: "gmail",
+            protocol: Protocol::Pop3,
             host: "pop.gmail.com",
             port: 995,
             tls: "implicit",
             user: "me@gmail.com",
             auth: "auto",
-            note: provider("gmail").map(|p| p.note),
+            note: provider("gmail")
+                .and_then(|p| p.pop3.as_ref())
+                .map(|p| p.note),
+            also: None,
             maildir: "~/Mail/gmail",
         });
         write(&path, &text).unwrap();
@@ -269,11 +494,125 @@ mod tests {
 
     #[test]
     fn transport_defaults_follow_the_config_rules() {
-        assert_eq!(resolve_transport(None, None), (995, "implicit"));
-        assert_eq!(resolve_transport(Some(110), None), (110, "starttls"));
-        assert_eq!(resolve_transport(None, Some("starttls")), (110, "starttls"));
-        assert_eq!(resolve_transport(None, Some("none")), (110, "none"));
-        assert_eq!(resolve_transport(Some(1995), None), (1995, "implicit"));
-        assert_eq!(resolve_transport(Some(2110), Some("none")), (2110, "none"));
+        let pop3 = |port, tls| resolve_transport(Protocol::Pop3, port, tls);
+        assert_eq!(pop3(None, None), (995, "implicit"));
+        assert_eq!(pop3(Some(110), None), (110, "starttls"));
+        assert_eq!(pop3(None, Some("starttls")), (110, "starttls"));
+        assert_eq!(pop3(None, Some("none")), (110, "none"));
+        assert_eq!(pop3(Some(1995), None), (1995, "implicit"));
+        assert_eq!(pop3(Some(2110), Some("none")), (2110, "none"));
+        let imap = |port, tls| resolve_transport(Protocol::Imap, port, tls);
+        assert_eq!(imap(None, None), (993, "implicit"));
+        assert_eq!(imap(Some(143), None), (143, "starttls"));
+        assert_eq!(imap(None, Some("starttls")), (143, "starttls"));
+        assert_eq!(imap(None, Some("none")), (143, "none"));
+        // 110 is no plain IMAP port: as in the config, it means implicit TLS.
+        assert_eq!(imap(Some(110), None), (110, "implicit"));
+    }
+
+    /// The config `init` writes for `server`, parsed as `sync` would.
+    fn written(server: &Server) -> (String, crate::config::Account) {
+        let (port, tls) = resolve_transport(server.protocol, None, None);
+        let text = render(&InitRequest {
+            account: server.default_name,
+            protocol: server.protocol,
+            host: &server.host,
+            port,
+            tls,
+            user: "me@example.com",
+            auth: server.auth,
+            note: server.note,
+            also: server.also.as_deref(),
+            maildir: "~/Mail/x",
+        });
+        let path = Path::new("/etc/popfetch/config.toml");
+        let cfg = crate::config::parse(&text, path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let account = cfg.accounts.into_iter().next().unwrap();
+        (text, account)
+    }
+
+    #[test]
+    fn every_preset_of_every_provider_writes_a_config_that_loads() {
+        for p in PROVIDERS {
+            for (protocol, preset) in [(Protocol::Pop3, &p.pop3), (Protocol::Imap, &p.imap)] {
+                let Some(preset) = preset else { continue };
+                let server = server(Some(p.name), None, Some(protocol.name())).unwrap();
+                let (text, account) = written(&server);
+                assert_eq!(account.protocol, protocol, "{}\n{text}", p.name);
+                assert_eq!(account.host, preset.host, "{}", p.name);
+                let port = if protocol == Protocol::Imap { 993 } else { 995 };
+                assert_eq!(account.port, port, "{}", p.name);
+                assert_eq!(account.tls, crate::config::TlsMode::Implicit, "{}", p.name);
+                match &account.imap {
+                    Some(imap) => assert_eq!(imap.folders, ["INBOX"], "{}", p.name),
+                    None => assert_eq!(protocol, Protocol::Pop3, "{}", p.name),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gmail_offers_imap_with_its_quirks_and_the_keys_explained() {
+        // Without --protocol: POP3, as this command has always written,
+        // with a line that offers IMAP.
+        let pop3 = server(Some("gmail"), None, None).unwrap();
+        assert_eq!(
+            (pop3.protocol, pop3.host.as_str()),
+            (Protocol::Pop3, "pop.gmail.com")
+        );
+        let (text, _) = written(&pop3);
+        assert!(
+            text.contains(
+                "# gmail offers IMAP too: popfetch init --provider gmail --protocol imap"
+            ),
+            "{text}"
+        );
+        let imap = server(Some("gmail"), None, Some("imap")).unwrap();
+        let (text, account) = written(&imap);
+        assert_eq!(
+            (account.host.as_str(), account.port),
+            ("imap.gmail.com", 993)
+        );
+        for needle in [
+            "protocol = \"imap\"",
+            "folders = [\"INBOX\"]",
+            "app password",
+            "move_to = \"[Gmail]/Trash\"",
+            "[Gmail]/All Mail",
+            "# fetch = \"unseen\"",
+            "# mark_seen = true",
+            "# move_to = \"Archive\"",
+            "port = 143",
+            "gmail offers POP3 too",
+        ] {
+            assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+        }
+        // The commented keys are the defaults or examples: nothing is set
+        // that the user did not see.
+        let settings = account.imap.unwrap();
+        assert_eq!(settings.fetch, crate::config::FetchMode::New);
+        assert!(!settings.mark_seen && settings.move_to.is_none());
+    }
+
+    #[test]
+    fn a_provider_without_pop3_gets_imap_and_refuses_pop3() {
+        let icloud = server(Some("icloud"), None, None).unwrap();
+        assert_eq!(
+            (
+                icloud.protocol,
+                icloud.host.as_str(),
+                icloud.also.as_deref()
+            ),
+            (Protocol::Imap, "imap.mail.me.com", None)
+        );
+        let e = server(Some("icloud"), None, Some("pop3")).err().unwrap();
+        assert_eq!(e.kind(), ExitKind::Usage);
+        assert!(e.to_string().contains("icloud does not offer POP3"), "{e}");
+        let e = server(None, None, None).err().unwrap();
+        assert!(e.to_string().contains("icloud"), "{e}");
+        // --host with --protocol imap: the IMAP ports.
+        let host = server(None, Some("mail.example.com"), Some("imap")).unwrap();
+        let (_, account) = written(&host);
+        assert_eq!((account.protocol, account.port), (Protocol::Imap, 993));
     }
 }

@@ -231,27 +231,12 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         Some(p) => p.clone(),
         None => Config::default_path()?,
     };
-    let (host, auth, note, default_name) = match (&args.provider, &args.host) {
-        (Some(name), _) => {
-            let p = init::provider(name).ok_or_else(|| {
-                let names: Vec<&str> = init::PROVIDERS.iter().map(|p| p.name).collect();
-                Error::new(
-                    ExitKind::Usage,
-                    format!("unknown provider {name:?}; known: {} (or use --host)", names.join(", ")),
-                )
-            })?;
-            (p.host.to_string(), p.auth, Some(p.note), p.name)
-        }
-        (None, Some(host)) => (host.clone(), "auto", None, "mail"),
-        (None, None) => {
-            return Err(Error::new(
-                ExitKind::Usage,
-                "say which server: --provider NAME (gmail, outlook, yahoo, aol, gmx, fastmail) or --host HOST",
-            )
-            .into())
-        }
-    };
-    let (host, port_in_host) = init::split_host_port(&host)?;
+    let server = init::server(
+        args.provider.as_deref(),
+        args.host.as_deref(),
+        args.protocol.as_deref(),
+    )?;
+    let (host, port_in_host) = init::split_host_port(&server.host)?;
     let port = match (port_in_host, args.port) {
         (Some(a), Some(b)) if a != b => {
             return Err(Error::new(
@@ -262,11 +247,11 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         }
         (a, b) => a.or(b),
     };
-    let (port, tls) = init::resolve_transport(port, args.tls.as_deref());
+    let (port, tls) = init::resolve_transport(server.protocol, port, args.tls.as_deref());
     let account = args
         .name
         .clone()
-        .unwrap_or_else(|| default_name.to_string());
+        .unwrap_or_else(|| server.default_name.to_string());
     let maildir = args
         .maildir
         .clone()
@@ -284,12 +269,14 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
     }
     let text = init::render(&init::InitRequest {
         account: &account,
+        protocol: server.protocol,
         host: &host,
         port,
         tls,
         user: &args.user,
-        auth,
-        note,
+        auth: server.auth,
+        note: server.note,
+        also: server.also.as_deref(),
         maildir: &maildir,
     });
     crate::config::parse(&text, &path)?;
@@ -301,6 +288,9 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         eprintln!("  popfetch info {account:<14} # see the server and its certificate");
         eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
         eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
+        if let Some(also) = &server.also {
+            eprintln!("{also}");
+        }
     }
     Ok(0)
 }
