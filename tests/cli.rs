@@ -92,7 +92,13 @@ fn man_page_renders_without_warnings() {
     }
     assert!(stdout.contains("popfetch seen forget"), "{stdout}");
     // The IMAP keys and the init that writes them.
-    for key in ["folders", "mark_seen", "move_to", "UIDVALIDITY", "--protocol imap"] {
+    for key in [
+        "folders",
+        "mark_seen",
+        "move_to",
+        "UIDVALIDITY",
+        "--protocol imap",
+    ] {
         assert!(stdout.contains(key), "no {key} in the man page:\n{stdout}");
     }
     // NAME is one line (whole at 80 columns), "name - what it does",

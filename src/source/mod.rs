@@ -227,7 +227,7 @@ pub fn refuse_peek(account: &Account) -> Result<()> {
             Some(imap) if imap.folders.len() > 1 => Err(Error::new(
                 ExitKind::Usage,
                 format!(
-                    "account {}: `list`, `top` and `seen mark` show one folder, and it has {}                      ({}); give each folder a section of its own (folders = [\"NAME\"]) to look into it",
+                    "account {}: `list`, `top` and `seen mark` show one folder, and it has {} ({}); give each folder a section of its own (folders = [\"NAME\"]) to look into it",
                     account.name,
                     imap.folders.len(),
                     imap.folders.join(", ")
