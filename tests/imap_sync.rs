@@ -525,6 +525,20 @@ fn imap_info_shows_capabilities_and_the_certificate_without_logging_in() {
     );
     assert!(run.stdout.contains("TLS"), "{}", run.stdout);
     assert!(!dc.log().contains("Login: user=<alice>"), "{}", dc.log());
+    assert!(!run.stderr.contains("connecting to"), "{}", run.stderr);
+
+    // -v says where it goes and how the connection is protected.
+    let run = env.run(&["-v", "info", "im"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "im: connecting to localhost:{} (STARTTLS)",
+            dc.imap_port()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("im: connected, TLS"), "{}", run.stderr);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Account;
 use crate::error::Result;
 use crate::net;
+use crate::source::connect::ConnectOptions;
 use crate::ui::term;
 
 /// What the probe found.
@@ -34,8 +35,8 @@ pub struct CertInfo {
 
 /// Probes the server (no login, no secret sent) and describes what it
 /// showed.
-pub fn probe(account: &Account, trace: bool) -> Result<ServerInfo> {
-    let probe = crate::source::probe(account, trace)?;
+pub fn probe(account: &Account, opts: &ConnectOptions) -> Result<ServerInfo> {
+    let probe = crate::source::probe(account, opts)?;
     let chain = probe
         .peer_certificates
         .iter()

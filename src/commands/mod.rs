@@ -219,7 +219,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
 fn info_command(cli: &Cli, account: &str) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, account)?;
-    let info = crate::commands::info::probe(account, cli.verbose >= 2)?;
+    let output = Output::new(cli.quiet, false, cli.color, false);
+    let info = crate::commands::info::probe(account, &connect_options(cli, &output))?;
     println!("{}", info.render(account));
     Ok(0)
 }

@@ -218,8 +218,9 @@ fn login_context(account: &Account, e: Error) -> Error {
 /// Connects and greets with TLS as the account says (any certificate is
 /// accepted, to be shown with its verdict), reads CAPA and leaves without
 /// logging in: no secret is sent.
-pub fn probe(account: &Account, trace: bool) -> Result<crate::source::Probe> {
-    let label = trace.then(|| format!("[{}]", account.name));
+pub fn probe(account: &Account, opts: &ConnectOptions) -> Result<crate::source::Probe> {
+    let label = opts.trace.then(|| format!("[{}]", account.name));
+    say_connecting(account, opts);
     let tcp = net::connect(&account.host, account.port, account.timeout)?;
     if account.tls != TlsMode::Implicit {
         net::await_plain_greeting(&tcp, &account.host, account.timeout)?;
@@ -243,6 +244,7 @@ pub fn probe(account: &Account, trace: bool) -> Result<crate::source::Probe> {
             c
         }
     };
+    say_connected(account, opts, client.stream());
     let caps = client.capabilities();
     let capabilities = caps.known.then(|| {
         caps.names()
@@ -343,8 +345,9 @@ pub fn alert_warnings(account: &Account, alerts: Vec<String>) -> Vec<String> {
 /// Connects and greets an IMAP server with TLS as the account says (any
 /// certificate is accepted, to be shown with its verdict), asks
 /// CAPABILITY and leaves without logging in: no secret is sent.
-pub fn probe_imap(account: &Account, trace: bool) -> Result<crate::source::Probe> {
-    let label = trace.then(|| format!("[{}]", account.name));
+pub fn probe_imap(account: &Account, opts: &ConnectOptions) -> Result<crate::source::Probe> {
+    let label = opts.trace.then(|| format!("[{}]", account.name));
+    say_connecting(account, opts);
     let tls = TlsContext::for_probe(&account.trust)?;
     let stream = reach(account, Some(&tls), PLAIN_IMAP_FIX)?;
     let mut client = imap::Client::new(stream, &account.host, label)?;
@@ -365,6 +368,7 @@ pub fn probe_imap(account: &Account, trace: bool) -> Result<crate::source::Probe
             .map(crate::ui::term::escape_controls)
             .collect(),
     );
+    say_connected(account, opts, client.stream());
     let stream = client.stream();
     let probe = crate::source::Probe {
         greeting: client.greeting().to_string(),

@@ -259,10 +259,10 @@ pub struct Probe {
 }
 
 /// Connects and greets without logging in.
-pub fn probe(account: &Account, trace: bool) -> Result<Probe> {
+pub fn probe(account: &Account, opts: &ConnectOptions) -> Result<Probe> {
     match account.protocol {
-        Protocol::Pop3 => connect::probe(account, trace),
-        Protocol::Imap => connect::probe_imap(account, trace),
+        Protocol::Pop3 => connect::probe(account, opts),
+        Protocol::Imap => connect::probe_imap(account, opts),
         Protocol::Pop2 => Err(Error::new(
             ExitKind::Usage,
             "`info` speaks POP3; POP2 has no capabilities to show",
