@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
 
-use support::dovecot::{dovecot_available, maildir_name, Dovecot};
+use support::dovecot::{dovecot_available, dovecot_imap_available, maildir_name, Dovecot};
 
 const USER_MIXED: &str = "mixed";
 const USER_MANY: &str = "many";
@@ -82,6 +82,9 @@ const PASSWORD: &str = "bench-pw";
 const MIXED_COUNT: usize = 5_000;
 const MANY_COUNT: usize = 20_000;
 const BIG_SIZE: usize = 50 * 1024 * 1024;
+
+/// Scenarios run when `BENCH_SCENARIOS` is not set.
+const DEFAULT_SCENARIOS: &str = "first,nonew,delete,big";
 
 /// Outstanding RETR/DELE commands of the bare client.
 const BARE_WINDOW: usize = 256;
@@ -480,15 +483,31 @@ enum Scenario {
     NoNew,
     Delete,
     Big,
+    ImapFirst,
+    ImapNoNew,
+    ImapBig,
 }
 
 impl Scenario {
+    const ALL: [Scenario; 7] = [
+        Scenario::First,
+        Scenario::NoNew,
+        Scenario::Delete,
+        Scenario::Big,
+        Scenario::ImapFirst,
+        Scenario::ImapNoNew,
+        Scenario::ImapBig,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Scenario::First => "first",
             Scenario::NoNew => "nonew",
             Scenario::Delete => "delete",
             Scenario::Big => "big",
+            Scenario::ImapFirst => "imap-first",
+            Scenario::ImapNoNew => "imap-nonew",
+            Scenario::ImapBig => "imap-big",
         }
     }
 
@@ -498,15 +517,32 @@ impl Scenario {
             Scenario::NoNew => "no new mail, 20,000 msgs",
             Scenario::Delete => "fetch + delete, 5,000 msgs",
             Scenario::Big => "one 50 MB message",
+            Scenario::ImapFirst => "IMAP first fetch, 5,000 msgs (keep)",
+            Scenario::ImapNoNew => "IMAP no new mail, 20,000 msgs",
+            Scenario::ImapBig => "IMAP one 50 MB message",
+        }
+    }
+
+    fn imap(self) -> bool {
+        self.pop3() != self
+    }
+
+    /// The POP3 scenario with the same mailbox and the same work.
+    fn pop3(self) -> Scenario {
+        match self {
+            Scenario::ImapFirst => Scenario::First,
+            Scenario::ImapNoNew => Scenario::NoNew,
+            Scenario::ImapBig => Scenario::Big,
+            s => s,
         }
     }
 
     fn user(self) -> &'static str {
-        match self {
+        match self.pop3() {
             Scenario::First => USER_MIXED,
             Scenario::NoNew => USER_MANY,
             Scenario::Delete => USER_DEL,
-            Scenario::Big => USER_BIG,
+            _ => USER_BIG,
         }
     }
 
@@ -516,11 +552,16 @@ impl Scenario {
 
     /// Messages a fetching run must deliver.
     fn expected(self) -> usize {
-        match self {
+        match self.pop3() {
             Scenario::First | Scenario::Delete => MIXED_COUNT,
             Scenario::NoNew => 0,
-            Scenario::Big => 1,
+            _ => 1,
         }
+    }
+
+    /// Whether contender `c` takes part: mpop speaks only POP3.
+    fn runs(self, c: Contender) -> bool {
+        !(self.imap() && c == Contender::Mpop)
     }
 }
 
@@ -580,8 +621,8 @@ struct Bench {
     dc: Dovecot,
     reps: usize,
     contenders: Vec<Contender>,
-    /// State kept across the no-new-mail runs, per contender.
-    nonew_state: BTreeMap<Contender, LocalDirs>,
+    /// State kept across the no-new-mail runs, per scenario and contender.
+    nonew_state: BTreeMap<(Scenario, Contender), LocalDirs>,
     del_template: Option<Template>,
     results: BTreeMap<(Scenario, Contender), Vec<Sample>>,
     notes: Vec<String>,
@@ -648,18 +689,29 @@ impl Bench {
             }
             contenders.push(c);
         }
-        let scenarios: Vec<Scenario> = {
-            let wanted = env_list("BENCH_SCENARIOS", "first,nonew,delete,big");
-            [
-                Scenario::First,
-                Scenario::NoNew,
-                Scenario::Delete,
-                Scenario::Big,
-            ]
-            .into_iter()
-            .filter(|s| wanted.iter().any(|w| w == s.name()))
-            .collect()
+        let mut scenarios: Vec<Scenario> = {
+            let wanted = env_list("BENCH_SCENARIOS", DEFAULT_SCENARIOS);
+            for w in &wanted {
+                if !Scenario::ALL.iter().any(|s| s.name() == w) {
+                    let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                    panic!(
+                        "BENCH_SCENARIOS: unknown scenario {w:?} (known: {})",
+                        known.join(",")
+                    );
+                }
+            }
+            Scenario::ALL
+                .into_iter()
+                .filter(|s| wanted.iter().any(|w| w == s.name()))
+                .collect()
         };
+        if scenarios.iter().any(|s| s.imap()) && !dovecot_imap_available() {
+            notes.push(
+                "Dovecot's IMAP service (dovecot-imapd) is not installed: IMAP scenarios skipped"
+                    .to_string(),
+            );
+            scenarios.retain(|s| !s.imap());
+        }
 
         eprintln!("bench: starting Dovecot and loading mailboxes…");
         let t = Instant::now();
@@ -683,7 +735,7 @@ impl Bench {
         let (uid, gid) = (meta.uid(), meta.gid());
         if scenarios
             .iter()
-            .any(|s| matches!(s, Scenario::First | Scenario::Delete))
+            .any(|s| matches!(s.pop3(), Scenario::First | Scenario::Delete))
         {
             let mixed = mixed_mailbox();
             let total: usize = mixed.iter().map(Vec::len).sum();
@@ -704,10 +756,10 @@ impl Bench {
             template.fill(&bench.dc.maildir(USER_MIXED));
             bench.del_template = Some(template);
         }
-        if scenarios.contains(&Scenario::NoNew) {
+        if scenarios.iter().any(|s| s.pop3() == Scenario::NoNew) {
             bench.dc.add_messages(USER_MANY, &many_mailbox());
         }
-        if scenarios.contains(&Scenario::Big) {
+        if scenarios.iter().any(|s| s.pop3() == Scenario::Big) {
             bench.dc.add_message(USER_BIG, &big_message());
         }
         eprintln!(
@@ -732,16 +784,30 @@ impl Bench {
         if s == Scenario::Delete {
             self.refill_del();
         }
+        let contenders: Vec<Contender> = self
+            .contenders
+            .iter()
+            .copied()
+            .filter(|c| s.runs(*c))
+            .collect();
         let warm = LocalDirs::new("warm");
         self.run_once(s, Contender::Bare, &warm);
         self.finished.push(warm);
-        if s == Scenario::NoNew {
-            for c in self.contenders.clone() {
+        // The bare IMAP client asks for no RFC822.SIZE, which Dovecot
+        // computes (reading every message) and caches on first request:
+        // an untimed popfetch run pays for that, not the first timed one.
+        if s.imap() && s.pop3() != Scenario::NoNew && contenders.contains(&Contender::Popfetch) {
+            let warm = LocalDirs::new("warm");
+            self.run_once(s, Contender::Popfetch, &warm);
+            self.finished.push(warm);
+        }
+        if s.pop3() == Scenario::NoNew {
+            for c in contenders.clone() {
                 if c == Contender::Bare {
                     continue;
                 }
                 eprintln!("bench:   priming {} state (full fetch, untimed)", c.name());
-                let dirs = LocalDirs::new(&format!("nonew-{}", c.name()));
+                let dirs = LocalDirs::new(&format!("{}-{}", s.name(), c.name()));
                 let t = Instant::now();
                 self.run_once(s, c, &dirs);
                 eprintln!(
@@ -749,17 +815,17 @@ impl Bench {
                     t.elapsed().as_secs_f64(),
                     maildir_count(&dirs.maildir())
                 );
-                self.nonew_state.insert(c, dirs);
+                self.nonew_state.insert((s, c), dirs);
             }
         }
         for rep in 0..self.reps {
-            for c in self.contenders.clone() {
+            for c in contenders.clone() {
                 if s == Scenario::Delete {
                     self.refill_del();
                 }
                 let mut fresh = None;
-                let dirs = if s == Scenario::NoNew && c != Contender::Bare {
-                    &self.nonew_state[&c]
+                let dirs = if s.pop3() == Scenario::NoNew && c != Contender::Bare {
+                    &self.nonew_state[&(s, c)]
                 } else {
                     fresh.insert(LocalDirs::new(c.name()))
                 };
@@ -773,7 +839,7 @@ impl Bench {
                 let mut sample = self.run_once(s, c, dirs);
                 sample.machine_cpu_secs = machine_busy_secs() - machine_before;
                 sample.server_cpu_secs = server_cpu_since(self.dc.pid(), server_before);
-                if s != Scenario::NoNew || c == Contender::Bare {
+                if s.pop3() != Scenario::NoNew || c == Contender::Bare {
                     let got = maildir_count(&dirs.maildir());
                     let want = if c == Contender::Bare || c == Contender::Fetchmail {
                         0 // bytes thrown away / handed to an MDA
@@ -815,7 +881,11 @@ impl Bench {
     /// One run of `c` on scenario `s` using `dirs` for its local state.
     fn run_once(&self, s: Scenario, c: Contender, dirs: &LocalDirs) -> Sample {
         let user = s.user();
-        let port = self.dc.pop3s_port();
+        let port = if s.imap() {
+            self.dc.imaps_port()
+        } else {
+            self.dc.pop3s_port()
+        };
         let ca = &self.dc.pki().ca_path;
         let log = dirs.path().join(format!("{}.log", c.name()));
         match c {
@@ -823,6 +893,8 @@ impl Bench {
                 let mode = match s {
                     Scenario::NoNew => "uidl",
                     Scenario::Delete => "delete",
+                    Scenario::ImapNoNew => "imap-status",
+                    Scenario::ImapFirst | Scenario::ImapBig => "imap-fetch",
                     _ => "fetch",
                 };
                 let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -841,13 +913,14 @@ impl Bench {
                 write_private(
                     &config,
                     &format!(
-                        "state_dir = \"{state}\"\n\n[accounts.bench]\nhost = \"localhost\"\nport = {port}\n\
+                        "state_dir = \"{state}\"\n\n[accounts.bench]\n{protocol}host = \"localhost\"\nport = {port}\n\
                          tls = \"implicit\"\nuser = \"{user}\"\npassword = \"{PASSWORD}\"\nca_file = \"{ca}\"\n\
                          maildir = \"{md}\"\nkeep = {keep}\ntimeout = 120\n",
                         state = dirs.path().join("state").display(),
                         ca = ca.display(),
                         md = dirs.maildir().display(),
                         keep = s.keep(),
+                        protocol = if s.imap() { "protocol = \"imap\"\n" } else { "" },
                     ),
                 );
                 // BENCH_POPFETCH_PREFIX: e.g. "strace -c -f -o /tmp/st" or
@@ -902,14 +975,25 @@ impl Bench {
             }
             Contender::Fetchmail => {
                 let rc = dirs.path().join("fetchmailrc");
+                // Over IMAP fetchmail tells old from new by `\Seen`, which it
+                // sets on what it fetched, keep or not: `fetchall` makes every
+                // run of a fetching scenario fetch the whole mailbox again,
+                // while the no-new-mail runs find nothing unseen after the
+                // priming fetch.
+                let protocol = if s.imap() { "imap" } else { "pop3 uidl" };
+                let fetchall = if s.imap() && s != Scenario::ImapNoNew {
+                    " fetchall"
+                } else {
+                    ""
+                };
                 write_private(
                     &rc,
                     &format!(
                         "set no syslog\n\
-                         poll localhost service {port} protocol pop3 uidl\n  \
+                         poll localhost service {port} protocol {protocol}\n  \
                          user \"{user}\" there with password \"{PASSWORD}\" is \"root\" here\n  \
                          ssl sslcertck sslcertfile \"{ca}\"\n  \
-                         {keep}\n  \
+                         {keep}{fetchall}\n  \
                          mda \"cat >/dev/null\"\n  \
                          no rewrite\n",
                         ca = ca.display(),
@@ -1227,13 +1311,18 @@ impl Wire {
     }
 }
 
-/// `__bare MODE PORT USER PASSWORD CA`; MODE: fetch, delete or uidl.
+/// `__bare MODE PORT USER PASSWORD CA`; MODE: fetch, delete or uidl
+/// (POP3), imap-fetch or imap-status (IMAP).
 fn bare_main(args: &[String]) {
     let [mode, port, user, password, ca] = args else {
-        panic!("usage: __bare fetch|delete|uidl PORT USER PASSWORD CA");
+        panic!("usage: __bare fetch|delete|uidl|imap-fetch|imap-status PORT USER PASSWORD CA");
     };
     let port: u16 = port.parse().unwrap();
     let mut w = Wire::connect(port, Path::new(ca));
+    if let Some(imap_mode) = mode.strip_prefix("imap-") {
+        bare_imap(&mut w, imap_mode, user, password);
+        return;
+    }
     w.ok_line();
     w.send(format!("USER {user}\r\nPASS {password}\r\n").as_bytes());
     w.ok_line();
@@ -1253,4 +1342,96 @@ fn bare_main(args: &[String]) {
     w.send(b"QUIT\r\n");
     w.ok_line();
     eprintln!("bare {mode}: {count} messages, {} bytes", w.bytes);
+}
+
+/// The bare IMAP client: LOGIN, then SELECT + `UID FETCH 1:* BODY.PEEK[]`
+/// (`fetch`) or one STATUS (`status`), then LOGOUT. Literals are skipped
+/// by their length, unread; nothing is parsed but what finds the tagged
+/// end of each command.
+fn bare_imap(w: &mut Wire, mode: &str, user: &str, password: &str) {
+    let greeting = w.line();
+    assert!(greeting.starts_with(b"* OK"), "greeting {greeting:?}");
+    let quoted = |s: &str| {
+        assert!(!s.contains(['"', '\\', '\r', '\n']), "unquotable {s:?}");
+        format!("\"{s}\"")
+    };
+    w.imap_command(
+        "a1",
+        &format!("LOGIN {} {}", quoted(user), quoted(password)),
+    );
+    let count = match mode {
+        "fetch" => {
+            w.imap_command("a2", "SELECT INBOX");
+            w.imap_command("a3", "UID FETCH 1:* BODY.PEEK[]")
+        }
+        "status" => {
+            w.imap_command("a2", "STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)");
+            0
+        }
+        _ => panic!("bare IMAP mode {mode:?}: fetch or status"),
+    };
+    w.imap_command("a9", "LOGOUT");
+    eprintln!("bare imap-{mode}: {count} literals, {} bytes", w.bytes);
+}
+
+impl Wire {
+    /// One line without its CRLF.
+    fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(k) = memchr::memmem::find(&self.buf[self.start..self.end], b"\r\n") {
+                let line = self.buf[self.start..self.start + k].to_vec();
+                self.start += k + 2;
+                return line;
+            }
+            if self.start > 0 && self.end == self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            self.fill();
+        }
+    }
+
+    /// Consumes `n` bytes unread.
+    fn discard(&mut self, mut n: u64) {
+        loop {
+            let have = (self.end - self.start) as u64;
+            if have >= n {
+                self.start += n as usize;
+                return;
+            }
+            n -= have;
+            self.start = 0;
+            self.end = 0;
+            self.fill();
+        }
+    }
+
+    /// Sends `tag command` and reads to its tagged reply, which must be
+    /// OK; returns how many literals came in between.
+    fn imap_command(&mut self, tag: &str, command: &str) -> usize {
+        self.send(format!("{tag} {command}\r\n").as_bytes());
+        let mut literals = 0;
+        loop {
+            let line = self.line();
+            // A literal ends its line: `{n}`; the response goes on after it.
+            if let Some(n) = line
+                .strip_suffix(b"}")
+                .and_then(|l| l.iter().rposition(|&b| b == b'{').map(|i| &l[i + 1..]))
+                .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u64>().ok())
+            {
+                self.discard(n);
+                literals += 1;
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix(tag.as_bytes()) {
+                assert!(
+                    rest.starts_with(b" OK"),
+                    "{command}: server said {:?}",
+                    String::from_utf8_lossy(&line)
+                );
+                return literals;
+            }
+        }
+    }
 }
