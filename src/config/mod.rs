@@ -47,7 +47,7 @@ use crate::error::{Error, Result};
 use crate::net::TlsTrust;
 use crate::source::pop3::auth::AuthMethod;
 
-pub use keys::{did_you_mean, ACCOUNT_KEYS};
+pub use keys::{did_you_mean, ACCOUNT_KEYS, TARGET_KEYS};
 pub use password::PasswordSource;
 
 /// How the connection is protected.
