@@ -6,8 +6,9 @@
 //! state directory, its LF line ends turned into CRLF on the way, so the
 //! literal's size is known before it is sent and a message never sits
 //! whole in memory. `commit` connects (once per sync, on the first batch),
-//! journals every message of the batch, then appends them one by one with
-//! no flags (unread) and the message's `Date:` as internal date.
+//! journals every message of the batch, then appends them (pipelined
+//! where the server offers LITERAL+) with no flags (unread) and the
+//! message's `Date:` as internal date.
 //!
 //! Exactly-once over a crash: the journal entry (target, folder,
 //! UIDVALIDITY, Message-ID, size, digest) is committed before the APPEND
@@ -28,7 +29,7 @@ use super::{read_header_block, Delivery, MessageInfo};
 use crate::config::{Account, ImapTarget, Target};
 use crate::error::{Error, ExitKind, Result};
 use crate::source::connect::{open_imap, ConnectOptions};
-use crate::source::imap::Session;
+use crate::source::imap::{Appending, Session};
 use crate::state::store::{PendingEntry, Store};
 
 /// Journal names of IMAP appends start with this.
@@ -198,18 +199,22 @@ impl Delivery for ImapAppend {
             })
             .collect();
         journal(&entries)?;
-        let spooled = std::mem::take(&mut self.spooled);
+        let mut spooled = std::mem::take(&mut self.spooled);
         let (session, _) = self.session()?;
-        let mut uids = Vec::new();
-        for (s, entry) in spooled.into_iter().zip(&entries) {
-            let mut file = s.file;
-            let appended =
-                session.append(&folder, s.internal_date.as_deref(), s.size, &mut file)?;
-            if let Some(a) = appended {
-                uids.push((entry.name.clone(), a.uid));
-            }
-        }
-        self.uids = uids;
+        let mut batch: Vec<Appending> = spooled
+            .iter_mut()
+            .map(|s| Appending {
+                date: s.internal_date.as_deref(),
+                size: s.size,
+                body: &mut s.file,
+            })
+            .collect();
+        let appended = session.append_all(&folder, &mut batch)?;
+        self.uids = appended
+            .iter()
+            .zip(&entries)
+            .filter_map(|(a, e)| a.map(|a| (e.name.clone(), a.uid)))
+            .collect();
         Ok(entries.into_iter().map(|e| e.name).collect())
     }
 

@@ -17,19 +17,31 @@ pub struct AppendUid {
     pub uid: u32,
 }
 
+/// One message for [`Session::append_all`]: `size` bytes from `body`,
+/// CRLF line ends already, and its internal date (IMAP `date-time`).
+pub struct Appending<'a> {
+    pub date: Option<&'a str>,
+    pub size: u64,
+    pub body: &'a mut dyn Read,
+}
+
 impl<S: Transport> Session<S> {
-    /// Appends `size` bytes read from `body` (already with CRLF line ends)
-    /// to `folder`, without flags (the message shows as unread), with
-    /// `date` (IMAP `date-time`) as its internal date when given. With
-    /// LITERAL+ (or LITERAL- for small ones) the literal goes without
-    /// waiting for the server's `+`.
-    pub fn append(
+    /// Appends every message of `batch` to `folder`: `size` bytes read
+    /// from its `body` (already with CRLF line ends), without flags (the
+    /// message shows as unread), with its `date` (IMAP `date-time`) as
+    /// internal date when given. Returns APPENDUID's answer per message.
+    ///
+    /// With LITERAL+ (RFC 7888) the commands are pipelined: all are sent,
+    /// then the replies are read, so a batch costs one round trip instead
+    /// of one per message; without it, each literal waits for the server's
+    /// `+` (LITERAL- spares that for small ones). Every reply is read even
+    /// after a refusal (the session stays in step); the first refusal is
+    /// returned.
+    pub fn append_all(
         &mut self,
         folder: &str,
-        date: Option<&str>,
-        size: u64,
-        body: &mut dyn Read,
-    ) -> Result<Option<AppendUid>> {
+        batch: &mut [Appending],
+    ) -> Result<Vec<Option<AppendUid>>> {
         check_arg("the target folder", folder)?;
         let what = format!("APPEND to {folder:?}");
         let name = match codec::astring(codec::mailbox_name(folder).as_bytes()) {
@@ -40,38 +52,71 @@ impl<S: Transport> Session<S> {
                 )))
             }
         };
+        if !self.conn.literal_plus {
+            let mut out = Vec::with_capacity(batch.len());
+            for m in batch.iter_mut() {
+                let tag = self.send_append(&name, m, &what)?;
+                out.push(self.append_reply(&tag, &what)?);
+            }
+            return Ok(out);
+        }
+        let mut tags = Vec::with_capacity(batch.len());
+        for m in batch.iter_mut() {
+            tags.push(self.send_append(&name, m, &what)?);
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut first_error = None;
+        for tag in &tags {
+            match self.append_reply(tag, &what) {
+                Ok(uid) => out.push(uid),
+                Err(e) if e.server_reply().is_some() => {
+                    out.push(None);
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Sends one APPEND with its literal; returns its tag. Without a
+    /// non-synchronizing literal, waits for the server's `+` first.
+    fn send_append(&mut self, name: &str, m: &mut Appending, what: &str) -> Result<String> {
         let conn = &mut self.conn;
+        let size = m.size;
         let tag = conn.tag();
         let plus = conn.literal_plus || (conn.literal_minus && size <= 4096);
-        let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+        let date = m.date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
         let marker = if plus { "+" } else { "" };
         let line = format!("{tag} APPEND {name}{date} {{{size}{marker}}}\r\n");
         if let Some(label) = &conn.trace {
             eprintln!("{label} > {}", line.trim_end());
         }
         conn.out.extend_from_slice(line.as_bytes());
-        conn.flush(&what)?;
+        conn.flush(what)?;
         if !plus {
             loop {
-                match conn.head(&what)? {
+                match conn.head(what)? {
                     Head::Continue(_) => break,
                     Head::Tagged(t, status) if t == tag => {
-                        return Err(refused(&conn.host, &what, Phase::Transaction, &status))
+                        return Err(refused(&conn.host, what, Phase::Transaction, &status))
                     }
                     Head::Tagged(t, _) => {
-                        return Err(conn.protocol(&what, format!("a reply tagged {t}")))
+                        return Err(conn.protocol(what, format!("a reply tagged {t}")))
                     }
                     other => {
-                        if !conn.common_untagged(&other, &what)? {
-                            conn.skip_response(&what)?;
+                        if !conn.common_untagged(&other, what)? {
+                            conn.skip_response(what)?;
                         }
                     }
                 }
             }
         }
         let stream = conn.reader.get_mut();
-        let sent = io::copy(&mut body.take(size), stream);
-        let sent = match sent {
+        let sent = match io::copy(&mut (&mut m.body).take(size), stream) {
             Ok(n) => n,
             Err(e) => return Err(conn.net_error(&format!("sending {what}"), e)),
         };
@@ -86,10 +131,16 @@ impl<S: Transport> Session<S> {
             eprintln!("{label} > ({size} literal bytes)");
         }
         conn.out.extend_from_slice(b"\r\n");
-        conn.flush(&what)?;
-        let status = conn.finish(&tag, &what, &mut |_, _| Ok(false))?;
+        conn.flush(what)?;
+        Ok(tag)
+    }
+
+    /// Reads an APPEND's replies up to its tagged one.
+    fn append_reply(&mut self, tag: &str, what: &str) -> Result<Option<AppendUid>> {
+        let conn = &mut self.conn;
+        let status = conn.finish(tag, what, &mut |_, _| Ok(false))?;
         if status.kind != StatusKind::Ok {
-            return Err(refused(&conn.host, &what, Phase::Transaction, &status));
+            return Err(refused(&conn.host, what, Phase::Transaction, &status));
         }
         Ok(match &status.code {
             Some(Code::Other(c)) => parse_appenduid(c),

@@ -24,7 +24,7 @@ mod append;
 pub(crate) mod codec;
 mod folder;
 
-pub use append::AppendUid;
+pub use append::{AppendUid, Appending};
 
 pub use folder::Folder;
 #[cfg(test)]
