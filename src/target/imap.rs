@@ -119,6 +119,16 @@ impl ImapAppend {
     }
 }
 
+/// Says goodbye to the target (LOGOUT) once the sync is done with it; a
+/// session that failed was dropped already and is just closed.
+impl Drop for ImapAppend {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = session.finish();
+        }
+    }
+}
+
 /// Logs in to the target and selects its folder.
 fn connect(target: &ImapTarget, account: &Account) -> Result<Session> {
     let label = format!("{} (target {})", account.name, target.name);
@@ -209,7 +219,14 @@ impl Delivery for ImapAppend {
                 body: &mut s.file,
             })
             .collect();
-        let appended = session.append_all(&folder, &mut batch)?;
+        let appended = match session.append_all(&folder, &mut batch) {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of step or gone: no LOGOUT on it (see Drop).
+                self.session = None;
+                return Err(e);
+            }
+        };
         self.uids = appended
             .iter()
             .zip(&entries)
