@@ -202,6 +202,20 @@ mod tests {
     }
 
     #[test]
+    fn a_target_password_in_a_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = "[targets.spare]\nurl = \"imaps://h/\"\nuser = \"me\"\npassword = \"secret\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = crate::config::Config::load(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        crate::config::Config::load(&path).unwrap();
+    }
+
+    #[test]
     fn two_accounts_share_one_target() {
         let text = format!(
             "{ACCOUNT}[accounts.other]\nhost = \"pop.example.org\"\nuser = \"bob\"\nimap_target = \"gmail\"\n[targets.gmail]\nurl = \"imaps://h/\"\nuser = \"me\"\n"

@@ -302,10 +302,17 @@ impl Config {
             }
         })?;
         let config = parse(&text, path)?;
-        let holds_password = config
-            .accounts
+        // A [targets.NAME] table's password counts too, named by an
+        // account or not.
+        let target_password = raw::read(&raw::Source { text: &text, path })?
+            .targets
             .iter()
-            .any(|a| matches!(a.password, PasswordSource::Inline(_)));
+            .any(|t| t.keys.contains_key("password"));
+        let holds_password = target_password
+            || config
+                .accounts
+                .iter()
+                .any(|a| matches!(a.password, PasswordSource::Inline(_)));
         if holds_password {
             paths::refuse_if_others_can_read(path)?;
         }
