@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use crate::cli::Cli;
-use crate::config::ACCOUNT_KEYS;
+use crate::config::{ACCOUNT_KEYS, TARGET_KEYS};
 
 pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn Write) -> io::Result<()> {
     let mut cmd = Cli::command();
@@ -33,6 +33,17 @@ pub fn write_man(out: &mut dyn Write) -> io::Result<()> {
     render_subcommands(&cmd, out)?;
     out.write_all(EXTRA_HEAD.as_bytes())?;
     for (key, what) in ACCOUNT_KEYS {
+        writeln!(
+            out,
+            ".TP\n\\fB{}\\fR\n{}",
+            roff_escape(key),
+            roff_escape(what)
+        )?;
+    }
+    out.write_all(
+        b".PP\nA [targets.NAME] table is an IMAP mailbox that accounts with imap_target = \"NAME\" append to; its keys:\n",
+    )?;
+    for (key, what) in TARGET_KEYS {
         writeln!(
             out,
             ".TP\n\\fB{}\\fR\n{}",

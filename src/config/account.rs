@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
+use super::imap_target::Targets;
 use super::raw::{RawConfig, Source};
 use super::section::Section;
-use super::{imap, password, policy, server, targets};
+use super::{imap, imap_target, password, policy, server, targets};
 use super::{Account, Protocol};
 use crate::error::Result;
 
@@ -15,8 +16,10 @@ use crate::error::Result;
 pub(super) fn accounts(src: &Source, raw: &RawConfig) -> Result<Vec<Account>> {
     let mut accounts: Vec<Account> = Vec::new();
     let mut mailboxes: HashMap<(String, Option<String>), usize> = HashMap::new();
+    let imap_targets = imap_target::targets(src, raw)?;
     for (i, section) in raw.accounts.iter().enumerate() {
-        let account = account(&Section::new("accounts", section, &raw.defaults, src))?;
+        let s = Section::new("accounts", section, &raw.defaults, src);
+        let account = account(&s, &imap_targets)?;
         // The seen state belongs to the mailbox, not the section: two
         // sections for one mailbox would share it, and the second would
         // never fetch what the first recorded.
@@ -46,7 +49,7 @@ pub(super) fn accounts(src: &Source, raw: &RawConfig) -> Result<Vec<Account>> {
     Ok(accounts)
 }
 
-fn account(s: &Section) -> Result<Account> {
+fn account(s: &Section, imap_targets: &Targets) -> Result<Account> {
     let host = server::required(s, "host")?;
     let user = server::required(s, "user")?;
     let protocol = server::protocol(s.get("protocol"))?;
@@ -61,7 +64,7 @@ fn account(s: &Section) -> Result<Account> {
     let auth = server::auth(s.get("auth"), protocol)?;
     let password = password::source(s)?;
     let trust = server::trust(s, tls)?;
-    let target = targets::target(s)?;
+    let target = targets::target(s, imap_targets)?;
     let keep = policy::flag(s.get("keep"), true)?;
     let timeout = policy::seconds(s.get("timeout"), 60)?;
     // Under the 10 minutes a POP3 server may wait before it drops an idle

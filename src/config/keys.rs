@@ -34,6 +34,10 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("maildir", "deliver into this Maildir"),
     ("mbox", "deliver into this mbox file (mboxrd)"),
     ("mda", "deliver by piping to this command"),
+    (
+        "imap_target",
+        "deliver by IMAP APPEND into the mailbox of this [targets.NAME] table",
+    ),
     ("keep", "leave messages on the server (default true)"),
     (
         "keep_days",
@@ -66,11 +70,41 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("idle", "IMAP: let `watch` wait for new mail with IDLE"),
 ];
 
+/// Every key of a `[targets.NAME]` table (an IMAP mailbox to append to).
+pub const TARGET_KEYS: &[(&str, &str)] = &[
+    (
+        "url",
+        "imaps://host[:port]/FOLDER (or imap:// with STARTTLS; folder default INBOX)",
+    ),
+    ("user", "login name (required)"),
+    (
+        "auth",
+        "auto | user | plain | login | cram-md5 | xoauth2 | oauthbearer",
+    ),
+    (
+        "password",
+        "the password (only in a file readable by you alone)",
+    ),
+    (
+        "password_command",
+        "shell command printing the password or token",
+    ),
+    ("ca_file", "PEM file with extra trust anchors"),
+    (
+        "tls_fingerprint",
+        "pin the server certificate: \"sha256:AB:CD:…\" or a list",
+    ),
+    (
+        "timeout",
+        "seconds for the name lookup, connect and each read or write (default 60)",
+    ),
+];
+
 /// Keys that belong to features not built yet: refused, never ignored.
 pub(super) const NOT_YET: &[&str] = &[];
 
 /// The keys outside any section.
-pub(super) const TOP_KEYS: &[&str] = &["state_dir", "defaults", "accounts"];
+pub(super) const TOP_KEYS: &[&str] = &["state_dir", "defaults", "accounts", "targets"];
 
 /// The closest candidate within a small edit distance, if any.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {

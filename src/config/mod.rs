@@ -18,7 +18,8 @@
 //! account   a section → Account: the validator calls, in order
 //! server    host, user, protocol, folder, port, tls, auth, ca_file, pins
 //! imap      folders, fetch, mark_seen, move_to, idle (IMAP accounts only)
-//! targets   maildir | mbox | mda
+//! targets   maildir | mbox | mda | imap_target
+//! imap_target  [targets.NAME]: url, and the connection keys
 //! policy    keep, keep_days, max_size, filter, timeouts
 //! password  password / password_command / prompt
 //! paths     ~ and relative paths, XDG defaults, owner-only file check
@@ -27,6 +28,7 @@
 
 mod account;
 mod imap;
+mod imap_target;
 mod keys;
 mod password;
 mod paths;
@@ -45,7 +47,7 @@ use crate::error::{Error, Result};
 use crate::net::TlsTrust;
 use crate::source::pop3::auth::AuthMethod;
 
-pub use keys::{did_you_mean, ACCOUNT_KEYS};
+pub use keys::{did_you_mean, ACCOUNT_KEYS, TARGET_KEYS};
 pub use password::PasswordSource;
 
 /// How the connection is protected.
@@ -116,6 +118,62 @@ pub enum Target {
     Mbox(PathBuf),
     /// A command run by `sh -c` with the message on stdin.
     Mda(String),
+    /// An IMAP mailbox, appended to (`imap_target`).
+    Imap(Box<ImapTarget>),
+}
+
+/// A `[targets.NAME]` table: an IMAP folder and how to log in to it.
+#[derive(Clone, Debug)]
+pub struct ImapTarget {
+    pub name: String,
+    /// As written, for messages.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub folder: String,
+    pub user: String,
+    pub auth: AuthMethod,
+    pub password: PasswordSource,
+    pub trust: TlsTrust,
+    pub timeout: Duration,
+}
+
+/// One table is one target: its name says which.
+impl PartialEq for ImapTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for ImapTarget {}
+
+impl ImapTarget {
+    /// The connection as an IMAP account, so the sources' connect and
+    /// login (TLS, pins, SASL, `password_command`) serve the target too.
+    /// `label` names it in messages; `command_timeout` limits a
+    /// `password_command`.
+    pub fn connection(&self, label: &str, command_timeout: Duration) -> Account {
+        Account {
+            name: label.to_string(),
+            protocol: Protocol::Imap,
+            folder: None,
+            imap: None,
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            tls: self.tls,
+            auth: self.auth,
+            password: self.password.clone(),
+            trust: self.trust.clone(),
+            target: Target::Imap(Box::new(self.clone())),
+            keep: true,
+            keep_days: None,
+            max_size: None,
+            filter: None,
+            timeout: self.timeout,
+            command_timeout,
+        }
+    }
 }
 
 impl Target {
@@ -124,6 +182,7 @@ impl Target {
             Target::Maildir(p) => format!("maildir {}", p.display()),
             Target::Mbox(p) => format!("mbox {}", p.display()),
             Target::Mda(cmd) => format!("mda {cmd}"),
+            Target::Imap(t) => format!("imap_target {} ({})", t.name, t.url),
         }
     }
 }
@@ -243,10 +302,17 @@ impl Config {
             }
         })?;
         let config = parse(&text, path)?;
-        let holds_password = config
-            .accounts
+        // A [targets.NAME] table's password counts too, named by an
+        // account or not.
+        let target_password = raw::read(&raw::Source { text: &text, path })?
+            .targets
             .iter()
-            .any(|a| matches!(a.password, PasswordSource::Inline(_)));
+            .any(|t| t.keys.contains_key("password"));
+        let holds_password = target_password
+            || config
+                .accounts
+                .iter()
+                .any(|a| matches!(a.password, PasswordSource::Inline(_)));
         if holds_password {
             paths::refuse_if_others_can_read(path)?;
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::keys::{did_you_mean, ACCOUNT_KEYS, NOT_YET, TOP_KEYS};
+use super::keys::{did_you_mean, ACCOUNT_KEYS, NOT_YET, TARGET_KEYS, TOP_KEYS};
 use crate::error::{Error, Result};
 
 /// The config file's text and name: turns a byte offset into the
@@ -73,6 +73,8 @@ pub(super) struct RawConfig<'a> {
     pub defaults: RawKeys<'a>,
     /// `[accounts.NAME]`, in the order the TOML table lists them.
     pub accounts: Vec<RawSection<'a>>,
+    /// `[targets.NAME]`: IMAP mailboxes accounts may append to.
+    pub targets: Vec<RawSection<'a>>,
 }
 
 /// Reads the file's text into its raw structure; errors name file:line.
@@ -93,6 +95,7 @@ pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
         state_dir: None,
         defaults: RawKeys::new(),
         accounts: Vec::new(),
+        targets: Vec::new(),
     };
     for (key, value) in root.into_inner() {
         let name: &str = key.get_ref();
@@ -117,6 +120,19 @@ pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
                     raw.accounts.push(RawSection {
                         name: acct_name.to_string(),
                         span: acct.span(),
+                        keys,
+                    });
+                }
+            }
+            "targets" => {
+                for (target, body) in into_table(src, "targets", value)? {
+                    let target_name: &str = target.get_ref();
+                    let body = into_table(src, &format!("targets.{target_name}"), body)?;
+                    let keys =
+                        read_keys(src, &format!("[targets.{target_name}]"), body, TARGET_KEYS)?;
+                    raw.targets.push(RawSection {
+                        name: target_name.to_string(),
+                        span: target.span(),
                         keys,
                     });
                 }

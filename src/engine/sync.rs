@@ -702,7 +702,13 @@ pub(crate) fn recover(store: &mut Store, mailbox: i64, target: &Target) -> Resul
         Target::Mbox(path) => Some(path.as_path()),
         _ => None,
     };
-    let warnings = mbox::recover_journal(store, mailbox, appends, to)?;
+    let mut warnings = mbox::recover_journal(store, mailbox, appends, to)?;
+    // Interrupted IMAP appends are looked up in the target folder.
+    let (appends, pending): (Vec<_>, Vec<_>) =
+        pending.into_iter().partition(target::imap::is_append);
+    if !appends.is_empty() {
+        warnings.extend(target::imap::recover(store, mailbox, target, appends)?);
+    }
     if !pending.is_empty() {
         resolve_journal(store, mailbox, target, pending)?;
     }

@@ -1,11 +1,12 @@
 //! Delivery targets behind one small interface: write a message, then
 //! commit a batch (make it durable and visible), or roll back what was not
-//! committed. Maildir, mbox and MDA are its implementations.
+//! committed. Maildir, mbox, MDA and IMAP APPEND are its implementations.
 //!
 //! A message handed to a target is the server's bytes after dot-unstuffing
 //! with LF line ends; targets change nothing else (SPEC §3), except the
 //! mboxrd framing that an mbox needs.
 
+pub mod imap;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
@@ -77,6 +78,7 @@ pub fn open(account: &Account, state_dir: &Path) -> Result<Box<dyn Delivery>> {
             state_dir,
             account.command_timeout,
         )),
+        Target::Imap(target) => Box::new(imap::ImapAppend::new(target, account, state_dir)),
     })
 }
 

@@ -20,8 +20,11 @@
 //! with the account's IMAP settings) is the [`crate::source::Source`] the
 //! engine drives.
 
+mod append;
 pub(crate) mod codec;
 mod folder;
+
+pub use append::{AppendUid, Appending};
 
 pub use folder::Folder;
 #[cfg(test)]

@@ -759,3 +759,68 @@ fn flag_seen_and_unseen_search() {
     assert_eq!(s.flag_seen(&[5]).unwrap(), vec![false]);
     assert!(handle.unsent().is_empty());
 }
+
+#[test]
+fn append_pipelines_with_literal_plus_and_waits_for_plus_without() {
+    let dated = "01-Jan-2026 00:00:00 +0000";
+    // LITERAL+: both commands go before any reply is read; APPENDUID kept.
+    let (mut s, handle) = selected("LITERAL+ UIDPLUS", 7, |st| {
+        st.on(&format!("A0003 APPEND INBOX \"{dated}\" {{6+}}"), b"")
+            .on("ab", b"")
+            .on("c!", b"* 4 EXISTS\r\nA0003 OK [APPENDUID 42 9] done\r\n")
+            .on("A0004 APPEND INBOX {4+}", b"")
+            .on("xy", b"")
+            .on("", b"A0004 OK done\r\n")
+    });
+    let (mut one, mut two) = (&b"ab\r\nc!"[..], &b"xy\r\n"[..]);
+    let mut batch = [
+        Appending {
+            date: Some(dated),
+            size: 6,
+            body: &mut one,
+        },
+        Appending {
+            date: None,
+            size: 4,
+            body: &mut two,
+        },
+    ];
+    let got = s.append_all("INBOX", &mut batch).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(AppendUid {
+                uidvalidity: 42,
+                uid: 9
+            }),
+            None
+        ]
+    );
+    assert_eq!(
+        handle.written(),
+        format!("A0003 APPEND INBOX \"{dated}\" {{6+}}\r\nab\r\nc!\r\nA0004 APPEND INBOX {{4+}}\r\nxy\r\n\r\n")
+    );
+
+    // Without: each literal waits for `+`; a refusal there is the error.
+    let (mut s, handle) = selected("", 64, |st| {
+        st.on("A0003 APPEND INBOX {2}", b"+ go\r\n")
+            .on("ok", b"A0003 OK done\r\n")
+            .on("A0004 APPEND INBOX {2}", b"A0004 NO [OVERQUOTA] full\r\n")
+    });
+    let (mut one, mut two) = (&b"ok"[..], &b"no"[..]);
+    let mut batch = [
+        Appending {
+            date: None,
+            size: 2,
+            body: &mut one,
+        },
+        Appending {
+            date: None,
+            size: 2,
+            body: &mut two,
+        },
+    ];
+    let err = s.append_all("INBOX", &mut batch).unwrap_err();
+    assert!(err.to_string().contains("OVERQUOTA"), "{err}");
+    assert!(handle.unsent().is_empty());
+}
