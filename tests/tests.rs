@@ -11,6 +11,7 @@ mod framing;
 mod imap_client;
 mod imap_faults;
 mod imap_sync;
+mod lmtp_target;
 mod mbox_locking;
 mod module_graph;
 mod output;

@@ -34,6 +34,18 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ("maildir", "deliver into this Maildir"),
     ("mbox", "deliver into this mbox file (mboxrd)"),
     ("mda", "deliver by piping to this command"),
+    (
+        "lmtp",
+        "deliver to this LMTP server: \"unix:/run/dovecot/lmtp\" or \"lmtp://host:port\"",
+    ),
+    (
+        "smtp",
+        "deliver to this SMTP server: \"smtp://host:port\" or \"smtps://host:port\"",
+    ),
+    (
+        "deliver_to",
+        "lmtp/smtp: the envelope recipient (default: your local user name)",
+    ),
     ("keep", "leave messages on the server (default true)"),
     (
         "keep_days",

@@ -18,7 +18,7 @@
 //! account   a section → Account: the validator calls, in order
 //! server    host, user, protocol, folder, port, tls, auth, ca_file, pins
 //! imap      folders, fetch, mark_seen, move_to, idle (IMAP accounts only)
-//! targets   maildir | mbox | mda
+//! targets   maildir | mbox | mda | lmtp | smtp
 //! policy    keep, keep_days, max_size, filter, timeouts
 //! password  password / password_command / prompt
 //! paths     ~ and relative paths, XDG defaults, owner-only file check
@@ -47,6 +47,7 @@ use crate::source::pop3::auth::AuthMethod;
 
 pub use keys::{did_you_mean, ACCOUNT_KEYS};
 pub use password::PasswordSource;
+pub use targets::{Endpoint, Wire};
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +117,8 @@ pub enum Target {
     Mbox(PathBuf),
     /// A command run by `sh -c` with the message on stdin.
     Mda(String),
+    Lmtp(Wire),
+    Smtp(Wire),
 }
 
 impl Target {
@@ -124,6 +127,8 @@ impl Target {
             Target::Maildir(p) => format!("maildir {}", p.display()),
             Target::Mbox(p) => format!("mbox {}", p.display()),
             Target::Mda(cmd) => format!("mda {cmd}"),
+            Target::Lmtp(w) => format!("lmtp {}", w.url),
+            Target::Smtp(w) => format!("smtp {}", w.url),
         }
     }
 }

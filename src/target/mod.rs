@@ -1,11 +1,12 @@
 //! Delivery targets behind one small interface: write a message, then
 //! commit a batch (make it durable and visible), or roll back what was not
-//! committed. Maildir, mbox and MDA are its implementations.
+//! committed. Maildir, mbox, MDA and LMTP/SMTP are its implementations.
 //!
 //! A message handed to a target is the server's bytes after dot-unstuffing
 //! with LF line ends; targets change nothing else (SPEC §3), except the
 //! mboxrd framing that an mbox needs.
 
+pub mod lmtp;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
@@ -77,6 +78,8 @@ pub fn open(account: &Account, state_dir: &Path) -> Result<Box<dyn Delivery>> {
             state_dir,
             account.command_timeout,
         )),
+        Target::Lmtp(wire) => Box::new(lmtp::Wired::new(wire, true, account.timeout)?),
+        Target::Smtp(wire) => Box::new(lmtp::Wired::new(wire, false, account.timeout)?),
     })
 }
 

@@ -1,0 +1,271 @@
+//! LMTP and SMTP as targets, against a scripted server: the envelope,
+//! pipelining, dot-stuffing and CRLF on the wire, byte-exact content, one
+//! connection for many messages, 4xx (exit 75, unseen, stays) and 5xx
+//! (reported, stays, the others delivered), a 50 MB message.
+
+use crate::support::server::{Config, Msg, Server};
+use crate::support::smtpserver::{unwire, SmtpServer};
+use crate::support::{expected_delivery, Env};
+use crate::sync::account;
+
+/// An account on `pop` delivering to `target` (a TOML value line).
+fn wired_account(pop: &Server, target: &str, extra: &str) -> String {
+    account("t", pop.port(), "none", extra).replace("maildir = \"~/Mail/t\"", target)
+}
+
+fn mixed(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut m = format!(
+                "Return-Path: <sender{i}@example.org>\r\nSubject: message {i}\r\nMessage-ID: <{i}@test>\r\n\r\n"
+            )
+            .into_bytes();
+            match i % 4 {
+                0 => m.extend_from_slice(b".starts with a dot\r\n..two dots\r\n.\r\nend\r\n"),
+                1 => m.extend_from_slice("8-bit: grüße, ½\r\nno final newline".as_bytes()),
+                2 => m.extend_from_slice(b"a bare\rCR and\r\n\r\n\r\nblank lines\r\n"),
+                _ => {
+                    for l in 0..(i * 7 % 300) {
+                        m.extend_from_slice(format!("line {l} {}\r\n", "y".repeat(l % 90)).as_bytes());
+                    }
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+#[test]
+fn lmtp_delivers_each_message_byte_exact_with_its_envelope_on_one_pipelined_connection() {
+    let env = Env::new();
+    let datas = mixed(40);
+    let pop = Server::start(Config {
+        messages: datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Msg::new(format!("u{i}"), d.clone()))
+            .collect(),
+        ..Config::default()
+    });
+    let lmtp = SmtpServer::start(true, true);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+            lmtp.port()
+        ),
+        "",
+    ));
+    env.run(&["sync"]).expect_code(0);
+    let got = lmtp.received();
+    assert_eq!(got.len(), datas.len());
+    assert_eq!(lmtp.connections(), 1, "one connection for the whole sync");
+    for (i, (r, d)) in got.iter().zip(&datas).enumerate() {
+        assert_eq!(r.from, format!("sender{i}@example.org"));
+        assert_eq!(r.to, "bob");
+        assert!(r.pipelined, "MAIL, RCPT and DATA pipelined");
+        assert!(r.params.contains("BODY=8BITMIME"), "{}", r.params);
+        // On the wire: CRLF only, dot-stuffed.
+        for line in r.wire.split_inclusive(|&b| b == b'\n') {
+            assert!(line.ends_with(b"\r\n"), "line {line:?}");
+            assert_ne!(line, b".\r\n");
+        }
+        assert_eq!(unwire(&r.wire), expected_delivery(d), "message {i}");
+    }
+    let commands = lmtp.commands();
+    assert!(commands[0].starts_with("LHLO "), "{commands:?}");
+    assert_eq!(commands.last().unwrap(), "QUIT");
+    // A second run delivers nothing.
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(lmtp.received().len(), datas.len());
+}
+
+#[test]
+fn smtp_without_pipelining_sends_one_command_at_a_time_and_empty_return_path_is_null_sender() {
+    let env = Env::new();
+    let pop = Server::start(Config {
+        messages: vec![
+            Msg::new(
+                "a",
+                b"Return-Path: <>\r\nSubject: bounce\r\n\r\nbody\r\n".to_vec(),
+            ),
+            Msg::new("b", b"Subject: no return path\r\n\r\nbody\r\n".to_vec()),
+        ],
+        ..Config::default()
+    });
+    let smtp = SmtpServer::start(false, false);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "smtp = \"smtp://127.0.0.1:{}\"\ndeliver_to = \"carol@example.net\"",
+            smtp.port()
+        ),
+        "",
+    ));
+    env.run(&["sync"]).expect_code(0);
+    let got = smtp.received();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.from, "");
+        assert_eq!(r.to, "carol@example.net");
+        assert!(!r.pipelined);
+    }
+    assert!(smtp.commands()[0].starts_with("EHLO "));
+}
+
+#[test]
+fn lmtp_4xx_stops_with_75_and_leaves_the_message_unseen_5xx_is_reported_and_the_rest_delivered() {
+    let env = Env::new();
+    let msg = |uidl: &str, test: &str| {
+        Msg::new(
+            uidl,
+            format!("Subject: {uidl}\r\nX-Test: {test}\r\n\r\nbody {uidl}\r\n").into_bytes(),
+        )
+    };
+    let pop = Server::start(Config {
+        messages: vec![
+            msg("m1", "ok"),
+            msg("m2", "reject"),
+            msg("m3", "ok"),
+            msg("m4", "tempfail"),
+            msg("m5", "ok"),
+        ],
+        ..Config::default()
+    });
+    let lmtp = SmtpServer::start(true, true);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+            lmtp.port()
+        ),
+        "keep = false",
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(75);
+    assert!(run.stderr.contains("550"), "{}", run.stderr);
+    assert!(run.stderr.contains("451"), "{}", run.stderr);
+    let codes: Vec<u16> = lmtp.received().iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 550, 250, 451]);
+    // Delivered ones deleted; the refused and the temporary stay; m5 was
+    // never reached.
+    let left: Vec<String> = pop.messages().iter().map(|m| m.uidl.clone()).collect();
+    assert_eq!(left, ["m2", "m4", "m5"]);
+    // RSET after the refused transaction.
+    assert!(lmtp.commands().iter().any(|c| c == "RSET"));
+}
+
+#[test]
+fn a_550_recipient_leaves_every_message_on_the_server() {
+    let env = Env::new();
+    let pop = Server::start(Config {
+        messages: vec![Msg::new("a", b"Subject: a\r\n\r\nx\r\n".to_vec())],
+        ..Config::default()
+    });
+    let lmtp = SmtpServer::start(true, true);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"nobody\"",
+            lmtp.port()
+        ),
+        "keep = false",
+    ));
+    let run = env.run(&["sync"]);
+    assert!(run.stderr.contains("no such user"), "{}", run.stderr);
+    assert!(lmtp.received().is_empty());
+    assert_eq!(pop.messages().len(), 1);
+}
+
+#[test]
+fn a_50_mb_message_goes_through_lmtp_whole() {
+    let env = Env::new();
+    let mut data = b"Subject: big\r\n\r\n".to_vec();
+    let line = format!(".{}\r\n", "z".repeat(98));
+    while data.len() < 50 * 1024 * 1024 {
+        data.extend_from_slice(line.as_bytes());
+    }
+    let pop = Server::start(Config {
+        messages: vec![Msg::new("big", data.clone())],
+        ..Config::default()
+    });
+    let lmtp = SmtpServer::start(true, true);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+            lmtp.port()
+        ),
+        "",
+    ));
+    let mut child = env
+        .command(&["sync"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            for l in s.lines() {
+                if let Some(v) = l.strip_prefix("VmHWM:") {
+                    let kb: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    peak_kb = peak_kb.max(kb);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let got = lmtp.received();
+    assert_eq!(got.len(), 1);
+    assert!(
+        unwire(&got[0].wire) == expected_delivery(&data),
+        "the 50 MB message is byte-exact"
+    );
+    eprintln!("50 MB through LMTP: peak RSS {peak_kb} kB");
+    assert!(
+        peak_kb < 40 * 1024,
+        "peak RSS {peak_kb} kB: memory stays flat"
+    );
+}
+
+#[test]
+fn lmtp_and_smtp_keys_are_validated() {
+    let env = Env::new();
+    let pop = Server::start(Config::default());
+    for (target, want) in [
+        ("lmtp = \"http://x\"", "unknown scheme"),
+        ("lmtp = \"unix:\"", "names no socket"),
+        ("smtp = \"smtp://:25\"", "no valid host"),
+        (
+            "smtp = \"smtp://h:25\"\nmaildir = \"m\"",
+            "choose exactly one",
+        ),
+        (
+            "maildir = \"m\"\ndeliver_to = \"bob\"",
+            "remove `deliver_to`",
+        ),
+        ("lmtp = \"unix:/x\"\ndeliver_too = \"bob\"", "deliver_to"),
+    ] {
+        env.write_config(&wired_account(&pop, target, ""));
+        let run = env.run(&["accounts"]);
+        run.expect_code(78);
+        assert!(run.stderr.contains(want), "{target}: {}", run.stderr);
+    }
+    env.write_config(&wired_account(
+        &pop,
+        "lmtp = \"unix:/run/dovecot/lmtp\"",
+        "",
+    ));
+    let run = env.run(&["accounts", "--json"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("\"lmtp\"") && run.stdout.contains("unix:/run/dovecot/lmtp"),
+        "{}",
+        run.stdout
+    );
+}
