@@ -3,9 +3,10 @@
 //! connection for many messages, 4xx (exit 75, unseen, stays) and 5xx
 //! (reported, stays, the others delivered), a 50 MB message.
 
+use crate::support::dovecot::{require_dovecot_lmtp, Dovecot};
 use crate::support::server::{Config, Msg, Server};
 use crate::support::smtpserver::{unwire, SmtpServer};
-use crate::support::{expected_delivery, Env};
+use crate::support::{expected_delivery, mixed_messages, Env};
 use crate::sync::account;
 
 /// An account on `pop` delivering to `target` (a TOML value line).
@@ -268,4 +269,104 @@ fn lmtp_and_smtp_keys_are_validated() {
         "{}",
         run.stdout
     );
+}
+
+/// The headers Dovecot's LMTP puts on top of a message it stores:
+/// `Return-Path`, `Delivered-To` and its `Received` (with continuations).
+fn strip_dovecot_lmtp_headers(stored: &[u8]) -> &[u8] {
+    let mut rest = stored;
+    let mut seen = (false, false, false);
+    loop {
+        let line_end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let line = &rest[..line_end];
+        let lower = String::from_utf8_lossy(line).to_ascii_lowercase();
+        if lower.starts_with("return-path:") && !seen.0 {
+            seen.0 = true;
+        } else if lower.starts_with("delivered-to:") && !seen.1 {
+            seen.1 = true;
+        } else if lower.starts_with("received:") && !seen.2 {
+            seen.2 = true;
+        } else {
+            return rest;
+        }
+        rest = &rest[line_end..];
+        // Continuation lines of the header just taken.
+        while rest.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            rest = &rest[end..];
+        }
+    }
+}
+
+#[test]
+fn dovecot_lmtp_stores_200_mixed_messages_byte_exact_and_a_second_run_delivers_none() {
+    if !require_dovecot_lmtp() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice"), ("bob", "pw-bob")]);
+    let datas = mixed_messages(200, 512 * 1024);
+    dc.add_messages("alice", &datas);
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.dc]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"alice\"\npassword = \"pw-alice\"\nca_file = \"{}\"\nlmtp = \"unix:{}\"\ndeliver_to = \"bob\"\ntimeout = 20\n",
+        dc.pop3s_port(),
+        dc.pki().ca_path.display(),
+        dc.lmtp_socket().display()
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["new"], 200);
+    let stored = dc.messages("bob");
+    assert_eq!(stored.len(), 200);
+    let mut got: Vec<Vec<u8>> = stored
+        .iter()
+        .map(|m| strip_dovecot_lmtp_headers(m).to_vec())
+        .collect();
+    got.sort();
+    let mut want: Vec<Vec<u8>> = datas.iter().map(|d| expected_delivery(d)).collect();
+    want.sort();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            g == w,
+            "stored:\n{}\nsent:\n{}",
+            String::from_utf8_lossy(&g[..g.len().min(400)]),
+            String::from_utf8_lossy(&w[..w.len().min(400)])
+        );
+    }
+    // What Dovecot added: its own envelope headers, naming our recipient.
+    let first = String::from_utf8_lossy(&stored[0]);
+    assert!(
+        first.starts_with("Return-Path: "),
+        "{}",
+        &first[..first.len().min(400)]
+    );
+    assert!(
+        first.contains("Delivered-To: bob"),
+        "{}",
+        &first[..first.len().min(400)]
+    );
+    assert!(
+        first.contains("with LMTP"),
+        "{}",
+        &first[..first.len().min(400)]
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|m| String::from_utf8_lossy(&m[..m.len().min(400)])
+                .contains("(envelope-from <sender")),
+        "the envelope sender is each message's Return-Path"
+    );
+    assert!(dc.log().contains("lmtp("), "Dovecot's LMTP delivered them");
+
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["new"], 0);
+    assert_eq!(dc.message_count("bob"), 200);
 }
