@@ -173,9 +173,36 @@ fn a_550_recipient_leaves_every_message_on_the_server() {
         "keep = false",
     ));
     let run = env.run(&["sync"]);
+    // Reported, not a failure of the account: the next message would go on.
+    run.expect_code(0);
     assert!(run.stderr.contains("no such user"), "{}", run.stderr);
+    assert!(run.stderr.contains("stays on the server"), "{}", run.stderr);
     assert!(lmtp.received().is_empty());
     assert_eq!(pop.messages().len(), 1);
+}
+
+#[test]
+fn an_lmtp_server_that_is_not_there_stops_the_account_and_leaves_the_mail() {
+    let env = Env::new();
+    let pop = Server::start(Config {
+        messages: vec![Msg::new("a", b"Subject: a\r\n\r\nx\r\n".to_vec())],
+        ..Config::default()
+    });
+    let socket = env.dir.path().join("no-such-socket");
+    env.write_config(&wired_account(
+        &pop,
+        &format!("lmtp = \"unix:{}\"\ndeliver_to = \"bob\"", socket.display()),
+        "keep = false",
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(69);
+    assert!(
+        run.stderr.contains("cannot connect to the LMTP socket"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(pop.messages().len(), 1);
+    assert_eq!(pop.dele_count("a"), 0);
 }
 
 #[test]
@@ -251,6 +278,10 @@ fn lmtp_and_smtp_keys_are_validated() {
             "remove `deliver_to`",
         ),
         ("lmtp = \"unix:/x\"\ndeliver_too = \"bob\"", "deliver_to"),
+        (
+            "lmtp = \"unix:/x\"\ndeliver_to = \"bob\\r\\nRCPT TO:<eve>\"",
+            "is not one address",
+        ),
     ] {
         env.write_config(&wired_account(&pop, target, ""));
         let run = env.run(&["accounts"]);

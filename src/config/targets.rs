@@ -151,7 +151,19 @@ pub(super) fn target(s: &Section) -> Result<Target> {
             if let Some((to, tv)) = s.str("deliver_to")? {
                 match &mut target {
                     Target::Lmtp(w) | Target::Smtp(w) if !to.trim().is_empty() => {
-                        w.deliver_to = Some(to.trim().to_string())
+                        let to = to.trim();
+                        // It goes into RCPT TO as it is: one address, no
+                        // room for a line end or a second command.
+                        if to
+                            .chars()
+                            .any(|c| c.is_control() || c.is_whitespace() || "<>".contains(c))
+                        {
+                            return Err(tv.err(format!(
+                                "`deliver_to` = {to:?} is not one address: write a user name or user@domain, \
+                                 without spaces, angle brackets or control characters"
+                            )));
+                        }
+                        w.deliver_to = Some(to.to_string())
                     }
                     Target::Lmtp(_) | Target::Smtp(_) => {
                         return Err(tv.err("`deliver_to` is empty"))
