@@ -3,8 +3,11 @@
 //! connection for many messages, 4xx (exit 75, unseen, stays) and 5xx
 //! (reported, stays, the others delivered), a 50 MB message.
 
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
 use crate::support::dovecot::{require_dovecot_lmtp, Dovecot};
-use crate::support::server::{Config, Msg, Server};
+use crate::support::server::{Config, Fault, Msg, Server};
 use crate::support::smtpserver::{unwire, SmtpServer};
 use crate::support::{expected_delivery, mixed_messages, Env};
 use crate::sync::account;
@@ -228,7 +231,7 @@ fn a_50_mb_message_goes_through_lmtp_whole() {
     ));
     let mut child = env
         .command(&["sync"])
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(env.dir.path().join("stderr")).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
@@ -247,7 +250,11 @@ fn a_50_mb_message_goes_through_lmtp_whole() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(env.dir.path().join("stderr")).unwrap()
+    );
     let got = lmtp.received();
     assert_eq!(got.len(), 1);
     assert!(
@@ -400,4 +407,148 @@ fn dovecot_lmtp_stores_200_mixed_messages_byte_exact_and_a_second_run_delivers_n
     run.expect_code(0);
     assert_eq!(run.json_lines()[0]["new"], 0);
     assert_eq!(dc.message_count("bob"), 200);
+}
+
+/// Runs `sync` and kills it (SIGKILL) after `after`, unless it ended
+/// first; returns whether it was killed.
+fn sync_killed_after(env: &Env, after: Duration) -> bool {
+    let mut child = env
+        .command(&["sync", "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    true
+}
+
+/// The UIDLs with a seen record.
+fn seen_uidls(env: &Env) -> HashSet<String> {
+    let path = env.state_dir().join("seen.sqlite3");
+    if !path.exists() {
+        return HashSet::new();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let Ok(mut stmt) = conn.prepare("SELECT uidl FROM seen") else {
+        return HashSet::new();
+    };
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// The UIDL each message accepted (250) by the server carries, in order.
+fn accepted_uidls(lmtp: &SmtpServer) -> Vec<String> {
+    lmtp.received()
+        .iter()
+        .filter(|r| r.code == 250)
+        .map(|r| {
+            let body = String::from_utf8_lossy(&unwire(&r.wire)).into_owned();
+            let at = body.find("uidl=").expect("one of ours") + 5;
+            body[at..].lines().next().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// SPEC §4.3 for LMTP: killed at random instants (100 trials, keep and
+/// delete), the next sync delivers every message; a message is delivered
+/// twice only when it is the one the server had accepted (250) without a
+/// seen record at the kill, the window the README documents, and there is
+/// never more than one such message.
+#[test]
+fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
+    const TRIALS: usize = 100;
+    const MESSAGES: usize = 12;
+    let mut rng: u64 = std::env::var("POPFETCH_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_1A7B);
+    let (mut killed, mut window_open, mut duplicated) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for t in 0..TRIALS {
+        let env = Env::new();
+        let keep = t % 2 == 0;
+        let msgs: Vec<Msg> = (0..MESSAGES)
+            .map(|i| {
+                Msg::new(
+                    format!("k{t}-{i}"),
+                    format!("Subject: {i}\r\n\r\n.dot line\r\nuidl=k{t}-{i}\r\n").into_bytes(),
+                )
+            })
+            .collect();
+        let pop = Server::start(Config {
+            messages: msgs.clone(),
+            faults: vec![Fault::SlowRetr { delay_ms: 15 }],
+            ..Config::default()
+        });
+        let lmtp = SmtpServer::start(true, true);
+        env.write_config(&wired_account(
+            &pop,
+            &format!(
+                "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+                lmtp.port()
+            ),
+            if keep { "" } else { "keep = false" },
+        ));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let after = Duration::from_millis(rng % 1000);
+        if sync_killed_after(&env, after) {
+            killed += 1;
+        }
+        let accepted: HashSet<String> = accepted_uidls(&lmtp).into_iter().collect();
+        let seen = seen_uidls(&env);
+        let window: Vec<&String> = accepted.iter().filter(|u| !seen.contains(*u)).collect();
+        if window.len() > 1 {
+            failures.push(format!(
+                "trial {t}: {} accepted without a record: {window:?}",
+                window.len()
+            ));
+        }
+        window_open += window.len();
+        pop.clear_faults();
+        let run = env.run(&["sync"]);
+        if run.code != 0 {
+            failures.push(format!(
+                "trial {t}: the next sync exited {}: {}",
+                run.code, run.stderr
+            ));
+            continue;
+        }
+        let all = accepted_uidls(&lmtp);
+        for m in &msgs {
+            match all.iter().filter(|u| **u == m.uidl).count() {
+                1 => {}
+                2 if window.contains(&&m.uidl) => duplicated += 1,
+                n => failures.push(format!("trial {t}: {} delivered {n} times", m.uidl)),
+            }
+        }
+        if !keep && !pop.messages().is_empty() {
+            failures.push(format!(
+                "trial {t}: {} left on the server",
+                pop.messages().len()
+            ));
+        }
+    }
+    eprintln!(
+        "LMTP kill -9 trials: {TRIALS} ({} keep, {} delete), {killed} killed mid-run, \
+         {window_open} inside the window at the kill, {duplicated} duplicated (all inside it), \
+         {} problems",
+        TRIALS / 2,
+        TRIALS / 2,
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        killed >= TRIALS / 2,
+        "too few kills landed inside a run ({killed})"
+    );
 }

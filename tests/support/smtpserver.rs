@@ -180,10 +180,16 @@ fn serve(
                 }
                 wire.extend_from_slice(&line);
             }
-            let body = unwire(&wire);
-            let code = if contains(&body, b"\nX-Test: tempfail\n") {
+            // Only the header block is searched: a 50 MB body must not
+            // keep the client waiting for its reply.
+            let head_end = wire
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(wire.len(), |i| i + 2);
+            let head = unwire(&wire[..head_end]);
+            let code = if contains(&head, b"\nX-Test: tempfail\n") {
                 451
-            } else if contains(&body, b"\nX-Test: reject\n") {
+            } else if contains(&head, b"\nX-Test: reject\n") {
                 550
             } else {
                 250
