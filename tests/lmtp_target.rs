@@ -209,6 +209,32 @@ fn an_lmtp_server_that_is_not_there_stops_the_account_and_leaves_the_mail() {
 }
 
 #[test]
+fn a_server_that_refuses_the_connection_stops_the_account_instead_of_skipping_each_message() {
+    let env = Env::new();
+    let pop = Server::start(Config {
+        messages: vec![
+            Msg::new("a", b"Subject: a\r\n\r\nx\r\n".to_vec()),
+            Msg::new("b", b"Subject: b\r\n\r\ny\r\n".to_vec()),
+        ],
+        ..Config::default()
+    });
+    let lmtp = SmtpServer::start_greeting(true, true, "554 5.3.2 not today");
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+            lmtp.port()
+        ),
+        "keep = false",
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(69);
+    assert!(run.stderr.contains("not today"), "{}", run.stderr);
+    assert_eq!(lmtp.connections(), 1, "stopped at the first refusal");
+    assert_eq!(pop.messages().len(), 2);
+}
+
+#[test]
 fn a_50_mb_message_goes_through_lmtp_whole() {
     let env = Env::new();
     let mut data = b"Subject: big\r\n\r\n".to_vec();

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::{read_header_block, return_path, Delivery, MessageInfo};
 use crate::config::{Endpoint, Wire};
-use crate::error::{Error, ExitKind, Result};
+use crate::error::{Error, ExitKind, Origin, Result};
 use crate::net::{self, Stream, TlsContext, TlsTrust};
 use crate::state::store::PendingEntry;
 
@@ -300,7 +300,15 @@ impl Wired {
             if !text.is_empty() {
                 text.push('\n');
             }
-            text.push_str(s.get(4..).unwrap_or(""));
+            // The server's words reach the terminal: no control
+            // characters of its own.
+            for c in s.get(4..).unwrap_or("").chars() {
+                if c.is_control() {
+                    text.extend(c.escape_default());
+                } else {
+                    text.push(c);
+                }
+            }
             match s.as_bytes().get(3) {
                 Some(b'-') => continue,
                 None | Some(b' ') => return Ok(Reply { code, text }),
@@ -472,7 +480,9 @@ impl Delivery for Wired {
         };
         let mut session = match self.session.take() {
             Some(s) => s,
-            None => self.connect()?,
+            // A refusal here (greeting, LHLO, STARTTLS) is about the
+            // server, not this message: it stops the account.
+            None => self.connect().map_err(|e| e.with_origin(Origin::Other))?,
         };
         match self.transaction(&mut session, &sender, &head, body) {
             Ok(Ok(n)) => {

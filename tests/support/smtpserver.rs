@@ -43,6 +43,13 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// `lmtp`: answers LHLO (else EHLO); `pipelining`: offers PIPELINING.
     pub fn start(lmtp: bool, pipelining: bool) -> SmtpServer {
+        SmtpServer::start_greeting(lmtp, pipelining, "220 test ready")
+    }
+
+    /// Like [`SmtpServer::start`], greeting with `greeting` (a 554 refuses
+    /// every connection: it then closes it).
+    pub fn start_greeting(lmtp: bool, pipelining: bool, greeting: &str) -> SmtpServer {
+        let greeting = format!("{greeting}\r\n");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -57,7 +64,7 @@ impl SmtpServer {
                         sock.set_read_timeout(Some(Duration::from_secs(30)))
                             .unwrap();
                         sh.lock().unwrap().connections += 1;
-                        let _ = serve(sock, lmtp, pipelining, &sh);
+                        let _ = serve(sock, lmtp, pipelining, &greeting, &sh);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -117,11 +124,15 @@ fn serve(
     sock: TcpStream,
     lmtp: bool,
     pipelining: bool,
+    greeting: &str,
     state: &Mutex<State>,
 ) -> std::io::Result<()> {
     let mut out = sock.try_clone()?;
     let mut r = BufReader::new(sock);
-    out.write_all(b"220 test ready\r\n")?;
+    out.write_all(greeting.as_bytes())?;
+    if !greeting.starts_with("220") {
+        return Ok(());
+    }
     let (mut from, mut params, mut to, mut pipelined) =
         (None::<String>, String::new(), None::<String>, false);
     let mut line = Vec::new();
