@@ -13,7 +13,8 @@
 //!            (POP3 and IMAP login)
 //! engine/    plan (pure), identity, filter, sync: drives any Source into
 //!            any Delivery and owns the invariants
-//! target/    where mail goes: the Delivery interface; maildir, mbox, mda
+//! target/    where mail goes: the Delivery interface; maildir, mbox, mda,
+//!            lmtp (LMTP and SMTP), imap (APPEND)
 //! state/     the seen store and mailbox locks; owner-only files
 //! net/       TCP and TLS: timeouts, STARTTLS, trust and pins
 //! ui/        report (summaries, JSON), progress, notice (-v, alerts), units,

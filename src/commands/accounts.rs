@@ -51,7 +51,10 @@ fn path_problems(a: &Account) -> (Vec<String>, Vec<String>) {
     }
     let target = match &a.target {
         crate::config::Target::Maildir(p) | crate::config::Target::Mbox(p) => Some(p),
-        crate::config::Target::Mda(_) | crate::config::Target::Imap(_) => None,
+        crate::config::Target::Mda(_)
+        | crate::config::Target::Imap(_)
+        | crate::config::Target::Lmtp(_)
+        | crate::config::Target::Smtp(_) => None,
     };
     if let Some(parent) = target.and_then(|p| p.parent()) {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -78,6 +81,8 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         crate::config::Target::Mbox(p) => ("mbox", p.display().to_string()),
         crate::config::Target::Mda(cmd) => ("mda", cmd.clone()),
         crate::config::Target::Imap(t) => ("imap_target", t.url.clone()),
+        crate::config::Target::Lmtp(w) => ("lmtp", w.url.clone()),
+        crate::config::Target::Smtp(w) => ("smtp", w.url.clone()),
     };
     let mut value = json!({
         "account": a.name,

@@ -38,6 +38,18 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
         "imap_target",
         "deliver by IMAP APPEND into the mailbox of this [targets.NAME] table",
     ),
+    (
+        "lmtp",
+        "deliver to this LMTP server: \"unix:/run/dovecot/lmtp\" or \"lmtp://host:port\"",
+    ),
+    (
+        "smtp",
+        "deliver to this SMTP server: \"smtp://host:port\" or \"smtps://host:port\"",
+    ),
+    (
+        "deliver_to",
+        "lmtp/smtp: the envelope recipient (default: your local user name)",
+    ),
     ("keep", "leave messages on the server (default true)"),
     (
         "keep_days",

@@ -18,7 +18,7 @@
 //! account   a section → Account: the validator calls, in order
 //! server    host, user, protocol, folder, port, tls, auth, ca_file, pins
 //! imap      folders, fetch, mark_seen, move_to, idle (IMAP accounts only)
-//! targets   maildir | mbox | mda | imap_target
+//! targets   maildir | mbox | mda | lmtp | smtp | imap_target
 //! imap_target  [targets.NAME]: url, and the connection keys
 //! policy    keep, keep_days, max_size, filter, timeouts
 //! password  password / password_command / prompt
@@ -49,6 +49,7 @@ use crate::source::pop3::auth::AuthMethod;
 
 pub use keys::{did_you_mean, ACCOUNT_KEYS, TARGET_KEYS};
 pub use password::PasswordSource;
+pub use targets::{Endpoint, Wire};
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +121,8 @@ pub enum Target {
     Mda(String),
     /// An IMAP mailbox, appended to (`imap_target`).
     Imap(Box<ImapTarget>),
+    Lmtp(Wire),
+    Smtp(Wire),
 }
 
 /// A `[targets.NAME]` table: an IMAP folder and how to log in to it.
@@ -183,6 +186,8 @@ impl Target {
             Target::Mbox(p) => format!("mbox {}", p.display()),
             Target::Mda(cmd) => format!("mda {cmd}"),
             Target::Imap(t) => format!("imap_target {} ({})", t.name, t.url),
+            Target::Lmtp(w) => format!("lmtp {}", w.url),
+            Target::Smtp(w) => format!("smtp {}", w.url),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::engine::identity::{
     HashingReader, HeaderDigest,
 };
 use crate::engine::plan::{self, Policy};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitKind, Result};
 use crate::source::connect::ConnectOptions;
 use crate::source::{self, Entry, Fetched, Message, Source, Taken};
 use crate::state::store::{MailboxLock, PendingEntry, Store};
@@ -965,6 +965,16 @@ impl Fetch<'_> {
                     report.account,
                     item.handle,
                     human_bytes(item.size)
+                ));
+                report.skipped += 1;
+                Ok(())
+            }
+            // A mail server's permanent refusal (LMTP/SMTP 5xx) is about
+            // this message only: it stays on the server, the rest go on.
+            Err(e) if e.server_reply().is_some() && e.kind() != ExitKind::TempFail => {
+                report.warnings.push(format!(
+                    "{}: message {} was not delivered: {e}",
+                    report.account, item.handle
                 ));
                 report.skipped += 1;
                 Ok(())

@@ -1,12 +1,13 @@
 //! Delivery targets behind one small interface: write a message, then
 //! commit a batch (make it durable and visible), or roll back what was not
-//! committed. Maildir, mbox, MDA and IMAP APPEND are its implementations.
+//! committed. Maildir, mbox, MDA, LMTP/SMTP and IMAP APPEND are its implementations.
 //!
 //! A message handed to a target is the server's bytes after dot-unstuffing
 //! with LF line ends; targets change nothing else (SPEC §3), except the
 //! mboxrd framing that an mbox needs.
 
 pub mod imap;
+pub mod lmtp;
 pub mod maildir;
 pub mod mbox;
 pub mod mda;
@@ -79,6 +80,8 @@ pub fn open(account: &Account, state_dir: &Path) -> Result<Box<dyn Delivery>> {
             account.command_timeout,
         )),
         Target::Imap(target) => Box::new(imap::ImapAppend::new(target, account, state_dir)),
+        Target::Lmtp(wire) => Box::new(lmtp::Wired::new(wire, true, account.timeout)?),
+        Target::Smtp(wire) => Box::new(lmtp::Wired::new(wire, false, account.timeout)?),
     })
 }
 

@@ -90,6 +90,37 @@ pub fn dovecot_imap_available() -> bool {
         })
 }
 
+/// Dovecot's LMTP service (Debian: `dovecot-lmtpd`) is installed too. When
+/// it is, every instance also serves LMTP on the unix socket `run/lmtp` in
+/// its dir ([`Dovecot::lmtp_socket`]).
+pub fn dovecot_lmtp_available() -> bool {
+    dovecot_available()
+        && LIBEXEC_DIRS
+            .iter()
+            .any(|d| Path::new(d).join("lmtp").is_file())
+}
+
+/// Call first in every Dovecot LMTP test: like [`require_dovecot`], for
+/// `dovecot-lmtpd`.
+pub fn require_dovecot_lmtp() -> bool {
+    if !require_dovecot() {
+        return false;
+    }
+    if dovecot_lmtp_available() {
+        return true;
+    }
+    let what = format!(
+        "dovecot's LMTP service not installed (lmtp in {}); install dovecot-lmtpd, see .ci/run",
+        LIBEXEC_DIRS.join(", "),
+    );
+    if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
+        panic!("{REQUIRE_ENV}=1 but {what}");
+    }
+    eprintln!();
+    eprintln!("SKIPPED: {what} (set {REQUIRE_ENV}=1 to make this a failure)");
+    false
+}
+
 /// Call first in every Dovecot IMAP test: like [`require_dovecot`], for
 /// `dovecot-imapd`.
 pub fn require_dovecot_imap() -> bool {
@@ -601,6 +632,25 @@ impl Dovecot {
         self.imap_ports.expect("dovecot-imapd is not installed").1
     }
 
+    /// The LMTP unix socket (Dovecot's default listener in `base_dir`);
+    /// waits until the master created it. Panics without dovecot-lmtpd
+    /// (call [`require_dovecot_lmtp`] first).
+    pub fn lmtp_socket(&self) -> PathBuf {
+        assert!(dovecot_lmtp_available(), "dovecot-lmtpd is not installed");
+        let socket = self.root.join("run").join("lmtp");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "no LMTP socket {} after {START_TIMEOUT:?}\n{}",
+                socket.display(),
+                diagnostics(&self.root)
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        socket
+    }
+
     /// The test PKI; give popfetch `ca_file = pki().ca_path`.
     pub fn pki(&self) -> &TestPki {
         &self.pki
@@ -872,6 +922,11 @@ fn config(
                 ),
             )
         }
+    };
+    let protocols = if dovecot_lmtp_available() {
+        format!("{protocols} lmtp")
+    } else {
+        protocols.to_string()
     };
     format!(
         r#"# popfetch test instance, written by tests/support/dovecot.rs

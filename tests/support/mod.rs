@@ -7,6 +7,7 @@ pub mod dovecot;
 pub mod imapserver;
 pub mod pop2server;
 pub mod server;
+pub mod smtpserver;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
