@@ -578,3 +578,79 @@ fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
         "too few kills landed inside a run ({killed})"
     );
 }
+
+/// Where Debian's dovecot-sieve puts the Sieve plugin LMTP loads.
+const SIEVE_PLUGIN: &str = "/usr/lib/dovecot/modules/lib90_sieve_plugin.so";
+
+/// The mail goes through Dovecot's own delivery, not beside it: the
+/// recipient's Sieve rule files one message into a folder of its own, and
+/// the others land in the INBOX.
+#[test]
+fn dovecot_lmtp_runs_the_recipients_sieve_rules() {
+    use std::os::unix::fs::{chown, MetadataExt};
+    if !require_dovecot_lmtp() {
+        return;
+    }
+    if !std::path::Path::new(SIEVE_PLUGIN).exists() {
+        let what = format!("dovecot's Sieve plugin not installed ({SIEVE_PLUGIN}); install dovecot-sieve, see .ci/run");
+        if std::env::var(crate::support::dovecot::REQUIRE_ENV).as_deref() == Ok("1") {
+            panic!("POPFETCH_REQUIRE_DOVECOT=1 but {what}");
+        }
+        eprintln!("\nSKIPPED: {what}");
+        return;
+    }
+    let dc = Dovecot::start_with(
+        &[("alice", "pw-alice"), ("bob", "pw-bob")],
+        "protocol lmtp {\n  mail_plugins = $mail_plugins sieve\n}\n\
+         plugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}\n",
+    );
+    let home = dc.dir().join("home").join("bob");
+    let owner = std::fs::metadata(&home).unwrap();
+    let storage = home.join("sieve");
+    std::fs::create_dir(&storage).unwrap();
+    let script = home.join(".dovecot.sieve");
+    std::fs::write(
+        &script,
+        "require [\"fileinto\", \"mailbox\"];\n\
+         if header :contains \"subject\" \"file me\" {\n  fileinto :create \"Filed\";\n}\n",
+    )
+    .unwrap();
+    for p in [&storage, &script] {
+        chown(p, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    let message = |subject: &str| {
+        format!("From: a@example.org\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n")
+            .into_bytes()
+    };
+    dc.add_messages(
+        "alice",
+        &[message("hello"), message("please file me"), message("bye")],
+    );
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.dc]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"alice\"\npassword = \"pw-alice\"\nca_file = \"{}\"\nlmtp = \"unix:{}\"\ndeliver_to = \"bob\"\ntimeout = 20\n",
+        dc.pop3s_port(),
+        dc.pki().ca_path.display(),
+        dc.lmtp_socket().display()
+    ));
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["new"], 3);
+    let inbox: Vec<String> = dc
+        .messages("bob")
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    assert_eq!(inbox.len(), 2, "{inbox:?}\n{}", dc.log());
+    assert!(inbox.iter().all(|m| !m.contains("file me")), "{inbox:?}");
+    let filed_dir = dc.maildir("bob").join(".Filed");
+    let filed: Vec<String> = ["new", "cur"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(filed_dir.join(d)).ok())
+        .flatten()
+        .map(|e| String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).into_owned())
+        .collect();
+    assert_eq!(filed.len(), 1, "the rule filed one message\n{}", dc.log());
+    assert!(filed[0].contains("Subject: please file me"), "{}", filed[0]);
+    assert!(filed[0].contains("with LMTP"), "{}", filed[0]);
+}
