@@ -24,6 +24,7 @@
 //! error      errors that know their exit code (SPEC §6)
 //! ```
 
+pub(crate) mod calendar;
 pub mod cli;
 pub mod commands;
 pub mod config;

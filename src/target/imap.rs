@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{read_header_block, Delivery, MessageInfo};
+use crate::calendar::civil_from_days;
 use crate::config::{Account, ImapTarget, Target};
 use crate::error::{Error, ExitKind, Result};
 use crate::source::connect::{open_imap, ConnectOptions};
@@ -422,21 +423,6 @@ fn imap_date(field: &str) -> Option<String> {
         rest % 3600 / 60,
         rest % 60
     ))
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
-/// (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
+use crate::calendar::civil_from_days;
 use crate::error::{Error, ExitKind, Result};
 use crate::state::store::{PendingEntry, Store};
 
@@ -741,21 +742,6 @@ pub fn asctime(secs: i64) -> String {
         rem % 60,
         y
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Streaming mboxrd quoting: a line matching `^>*From ` gets one more `>`.

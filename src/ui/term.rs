@@ -12,7 +12,8 @@ use rustix::termios::{LocalModes, OptionalActions, Termios};
 
 use crate::signals::{self, Action};
 
-use super::zone::{civil_from_days, Zone};
+use super::zone::Zone;
+use crate::calendar::civil_from_days;
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
