@@ -25,7 +25,7 @@ use crate::config::{Account, TlsMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{self, Stream, TlsContext, Transport};
 use crate::source::connect::{self, ConnectOptions};
-use crate::source::pop3::codec::{self, read_decoded, PairDecoder};
+use crate::source::pop3::codec::{self, cut_off, read_decoded, PairDecoder};
 use crate::source::{Entry, FetchSink, Fetched, Sink, Source, Taken};
 use crate::ui::term;
 
@@ -371,10 +371,7 @@ impl<S: Read> PairDecoder for Pop2Body<'_, S> {
             if n == 0 {
                 if self.inner.limit() > 0 {
                     self.net_failure = Some(io::ErrorKind::UnexpectedEof);
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection in the middle of a message",
-                    ));
+                    return Err(cut_off());
                 }
                 if self.pending_cr {
                     self.pending_cr = false;

@@ -17,7 +17,7 @@ use std::io;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 
-use crate::source::pop3::codec::PairDecoder;
+use crate::source::pop3::codec::{fill_message, PairDecoder};
 use crate::ui::term;
 
 /// Longest line segment of a response (up to CRLF or a literal).
@@ -706,20 +706,7 @@ impl<R: io::BufRead> PairDecoder for LiteralReader<'_, R> {
             let (_, written) = if self.remaining == 0 {
                 self.decoder.decode(&[], buf, true)
             } else {
-                let input = match self.reader.fill_buf() {
-                    Ok(i) => i,
-                    Err(e) => {
-                        self.net_failure = Some(e.kind());
-                        return Err(e);
-                    }
-                };
-                if input.is_empty() {
-                    self.net_failure = Some(io::ErrorKind::UnexpectedEof);
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the server closed the connection in the middle of a message",
-                    ));
-                }
+                let input = fill_message(&mut self.reader, &mut self.net_failure)?;
                 let take = input
                     .len()
                     .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));

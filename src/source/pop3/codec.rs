@@ -350,6 +350,35 @@ pub trait PairDecoder {
     fn decode_into(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
+/// More of a message from the server: the bytes buffered, at least one.
+/// A failure, the connection closing inside the message included, is also
+/// noted in `failure`, so the session tells the network's failure from
+/// the target's when the read comes back through the target.
+pub fn fill_message<'r, R: BufRead + ?Sized>(
+    reader: &'r mut R,
+    failure: &mut Option<io::ErrorKind>,
+) -> io::Result<&'r [u8]> {
+    match reader.fill_buf() {
+        Ok([]) => {
+            *failure = Some(io::ErrorKind::UnexpectedEof);
+            Err(cut_off())
+        }
+        Ok(input) => Ok(input),
+        Err(e) => {
+            *failure = Some(e.kind());
+            Err(e)
+        }
+    }
+}
+
+/// The connection closed inside a message.
+pub fn cut_off() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection in the middle of a message",
+    )
+}
+
 /// `Read::read` for a [`PairDecoder`]: a held byte first; a one-byte read
 /// decodes into a pair and keeps the second byte for the next read.
 pub fn read_decoded<D: PairDecoder + ?Sized>(d: &mut D, buf: &mut [u8]) -> io::Result<usize> {

@@ -781,20 +781,7 @@ impl<S: Read> PairDecoder for Body<'_, S> {
             if self.unstuffer.is_done() {
                 return Ok(0);
             }
-            let input = match self.reader.fill_buf() {
-                Ok(i) => i,
-                Err(e) => {
-                    self.net_failure = Some(e.kind());
-                    return Err(e);
-                }
-            };
-            if input.is_empty() {
-                self.net_failure = Some(io::ErrorKind::UnexpectedEof);
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection in the middle of a message",
-                ));
-            }
+            let input = codec::fill_message(&mut self.reader, &mut self.net_failure)?;
             let d = self.unstuffer.decode(input, buf);
             self.reader.consume(d.consumed);
             self.bytes += d.written as u64;
