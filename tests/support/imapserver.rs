@@ -27,7 +27,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::certs::TestPki;
+// The server side of a connection, shared with the scripted POP3 server.
 use super::server::wire_form;
+use super::server::Stream;
 
 /// Longest command line the server accepts (literals not counted).
 const MAX_LINE: usize = 64 * 1024;
@@ -371,36 +373,6 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------
 // Transport
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
 /// Why a session ends: the client left, a fault closed it, or LOGOUT.
 #[derive(Debug)]
 struct End;
@@ -676,11 +648,7 @@ struct Session {
 
 fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Res<()> {
     let stream = match &shared.cfg.tls {
-        Tls::Implicit(pki) => {
-            let conn = rustls::ServerConnection::new(pki.rustls_server_config())
-                .map_err(io::Error::other)?;
-            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-        }
+        Tls::Implicit(pki) => Stream::tls(tcp, pki)?,
         Tls::None => Stream::Plain(tcp),
     };
     let mut s = Session {

@@ -416,7 +416,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------
 // Transport
 
-enum Stream {
+/// A server's side of a connection, plain or TLS (the scripted IMAP server
+/// uses it too).
+pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
 }
@@ -429,7 +431,7 @@ impl Stream {
         }
     }
 
-    fn tls(tcp: TcpStream, pki: &TestPki) -> io::Result<Stream> {
+    pub(crate) fn tls(tcp: TcpStream, pki: &TestPki) -> io::Result<Stream> {
         let conn =
             rustls::ServerConnection::new(pki.rustls_server_config()).map_err(io::Error::other)?;
         Ok(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
