@@ -23,6 +23,7 @@ mod security_warnings;
 mod server_text;
 mod support;
 mod switching;
+mod smtp_relay;
 mod sync;
 mod unsafe_code;
 mod wrong_guesses;

@@ -217,7 +217,7 @@ fn run(
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = target::open(account, state_dir)?;
+    let mut target = target::open(account, state_dir, &opts.connect)?;
     report
         .warnings
         .extend(recover(&mut store, mailbox, &account.target)?);
