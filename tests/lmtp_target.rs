@@ -236,6 +236,23 @@ fn a_server_that_refuses_the_connection_stops_the_account_instead_of_skipping_ea
 
 #[test]
 fn a_50_mb_message_goes_through_lmtp_whole() {
+    fifty_mb_through(SmtpServer::start(true, true), false);
+}
+
+#[test]
+fn a_50_mb_message_goes_through_bdat_chunks_whole_at_flat_memory() {
+    fifty_mb_through(
+        SmtpServer::with(Options {
+            chunking: true,
+            ..Options::default()
+        }),
+        true,
+    );
+}
+
+/// Sends a 50 MB message of dot-led lines through `lmtp`, watching the
+/// peak RSS; `chunked`: the server offers CHUNKING.
+fn fifty_mb_through(lmtp: SmtpServer, chunked: bool) {
     let env = Env::new();
     let mut data = b"Subject: big\r\n\r\n".to_vec();
     let line = format!(".{}\r\n", "z".repeat(98));
@@ -246,7 +263,6 @@ fn a_50_mb_message_goes_through_lmtp_whole() {
         messages: vec![Msg::new("big", data.clone())],
         ..Config::default()
     });
-    let lmtp = SmtpServer::start(true, true);
     env.write_config(&wired_account(
         &pop,
         &format!(
@@ -283,11 +299,18 @@ fn a_50_mb_message_goes_through_lmtp_whole() {
     );
     let got = lmtp.received();
     assert_eq!(got.len(), 1);
+    assert_eq!(got[0].chunks.is_some(), chunked);
+    if !chunked {
+        assert!(
+            unwire(&got[0].wire) == expected_delivery(&data),
+            "the 50 MB message is byte-exact"
+        );
+    }
     assert!(
-        unwire(&got[0].wire) == expected_delivery(&data),
+        got[0].content() == expected_delivery(&data),
         "the 50 MB message is byte-exact"
     );
-    eprintln!("50 MB through LMTP: peak RSS {peak_kb} kB");
+    eprintln!("50 MB through LMTP (chunked: {chunked}): peak RSS {peak_kb} kB");
     assert!(
         peak_kb < 40 * 1024,
         "peak RSS {peak_kb} kB: memory stays flat"

@@ -289,3 +289,77 @@ fn dry_run_names_the_target_without_contacting_it_and_json_names_it_too() {
     );
     assert_eq!(lmtp.received().len(), 2);
 }
+
+#[test]
+fn vv_traces_the_imap_targets_session_with_the_password_hidden() {
+    use crate::support::dovecot::{require_dovecot_imap, Dovecot};
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice"), ("bob", "bob-imap-secret")]);
+    dc.add_messages("alice", &[b"Subject: one\n\nbody\n".as_slice()]);
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.isp]\nhost = \"localhost\"\nport = {}\nuser = \"alice\"\npassword = \"pw-alice\"\nca_file = \"{ca}\"\ntimeout = 20\nimap_target = \"home\"\n\
+         [targets.home]\nurl = \"imaps://localhost:{}/INBOX\"\nuser = \"bob\"\npassword = \"bob-imap-secret\"\nca_file = \"{ca}\"\ntimeout = 20\n",
+        dc.pop3s_port(),
+        dc.imaps_port(),
+        ca = dc.pki().ca_path.display()
+    ));
+    let run = env.run(&["sync", "-vv"]);
+    run.expect_code(0);
+    assert_eq!(dc.message_count("bob"), 1);
+    let target_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("[isp (target home)]"))
+        .collect();
+    assert!(
+        target_lines
+            .iter()
+            .any(|l| l.contains("> ") && l.contains("APPEND")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("isp (target home): connected, TLS"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("bob-imap-secret"), "{}", run.stderr);
+}
+
+#[test]
+fn target_key_mistakes_are_78_with_file_line_and_did_you_mean() {
+    let env = Env::new();
+    let pop = pop_with(0);
+    let table = "[targets.gmail]\nurl = \"imaps://imap.example.com/INBOX\"\nuser = \"me\"\n";
+    for (target, tables, want) in [
+        ("lmpt = \"unix:/x\"", "", "did you mean `lmtp`"),
+        ("smtp_usr = \"u\"\nsmtp = \"smtp://h\"", "", "did you mean `smtp_user`"),
+        ("imap_target = \"gmial\"", table, "did you mean `gmail`"),
+        (
+            "imap_target = \"gmail\"",
+            "[targets.gmail]\nurl = \"imaps://imap.example.com/INBOX\"\nuser = \"me\"\npasword = \"x\"\n",
+            "did you mean `password`",
+        ),
+        (
+            "smtp = \"smtp://h\"\nsmtp_user = \"u\"\nsmtp_password = \"p\"\nsmtp_auth = 3",
+            "",
+            "smtp_auth",
+        ),
+        ("smtp = \"smtps://h:0\"", "", "no valid host and port"),
+    ] {
+        env.write_config(&format!("{}{tables}", with_target(&pop, target)));
+        for args in [&["accounts"][..], &["sync"], &["info", "t"]] {
+            let run = env.run(args);
+            run.expect_code(78);
+            assert!(run.stderr.contains(want), "{target}: {}", run.stderr);
+            assert!(
+                run.stderr.contains("config.toml:"),
+                "{target}: file:line in {}",
+                run.stderr
+            );
+        }
+    }
+}

@@ -85,7 +85,7 @@ pub fn open(
             state_dir,
             account.command_timeout,
         )),
-        Target::Imap(target) => Box::new(imap::ImapAppend::new(target, account, state_dir)),
+        Target::Imap(target) => Box::new(imap::ImapAppend::new(target, account, state_dir, opts)),
         Target::Lmtp(wire) => Box::new(lmtp::Wired::new(wire, true, account, opts)?),
         Target::Smtp(wire) => Box::new(lmtp::Wired::new(wire, false, account, opts)?),
     })
