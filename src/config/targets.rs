@@ -394,3 +394,31 @@ pub(super) fn target(s: &Section, targets: &Targets) -> Result<Target> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::SmtpAuth;
+    use crate::config::{Config, Target};
+
+    #[test]
+    fn an_smtp_password_in_a_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword_command = \"echo x\"\n\
+                    smtp = \"smtps://relay.example.com\"\nsmtp_user = \"me\"\nsmtp_password = \"secret\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = Config::load(&path).unwrap();
+        let Target::Smtp(wire) = &config.accounts[0].target else {
+            panic!("{:?}", config.accounts[0].target)
+        };
+        let login = wire.login.as_ref().unwrap();
+        assert_eq!((login.user.as_str(), login.auth), ("me", SmtpAuth::Auto));
+        assert!(!format!("{:?}", config.accounts[0]).contains("secret"));
+    }
+}
