@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::dovecot::{require_dovecot_lmtp, Dovecot};
 use crate::support::server::{Config, Fault, Msg, Server};
-use crate::support::smtpserver::{unwire, SmtpServer};
+use crate::support::smtpserver::{unwire, Options, SmtpServer};
 use crate::support::{expected_delivery, mixed_messages, Env};
 use crate::sync::account;
 
@@ -236,6 +236,23 @@ fn a_server_that_refuses_the_connection_stops_the_account_instead_of_skipping_ea
 
 #[test]
 fn a_50_mb_message_goes_through_lmtp_whole() {
+    fifty_mb_through(SmtpServer::start(true, true), false);
+}
+
+#[test]
+fn a_50_mb_message_goes_through_bdat_chunks_whole_at_flat_memory() {
+    fifty_mb_through(
+        SmtpServer::with(Options {
+            chunking: true,
+            ..Options::default()
+        }),
+        true,
+    );
+}
+
+/// Sends a 50 MB message of dot-led lines through `lmtp`, watching the
+/// peak RSS; `chunked`: the server offers CHUNKING.
+fn fifty_mb_through(lmtp: SmtpServer, chunked: bool) {
     let env = Env::new();
     let mut data = b"Subject: big\r\n\r\n".to_vec();
     let line = format!(".{}\r\n", "z".repeat(98));
@@ -246,15 +263,23 @@ fn a_50_mb_message_goes_through_lmtp_whole() {
         messages: vec![Msg::new("big", data.clone())],
         ..Config::default()
     });
-    let lmtp = SmtpServer::start(true, true);
-    env.write_config(&wired_account(
-        &pop,
-        &format!(
-            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
-            lmtp.port()
-        ),
-        "",
-    ));
+    // One 50 MB run at a time: two at once on a loaded machine starve
+    // each other's scripted servers.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    env.write_config(
+        // The debug-built scripted POP3 server answers LIST of 50 MB
+        // slowly when the machine is busy.
+        &wired_account(
+            &pop,
+            &format!(
+                "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+                lmtp.port()
+            ),
+            "",
+        )
+        .replace("timeout = 10\n", "timeout = 120\n"),
+    );
     let mut child = env
         .command(&["sync"])
         .stderr(std::fs::File::create(env.dir.path().join("stderr")).unwrap())
@@ -283,11 +308,18 @@ fn a_50_mb_message_goes_through_lmtp_whole() {
     );
     let got = lmtp.received();
     assert_eq!(got.len(), 1);
+    assert_eq!(got[0].chunks.is_some(), chunked);
+    if !chunked {
+        assert!(
+            unwire(&got[0].wire) == expected_delivery(&data),
+            "the 50 MB message is byte-exact"
+        );
+    }
     assert!(
-        unwire(&got[0].wire) == expected_delivery(&data),
+        got[0].content() == expected_delivery(&data),
         "the 50 MB message is byte-exact"
     );
-    eprintln!("50 MB through LMTP: peak RSS {peak_kb} kB");
+    eprintln!("50 MB through LMTP (chunked: {chunked}): peak RSS {peak_kb} kB");
     assert!(
         peak_kb < 40 * 1024,
         "peak RSS {peak_kb} kB: memory stays flat"
@@ -653,4 +685,192 @@ fn dovecot_lmtp_runs_the_recipients_sieve_rules() {
     assert_eq!(filed.len(), 1, "the rule filed one message\n{}", dc.log());
     assert!(filed[0].contains("Subject: please file me"), "{}", filed[0]);
     assert!(filed[0].contains("with LMTP"), "{}", filed[0]);
+}
+
+/// A scripted server that offers CHUNKING (RFC 3030).
+fn chunking_server(lmtp: bool, pipelining: bool) -> SmtpServer {
+    SmtpServer::with(Options {
+        lmtp,
+        pipelining,
+        chunking: true,
+        ..Options::default()
+    })
+}
+
+#[test]
+fn with_chunking_the_bytes_go_in_bdat_chunks_exact_without_dot_stuffing() {
+    let env = Env::new();
+    let mut datas = mixed(40);
+    // Bigger than a chunk, ending without a line end.
+    let mut big = b"Return-Path: <big@example.org>\r\nSubject: big\r\n\r\n".to_vec();
+    while big.len() < 300 * 1024 {
+        big.extend_from_slice(b".a line that starts with a dot\r\nbare\rCR\r\n");
+    }
+    big.extend_from_slice(b"no final newline");
+    datas.push(big);
+    let pop = Server::start(Config {
+        messages: datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Msg::new(format!("u{i}"), d.clone()))
+            .collect(),
+        ..Config::default()
+    });
+    for (lmtp, pipelining) in [(true, true), (false, false)] {
+        let server = chunking_server(lmtp, pipelining);
+        let key = if lmtp { "lmtp" } else { "smtp" };
+        env.write_config(&wired_account(
+            &pop,
+            &format!(
+                "{key} = \"{key}://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+                server.port()
+            ),
+            "",
+        ));
+        let _ = std::fs::remove_dir_all(env.state_dir());
+        env.run(&["sync"]).expect_code(0);
+        let got = server.received();
+        assert_eq!(got.len(), datas.len());
+        assert_eq!(server.connections(), 1);
+        for (i, (r, d)) in got.iter().zip(&datas).enumerate() {
+            let chunks = r.chunks.as_ref().expect("sent with BDAT");
+            assert_eq!(r.pipelined, pipelining, "message {i}");
+            assert_eq!(r.from, format!("{}", return_path_of(d)));
+            // CRLF line ends, nothing else changed: no dot-stuffing.
+            let want = expected_delivery(d);
+            let mut wire = Vec::new();
+            for &b in &want {
+                if b == b'\n' {
+                    wire.push(b'\r');
+                }
+                wire.push(b);
+            }
+            assert_eq!(r.wire, wire, "message {i} ({key})");
+            assert_eq!(r.content(), want);
+            assert_eq!(chunks.iter().sum::<usize>(), r.wire.len());
+            if d.len() > 256 * 1024 {
+                assert!(chunks.len() > 2, "{chunks:?}");
+            } else {
+                assert_eq!(chunks.len(), 1, "a small message is one BDAT LAST");
+            }
+        }
+        let commands = server.commands();
+        assert!(!commands.iter().any(|c| c == "DATA"), "{key}");
+        assert!(commands.iter().any(|c| c.ends_with(" LAST")), "{key}");
+    }
+}
+
+fn return_path_of(d: &[u8]) -> String {
+    let text = String::from_utf8_lossy(d);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Return-Path: <"))
+        .map(|r| r.trim_end_matches(['>', '\r']).to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn with_chunking_4xx_is_75_5xx_is_reported_and_a_refused_recipient_ends_the_pipelined_bdat() {
+    let env = Env::new();
+    let msg = |uidl: &str, test: &str| {
+        Msg::new(
+            uidl,
+            format!("Subject: {uidl}\r\nX-Test: {test}\r\n\r\nbody {uidl}\r\n").into_bytes(),
+        )
+    };
+    let pop = Server::start(Config {
+        messages: vec![
+            msg("m1", "ok"),
+            msg("m2", "reject"),
+            msg("m3", "ok"),
+            msg("m4", "tempfail"),
+            msg("m5", "ok"),
+        ],
+        ..Config::default()
+    });
+    let lmtp = chunking_server(true, true);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+            lmtp.port()
+        ),
+        "keep = false",
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(75);
+    assert!(
+        run.stderr.contains("550") && run.stderr.contains("451"),
+        "{}",
+        run.stderr
+    );
+    let codes: Vec<u16> = lmtp.received().iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 550, 250, 451]);
+    let left: Vec<String> = pop.messages().iter().map(|m| m.uidl.clone()).collect();
+    assert_eq!(left, ["m2", "m4", "m5"]);
+
+    // A recipient refused in the pipelined group: its BDAT is refused
+    // too, and the message stays.
+    let env = Env::new();
+    let pop = Server::start(Config {
+        messages: vec![msg("a", "ok")],
+        ..Config::default()
+    });
+    let lmtp = chunking_server(true, true);
+    env.write_config(&wired_account(
+        &pop,
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"nobody\"",
+            lmtp.port()
+        ),
+        "keep = false",
+    ));
+    let run = env.run(&["sync"]);
+    // Reported, as with DATA: the next message would go on.
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("RCPT TO") && run.stderr.contains("no such user"),
+        "{}",
+        run.stderr
+    );
+    assert!(lmtp.received().is_empty());
+    assert_eq!(pop.messages().len(), 1);
+    assert!(lmtp.commands().iter().any(|c| c == "RSET"));
+}
+
+#[test]
+fn dovecot_lmtp_offers_chunking_and_stores_bdat_messages_byte_exact() {
+    if !require_dovecot_lmtp() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice"), ("bob", "pw-bob")]);
+    let datas = mixed_messages(30, 300 * 1024);
+    dc.add_messages("alice", &datas);
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.dc]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"implicit\"\nuser = \"alice\"\npassword = \"pw-alice\"\nca_file = \"{}\"\nlmtp = \"unix:{}\"\ndeliver_to = \"bob\"\ntimeout = 20\n",
+        dc.pop3s_port(),
+        dc.pki().ca_path.display(),
+        dc.lmtp_socket().display()
+    ));
+    let run = env.run(&["sync", "-vv"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("[dc lmtp] < 250-CHUNKING"),
+        "Dovecot's LMTP offers CHUNKING: {}",
+        &run.stderr[..run.stderr.len().min(3000)]
+    );
+    assert!(run.stderr.contains("[dc lmtp] > BDAT "), "sent with BDAT");
+    assert!(!run.stderr.contains("[dc lmtp] > DATA"));
+    let mut got: Vec<Vec<u8>> = dc
+        .messages("bob")
+        .iter()
+        .map(|m| strip_dovecot_lmtp_headers(m).to_vec())
+        .collect();
+    got.sort();
+    let mut want: Vec<Vec<u8>> = datas.iter().map(|d| expected_delivery(d)).collect();
+    want.sort();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g == w, "stored differs from sent");
+    }
 }

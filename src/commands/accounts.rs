@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::load_config;
 use crate::cli::{AccountsArgs, Cli};
-use crate::config::{Account, Config, PasswordSource};
+use crate::config::{Account, Config, PasswordSource, Target};
 use crate::error::ExitKind;
 use crate::net;
 use crate::ui::report::{self, Output};
@@ -41,20 +41,29 @@ pub(super) fn accounts_command(cli: &Cli, args: &AccountsArgs) -> Result<u8> {
 fn path_problems(a: &Account) -> (Vec<String>, Vec<String>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    if let Some(ca) = &a.trust.ca_file {
+    let target_ca = match &a.target {
+        Target::Smtp(w) | Target::Lmtp(w) => w.trust.ca_file.as_ref().map(|p| ("smtp_ca_file", p)),
+        Target::Imap(t) => t.trust.ca_file.as_ref().map(|p| ("ca_file", p)),
+        _ => None,
+    };
+    for (key, ca) in a
+        .trust
+        .ca_file
+        .as_ref()
+        .map(|p| ("ca_file", p))
+        .into_iter()
+        .chain(target_ca)
+    {
         if !ca.is_file() {
             errors.push(format!(
-                "ca_file {} does not exist (or is not a file); fix the path or remove the key",
+                "{key} {} does not exist (or is not a file); fix the path or remove the key",
                 ca.display()
             ));
         }
     }
     let target = match &a.target {
-        crate::config::Target::Maildir(p) | crate::config::Target::Mbox(p) => Some(p),
-        crate::config::Target::Mda(_)
-        | crate::config::Target::Imap(_)
-        | crate::config::Target::Lmtp(_)
-        | crate::config::Target::Smtp(_) => None,
+        Target::Maildir(p) | Target::Mbox(p) => Some(p),
+        Target::Mda(_) | Target::Imap(_) | Target::Lmtp(_) | Target::Smtp(_) => None,
     };
     if let Some(parent) = target.and_then(|p| p.parent()) {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
@@ -68,22 +77,58 @@ fn path_problems(a: &Account) -> (Vec<String>, Vec<String>) {
 }
 
 fn password_source(a: &Account) -> &'static str {
-    match a.password {
+    source_name(&a.password)
+}
+
+fn source_name(password: &PasswordSource) -> &'static str {
+    match password {
         PasswordSource::Inline(_) => "password (in the config file)",
         PasswordSource::Command(_) => "password_command",
         PasswordSource::Prompt => "prompt",
     }
 }
 
+/// The target's own connection, for JSON: where it is, the login (never
+/// the secret), how its certificate is checked.
+fn target_json(target: &Target) -> serde_json::Value {
+    match target {
+        Target::Maildir(p) => json!({ "type": "maildir", "path": p.display().to_string() }),
+        Target::Mbox(p) => json!({ "type": "mbox", "path": p.display().to_string() }),
+        Target::Mda(cmd) => json!({ "type": "mda", "path": cmd }),
+        Target::Imap(t) => json!({
+            "type": "imap_target",
+            "path": t.url,
+            "name": t.name,
+            "url": t.url,
+            "folder": t.folder,
+            "user": t.user,
+            "auth": t.auth.name(),
+            "password_source": source_name(&t.password),
+            "ca_file": t.trust.ca_file.as_ref().map(|p| p.display().to_string()),
+            "tls_fingerprint": t.trust.fingerprints.iter().map(net::format_fingerprint).collect::<Vec<_>>(),
+        }),
+        Target::Lmtp(w) | Target::Smtp(w) => {
+            let kind = if matches!(target, Target::Lmtp(_)) {
+                "lmtp"
+            } else {
+                "smtp"
+            };
+            json!({
+                "type": kind,
+                "path": w.url,
+                "url": w.url,
+                "deliver_to": w.deliver_to,
+                "smtp_user": w.login.as_ref().map(|l| l.user.clone()),
+                "smtp_auth": w.login.as_ref().map(|l| l.auth.name()),
+                "password_source": w.login.as_ref().map(|l| source_name(&l.password)),
+                "ca_file": w.trust.ca_file.as_ref().map(|p| p.display().to_string()),
+                "tls_fingerprint": w.trust.fingerprints.iter().map(net::format_fingerprint).collect::<Vec<_>>(),
+            })
+        }
+    }
+}
+
 fn account_json(a: &Account, config: &Config) -> serde_json::Value {
-    let (kind, path) = match &a.target {
-        crate::config::Target::Maildir(p) => ("maildir", p.display().to_string()),
-        crate::config::Target::Mbox(p) => ("mbox", p.display().to_string()),
-        crate::config::Target::Mda(cmd) => ("mda", cmd.clone()),
-        crate::config::Target::Imap(t) => ("imap_target", t.url.clone()),
-        crate::config::Target::Lmtp(w) => ("lmtp", w.url.clone()),
-        crate::config::Target::Smtp(w) => ("smtp", w.url.clone()),
-    };
     let mut value = json!({
         "account": a.name,
         "host": a.host,
@@ -95,7 +140,7 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         "password_source": password_source(a),
         "ca_file": a.trust.ca_file.as_ref().map(|p| p.display().to_string()),
         "tls_fingerprint": a.trust.fingerprints.iter().map(net::format_fingerprint).collect::<Vec<_>>(),
-        "destination": { "type": kind, "path": path },
+        "destination": target_json(&a.target),
         "keep": a.keep,
         "keep_days": a.keep_days,
         "max_size": a.max_size,
@@ -147,6 +192,45 @@ fn account_text(a: &Account, config: &Config) -> String {
         lines.push(format!("  pinned       {}", net::format_fingerprint(fp)));
     }
     lines.push(format!("  deliver to   {}", a.target.describe()));
+    match &a.target {
+        Target::Lmtp(w) | Target::Smtp(w) => {
+            if let Some(to) = &w.deliver_to {
+                lines.push(format!("  recipient    {to}"));
+            }
+            if let Some(l) = &w.login {
+                lines.push(format!(
+                    "  relay login  {} (smtp_auth {}, {})",
+                    l.user,
+                    l.auth.name(),
+                    source_name(&l.password)
+                ));
+            }
+            if let Some(ca) = &w.trust.ca_file {
+                lines.push(format!("  relay ca     {}", ca.display()));
+            }
+            for fp in &w.trust.fingerprints {
+                lines.push(format!("  relay pinned {}", net::format_fingerprint(fp)));
+            }
+        }
+        Target::Imap(t) => {
+            lines.push(format!(
+                "  target login {} on {}:{} ({} TLS, auth {}, {})",
+                t.user,
+                t.host,
+                t.port,
+                t.tls.name(),
+                t.auth.name(),
+                source_name(&t.password)
+            ));
+            if let Some(ca) = &t.trust.ca_file {
+                lines.push(format!("  target ca    {}", ca.display()));
+            }
+            for fp in &t.trust.fingerprints {
+                lines.push(format!("  target pin   {}", net::format_fingerprint(fp)));
+            }
+        }
+        Target::Maildir(_) | Target::Mbox(_) | Target::Mda(_) => {}
+    }
     lines.push(format!(
         "  on server    {}",
         if a.keep {

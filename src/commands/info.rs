@@ -7,10 +7,12 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Account;
-use crate::error::Result;
+use crate::config::{Account, Target};
+use crate::error::{Error, Result};
 use crate::net;
-use crate::source::connect::ConnectOptions;
+use crate::source::connect::{self, ConnectOptions};
+use crate::source::Probe;
+use crate::target::lmtp::Wired;
 use crate::ui::term;
 
 /// What the probe found.
@@ -24,6 +26,19 @@ pub struct ServerInfo {
     pub chain: Vec<CertInfo>,
     /// `Ok` when the chain (or the pin) would be trusted; why not otherwise.
     pub trusted: Option<std::result::Result<(), String>>,
+    /// The key that pins this server's certificate.
+    pub pin_key: &'static str,
+    /// The target, when it is a server (LMTP, SMTP, IMAP): probed the
+    /// same way, without a login.
+    pub target: Option<TargetInfo>,
+}
+
+/// What the probe of the target found, or why it could not.
+#[derive(Debug)]
+pub struct TargetInfo {
+    /// `lmtp unix:/run/dovecot/lmtp`, `imap_target gmail (imaps://…)`.
+    pub title: String,
+    pub result: std::result::Result<Box<ServerInfo>, Error>,
 }
 
 #[derive(Debug)]
@@ -34,9 +49,41 @@ pub struct CertInfo {
 }
 
 /// Probes the server (no login, no secret sent) and describes what it
-/// showed.
+/// showed; then the target the same way, when it is a server.
 pub fn probe(account: &Account, opts: &ConnectOptions) -> Result<ServerInfo> {
     let probe = crate::source::probe(account, opts)?;
+    let mut info = describe(probe, "tls_fingerprint");
+    info.target = probe_target(account, opts);
+    Ok(info)
+}
+
+/// The target's probe: LHLO/EHLO (after STARTTLS where a delivery would
+/// use it) or the IMAP greeting and CAPABILITY; `None` for a Maildir, an
+/// mbox or an MDA.
+fn probe_target(account: &Account, opts: &ConnectOptions) -> Option<TargetInfo> {
+    let (result, pin_key) = match &account.target {
+        Target::Lmtp(w) => (
+            Wired::prober(w, true, account, opts).probe(),
+            "smtp_tls_fingerprint",
+        ),
+        Target::Smtp(w) => (
+            Wired::prober(w, false, account, opts).probe(),
+            "smtp_tls_fingerprint",
+        ),
+        Target::Imap(t) => {
+            let label = format!("{} target {}", account.name, t.name);
+            let conn = t.connection(&label, account.command_timeout);
+            (connect::probe_imap(&conn, opts), "tls_fingerprint")
+        }
+        Target::Maildir(_) | Target::Mbox(_) | Target::Mda(_) => return None,
+    };
+    Some(TargetInfo {
+        title: account.target.describe(),
+        result: result.map(|p| Box::new(describe(p, pin_key))),
+    })
+}
+
+fn describe(probe: Probe, pin_key: &'static str) -> ServerInfo {
     let chain = probe
         .peer_certificates
         .iter()
@@ -54,21 +101,48 @@ pub fn probe(account: &Account, opts: &ConnectOptions) -> Result<ServerInfo> {
     // control characters are escaped as they are captured (CAPA already
     // was, by the client), so a hostile server's escape sequences never
     // reach the terminal.
-    Ok(ServerInfo {
+    ServerInfo {
         greeting: term::escape_controls(&probe.greeting),
         capabilities: probe.capabilities,
         tls: probe.tls,
         chain,
         trusted: probe.trusted,
-    })
+        pin_key,
+        target: None,
+    }
 }
 
 impl ServerInfo {
+    /// The exit code: 0, or the target's probe's failure.
+    pub fn code(&self) -> u8 {
+        match &self.target {
+            Some(TargetInfo { result: Err(e), .. }) => e.kind().code(),
+            _ => 0,
+        }
+    }
+
     pub fn render(&self, account: &Account) -> String {
-        let mut out = vec![
-            format!("{} ({}:{})", account.name, account.host, account.port),
-            format!("  greeting      {}", self.greeting),
-        ];
+        let mut out = vec![format!(
+            "{} ({}:{})",
+            account.name, account.host, account.port
+        )];
+        out.extend(self.lines());
+        if let Some(target) = &self.target {
+            out.push(format!("{} delivers to {}", account.name, target.title));
+            match &target.result {
+                Ok(info) => out.extend(info.lines()),
+                Err(e) => out.push(format!(
+                    "  error         {}",
+                    term::escape_controls(&e.to_string())
+                )),
+            }
+        }
+        out.join("\n")
+    }
+
+    /// Greeting, TLS, certificates, capabilities: one server's lines.
+    fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!("  greeting      {}", self.greeting)];
         match &self.tls {
             Some(t) => out.push(format!("  TLS           {t}")),
             None => out.push("  TLS           none (plain text)".to_string()),
@@ -85,8 +159,8 @@ impl ServerInfo {
                 out.push(format!("  trusted       NO: {why}"));
                 if let Some(leaf) = self.chain.first() {
                     out.push(format!(
-                        "                after checking it out of band, pin it with: tls_fingerprint = \"{}\"",
-                        leaf.fingerprint
+                        "                after checking it out of band, pin it with: {} = \"{}\"",
+                        self.pin_key, leaf.fingerprint
                     ));
                 }
             }
@@ -96,7 +170,7 @@ impl ServerInfo {
             Some(caps) => out.push(format!("  capabilities  {}", caps.join(", "))),
             None => out.push("  capabilities  (the server has no CAPA)".to_string()),
         }
-        out.join("\n")
+        out
     }
 }
 

@@ -222,7 +222,7 @@ fn info_command(cli: &Cli, account: &str) -> Result<u8> {
     let output = Output::new(cli.quiet, false, cli.color, false);
     let info = crate::commands::info::probe(account, &connect_options(cli, &output))?;
     println!("{}", info.render(account));
-    Ok(0)
+    Ok(info.code())
 }
 
 fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {

@@ -73,6 +73,7 @@ pub(super) fn sync_command(cli: &Cli, args: &SyncArgs) -> Result<u8> {
                 Err(e) => {
                     let report = sync::SyncReport {
                         account: account.name.clone(),
+                        target: account.target.describe(),
                         error: Some(e),
                         ..Default::default()
                     };

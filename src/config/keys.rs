@@ -50,6 +50,24 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
         "deliver_to",
         "lmtp/smtp: the envelope recipient (default: your local user name)",
     ),
+    (
+        "smtp_user",
+        "smtp: log in to the relay as this user (AUTH, only over TLS)",
+    ),
+    ("smtp_auth", "smtp: auto | plain | login | cram-md5"),
+    (
+        "smtp_password",
+        "smtp: the relay's password (only in a file readable by you alone)",
+    ),
+    (
+        "smtp_password_command",
+        "smtp: shell command printing the relay's password",
+    ),
+    ("smtp_ca_file", "smtp: PEM file with extra trust anchors for the relay"),
+    (
+        "smtp_tls_fingerprint",
+        "smtp: pin the relay's certificate: \"sha256:AB:CD:…\" or a list",
+    ),
     ("keep", "leave messages on the server (default true)"),
     (
         "keep_days",

@@ -49,7 +49,7 @@ use crate::source::pop3::auth::AuthMethod;
 
 pub use keys::{did_you_mean, ACCOUNT_KEYS, TARGET_KEYS};
 pub use password::PasswordSource;
-pub use targets::{Endpoint, Wire};
+pub use targets::{Endpoint, SmtpAuth, SmtpLogin, Wire};
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,10 +314,11 @@ impl Config {
             .iter()
             .any(|t| t.keys.contains_key("password"));
         let holds_password = target_password
-            || config
-                .accounts
-                .iter()
-                .any(|a| matches!(a.password, PasswordSource::Inline(_)));
+            || config.accounts.iter().any(|a| {
+                matches!(a.password, PasswordSource::Inline(_))
+                    || matches!(&a.target, Target::Smtp(Wire { login: Some(l), .. })
+                        if matches!(l.password, PasswordSource::Inline(_)))
+            });
         if holds_password {
             paths::refuse_if_others_can_read(path)?;
         }

@@ -190,7 +190,7 @@ pub(super) fn trust(s: &Section, tls: TlsMode) -> Result<TlsTrust> {
 }
 
 /// `tls_fingerprint`: one pin or a list of them.
-fn fingerprints(v: Option<Value>) -> Result<Vec<Fingerprint>> {
+pub(super) fn fingerprints(v: Option<Value>) -> Result<Vec<Fingerprint>> {
     let Some(v) = v else {
         return Ok(Vec::new());
     };
@@ -201,12 +201,13 @@ fn fingerprints(v: Option<Value>) -> Result<Vec<Fingerprint>> {
             .map(|item| {
                 item.get_ref()
                     .as_str()
-                    .ok_or_else(|| v.err("tls_fingerprint: every entry must be a string"))
+                    .ok_or_else(|| v.err(format!("{}: every entry must be a string", v.key)))
             })
             .collect::<Result<_>>()?,
         other => {
             return Err(v.err(format!(
-                "tls_fingerprint must be a string or a list of strings, not {}",
+                "{} must be a string or a list of strings, not {}",
+                v.key,
                 other.type_str()
             )))
         }
@@ -216,7 +217,8 @@ fn fingerprints(v: Option<Value>) -> Result<Vec<Fingerprint>> {
         .map(|item| {
             net::parse_fingerprint(item).ok_or_else(|| {
                 v.err(format!(
-                    "tls_fingerprint {item:?} is not a SHA-256 fingerprint (\"sha256:\" and 32 hex bytes, colons optional)"
+                    "{} {item:?} is not a SHA-256 fingerprint (\"sha256:\" and 32 hex bytes, colons optional)",
+                    v.key
                 ))
             })
         })

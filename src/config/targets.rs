@@ -3,13 +3,16 @@
 //! in [`TARGETS`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::imap_target::Targets;
 use super::keys::did_you_mean;
-use super::paths;
+use super::password::{self, PasswordSource};
+use super::secret::Secret;
 use super::section::{Section, Value};
-use super::Target;
-use crate::error::Result;
+use super::{paths, server, Target};
+use crate::error::{Error, Result};
+use crate::net::TlsTrust;
 
 /// Turns a target key's non-empty text into the [`Target`], given the
 /// file's `[targets.NAME]` tables.
@@ -64,12 +67,185 @@ pub enum Endpoint {
 }
 
 /// An LMTP or SMTP server and the envelope recipient it delivers to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Wire {
     pub url: String,
     pub endpoint: Endpoint,
     /// `deliver_to`; `None`: the local user, looked up when delivering.
     pub deliver_to: Option<String>,
+    /// `smtp_user` and its secret: AUTH at the relay (SMTP only).
+    pub login: Option<SmtpLogin>,
+    /// `smtp_ca_file`, `smtp_tls_fingerprint`: how the relay's certificate
+    /// is checked.
+    pub trust: TlsTrust,
+}
+
+/// One server is one target: the login's secret is not compared.
+impl PartialEq for Wire {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+            && self.endpoint == other.endpoint
+            && self.deliver_to == other.deliver_to
+            && self.login.as_ref().map(|l| (&l.user, l.auth))
+                == other.login.as_ref().map(|l| (&l.user, l.auth))
+            && self.trust.ca_file == other.trust.ca_file
+            && self.trust.fingerprints == other.trust.fingerprints
+    }
+}
+impl Eq for Wire {}
+
+/// The SASL mechanisms an SMTP relay is logged in with (`smtp_auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpAuth {
+    /// PLAIN, else LOGIN, else CRAM-MD5: whichever the relay offers first
+    /// in that order (always over TLS, so PLAIN is as good as any).
+    Auto,
+    Plain,
+    Login,
+    CramMd5,
+}
+
+impl SmtpAuth {
+    pub const ALL: &'static [(&'static str, SmtpAuth)] = &[
+        ("auto", SmtpAuth::Auto),
+        ("plain", SmtpAuth::Plain),
+        ("login", SmtpAuth::Login),
+        ("cram-md5", SmtpAuth::CramMd5),
+    ];
+
+    pub fn name(self) -> &'static str {
+        SmtpAuth::ALL
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map(|(n, _)| *n)
+            .expect("every method is listed")
+    }
+}
+
+/// `smtp_user` with `smtp_password` or `smtp_password_command`.
+#[derive(Clone, Debug)]
+pub struct SmtpLogin {
+    pub user: String,
+    pub auth: SmtpAuth,
+    pub password: PasswordSource,
+}
+
+impl SmtpLogin {
+    /// The relay's password, got when the first message goes to it (a
+    /// sync with nothing to deliver never runs the command).
+    pub fn secret(&self, command_timeout: Duration) -> Result<Secret> {
+        match &self.password {
+            PasswordSource::Inline(s) => Ok(s.clone()),
+            PasswordSource::Command(cmd) => {
+                password::run_command(cmd, command_timeout).map_err(|e| {
+                    Error::config(
+                        e.to_string()
+                            .replace("password_command", "smtp_password_command"),
+                    )
+                })
+            }
+            PasswordSource::Prompt => Err(Error::config(
+                "smtp_user needs smtp_password or smtp_password_command",
+            )),
+        }
+    }
+}
+
+/// The keys of an SMTP relay's login and trust: only with `smtp`.
+const SMTP_KEYS: &[&str] = &[
+    "smtp_user",
+    "smtp_auth",
+    "smtp_password",
+    "smtp_password_command",
+    "smtp_ca_file",
+    "smtp_tls_fingerprint",
+];
+
+/// `smtp_user`, `smtp_auth`, the password keys and the trust keys of an
+/// `smtp` target (refused with any other target).
+fn smtp_settings(s: &Section, target: &mut Target, key: &str) -> Result<()> {
+    let Target::Smtp(wire) = target else {
+        if let Some(v) = SMTP_KEYS.iter().find_map(|k| s.get(k)) {
+            return Err(v.err(format!(
+                "`{}` is for the `smtp` target; {} sets `{key}`: remove `{}`",
+                v.key, s.header, v.key
+            )));
+        }
+        return Ok(());
+    };
+    let user = s.str("smtp_user")?;
+    let auth = match s.get("smtp_auth") {
+        None => SmtpAuth::Auto,
+        Some(v) => {
+            let text = v.str()?;
+            let names: Vec<&str> = SmtpAuth::ALL.iter().map(|(n, _)| *n).collect();
+            SmtpAuth::ALL
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(text))
+                .map(|(_, m)| *m)
+                .ok_or_else(|| {
+                    let hint = did_you_mean(&text.to_ascii_lowercase(), &names)
+                        .map(|k| format!("; did you mean \"{k}\"?"))
+                        .unwrap_or_default();
+                    v.err(format!(
+                        "smtp_auth = {text:?}: expected one of {}{hint}",
+                        names.join(", ")
+                    ))
+                })?
+        }
+    };
+    let password = match (s.str("smtp_password")?, s.str("smtp_password_command")?) {
+        (Some(_), Some((_, v))) => {
+            return Err(v.err(format!(
+                "{} has both `smtp_password` and `smtp_password_command`; keep one",
+                s.header
+            )))
+        }
+        (Some((p, _)), None) => Some(PasswordSource::Inline(Secret::new(p))),
+        (None, Some((c, v))) => {
+            if c.trim().is_empty() {
+                return Err(v.err("`smtp_password_command` is empty"));
+            }
+            Some(PasswordSource::Command(c.to_string()))
+        }
+        (None, None) => None,
+    };
+    wire.login = match (user, password) {
+        (Some((u, v)), _) if u.trim().is_empty() || u.chars().any(char::is_control) => {
+            return Err(v.err("`smtp_user` is empty or has control characters"))
+        }
+        (Some((u, _)), Some(password)) => Some(SmtpLogin {
+            user: u.to_string(),
+            auth,
+            password,
+        }),
+        (Some((_, v)), None) => {
+            // A prompt would come from a delivery thread, in the middle of
+            // the progress display: the secret comes from the file.
+            return Err(v.err(
+                "`smtp_user` needs `smtp_password_command` (or `smtp_password` in a file only you can read)",
+            ));
+        }
+        (None, _) => {
+            if let Some(v) = ["smtp_auth", "smtp_password", "smtp_password_command"]
+                .iter()
+                .find_map(|k| s.get(k))
+            {
+                return Err(v.err(format!(
+                    "`{}` without `smtp_user`: set smtp_user = \"LOGIN\" for the relay, or remove `{}`",
+                    v.key, v.key
+                )));
+            }
+            None
+        }
+    };
+    wire.trust = TlsTrust {
+        ca_file: s
+            .str("smtp_ca_file")?
+            .map(|(path, v)| paths::resolve(path, v.source())),
+        fingerprints: server::fingerprints(s.get("smtp_tls_fingerprint"))?,
+    };
+    Ok(())
 }
 
 fn wire(url: &str, v: &Value, lmtp: bool) -> Result<Wire> {
@@ -117,6 +293,8 @@ fn wire(url: &str, v: &Value, lmtp: bool) -> Result<Wire> {
         url: url.to_string(),
         endpoint,
         deliver_to: None,
+        login: None,
+        trust: TlsTrust::default(),
     })
 }
 
@@ -202,6 +380,7 @@ pub(super) fn target(s: &Section, targets: &Targets) -> Result<Target> {
                     }
                 }
             }
+            smtp_settings(s, &mut target, key)?;
             Ok(target)
         }
         [.., (_, _, v, _)] => {
@@ -213,5 +392,33 @@ pub(super) fn target(s: &Section, targets: &Targets) -> Result<Target> {
                 names.join(", ")
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::SmtpAuth;
+    use crate::config::{Config, Target};
+
+    #[test]
+    fn an_smtp_password_in_a_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword_command = \"echo x\"\n\
+                    smtp = \"smtps://relay.example.com\"\nsmtp_user = \"me\"\nsmtp_password = \"secret\"\n";
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = Config::load(&path).unwrap();
+        let Target::Smtp(wire) = &config.accounts[0].target else {
+            panic!("{:?}", config.accounts[0].target)
+        };
+        let login = wire.login.as_ref().unwrap();
+        assert_eq!((login.user.as_str(), login.auth), ("me", SmtpAuth::Auto));
+        assert!(!format!("{:?}", config.accounts[0]).contains("secret"));
     }
 }

@@ -56,6 +56,11 @@ pub struct SyncOptions {
 #[derive(Debug, Default)]
 pub struct SyncReport {
     pub account: String,
+    /// Where the messages go, as `accounts` says it (`lmtp unix:/…`).
+    pub target: String,
+    /// The target is a server (LMTP, SMTP, IMAP): a dry run names it,
+    /// since it does not contact it.
+    pub target_is_server: bool,
     /// Messages delivered.
     pub new: u64,
     pub bytes: u64,
@@ -138,6 +143,13 @@ pub fn sync_account(
 ) -> SyncReport {
     let mut report = SyncReport {
         account: account.name.clone(),
+        target: account.target.describe(),
+        target_is_server: matches!(
+            account.target,
+            crate::config::Target::Lmtp(_)
+                | crate::config::Target::Smtp(_)
+                | crate::config::Target::Imap(_)
+        ),
         ..SyncReport::default()
     };
     let mailboxes = account.per_folder();
@@ -217,7 +229,7 @@ fn run(
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
     let mut store = Store::open(state_dir)?;
     let mailbox = store.mailbox(&identity)?;
-    let mut target = target::open(account, state_dir)?;
+    let mut target = target::open(account, state_dir, &opts.connect)?;
     report
         .warnings
         .extend(recover(&mut store, mailbox, &account.target)?);

@@ -93,11 +93,19 @@ pub struct ImapAppend {
     session: Option<Session>,
     /// Journal name → UID, from APPENDUID, for `-v`.
     uids: Vec<(String, u32)>,
+    /// `-v` and the trace (`-vv`) of the target's session.
+    opts: ConnectOptions,
 }
 
 impl ImapAppend {
-    pub fn new(target: &ImapTarget, account: &Account, spool_dir: &Path) -> ImapAppend {
+    pub fn new(
+        target: &ImapTarget,
+        account: &Account,
+        spool_dir: &Path,
+        opts: &ConnectOptions,
+    ) -> ImapAppend {
         ImapAppend {
+            opts: opts.clone(),
             target: target.clone(),
             account: account.clone(),
             spool_dir: spool_dir.to_path_buf(),
@@ -111,7 +119,7 @@ impl ImapAppend {
     /// time. Returns the folder's UIDVALIDITY.
     fn session(&mut self) -> Result<(&mut Session, u32)> {
         if self.session.is_none() {
-            let session = connect(&self.target, &self.account)?;
+            let session = connect(&self.target, &self.account, &self.opts)?;
             self.session = Some(session);
         }
         let session = self.session.as_mut().expect("just set");
@@ -131,10 +139,10 @@ impl Drop for ImapAppend {
 }
 
 /// Logs in to the target and selects its folder.
-fn connect(target: &ImapTarget, account: &Account) -> Result<Session> {
+fn connect(target: &ImapTarget, account: &Account, opts: &ConnectOptions) -> Result<Session> {
     let label = format!("{} (target {})", account.name, target.name);
     let conn = target.connection(&label, account.command_timeout);
-    let opened = open_imap(&conn, &ConnectOptions::default(), &|| {})?;
+    let opened = open_imap(&conn, opts, &|| {})?;
     let mut session = opened.session;
     session.select(&target.folder, false)?;
     Ok(session)

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use crate::config::{Account, Target};
 use crate::error::Result;
+use crate::source::connect::ConnectOptions;
 use crate::state::store::PendingEntry;
 
 /// What a target needs to know about a message.
@@ -68,8 +69,13 @@ pub trait Delivery {
 }
 
 /// Opens the account's target, creating folders and files as needed. An
-/// MDA's messages are spooled in `state_dir`.
-pub fn open(account: &Account, state_dir: &Path) -> Result<Box<dyn Delivery>> {
+/// MDA's messages are spooled in `state_dir`. `opts` gives `-v` and the
+/// trace (`-vv`) for a target that is a server (LMTP, SMTP).
+pub fn open(
+    account: &Account,
+    state_dir: &Path,
+    opts: &ConnectOptions,
+) -> Result<Box<dyn Delivery>> {
     Ok(match &account.target {
         Target::Maildir(path) => Box::new(maildir::Maildir::open(path)?),
         Target::Mbox(path) => Box::new(mbox::Mbox::open(path)?),
@@ -79,9 +85,9 @@ pub fn open(account: &Account, state_dir: &Path) -> Result<Box<dyn Delivery>> {
             state_dir,
             account.command_timeout,
         )),
-        Target::Imap(target) => Box::new(imap::ImapAppend::new(target, account, state_dir)),
-        Target::Lmtp(wire) => Box::new(lmtp::Wired::new(wire, true, account.timeout)?),
-        Target::Smtp(wire) => Box::new(lmtp::Wired::new(wire, false, account.timeout)?),
+        Target::Imap(target) => Box::new(imap::ImapAppend::new(target, account, state_dir, opts)),
+        Target::Lmtp(wire) => Box::new(lmtp::Wired::new(wire, true, account, opts)?),
+        Target::Smtp(wire) => Box::new(lmtp::Wired::new(wire, false, account, opts)?),
     })
 }
 

@@ -167,6 +167,7 @@ impl Output {
                 "deleted": r.deleted,
                 "skipped": r.skipped,
                 "left": r.left,
+                "target": r.target,
                 "error": r.error.as_ref().map(error_chain),
                 "exit_code": code,
             });
@@ -213,6 +214,7 @@ impl Output {
                 "skipped": r.skipped,
                 "left": r.left,
                 "planned": planned,
+                "target": r.target,
                 "error": r.error.as_ref().map(error_chain),
                 "exit_code": code,
             }));
@@ -221,7 +223,14 @@ impl Output {
         if r.error.is_some() || self.quiet {
             return;
         }
-        let mut lines = plan_lines(&r.account, &r.planned);
+        let mut lines = Vec::new();
+        if r.target_is_server && !r.planned.is_empty() {
+            lines.push(format!(
+                "{}: delivers to {} (not contacted by a dry run)",
+                r.account, r.target
+            ));
+        }
+        lines.extend(plan_lines(&r.account, &r.planned));
         lines.push(format!("{}: {}", r.account, dry_run_summary(r)));
         // One write, so accounts finishing together do not interleave.
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
