@@ -539,3 +539,34 @@ fn top_message_cuts_endless_lines_and_header_blocks() {
     assert!(run.stdout.contains("header block cut"), "says so");
     assert!(srv.log().iter().any(|l| l == "QUIT"), "a clean end");
 }
+
+/// `check` on an IMAP account of two folders counts both on one session
+/// (SELECT, then SELECT the next), as `sync` does: one TLS handshake and
+/// one login, not one per folder.
+#[test]
+fn check_counts_every_imap_folder_on_one_session() {
+    use crate::support::imapserver::{numbered, ImapConfig, ImapServer};
+    let texts: Vec<Vec<u8>> = (0..3).map(plain_message).collect();
+    // The scripted server shows the same messages in any folder it is asked for.
+    let server = ImapServer::start(ImapConfig {
+        messages: numbered(&texts),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.im]\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/im\"\nfolders = [\"INBOX\", \"Archive\"]\n",
+        server.port()
+    ));
+    let run = env.run(&["check", "--json"]);
+    run.expect_code(0);
+    let record = &run.json_lines()[0];
+    assert_eq!(record["new"], 6, "both folders counted: {record}");
+    assert_eq!(server.connections(), 1, "one session for both folders");
+    let selects: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("SELECT") || l.contains("EXAMINE"))
+        .collect();
+    assert_eq!(selects.len(), 2, "{selects:?}");
+    assert!(server.log().iter().any(|l| l.contains("LOGOUT")));
+}

@@ -149,23 +149,53 @@ pub fn check_account(account: &Account, state_dir: &Path, opts: &ConnectOptions)
         account: account.name.clone(),
         ..CheckReport::default()
     };
-    // An IMAP account's folders are mailboxes of their own: counted alike.
-    for mailbox in account.per_folder() {
-        if let Err(e) = check_into(&mailbox, state_dir, opts, &mut report) {
+    // An IMAP account's folders are mailboxes of their own: counted alike,
+    // on one session that SELECTs each in turn (as `sync` does).
+    let mailboxes = account.per_folder();
+    let mut carried = None;
+    for (i, mailbox) in mailboxes.iter().enumerate() {
+        let more = i + 1 < mailboxes.len();
+        if let Err(e) = check_into(mailbox, state_dir, opts, &mut report, &mut carried, more) {
             report.error = Some(e);
             break;
         }
     }
+    // A session kept for a folder that was never reached: nothing was
+    // changed on it, so a failing LOGOUT is not worth an error.
+    if let Some(source) = carried {
+        let _ = source.finish();
+    }
     report
 }
 
+/// Counts one mailbox. `carried` is the session of the account's previous
+/// folder, if it can switch folders; with `more`, this one's session is
+/// left there for the next.
 fn check_into(
     account: &Account,
     state_dir: &Path,
     opts: &ConnectOptions,
     report: &mut CheckReport,
+    carried: &mut Option<Box<dyn Source>>,
+    more: bool,
 ) -> Result<()> {
-    let opened = source::open(account, opts, &|| {})?;
+    let mut switched = None;
+    if let Some(mut source) = carried.take() {
+        let folder = account.imap.as_ref().and_then(|i| i.folders.first());
+        match folder.map(|f| source.select_folder(f)).transpose()? {
+            Some(true) => switched = Some(source),
+            _ => {
+                let _ = source.finish();
+            }
+        }
+    }
+    let opened = match switched {
+        Some(source) => source::Opened {
+            source,
+            warnings: Vec::new(),
+        },
+        None => source::open(account, opts, &|| {})?,
+    };
     let mut source = opened.source;
     // A source that counts more cheaply than it lists (POP2: `READ n`
     // gives each length, but which messages are new is known only by
@@ -207,7 +237,11 @@ fn check_into(
     );
     // What sync leaves alone this time (IMAP's fetch = "unseen") is not new.
     let held_back = peek.source.held_back();
-    peek.close();
+    if more {
+        *carried = Some(peek.source);
+    } else {
+        peek.close();
+    }
     let held_back: std::collections::HashSet<u32> = held_back?.into_iter().collect();
     plan.fetch.retain(|f| !held_back.contains(&f.handle));
     uidl_check?;
