@@ -72,6 +72,7 @@ fn password_source(a: &Account) -> &'static str {
         PasswordSource::Inline(_) => "password (in the config file)",
         PasswordSource::Command(_) => "password_command",
         PasswordSource::Prompt => "prompt",
+        PasswordSource::OAuth(_) => "oauth (popfetch login)",
     }
 }
 

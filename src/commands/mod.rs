@@ -1,7 +1,7 @@
 //! The commands: what each subcommand does with the config, the store and
 //! the servers. [`run`] dispatches; `sync` and `accounts` have files of
 //! their own, `peek` serves check, list and top, `seen`, `info`, `init`
-//! and `docs` (man, completions) theirs. Errors go up as `anyhow` with a
+//! and `docs` (man, completions) theirs, `login` (login, logout) too. Errors go up as `anyhow` with a
 //! typed [`Error`] inside, so the binary can map them to an exit code.
 
 mod accounts;
@@ -9,6 +9,7 @@ pub(crate) mod docs;
 pub(crate) mod import;
 pub(crate) mod info;
 pub(crate) mod init;
+mod login;
 pub(crate) mod peek;
 pub(crate) mod seen;
 mod sync;
@@ -44,6 +45,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Seen { command } => seen_command(&cli, command),
         Command::Init(args) => init_command(&cli, args),
         Command::Info { account } => info_command(&cli, account),
+        Command::Login(args) => login::login_command(&cli, args),
+        Command::Logout { account } => login::logout_command(&cli, account),
     }
 }
 

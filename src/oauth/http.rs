@@ -1,0 +1,60 @@
+//! One HTTP request: a form POST to a token or device endpoint, with the
+//! JSON reply back whatever its status (OAuth errors come as 400 with a
+//! JSON body). ureq over the rustls popfetch already uses (ring provider):
+//! one TLS stack, and the webpki roots for the providers' certificates.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, ExitKind, Result};
+
+/// Limit for one request, from connect to the end of the reply.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest reply read: token replies are a few KiB.
+const MAX_REPLY: u64 = 1024 * 1024;
+
+/// An endpoint's answer: the HTTP status and its JSON body (`Null` when
+/// the body is not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub json: Value,
+}
+
+/// POSTs `form` (application/x-www-form-urlencoded) to `url`.
+pub fn post_form(url: &str, form: &[(&str, &str)]) -> Result<Reply> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .user_agent(concat!("popfetch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("Accept", "application/json")
+        .send_form(form.iter().copied())
+        .map_err(|e| failed(url, e))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_REPLY)
+        .read_to_string()
+        .map_err(|e| failed(url, e))?;
+    Ok(Reply {
+        status,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+    })
+}
+
+fn failed(url: &str, e: ureq::Error) -> Error {
+    let kind = match &e {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => ExitKind::Unavailable,
+        ureq::Error::BadUri(_) => ExitKind::Config,
+        _ => ExitKind::TempFail,
+    };
+    // The URL has no secret in it: every secret goes in the body.
+    Error::new(kind, format!("cannot reach {url}: {e}"))
+        .with_origin(crate::error::Origin::Transport)
+}
