@@ -357,3 +357,94 @@ fn a_client_secret_is_sent_and_kept_out_of_sight() {
     run.expect_code(0);
     assert!(!run.stdout.contains("cs-Very-Secret-42"), "{}", run.stdout);
 }
+
+/// Issue 17, "Must show" 2: Dovecot's `oauth2` passdb checks each token
+/// with the test server's introspection endpoint. `login --device`, then
+/// sync over IMAP with XOAUTH2 and over POP3 with OAUTHBEARER; then the
+/// server ends the access tokens' life early (Dovecot refuses them,
+/// popfetch refreshes and logs in again), and an access token past its
+/// stored expiry is refreshed before the login.
+#[test]
+fn dovecot_oauth2_passdb_takes_the_tokens_over_imap_xoauth2_and_pop3_oauthbearer() {
+    use crate::support::dovecot::{oauth2_passdb, require_dovecot_imap, Dovecot};
+    if !require_dovecot_imap() {
+        return;
+    }
+    let oauth = OAuthServer::start(Default::default());
+    let args_dir = tempfile::Builder::new()
+        .prefix("pfoauth-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dc = Dovecot::start_with(
+        &[("alice", "pw-alice")],
+        &oauth2_passdb(args_dir.path(), &oauth.url("/introspect")),
+    );
+    dc.add_messages(
+        "alice",
+        &[
+            b"Subject: one\n\n1\n".to_vec(),
+            b"Subject: two\n\n2\n".to_vec(),
+        ],
+    );
+    let env = Env::new();
+    let ca = dc.pki().ca_path.display().to_string();
+    let account = |name: &str, protocol: &str, port: u16, auth: &str| {
+        format!(
+            "[accounts.{name}]\nprotocol = \"{protocol}\"\nhost = \"localhost\"\nport = {port}\nuser = \"alice\"\nauth = \"{auth}\"\nca_file = \"{ca}\"\ntimeout = 20\nmaildir = \"~/Mail/{name}\"\n{}",
+            oauth.keys()
+        )
+    };
+    env.write_config(&format!(
+        "{}{}",
+        account("im", "imap", dc.imaps_port(), "xoauth2"),
+        account("pop", "pop3", dc.pop3s_port(), "oauthbearer")
+    ));
+    for name in ["im", "pop"] {
+        let run = env.run(&["login", "--device", name]);
+        run.expect_code(0);
+        assert_no_token(&oauth, &run);
+    }
+
+    let run = env.run(&["-vv", "sync"]);
+    run.expect_code(0);
+    assert_no_token(&oauth, &run);
+    assert!(
+        run.stderr.contains("AUTHENTICATE XOAUTH2") && run.stderr.contains("AUTH OAUTHBEARER"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 2);
+    assert_eq!(maildir_messages(&env.maildir("pop")).len(), 2);
+    assert!(oauth.count("introspect") >= 2, "{:?}", oauth.log());
+    assert_eq!(oauth.count("token refresh_token"), 0);
+
+    // Dovecot now refuses the tokens popfetch holds as valid.
+    oauth.expire_access_tokens();
+    dc.add_message("alice", b"Subject: three\n\n3\n");
+    let run = env.run(&["-vv", "sync"]);
+    run.expect_code(0);
+    assert_no_token(&oauth, &run);
+    assert_eq!(
+        run.stderr.matches("refused the OAuth access token").count(),
+        2,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 3);
+    assert_eq!(maildir_messages(&env.maildir("pop")).len(), 3);
+    assert_eq!(oauth.count("token refresh_token"), 2);
+
+    // Past its stored expiry: refreshed first, no refused login.
+    let file = env.state_dir().join("oauth/account-im.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    v["expires_at"] = serde_json::json!(1);
+    std::fs::write(&file, v.to_string()).unwrap();
+    dc.add_message("alice", b"Subject: four\n\n4\n");
+    let run = env.run(&["-vv", "sync", "im"]);
+    run.expect_code(0);
+    assert_no_token(&oauth, &run);
+    assert!(!run.stderr.contains("refused the OAuth"), "{}", run.stderr);
+    assert_eq!(oauth.count("token refresh_token"), 3);
+    assert_eq!(maildir_messages(&env.maildir("im")).len(), 4);
+}
