@@ -1,8 +1,9 @@
 //! The commands: what each subcommand does with the config, the store and
 //! the servers. [`run`] dispatches; `sync` and `accounts` have files of
-//! their own, `peek` serves check, list and top, `seen`, `info`, `init`
-//! and `docs` (man, completions) theirs, `login` (login, logout) too. Errors go up as `anyhow` with a
-//! typed [`Error`] inside, so the binary can map them to an exit code.
+//! their own, `peek` serves check, list and top, `seen`, `info`, `init`,
+//! `login` (login, logout) and `docs` (man, completions) theirs. Errors go
+//! up as `anyhow` with a typed [`Error`] inside, so the binary can map
+//! them to an exit code.
 
 mod accounts;
 pub(crate) mod docs;
@@ -280,6 +281,7 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         user: &args.user,
         auth: server.auth,
         note: server.note,
+        oauth: server.oauth,
         also: server.also.as_deref(),
         maildir: &maildir,
     });
@@ -290,8 +292,13 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         eprintln!("next:");
         eprintln!("  popfetch accounts            # check the settings");
         eprintln!("  popfetch info {account:<14} # see the server and its certificate");
-        eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
-        eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
+        if server.oauth.is_some_and(|o| o.only) {
+            eprintln!("  popfetch login {account:<13} # sign in, once oauth_client_id is set (README: OAuth2)");
+            eprintln!("  popfetch sync {account:<14} # fetch your mail");
+        } else {
+            eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
+            eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
+        }
         if let Some(also) = &server.also {
             eprintln!("{also}");
         }

@@ -34,7 +34,9 @@ pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
         .local_addr()
         .map_err(|e| Error::local_io("the listener", e))?
         .port();
-    let redirect_uri = format!("http://127.0.0.1:{port}/");
+    // No path: Google documents its loopback redirect as exactly this,
+    // and Microsoft matches a registered http://127.0.0.1 with any port.
+    let redirect_uri = format!("http://127.0.0.1:{port}");
     let state = pkce::random_string(16)?;
     let verifier = pkce::random_string(32)?;
     let mut params: Vec<(&str, String)> = vec![

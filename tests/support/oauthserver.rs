@@ -409,9 +409,13 @@ fn handle(
                     redirect_uri: get("redirect_uri"),
                 },
             );
+            // As a browser goes there: an empty path is `/`.
+            let mut base = get("redirect_uri");
+            if base.matches('/').count() == 2 {
+                base.push('/');
+            }
             let location = format!(
-                "{}?code={}&state={}",
-                get("redirect_uri"),
+                "{base}?code={}&state={}",
                 encode(&code),
                 encode(&get("state"))
             );
