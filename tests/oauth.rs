@@ -56,16 +56,26 @@ fn expire_in(env: &Env, secs: i64) {
     std::fs::write(token_file(env), v.to_string()).unwrap();
 }
 
-/// No token the server handed out appears in the run's output.
+/// No token the server handed out appears in the run's output, as it is
+/// or inside a SASL response (base64) for any of the tests' users.
 #[track_caller]
 fn assert_no_token(oauth: &OAuthServer, run: &Run) {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
     for t in oauth.issued() {
-        assert!(
-            !run.stdout.contains(&t) && !run.stderr.contains(&t),
-            "token {t} in the output:\n{}\n{}",
-            run.stdout,
-            run.stderr
-        );
+        let mut forms = vec![t.clone()];
+        for user in ["alice", "bob"] {
+            forms.push(b64(format!("user={user}\x01auth=Bearer {t}\x01\x01")));
+            forms.push(b64(format!("n,a={user},\x01auth=Bearer {t}\x01\x01")));
+        }
+        for f in forms {
+            assert!(
+                !run.stdout.contains(&f) && !run.stderr.contains(&f),
+                "token {t} in the output:\n{}\n{}",
+                run.stdout,
+                run.stderr
+            );
+        }
     }
 }
 
@@ -447,4 +457,70 @@ fn dovecot_oauth2_passdb_takes_the_tokens_over_imap_xoauth2_and_pop3_oauthbearer
     assert!(!run.stderr.contains("refused the OAuth"), "{}", run.stderr);
     assert_eq!(oauth.count("token refresh_token"), 3);
     assert_eq!(maildir_messages(&env.maildir("im")).len(), 4);
+}
+
+/// The IMAP target signs in with OAuth too: `popfetch login ACCOUNT`
+/// signs in the account's `[targets.NAME]`; two accounts appending to it
+/// in parallel with its access token expired refresh it once.
+#[test]
+fn an_oauth_imap_target_shared_by_two_accounts_is_refreshed_once() {
+    use crate::support::dovecot::{oauth2_passdb, require_dovecot_imap, Dovecot};
+    if !require_dovecot_imap() {
+        return;
+    }
+    let oauth = OAuthServer::start(oauthserver::Config {
+        username: "bob".into(),
+        ..Default::default()
+    });
+    let args_dir = tempfile::Builder::new()
+        .prefix("pfoauth-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dc = Dovecot::start_with(
+        &[
+            ("alice", "pw-alice"),
+            ("carol", "pw-carol"),
+            ("bob", "pw-bob"),
+        ],
+        &oauth2_passdb(args_dir.path(), &oauth.url("/introspect")),
+    );
+    dc.add_message("alice", b"Message-ID: <a@test>\nSubject: for alice\n\na\n");
+    dc.add_message("carol", b"Message-ID: <c@test>\nSubject: for carol\n\nc\n");
+    let ca = dc.pki().ca_path.display().to_string();
+    let pop = |user: &str| {
+        format!(
+            "[accounts.{user}]\nhost = \"localhost\"\nport = {}\nuser = \"{user}\"\npassword = \"pw-{user}\"\nca_file = \"{ca}\"\ntimeout = 20\nimap_target = \"home\"\n",
+            dc.pop3s_port()
+        )
+    };
+    let env = Env::new();
+    env.write_config(&format!(
+        "{}{}[targets.home]\nurl = \"imaps://localhost:{}/INBOX\"\nuser = \"bob\"\nca_file = \"{ca}\"\ntimeout = 20\n{}",
+        pop("alice"),
+        pop("carol"),
+        dc.imaps_port(),
+        oauth.keys()
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(
+        run.stderr.contains("run `popfetch login alice`")
+            && run.stderr.contains("run `popfetch login carol`"),
+        "{}",
+        run.stderr
+    );
+    let run = env.run(&["login", "--device", "carol"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("[targets.home]"), "{}", run.stderr);
+    let file = env.state_dir().join("oauth/target-home.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    v["expires_at"] = serde_json::json!(1);
+    std::fs::write(&file, v.to_string()).unwrap();
+
+    let run = env.run(&["-vv", "sync", "-j", "2"]);
+    run.expect_code(0);
+    assert_no_token(&oauth, &run);
+    assert_eq!(oauth.count("token refresh_token"), 1, "{:?}", oauth.log());
+    assert_eq!(dc.message_count("bob"), 2);
 }
