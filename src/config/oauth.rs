@@ -17,7 +17,8 @@ use super::section::{Section, Value};
 use super::Protocol;
 use crate::config::secret::Secret;
 use crate::error::Result;
-use crate::oauth::{ClientSecret, OAuth, Provider};
+use crate::oauth::providers::Provider;
+use crate::oauth::settings::{ClientSecret, OAuth};
 use crate::source::pop3::auth::AuthMethod;
 
 /// Every OAuth key, for "is any of them set".

@@ -18,7 +18,7 @@ pub enum PasswordSource {
     Command(String),
     Prompt,
     /// The OAuth access token of `popfetch login`, refreshed as needed.
-    OAuth(Box<crate::oauth::OAuth>),
+    OAuth(Box<crate::oauth::settings::OAuth>),
 }
 
 /// `password` or `password_command`: at most one; neither means a prompt.

@@ -28,7 +28,7 @@ pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
     if !scope.is_empty() {
         form.push(("scope", scope.as_str()));
     }
-    let secret = oauth.client_secret()?;
+    let secret = super::client_secret(oauth)?;
     if let Some(s) = &secret {
         form.push(("client_secret", s.expose()));
     }

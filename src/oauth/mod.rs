@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! providers  google and microsoft: endpoints, scopes, extra parameters
+//! settings   what the config says about one login (the validated keys)
 //! http       one form POST with ureq over our rustls, JSON back
 //! token      the token endpoint: code, device code and refresh grants
 //! store      the tokens on disk: owner-only, atomic, locked for refresh
@@ -20,76 +21,32 @@ pub mod device;
 mod http;
 mod pkce;
 pub mod providers;
+pub mod settings;
 pub mod store;
 mod token;
-
-use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::config::secret::Secret;
 use crate::error::{Error, ExitKind, Result};
 
 pub use providers::Provider;
 
-/// Where the client secret comes from, if the provider wants one.
-#[derive(Clone, Debug)]
-pub enum ClientSecret {
-    None,
-    Inline(Secret),
-    Command(String),
-}
+pub use settings::{ClientSecret, OAuth};
 
-/// The OAuth2 settings of an account or a `[targets.NAME]` table,
-/// validated, with where its tokens are kept.
-#[derive(Clone, Debug)]
-pub struct OAuth {
-    /// `oauth = "google" | "microsoft"`, when set.
-    pub provider: Option<Provider>,
-    pub auth_url: Option<String>,
-    pub token_url: String,
-    pub device_url: Option<String>,
-    pub scopes: Vec<String>,
-    /// Required to sign in; left empty by `init` for the user to fill.
-    pub client_id: Option<String>,
-    pub client_secret: ClientSecret,
-    /// The token file in the state directory.
-    pub store: PathBuf,
-    /// What `popfetch login` needs as ACCOUNT to renew this login.
-    pub login_account: String,
-    /// Limit for `oauth_client_secret_command`.
-    pub command_timeout: Duration,
-}
-
-impl OAuth {
-    /// The hint every "log in again" error ends with.
-    pub fn login_hint(&self) -> String {
-        format!("run `popfetch login {}`", self.login_account)
-    }
-
-    fn client_id(&self) -> Result<&str> {
-        self.client_id.as_deref().ok_or_else(|| {
-            Error::config(format!(
-                "no oauth_client_id for `{}`: register popfetch as an application with \
-                 your provider (the README says how) and set oauth_client_id",
-                self.login_account
-            ))
-        })
-    }
-
-    fn client_secret(&self) -> Result<Option<Secret>> {
-        Ok(match &self.client_secret {
-            ClientSecret::None => None,
-            ClientSecret::Inline(s) => Some(s.clone()),
-            ClientSecret::Command(cmd) => Some(
-                crate::config::password::run_command(cmd, self.command_timeout).map_err(|e| {
-                    Error::config(
-                        e.message()
-                            .replace("password_command", "oauth_client_secret_command"),
-                    )
-                })?,
-            ),
-        })
-    }
+/// The client secret, if the login has one: `oauth_client_secret_command`
+/// runs here, when a token request needs it.
+fn client_secret(oauth: &OAuth) -> Result<Option<Secret>> {
+    Ok(match &oauth.client_secret {
+        ClientSecret::None => None,
+        ClientSecret::Inline(s) => Some(s.clone()),
+        ClientSecret::Command(cmd) => Some(
+            crate::config::password::run_command(cmd, oauth.command_timeout).map_err(|e| {
+                Error::config(
+                    e.message()
+                        .replace("password_command", "oauth_client_secret_command"),
+                )
+            })?,
+        ),
+    })
 }
 
 /// How close to its expiry an access token is refreshed: a session that

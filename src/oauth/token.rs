@@ -48,7 +48,7 @@ pub fn request(
     grant: &[(&str, &str)],
 ) -> Result<std::result::Result<Granted, Refusal>> {
     let client_id = oauth.client_id()?;
-    let secret = oauth.client_secret()?;
+    let secret = super::client_secret(oauth)?;
     let mut form: Vec<(&str, &str)> = grant.to_vec();
     form.push(("client_id", client_id));
     if let Some(s) = &secret {
