@@ -232,6 +232,12 @@ fn a_token_about_to_expire_is_refreshed_and_a_rotated_refresh_token_replaces_the
     assert_no_token(&oauth, &run);
     assert_eq!(oauth.count("token refresh_token"), 1);
     assert_eq!(server.connections(), 1, "no refused login first");
+    assert!(
+        run.stderr
+            .contains("mail: refreshing the OAuth access token (it has expired or is about to)"),
+        "{}",
+        run.stderr
+    );
     let s = stored(&env);
     assert_eq!(s["access_token"], access_token(2));
     assert_eq!(s["refresh_token"], refresh_token(2));

@@ -260,20 +260,32 @@ impl Account {
     /// Gets the password or token: inline, from `password_command`, or by
     /// prompting on the terminal.
     pub fn secret(&self) -> Result<Secret> {
+        self.secret_noting(&|_| {})
+    }
+
+    /// [`Account::secret`], with a line for `-v` when an OAuth access
+    /// token is refreshed on the way.
+    pub fn secret_noting(&self, note: &dyn Fn(&str)) -> Result<Secret> {
         match &self.password {
             PasswordSource::Inline(s) => Ok(s.clone()),
             PasswordSource::Command(cmd) => password::run_command(cmd, self.command_timeout),
             PasswordSource::Prompt => password::prompt(&self.name, &self.identity()),
-            PasswordSource::OAuth(o) => crate::oauth::access_token(o, None),
+            PasswordSource::OAuth(o) => crate::oauth::access_token(o, None, note),
         }
     }
 
     /// After the server refused `rejected`: a refreshed OAuth access token
     /// to log in with once more, or `None` when the secret does not come
     /// from an OAuth login (a password is not retried).
-    pub fn secret_after_refusal(&self, rejected: &Secret) -> Result<Option<Secret>> {
+    pub fn secret_after_refusal(
+        &self,
+        rejected: &Secret,
+        note: &dyn Fn(&str),
+    ) -> Result<Option<Secret>> {
         match &self.password {
-            PasswordSource::OAuth(o) => crate::oauth::access_token(o, Some(rejected)).map(Some),
+            PasswordSource::OAuth(o) => {
+                crate::oauth::access_token(o, Some(rejected), note).map(Some)
+            }
             _ => Ok(None),
         }
     }

@@ -58,7 +58,12 @@ const REFRESH_MARGIN_SECS: i64 = 60;
 /// so it is refreshed whatever its expiry says (unless another process
 /// has already replaced it). Parallel sessions sharing one login hold the
 /// token file's lock in turn, so only the first refreshes.
-pub fn access_token(oauth: &OAuth, rejected: Option<&Secret>) -> Result<Secret> {
+/// `note` gets a line for `-v` when the token is refreshed.
+pub fn access_token(
+    oauth: &OAuth,
+    rejected: Option<&Secret>,
+    note: &dyn Fn(&str),
+) -> Result<Secret> {
     let _lock = store::lock(&oauth.store)?;
     let Some(mut tokens) = store::read(&oauth.store)? else {
         return Err(Error::new(
@@ -89,6 +94,16 @@ pub fn access_token(oauth: &OAuth, rejected: Option<&Secret>) -> Result<Secret> 
             ),
         ));
     };
+    note(&format!(
+        "{}: refreshing the OAuth access token ({}) at {}",
+        oauth.login_account,
+        if refused {
+            "the server refused it"
+        } else {
+            "it has expired or is about to"
+        },
+        oauth.token_url
+    ));
     let granted = token::refresh(oauth, &refresh)?;
     tokens.access_token = granted.access_token;
     tokens.expires_at = granted.expires_in.map(|s| now + s);

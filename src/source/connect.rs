@@ -147,7 +147,7 @@ pub fn open(
             }
         }
     }
-    let secret = account.secret()?;
+    let secret = account.secret_noting(&|line| opts.verbose.say(|| line.to_string()))?;
     opts.verbose.say(|| {
         format!(
             "{}: logging in as {} ({})",
@@ -229,11 +229,12 @@ fn retry_secret(
     if e.kind() != ExitKind::NoPerm || e.server_reply().is_none() {
         return Ok(None);
     }
-    let fresh = account.secret_after_refusal(rejected)?;
+    let fresh =
+        account.secret_after_refusal(rejected, &|line| opts.verbose.say(|| line.to_string()))?;
     if fresh.is_some() {
         opts.verbose.say(|| {
             format!(
-                "{}: the server refused the OAuth access token; refreshed it, logging in again",
+                "{}: the server refused the OAuth access token; logging in again with a fresh one",
                 account.name
             )
         });
@@ -349,7 +350,7 @@ pub fn open_imap(
             let upgrade = client.capabilities().has("STARTTLS").then_some("STARTTLS");
             warn_cleartext_offering(account, opts, method.secret_name(), upgrade);
         }
-        let secret = account.secret()?;
+        let secret = account.secret_noting(&|line| opts.verbose.say(|| line.to_string()))?;
         opts.verbose.say(|| {
             let label = match method {
                 AuthMethod::User => "LOGIN",
