@@ -111,3 +111,63 @@ pub fn refused(oauth: &OAuth, doing: &str, r: &Refusal) -> Error {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn oauth() -> OAuth {
+        OAuth {
+            provider: None,
+            auth_url: None,
+            token_url: "https://t".into(),
+            device_url: None,
+            scopes: Vec::new(),
+            client_id: Some("id".into()),
+            client_secret: crate::oauth::ClientSecret::None,
+            store: "/s/oauth/account-a.json".into(),
+            login_account: "a".into(),
+            command_timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn replies_are_parsed_with_or_without_the_optional_fields() {
+        let ok = |json: Value| parse(Reply { status: 200, json });
+        let g = ok(json!({"access_token": "A", "expires_in": "3599", "refresh_token": "R"}))
+            .ok()
+            .unwrap();
+        assert_eq!(g.access_token.expose(), "A");
+        assert_eq!(g.refresh_token.unwrap().expose(), "R");
+        assert_eq!(g.expires_in, Some(3599));
+        let g = ok(json!({"access_token": "A"})).ok().unwrap();
+        assert!(g.refresh_token.is_none() && g.expires_in.is_none());
+        // An empty token is no token.
+        assert!(ok(json!({"access_token": ""})).is_err());
+        let r = parse(Reply {
+            status: 400,
+            json: json!({"error": "invalid_grant", "error_description": "revoked\n"}),
+        })
+        .err()
+        .unwrap();
+        assert_eq!(r.describe(), "invalid_grant (revoked\\x0a)");
+    }
+
+    #[test]
+    fn refusals_are_classified_and_name_the_fix() {
+        let refusal = |status, error: &str| Refusal {
+            status,
+            error: error.into(),
+            description: None,
+        };
+        let e = refused(&oauth(), "refreshing", &refusal(400, "invalid_grant"));
+        assert_eq!(e.kind(), ExitKind::NoPerm);
+        assert!(e.to_string().contains("run `popfetch login a`"), "{e}");
+        let e = refused(&oauth(), "refreshing", &refusal(401, "invalid_client"));
+        assert_eq!(e.kind(), ExitKind::Config);
+        let e = refused(&oauth(), "refreshing", &refusal(503, ""));
+        assert_eq!(e.kind(), ExitKind::TempFail);
+        assert!(e.to_string().contains("HTTP status 503"), "{e}");
+    }
+}
