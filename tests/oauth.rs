@@ -200,6 +200,7 @@ fn device_login_waits_out_pending_and_slow_down() {
 fn device_login_denied_or_expired_stores_nothing() {
     for (poll, code, words) in [
         (Poll::Denied, 77, "declined"),
+        (Poll::Declined, 77, "declined"),
         (Poll::Expired, 75, "expired"),
     ] {
         let env = Env::new();

@@ -72,7 +72,8 @@ pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
             "authorization_pending" => {}
             "slow_down" => interval += Duration::from_secs(5),
             "expired_token" => return Err(expired()),
-            "access_denied" => {
+            // Microsoft says authorization_declined.
+            "access_denied" | "authorization_declined" => {
                 return Err(Error::new(
                     ExitKind::NoPerm,
                     "the sign-in was declined on the other device; nothing was stored",

@@ -42,6 +42,8 @@ pub enum Poll {
     Pending,
     SlowDown,
     Denied,
+    /// Microsoft's word for Denied.
+    Declined,
     Expired,
 }
 
@@ -471,6 +473,7 @@ fn handle(
                             Poll::Pending => "authorization_pending",
                             Poll::SlowDown => "slow_down",
                             Poll::Denied => "access_denied",
+                            Poll::Declined => "authorization_declined",
                             Poll::Expired => "expired_token",
                         };
                         return oauth_error(answer);
