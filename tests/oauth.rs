@@ -531,3 +531,29 @@ fn an_oauth_imap_target_shared_by_two_accounts_is_refreshed_once() {
     assert_eq!(oauth.count("token refresh_token"), 1, "{:?}", oauth.log());
     assert_eq!(dc.message_count("bob"), 2);
 }
+
+#[test]
+fn without_a_refresh_token_login_warns_and_an_expired_token_asks_for_login_again() {
+    let env = Env::new();
+    let oauth = OAuthServer::start(oauthserver::Config {
+        no_refresh: true,
+        ..Default::default()
+    });
+    let server = pop3(&access_token(1), 1);
+    env.write_config(&config(&oauth, server.port(), ""));
+    let run = env.run(&["login", "--device", "mail"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("no refresh token"), "{}", run.stderr);
+    env.run(&["sync"]).expect_code(0);
+    expire_in(&env, -1);
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(
+        run.stderr
+            .contains("has expired and the provider gave no refresh token")
+            && run.stderr.contains("run `popfetch login mail`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(oauth.count("token refresh_token"), 0);
+}

@@ -29,7 +29,6 @@ use crate::config::secret::Secret;
 use crate::error::{Error, ExitKind, Result};
 
 pub use providers::Provider;
-
 pub use settings::{ClientSecret, OAuth};
 
 /// The client secret, if the login has one: `oauth_client_secret_command`
@@ -57,8 +56,8 @@ const REFRESH_MARGIN_SECS: i64 = 60;
 /// has expired or is about to. `rejected`: the server refused this token,
 /// so it is refreshed whatever its expiry says (unless another process
 /// has already replaced it). Parallel sessions sharing one login hold the
-/// token file's lock in turn, so only the first refreshes.
-/// `note` gets a line for `-v` when the token is refreshed.
+/// token file's lock in turn, so only the first refreshes. `note` gets a
+/// line for `-v` when the token is refreshed.
 pub fn access_token(
     oauth: &OAuth,
     rejected: Option<&Secret>,
@@ -87,9 +86,13 @@ pub fn access_token(
         return Err(Error::new(
             ExitKind::NoPerm,
             format!(
-                "the OAuth access token for `{}` has expired and the provider gave no refresh \
-                 token: {}",
+                "the OAuth access token for `{}` {} and the provider gave no refresh token: {}",
                 oauth.login_account,
+                if refused {
+                    "was refused by the server"
+                } else {
+                    "has expired"
+                },
                 oauth.login_hint()
             ),
         ));
