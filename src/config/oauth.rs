@@ -320,6 +320,33 @@ mod tests {
     }
 
     #[test]
+    fn a_client_secret_in_a_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        for text in [
+            format!("{BASE}oauth = \"google\"\noauth_client_secret = \"s\"\n"),
+            "[targets.t]\nurl = \"imaps://h/\"\nuser = \"me\"\noauth = \"google\"\noauth_client_secret = \"s\"\n"
+                .to_string(),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = crate::config::Config::load(&path).unwrap_err();
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            crate::config::Config::load(&path).unwrap();
+        }
+        // A command is no secret in the file.
+        std::fs::write(
+            &path,
+            format!("{BASE}oauth = \"google\"\noauth_client_secret_command = \"s\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        crate::config::Config::load(&path).unwrap();
+    }
+
+    #[test]
     fn a_target_login_is_renewed_through_the_account() {
         let c = parse_str(
             "state_dir = \"/s\"\n[accounts.pop]\nhost = \"h\"\nuser = \"u\"\nimap_target = \"gmail\"\n[targets.gmail]\nurl = \"imaps://imap.gmail.com/\"\nuser = \"me\"\noauth = \"google\"\n",
