@@ -184,6 +184,11 @@ fn device_login_waits_out_pending_and_slow_down() {
     run.expect_code(0);
     assert_no_token(&oauth, &run);
     assert!(
+        run.stderr.contains("< HTTP 400 error=slow_down") && run.stderr.contains("device_code=***"),
+        "{}",
+        run.stderr
+    );
+    assert!(
         run.stderr.contains("https://example.com/device") && run.stderr.contains("WDJB-MJHT"),
         "{}",
         run.stderr
@@ -239,6 +244,15 @@ fn a_token_about_to_expire_is_refreshed_and_a_rotated_refresh_token_replaces_the
         "{}",
         run.stderr
     );
+    // -vv shows the exchange, every secret as ***.
+    for line in [
+        "[mail] > POST http://127.0.0.1:",
+        "/token grant_type=refresh_token refresh_token=*** client_id=popfetch-test-client\n",
+        "[mail] < HTTP 200 access_token=*** ",
+        " refresh_token=*** ",
+    ] {
+        assert!(run.stderr.contains(line), "{line:?} in:\n{}", run.stderr);
+    }
     let s = stored(&env);
     assert_eq!(s["access_token"], access_token(2));
     assert_eq!(s["refresh_token"], refresh_token(2));

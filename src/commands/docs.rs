@@ -358,7 +358,8 @@ provider (the README says how). \fBpopfetch login ACCOUNT\fR signs in in a brows
 (authorization code with PKCE, answered on 127.0.0.1 at a free port; the address is always
 printed), \fB\-\-device\fR on another device (RFC 8628). It signs in the account's server and
 its \fBimap_target\fR when that has oauth keys too. The tokens are kept in the state
-directory, owner\-only, never printed (not with \fB\-vv\fR either); each session refreshes the
+directory, owner\-only, never printed (\fB\-vv\fR shows the requests to the provider with
+every token and secret as ***); each session refreshes the
 access token when it has expired or will within a minute, and once more when the server
 refuses it. A refused refresh exits 77 and names \fBpopfetch login ACCOUNT\fR.
 \fBpopfetch logout ACCOUNT\fR forgets the tokens. Without oauth keys, xoauth2 and

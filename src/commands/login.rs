@@ -44,14 +44,17 @@ pub(super) fn login_command(cli: &Cli, args: &LoginArgs) -> Result<u8> {
     }
     // What the user must act on is printed even with --quiet.
     let say = |line: &str| eprintln!("{line}");
+    let label = format!("[{}]", account.name);
+    let trace_line = |line: &str| eprintln!("{label} {line}");
+    let trace: Option<&dyn Fn(&str)> = (cli.verbose >= 2).then_some(&trace_line);
     for (what, o) in logins {
         if !cli.quiet {
             eprintln!("{}: signing in to {what}", account.name);
         }
         let renewable = if args.device {
-            oauth::device::login(o, &say)?
+            oauth::device::login(o, &say, trace)?
         } else {
-            oauth::code::login(o, &say)?
+            oauth::code::login(o, &say, trace)?
         };
         if !cli.quiet {
             eprintln!(

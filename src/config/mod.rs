@@ -260,17 +260,17 @@ impl Account {
     /// Gets the password or token: inline, from `password_command`, or by
     /// prompting on the terminal.
     pub fn secret(&self) -> Result<Secret> {
-        self.secret_noting(&|_| {})
+        self.secret_noting(crate::oauth::Log::SILENT)
     }
 
-    /// [`Account::secret`], with a line for `-v` when an OAuth access
-    /// token is refreshed on the way.
-    pub fn secret_noting(&self, note: &dyn Fn(&str)) -> Result<Secret> {
+    /// [`Account::secret`], saying on `log` (`-v`, `-vv`) when an OAuth
+    /// access token is refreshed on the way.
+    pub fn secret_noting(&self, log: crate::oauth::Log) -> Result<Secret> {
         match &self.password {
             PasswordSource::Inline(s) => Ok(s.clone()),
             PasswordSource::Command(cmd) => password::run_command(cmd, self.command_timeout),
             PasswordSource::Prompt => password::prompt(&self.name, &self.identity()),
-            PasswordSource::OAuth(o) => crate::oauth::access_token(o, None, note),
+            PasswordSource::OAuth(o) => crate::oauth::access_token(o, None, log),
         }
     }
 
@@ -280,11 +280,11 @@ impl Account {
     pub fn secret_after_refusal(
         &self,
         rejected: &Secret,
-        note: &dyn Fn(&str),
+        log: crate::oauth::Log,
     ) -> Result<Option<Secret>> {
         match &self.password {
             PasswordSource::OAuth(o) => {
-                crate::oauth::access_token(o, Some(rejected), note).map(Some)
+                crate::oauth::access_token(o, Some(rejected), log).map(Some)
             }
             _ => Ok(None),
         }

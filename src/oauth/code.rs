@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(300);
 
 /// Signs in in a browser and stores the tokens. `say` prints a line for
 /// the user. Returns whether a refresh token came with them.
-pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
+pub fn login(oauth: &OAuth, say: &dyn Fn(&str), trace: Option<&dyn Fn(&str)>) -> Result<bool> {
     let Some(auth_url) = &oauth.auth_url else {
         return Err(Error::config(format!(
             "`{}` has no oauth_auth_url: set it, or sign in with `popfetch login --device`",
@@ -72,7 +72,7 @@ pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
         ("redirect_uri", redirect_uri.as_str()),
         ("code_verifier", verifier.as_str()),
     ];
-    let granted = token::request(oauth, &grant)?
+    let granted = token::request(oauth, &grant, trace)?
         .map_err(|r| token::refused(oauth, "exchanging the authorization code", &r))?;
     super::keep(oauth, granted)
 }

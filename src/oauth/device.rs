@@ -15,7 +15,7 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Signs in on another device and stores the tokens. Returns whether a
 /// refresh token came with them.
-pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
+pub fn login(oauth: &OAuth, say: &dyn Fn(&str), trace: Option<&dyn Fn(&str)>) -> Result<bool> {
     let Some(device_url) = &oauth.device_url else {
         return Err(Error::config(format!(
             "`{}` has no oauth_device_url: set it, or sign in in a browser with `popfetch login` (no --device)",
@@ -32,7 +32,7 @@ pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
     if let Some(s) = &secret {
         form.push(("client_secret", s.expose()));
     }
-    let reply = http::post_form(device_url, &form)?;
+    let reply = http::post_form(device_url, &form, trace)?;
     let str_of = |k: &str| reply.json.get(k).and_then(Value::as_str);
     let num_of = |k: &str| reply.json.get(k).and_then(Value::as_u64);
     // Google says verification_url, RFC 8628 verification_uri.
@@ -64,7 +64,7 @@ pub fn login(oauth: &OAuth, say: &dyn Fn(&str)) -> Result<bool> {
     let grant = [("grant_type", GRANT_TYPE), ("device_code", device_code)];
     loop {
         std::thread::sleep(interval);
-        let refusal = match token::request(oauth, &grant)? {
+        let refusal = match token::request(oauth, &grant, trace)? {
             Ok(granted) => return super::keep(oauth, granted),
             Err(r) => r,
         };

@@ -22,8 +22,38 @@ pub struct Reply {
     pub json: Value,
 }
 
-/// POSTs `form` (application/x-www-form-urlencoded) to `url`.
-pub fn post_form(url: &str, form: &[(&str, &str)]) -> Result<Reply> {
+/// Form fields and reply fields shown as they are in a trace; every other
+/// value is `***` (tokens, codes, the verifier, the client secret).
+const SHOWN: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "scope",
+    "redirect_uri",
+    "token_type",
+    "expires_in",
+    "interval",
+    "user_code",
+    "verification_uri",
+    "verification_url",
+    "error",
+    "error_description",
+];
+
+fn shown(key: &str, value: &str) -> String {
+    if SHOWN.contains(&key) {
+        format!("{key}={}", crate::ui::term::escape_controls(value))
+    } else {
+        format!("{key}=***")
+    }
+}
+
+/// POSTs `form` (application/x-www-form-urlencoded) to `url`. `trace`
+/// (`-vv`) gets the request and the reply, secrets as `***`.
+pub fn post_form(url: &str, form: &[(&str, &str)], trace: Option<&dyn Fn(&str)>) -> Result<Reply> {
+    if let Some(trace) = trace {
+        let fields: Vec<String> = form.iter().map(|(k, v)| shown(k, v)).collect();
+        trace(&format!("> POST {url} {}", fields.join(" ")));
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -42,10 +72,21 @@ pub fn post_form(url: &str, form: &[(&str, &str)]) -> Result<Reply> {
         .limit(MAX_REPLY)
         .read_to_string()
         .map_err(|e| failed(url, e))?;
-    Ok(Reply {
-        status,
-        json: serde_json::from_str(&text).unwrap_or(Value::Null),
-    })
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if let Some(trace) = trace {
+        let fields: Vec<String> = match &json {
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => shown(k, s),
+                    other => shown(k, &other.to_string()),
+                })
+                .collect(),
+            _ => vec![format!("({} bytes, not JSON)", text.len())],
+        };
+        trace(&format!("< HTTP {status} {}", fields.join(" ")));
+    }
+    Ok(Reply { status, json })
 }
 
 fn failed(url: &str, e: ureq::Error) -> Error {

@@ -48,6 +48,22 @@ fn client_secret(oauth: &OAuth) -> Result<Option<Secret>> {
     })
 }
 
+/// Where the lines about OAuth go: `-v` says when a token is refreshed,
+/// `-vv` shows each HTTP request and reply with every secret as `***`.
+#[derive(Clone, Copy)]
+pub struct Log<'a> {
+    pub verbose: &'a dyn Fn(&str),
+    pub trace: Option<&'a dyn Fn(&str)>,
+}
+
+impl Log<'static> {
+    /// Nothing is said.
+    pub const SILENT: Log<'static> = Log {
+        verbose: &|_| {},
+        trace: None,
+    };
+}
+
 /// How close to its expiry an access token is refreshed: a session that
 /// starts with a token about to expire would be refused half-way.
 const REFRESH_MARGIN_SECS: i64 = 60;
@@ -56,13 +72,8 @@ const REFRESH_MARGIN_SECS: i64 = 60;
 /// has expired or is about to. `rejected`: the server refused this token,
 /// so it is refreshed whatever its expiry says (unless another process
 /// has already replaced it). Parallel sessions sharing one login hold the
-/// token file's lock in turn, so only the first refreshes. `note` gets a
-/// line for `-v` when the token is refreshed.
-pub fn access_token(
-    oauth: &OAuth,
-    rejected: Option<&Secret>,
-    note: &dyn Fn(&str),
-) -> Result<Secret> {
+/// token file's lock in turn, so only the first refreshes.
+pub fn access_token(oauth: &OAuth, rejected: Option<&Secret>, log: Log) -> Result<Secret> {
     let _lock = store::lock(&oauth.store)?;
     let Some(mut tokens) = store::read(&oauth.store)? else {
         return Err(Error::new(
@@ -97,7 +108,7 @@ pub fn access_token(
             ),
         ));
     };
-    note(&format!(
+    (log.verbose)(&format!(
         "{}: refreshing the OAuth access token ({}) at {}",
         oauth.login_account,
         if refused {
@@ -107,7 +118,7 @@ pub fn access_token(
         },
         oauth.token_url
     ));
-    let granted = token::refresh(oauth, &refresh)?;
+    let granted = token::refresh(oauth, &refresh, log.trace)?;
     tokens.access_token = granted.access_token;
     tokens.expires_at = granted.expires_in.map(|s| now + s);
     // A provider that rotates refresh tokens sends a new one with every

@@ -46,6 +46,7 @@ impl Refusal {
 pub fn request(
     oauth: &OAuth,
     grant: &[(&str, &str)],
+    trace: Option<&dyn Fn(&str)>,
 ) -> Result<std::result::Result<Granted, Refusal>> {
     let client_id = oauth.client_id()?;
     let secret = super::client_secret(oauth)?;
@@ -54,7 +55,7 @@ pub fn request(
     if let Some(s) = &secret {
         form.push(("client_secret", s.expose()));
     }
-    Ok(parse(http::post_form(&oauth.token_url, &form)?))
+    Ok(parse(http::post_form(&oauth.token_url, &form, trace)?))
 }
 
 fn parse(reply: Reply) -> std::result::Result<Granted, Refusal> {
@@ -82,12 +83,17 @@ fn parse(reply: Reply) -> std::result::Result<Granted, Refusal> {
 
 /// Exchanges a refresh token for a new access token (RFC 6749 §6). A
 /// refused refresh means signing in again, and says so (exit 77).
-pub fn refresh(oauth: &OAuth, refresh_token: &Secret) -> Result<Granted> {
+pub fn refresh(
+    oauth: &OAuth,
+    refresh_token: &Secret,
+    trace: Option<&dyn Fn(&str)>,
+) -> Result<Granted> {
     let grant = [
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
     ];
-    request(oauth, &grant)?.map_err(|r| refused(oauth, "refreshing the OAuth access token", &r))
+    request(oauth, &grant, trace)?
+        .map_err(|r| refused(oauth, "refreshing the OAuth access token", &r))
 }
 
 /// The error for a refusal of the token endpoint: the client's own

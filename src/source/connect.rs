@@ -26,6 +26,19 @@ pub struct ConnectOptions {
     pub verbose: Verbose,
 }
 
+/// The `-v` and `-vv` lines of an OAuth refresh, for `account` under
+/// `opts` (a macro: the closures must live as long as the call).
+macro_rules! oauth_log {
+    ($account:expr, $opts:expr) => {
+        crate::oauth::Log {
+            verbose: &|line: &str| $opts.verbose.say(|| line.to_string()),
+            trace: $opts
+                .trace
+                .then_some(&|line: &str| eprintln!("[{}] {line}", $account.name)),
+        }
+    };
+}
+
 /// A logged-in session plus what the caller should tell the user.
 pub struct Opened {
     pub session: Session,
@@ -147,7 +160,7 @@ pub fn open(
             }
         }
     }
-    let secret = account.secret_noting(&|line| opts.verbose.say(|| line.to_string()))?;
+    let secret = account.secret_noting(oauth_log!(account, opts))?;
     opts.verbose.say(|| {
         format!(
             "{}: logging in as {} ({})",
@@ -229,8 +242,7 @@ fn retry_secret(
     if e.kind() != ExitKind::NoPerm || e.server_reply().is_none() {
         return Ok(None);
     }
-    let fresh =
-        account.secret_after_refusal(rejected, &|line| opts.verbose.say(|| line.to_string()))?;
+    let fresh = account.secret_after_refusal(rejected, oauth_log!(account, opts))?;
     if fresh.is_some() {
         opts.verbose.say(|| {
             format!(
@@ -350,7 +362,7 @@ pub fn open_imap(
             let upgrade = client.capabilities().has("STARTTLS").then_some("STARTTLS");
             warn_cleartext_offering(account, opts, method.secret_name(), upgrade);
         }
-        let secret = account.secret_noting(&|line| opts.verbose.say(|| line.to_string()))?;
+        let secret = account.secret_noting(oauth_log!(account, opts))?;
         opts.verbose.say(|| {
             let label = match method {
                 AuthMethod::User => "LOGIN",
