@@ -37,6 +37,12 @@ _popfetch() {
             popfetch,list)
                 cmd="popfetch__subcmd__list"
                 ;;
+            popfetch,login)
+                cmd="popfetch__subcmd__login"
+                ;;
+            popfetch,logout)
+                cmd="popfetch__subcmd__logout"
+                ;;
             popfetch,man)
                 cmd="popfetch__subcmd__man"
                 ;;
@@ -69,6 +75,12 @@ _popfetch() {
                 ;;
             popfetch__subcmd__help,list)
                 cmd="popfetch__subcmd__help__subcmd__list"
+                ;;
+            popfetch__subcmd__help,login)
+                cmd="popfetch__subcmd__help__subcmd__login"
+                ;;
+            popfetch__subcmd__help,logout)
+                cmd="popfetch__subcmd__help__subcmd__logout"
                 ;;
             popfetch__subcmd__help,man)
                 cmd="popfetch__subcmd__help__subcmd__man"
@@ -131,7 +143,7 @@ _popfetch() {
 
     case "${cmd}" in
         popfetch)
-            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version sync check list top accounts seen info init completions man help"
+            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version sync check list top accounts seen info init login logout completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -235,7 +247,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__help)
-            opts="sync check list top accounts seen info init completions man help"
+            opts="sync check list top accounts seen info init login logout completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +345,34 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__help__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__help__subcmd__logout)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -548,6 +588,58 @@ _popfetch() {
             ;;
         popfetch__subcmd__list)
             opts="-c -q -v -h -V --json --config --quiet --verbose --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__login)
+            opts="-c -q -v -h -V --device --config --quiet --verbose --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__logout)
+            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

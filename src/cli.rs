@@ -97,6 +97,21 @@ pub enum Command {
     },
     /// Write a commented starter config (mode 0600) for a provider or a host; never overwrites
     Init(InitArgs),
+    /// Sign in with OAuth2 and keep the tokens (accounts with `oauth` keys)
+    ///
+    /// Opens the provider's sign-in page in a browser (the address is
+    /// always printed too) and receives the answer on 127.0.0.1; with
+    /// --device, prints an address and a code to enter on any other
+    /// device instead. The tokens are kept in the state directory, readable
+    /// by you alone, and refreshed by popfetch from then on. Signs in the
+    /// account's server, and its imap_target when that uses OAuth too.
+    Login(LoginArgs),
+    /// Forget the OAuth2 tokens of an account (and of its imap_target)
+    Logout {
+        /// The account
+        #[arg(value_name = "ACCOUNT")]
+        account: String,
+    },
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -274,6 +289,18 @@ pub struct InitArgs {
     /// Where mail goes [default: ~/Mail/NAME]
     #[arg(long, value_name = "DIR")]
     pub maildir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The account
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+
+    /// Sign in on another device (RFC 8628 device grant): for machines
+    /// without a browser
+    #[arg(long)]
+    pub device: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,8 @@
 //!            lmtp (LMTP and SMTP), imap (APPEND)
 //! state/     the seen store and mailbox locks; owner-only files
 //! net/       TCP and TLS: timeouts, STARTTLS, trust and pins
+//! oauth/     OAuth2 sign-in (login: code + PKCE, device), the token store,
+//!            refresh
 //! ui/        report (summaries, JSON), progress, notice (-v, alerts), units,
 //!            terminal helpers, time zones, Ctrl-C
 //! external   external commands (MDA, filter, password_command) under a time limit
@@ -32,6 +34,7 @@ pub(crate) mod engine;
 pub mod error;
 pub(crate) mod external;
 pub mod net;
+pub mod oauth;
 pub(crate) mod signals;
 pub mod source;
 pub(crate) mod state;

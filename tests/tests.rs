@@ -15,6 +15,7 @@ mod imap_target;
 mod lmtp_target;
 mod mbox_locking;
 mod module_graph;
+mod oauth;
 mod output;
 mod peek;
 mod policies;

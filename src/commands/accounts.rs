@@ -65,6 +65,25 @@ fn path_problems(a: &Account) -> (Vec<String>, Vec<String>) {
         Target::Maildir(p) | Target::Mbox(p) => Some(p),
         Target::Mda(_) | Target::Imap(_) | Target::Lmtp(_) | Target::Smtp(_) => None,
     };
+    // OAuth logins not ready yet: a warning, as a sync would say it.
+    let mut oauth = Vec::new();
+    if let PasswordSource::OAuth(o) = &a.password {
+        oauth.push(("", &**o));
+    }
+    if let crate::config::Target::Imap(t) = &a.target {
+        if let PasswordSource::OAuth(o) = &t.password {
+            oauth.push((" (imap_target)", &**o));
+        }
+    }
+    for (whose, o) in oauth {
+        if o.client_id.is_none() {
+            warnings.push(format!(
+                "no oauth_client_id{whose}: register popfetch with the provider (README, OAuth2) and set it"
+            ));
+        } else if !o.store.exists() {
+            warnings.push(format!("not signed in{whose}: {}", o.login_hint()));
+        }
+    }
     if let Some(parent) = target.and_then(|p| p.parent()) {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {
             warnings.push(format!(
@@ -85,6 +104,7 @@ fn source_name(password: &PasswordSource) -> &'static str {
         PasswordSource::Inline(_) => "password (in the config file)",
         PasswordSource::Command(_) => "password_command",
         PasswordSource::Prompt => "prompt",
+        PasswordSource::OAuth(_) => "oauth",
     }
 }
 

@@ -229,6 +229,9 @@ which messages of which mailbox (user@host, for IMAP user@host/FOLDER) were deli
 .TP
 \fI~/.local/state/popfetch/locks/\fR
 one lock per mailbox; a second popfetch on the same mailbox exits 75
+.TP
+\fI~/.local/state/popfetch/oauth/\fR
+the OAuth2 tokens of \fBpopfetch login\fR, one file per account or target, mode 0600
 .SH DELIVERY
 A message counts as delivered only once it is on disk: fsync per file, or, for a Maildir on a
 local ext2/3/4, XFS, Btrfs or F2FS file system with Linux 5.8 or later, one syncfs for each
@@ -340,10 +343,27 @@ folders (give the folder a section of its own: same host, user and folder share 
 state). \fBinfo\fR shows CAPABILITY and the certificate without logging in. [UNAVAILABLE],
 [INUSE], [LIMIT] and BYE exit 75; [AUTHENTICATIONFAILED] 77.
 .PP
-Gmail: use an app password (or auth = "xoauth2" with a token from \fBpassword_command\fR).
+Gmail: use an app password, or sign in with OAuth2 (\fBoauth = "google"\fR, see OAUTH2).
 Deleting in Gmail archives a message (it stays in "[Gmail]/All Mail") unless it is moved to
 the Trash: with keep = false set \fBmove_to = "[Gmail]/Trash"\fR. "[Gmail]/All Mail" holds
 every message, those in INBOX too: fetching both delivers each message twice.
+.SH OAUTH2
+With \fBoauth = "google"\fR or \fB"microsoft"\fR (endpoints and scopes built in), or
+\fBoauth_auth_url\fR, \fBoauth_token_url\fR, \fBoauth_device_url\fR and \fBoauth_scopes\fR for
+another provider, plus \fBoauth_client_id\fR (and \fBoauth_client_secret\fR or
+\fBoauth_client_secret_command\fR where the provider gives one), popfetch gets the token for
+XOAUTH2 or OAUTHBEARER itself: \fBauth = "auto"\fR then means xoauth2, and \fBpassword\fR and
+\fBpassword_command\fR are refused. popfetch ships no client id: register one with the
+provider (the README says how). \fBpopfetch login ACCOUNT\fR signs in in a browser
+(authorization code with PKCE, answered on 127.0.0.1 at a free port; the address is always
+printed), \fB\-\-device\fR on another device (RFC 8628). It signs in the account's server and
+its \fBimap_target\fR when that has oauth keys too. The tokens are kept in the state
+directory, owner\-only, never printed (\fB\-vv\fR shows the requests to the provider with
+every token and secret as ***); each session refreshes the
+access token when it has expired or will within a minute, and once more when the server
+refuses it. A refused refresh exits 77 and names \fBpopfetch login ACCOUNT\fR.
+\fBpopfetch logout ACCOUNT\fR forgets the tokens. Without oauth keys, xoauth2 and
+oauthbearer take the token from \fBpassword_command\fR.
 .SH EXIT STATUS
 .TP
 0

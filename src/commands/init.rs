@@ -23,8 +23,19 @@ pub struct Preset {
 pub struct Provider {
     pub name: &'static str,
     pub auth: &'static str,
+    /// The `oauth` preset of the provider, if it has one.
+    pub oauth: Option<OAuthPreset>,
     pub pop3: Option<Preset>,
     pub imap: Option<Preset>,
+}
+
+/// How `init` writes the OAuth2 keys for a provider.
+pub struct OAuthPreset {
+    /// `oauth = "…"`.
+    pub provider: &'static str,
+    /// The provider takes nothing else (the keys are written active);
+    /// otherwise they are written commented out, beside the password.
+    pub only: bool,
 }
 
 /// Only settings the providers document.
@@ -32,30 +43,39 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "gmail",
         auth: "auto",
+        oauth: Some(OAuthPreset {
+            provider: "google",
+            only: false,
+        }),
         pop3: Some(Preset {
             host: "pop.gmail.com",
-            note: "Enable POP in Gmail's settings (Forwarding and POP/IMAP). With 2-step verification,\n# use an app password; or set auth = \"xoauth2\" and make password_command print an access token.",
+            note: "Enable POP in Gmail's settings (Forwarding and POP/IMAP). With 2-step verification,\n# use an app password, or sign in with OAuth2 (the oauth lines below).",
         }),
         imap: Some(Preset {
             host: "imap.gmail.com",
-            note: "Gmail: with 2-step verification use an app password; or set auth = \"xoauth2\" and make\n# password_command print an access token. Deleting in Gmail only archives a message (it stays\n# in \"[Gmail]/All Mail\") unless it is moved to the Trash: with keep = false, also set\n# move_to = \"[Gmail]/Trash\". \"[Gmail]/All Mail\" holds every message, those in INBOX too:\n# fetching it beside INBOX delivers each message twice.",
+            note: "Gmail: with 2-step verification use an app password, or sign in with OAuth2 (the oauth\n# lines below). Deleting in Gmail only archives a message (it stays\n# in \"[Gmail]/All Mail\") unless it is moved to the Trash: with keep = false, also set\n# move_to = \"[Gmail]/Trash\". \"[Gmail]/All Mail\" holds every message, those in INBOX too:\n# fetching it beside INBOX delivers each message twice.",
         }),
     },
     Provider {
         name: "outlook",
         auth: "xoauth2",
+        oauth: Some(OAuthPreset {
+            provider: "microsoft",
+            only: true,
+        }),
         pop3: Some(Preset {
             host: "outlook.office365.com",
-            note: "Outlook.com and Microsoft 365 accept only OAuth2 for POP3: password_command must\n# print a current access token (for example from a token helper such as oama or mutt_oauth2.py).",
+            note: "Outlook.com and Microsoft 365 accept only OAuth2 for POP3: popfetch signs in itself\n# (popfetch login) once oauth_client_id below is set.",
         }),
         imap: Some(Preset {
             host: "outlook.office365.com",
-            note: "Outlook.com and Microsoft 365 accept only OAuth2 for IMAP: password_command must\n# print a current access token (for example from a token helper such as oama or mutt_oauth2.py).",
+            note: "Outlook.com and Microsoft 365 accept only OAuth2 for IMAP: popfetch signs in itself\n# (popfetch login) once oauth_client_id below is set.",
         }),
     },
     Provider {
         name: "yahoo",
         auth: "auto",
+        oauth: None,
         pop3: Some(Preset {
             host: "pop.mail.yahoo.com",
             note: "Yahoo needs an app password (Account security > Generate app password).",
@@ -68,6 +88,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "aol",
         auth: "auto",
+        oauth: None,
         pop3: Some(Preset {
             host: "pop.aol.com",
             note: "AOL needs an app password (Account security > Generate app password).",
@@ -80,6 +101,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "icloud",
         auth: "auto",
+        oauth: None,
         pop3: None,
         imap: Some(Preset {
             host: "imap.mail.me.com",
@@ -89,6 +111,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "gmx",
         auth: "auto",
+        oauth: None,
         pop3: Some(Preset {
             host: "pop.gmx.net",
             note: "Enable POP3/IMAP access in GMX's settings first.",
@@ -101,6 +124,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "webde",
         auth: "auto",
+        oauth: None,
         pop3: Some(Preset {
             host: "pop3.web.de",
             note: "Enable POP3/IMAP access in WEB.DE's settings first.",
@@ -113,6 +137,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "fastmail",
         auth: "auto",
+        oauth: None,
         pop3: Some(Preset {
             host: "pop.fastmail.com",
             note: "Fastmail needs an app password with POP access (Settings > Privacy & Security).",
@@ -192,6 +217,7 @@ pub struct Server {
     pub host: String,
     pub auth: &'static str,
     pub note: Option<&'static str>,
+    pub oauth: Option<&'static OAuthPreset>,
     /// The provider's other protocol, and how to ask for it.
     pub also: Option<String>,
     /// The section name when `--name` is not given.
@@ -222,6 +248,7 @@ pub fn server(
                 host: preset.host.to_string(),
                 auth: p.auth,
                 note: Some(preset.note),
+                oauth: p.oauth.as_ref(),
                 also: p.also(protocol),
                 default_name: p.name,
             })
@@ -231,6 +258,7 @@ pub fn server(
             host: host.to_string(),
             auth: "auto",
             note: None,
+            oauth: None,
             also: None,
             default_name: "mail",
         }),
@@ -255,6 +283,7 @@ pub struct InitRequest<'a> {
     pub user: &'a str,
     pub auth: &'a str,
     pub note: Option<&'a str>,
+    pub oauth: Option<&'a OAuthPreset>,
     /// The provider's other protocol, and how to ask for it.
     pub also: Option<&'a str>,
     pub maildir: &'a str,
@@ -364,6 +393,43 @@ pub fn render(req: &InitRequest) -> String {
     } else {
         ""
     };
+    let password = format!(
+        r#"# The password (or OAuth2 token): as written, popfetch asks for it on the terminal.
+# To run from cron or a timer, let a command print it instead (uncomment one):
+# password_command = "pass show mail/{account}"                   # pass(1)
+# password_command = "secret-tool lookup popfetch {account}"      # the desktop keyring;
+#                     store it first: secret-tool store --label=popfetch popfetch {account}
+# password_command = "gpg --quiet --decrypt ~/.config/popfetch/{account}.gpg"
+# password = "..."   # or in this file, which must then stay chmod 600
+"#,
+        account = req.account
+    );
+    let secret = match req.oauth {
+        None => password,
+        Some(o) => {
+            let lines = format!(
+                r#"oauth = "{provider}"
+oauth_client_id = ""   # yours: register popfetch with the provider (README, "OAuth2")
+# oauth_client_secret = "..."   # if the provider gave you one (Google does)
+"#,
+                provider = o.provider
+            );
+            if o.only {
+                format!(
+                    "# OAuth2: popfetch signs in itself and keeps the tokens; after setting\n\
+                     # oauth_client_id, run `popfetch login {account}` (--device without a browser).\n{lines}",
+                    account = req.account
+                )
+            } else {
+                let commented: String = lines.lines().map(|l| format!("# {l}\n")).collect();
+                format!(
+                    "{password}# Or sign in with OAuth2 instead: uncomment these lines, set your client id\n\
+                     # and run `popfetch login {account}` (auth = \"auto\" then means xoauth2):\n{commented}",
+                    account = req.account
+                )
+            }
+        }
+    };
     format!(
         r#"# popfetch configuration. Every key: `popfetch man` (CONFIGURATION).
 # Check it with `popfetch accounts`; fetch with `popfetch sync`.
@@ -381,14 +447,7 @@ port = {port}
 tls = "{tls}"    {transport}
 user = "{user}"
 auth = "{auth}"
-# The password (or OAuth2 token): as written, popfetch asks for it on the terminal.
-# To run from cron or a timer, let a command print it instead (uncomment one):
-# password_command = "pass show mail/{account}"                   # pass(1)
-# password_command = "secret-tool lookup popfetch {account}"      # the desktop keyring;
-#                     store it first: secret-tool store --label=popfetch popfetch {account}
-# password_command = "gpg --quiet --decrypt ~/.config/popfetch/{account}.gpg"
-# password = "..."   # or in this file, which must then stay chmod 600
-{imap_keys}maildir = "{maildir}"
+{secret}{imap_keys}maildir = "{maildir}"
 # mbox = "~/mail/{account}.mbox"    # or deliver into an mbox file instead
 "#,
         account = req.account,
@@ -448,6 +507,7 @@ mod tests {
             note: provider("gmail")
                 .and_then(|p| p.pop3.as_ref())
                 .map(|p| p.note),
+            oauth: provider("gmail").and_then(|p| p.oauth.as_ref()),
             also: None,
             maildir: "~/Mail/gmail",
         });
@@ -522,6 +582,7 @@ mod tests {
             user: "me@example.com",
             auth: server.auth,
             note: server.note,
+            oauth: server.oauth,
             also: server.also.as_deref(),
             maildir: "~/Mail/x",
         });
@@ -529,6 +590,31 @@ mod tests {
         let cfg = crate::config::parse(&text, path).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let account = cfg.accounts.into_iter().next().unwrap();
         (text, account)
+    }
+
+    #[test]
+    fn oauth_providers_get_the_oauth_keys_with_the_client_id_left_to_fill_in() {
+        use crate::config::PasswordSource;
+        // Outlook takes only OAuth2: the keys are active.
+        let (text, account) = written(&server(Some("outlook"), None, None).unwrap());
+        let PasswordSource::OAuth(o) = &account.password else {
+            panic!("{text}")
+        };
+        assert_eq!(o.provider, Some(crate::oauth::Provider::Microsoft));
+        assert_eq!(o.client_id, None, "left for the user");
+        assert_eq!(account.auth, crate::source::pop3::auth::AuthMethod::XOAuth2);
+        assert!(text.contains("popfetch login outlook"), "{text}");
+        assert!(!text.contains("password_command"), "{text}");
+        // Gmail takes app passwords too: the keys are there, commented
+        // out, and uncommenting them is all it takes.
+        let (text, account) = written(&server(Some("gmail"), None, None).unwrap());
+        assert!(matches!(account.password, PasswordSource::Prompt));
+        assert!(text.contains("# oauth = \"google\"\n"), "{text}");
+        let on = text
+            .replace("# oauth = ", "oauth = ")
+            .replace("# oauth_client_id = \"\"", "oauth_client_id = \"id\"");
+        let cfg = crate::config::parse(&on, Path::new("/etc/popfetch/config.toml")).unwrap();
+        assert!(matches!(cfg.accounts[0].password, PasswordSource::OAuth(_)));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The commands: what each subcommand does with the config, the store and
 //! the servers. [`run`] dispatches; `sync` and `accounts` have files of
-//! their own, `peek` serves check, list and top, `seen`, `info`, `init`
-//! and `docs` (man, completions) theirs. Errors go up as `anyhow` with a
-//! typed [`Error`] inside, so the binary can map them to an exit code.
+//! their own, `peek` serves check, list and top, `seen`, `info`, `init`,
+//! `login` (login, logout) and `docs` (man, completions) theirs. Errors go
+//! up as `anyhow` with a typed [`Error`] inside, so the binary can map
+//! them to an exit code.
 
 mod accounts;
 pub(crate) mod docs;
 pub(crate) mod import;
 pub(crate) mod info;
 pub(crate) mod init;
+mod login;
 pub(crate) mod peek;
 pub(crate) mod seen;
 mod sync;
@@ -44,6 +46,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Seen { command } => seen_command(&cli, command),
         Command::Init(args) => init_command(&cli, args),
         Command::Info { account } => info_command(&cli, account),
+        Command::Login(args) => login::login_command(&cli, args),
+        Command::Logout { account } => login::logout_command(&cli, account),
     }
 }
 
@@ -277,6 +281,7 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         user: &args.user,
         auth: server.auth,
         note: server.note,
+        oauth: server.oauth,
         also: server.also.as_deref(),
         maildir: &maildir,
     });
@@ -287,8 +292,13 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
         eprintln!("next:");
         eprintln!("  popfetch accounts            # check the settings");
         eprintln!("  popfetch info {account:<14} # see the server and its certificate");
-        eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
-        eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
+        if server.oauth.is_some_and(|o| o.only) {
+            eprintln!("  popfetch login {account:<13} # sign in, once oauth_client_id is set (README: OAuth2)");
+            eprintln!("  popfetch sync {account:<14} # fetch your mail");
+        } else {
+            eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
+            eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
+        }
         if let Some(also) = &server.also {
             eprintln!("{also}");
         }

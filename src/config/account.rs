@@ -4,22 +4,23 @@
 //! section has several mistakes, the first in this order is the one named.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use super::imap_target::Targets;
 use super::raw::{RawConfig, Source};
 use super::section::Section;
-use super::{imap, imap_target, password, policy, server, targets};
-use super::{Account, Protocol};
+use super::{imap, imap_target, oauth, password, policy, server, targets};
+use super::{Account, PasswordSource, Protocol, Target};
 use crate::error::Result;
 
 /// Every account in the file, refusing two sections for one mailbox.
-pub(super) fn accounts(src: &Source, raw: &RawConfig) -> Result<Vec<Account>> {
+pub(super) fn accounts(src: &Source, raw: &RawConfig, state_dir: &Path) -> Result<Vec<Account>> {
     let mut accounts: Vec<Account> = Vec::new();
     let mut mailboxes: HashMap<(String, Option<String>), usize> = HashMap::new();
-    let imap_targets = imap_target::targets(src, raw)?;
+    let imap_targets = imap_target::targets(src, raw, state_dir)?;
     for (i, section) in raw.accounts.iter().enumerate() {
         let s = Section::new("accounts", section, &raw.defaults, src);
-        let account = account(&s, &imap_targets)?;
+        let account = account(&s, &imap_targets, state_dir)?;
         // The seen state belongs to the mailbox, not the section: two
         // sections for one mailbox would share it, and the second would
         // never fetch what the first recorded.
@@ -49,7 +50,7 @@ pub(super) fn accounts(src: &Source, raw: &RawConfig) -> Result<Vec<Account>> {
     Ok(accounts)
 }
 
-fn account(s: &Section, imap_targets: &Targets) -> Result<Account> {
+fn account(s: &Section, imap_targets: &Targets, state_dir: &Path) -> Result<Account> {
     let host = server::required(s, "host")?;
     let user = server::required(s, "user")?;
     let protocol = server::protocol(s.get("protocol"))?;
@@ -64,7 +65,14 @@ fn account(s: &Section, imap_targets: &Targets) -> Result<Account> {
     let auth = server::auth(s.get("auth"), protocol)?;
     let password = password::source(s)?;
     let trust = server::trust(s, tls)?;
-    let target = targets::target(s, imap_targets)?;
+    let mut target = targets::target(s, imap_targets)?;
+    // A target's login is renewed with `popfetch login` of an account
+    // that delivers to it: this one.
+    if let Target::Imap(t) = &mut target {
+        if let PasswordSource::OAuth(o) = &mut t.password {
+            o.login_account = s.name().to_string();
+        }
+    }
     let keep = policy::flag(s.get("keep"), true)?;
     let timeout = policy::seconds(s.get("timeout"), 60)?;
     // Under the 10 minutes a POP3 server may wait before it drops an idle
@@ -74,6 +82,17 @@ fn account(s: &Section, imap_targets: &Targets) -> Result<Account> {
     let keep_days = policy::keep_days(s.get("keep_days"), keep)?;
     let max_size = policy::max_size(s.get("max_size"))?;
     let filter = policy::filter(s.get("filter"), protocol, &s.header)?;
+    let (auth, password) = oauth::apply(
+        s,
+        protocol,
+        auth,
+        password,
+        oauth::Login {
+            store: crate::oauth::store::path(state_dir, "account", s.name()),
+            account: s.name().to_string(),
+            command_timeout,
+        },
+    )?;
 
     Ok(Account {
         name: s.name().to_string(),

@@ -4,10 +4,12 @@
 //! account that names it.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 use super::raw::{RawConfig, RawKeys, Source};
 use super::section::{Section, Value};
-use super::{password, policy, server};
+use super::{oauth, password, policy, server};
 use super::{ImapTarget, Protocol, TlsMode};
 use crate::error::Result;
 
@@ -15,17 +17,17 @@ use crate::error::Result;
 pub(super) type Targets = BTreeMap<String, ImapTarget>;
 
 /// Every `[targets.NAME]` table of the file, validated.
-pub(super) fn targets(src: &Source, raw: &RawConfig) -> Result<Targets> {
+pub(super) fn targets(src: &Source, raw: &RawConfig, state_dir: &Path) -> Result<Targets> {
     let none = RawKeys::new();
     let mut out = Targets::new();
     for section in &raw.targets {
         let s = Section::new("targets", section, &none, src);
-        out.insert(section.name.clone(), target(&s)?);
+        out.insert(section.name.clone(), target(&s, state_dir)?);
     }
     Ok(out)
 }
 
-fn target(s: &Section) -> Result<ImapTarget> {
+fn target(s: &Section, state_dir: &Path) -> Result<ImapTarget> {
     let Some((text, v)) = s.str("url")? else {
         return Err(s.err(format!(
             "{} has no `url` (required): url = \"imaps://imap.example.com/INBOX\"",
@@ -38,6 +40,20 @@ fn target(s: &Section) -> Result<ImapTarget> {
     let password = password::source(s)?;
     let trust = server::trust(s, tls)?;
     let timeout = policy::seconds(s.get("timeout"), 60)?;
+    let (auth, password) = oauth::apply(
+        s,
+        Protocol::Imap,
+        auth,
+        password,
+        oauth::Login {
+            store: crate::oauth::store::path(state_dir, "target", s.name()),
+            // Each account naming the table puts its own name here.
+            account: "ACCOUNT".to_string(),
+            // A target has no command_timeout of its own: the accounts'
+            // default.
+            command_timeout: Duration::from_secs(300),
+        },
+    )?;
     Ok(ImapTarget {
         name: s.name().to_string(),
         url: text.to_string(),

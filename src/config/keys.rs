@@ -26,6 +26,29 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
         "password_command",
         "shell command printing the password or token",
     ),
+    (
+        "oauth",
+        "OAuth2 sign-in (`popfetch login`): google | microsoft (endpoints and scopes built in)",
+    ),
+    ("oauth_auth_url", "OAuth2 authorization endpoint (browser sign-in)"),
+    ("oauth_token_url", "OAuth2 token endpoint"),
+    (
+        "oauth_device_url",
+        "OAuth2 device authorization endpoint (`popfetch login --device`)",
+    ),
+    ("oauth_scopes", "OAuth2 scopes to ask for (a list)"),
+    (
+        "oauth_client_id",
+        "the OAuth2 client id you registered with the provider",
+    ),
+    (
+        "oauth_client_secret",
+        "the OAuth2 client secret, where the provider gives one",
+    ),
+    (
+        "oauth_client_secret_command",
+        "shell command printing the OAuth2 client secret",
+    ),
     ("ca_file", "PEM file with extra trust anchors"),
     (
         "tls_fingerprint",
@@ -118,6 +141,32 @@ pub const TARGET_KEYS: &[(&str, &str)] = &[
     (
         "password_command",
         "shell command printing the password or token",
+    ),
+    (
+        "oauth",
+        "OAuth2 sign-in (`popfetch login`): google | microsoft (endpoints and scopes built in)",
+    ),
+    (
+        "oauth_auth_url",
+        "OAuth2 authorization endpoint (browser sign-in)",
+    ),
+    ("oauth_token_url", "OAuth2 token endpoint"),
+    (
+        "oauth_device_url",
+        "OAuth2 device authorization endpoint (`popfetch login --device`)",
+    ),
+    ("oauth_scopes", "OAuth2 scopes to ask for (a list)"),
+    (
+        "oauth_client_id",
+        "the OAuth2 client id you registered with the provider",
+    ),
+    (
+        "oauth_client_secret",
+        "the OAuth2 client secret, where the provider gives one",
+    ),
+    (
+        "oauth_client_secret_command",
+        "shell command printing the OAuth2 client secret",
     ),
     ("ca_file", "PEM file with extra trust anchors"),
     (

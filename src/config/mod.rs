@@ -22,6 +22,7 @@
 //! imap_target  [targets.NAME]: url, and the connection keys
 //! policy    keep, keep_days, max_size, filter, timeouts
 //! password  password / password_command / prompt
+//! oauth     oauth, oauth_*: the token from `popfetch login` instead
 //! paths     ~ and relative paths, XDG defaults, owner-only file check
 //! secret    a password that never prints itself
 //! ```
@@ -30,7 +31,8 @@ mod account;
 mod imap;
 mod imap_target;
 mod keys;
-mod password;
+mod oauth;
+pub(crate) mod password;
 mod paths;
 mod policy;
 mod raw;
@@ -258,10 +260,33 @@ impl Account {
     /// Gets the password or token: inline, from `password_command`, or by
     /// prompting on the terminal.
     pub fn secret(&self) -> Result<Secret> {
+        self.secret_noting(crate::oauth::Log::SILENT)
+    }
+
+    /// [`Account::secret`], saying on `log` (`-v`, `-vv`) when an OAuth
+    /// access token is refreshed on the way.
+    pub fn secret_noting(&self, log: crate::oauth::Log) -> Result<Secret> {
         match &self.password {
             PasswordSource::Inline(s) => Ok(s.clone()),
             PasswordSource::Command(cmd) => password::run_command(cmd, self.command_timeout),
             PasswordSource::Prompt => password::prompt(&self.name, &self.identity()),
+            PasswordSource::OAuth(o) => crate::oauth::access_token(o, None, log),
+        }
+    }
+
+    /// After the server refused `rejected`: a refreshed OAuth access token
+    /// to log in with once more, or `None` when the secret does not come
+    /// from an OAuth login (a password is not retried).
+    pub fn secret_after_refusal(
+        &self,
+        rejected: &Secret,
+        log: crate::oauth::Log,
+    ) -> Result<Option<Secret>> {
+        match &self.password {
+            PasswordSource::OAuth(o) => {
+                crate::oauth::access_token(o, Some(rejected), log).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -312,10 +337,17 @@ impl Config {
         let target_password = raw::read(&raw::Source { text: &text, path })?
             .targets
             .iter()
-            .any(|t| t.keys.contains_key("password"));
+            .any(|t| t.keys.contains_key("password") || t.keys.contains_key("oauth_client_secret"));
         let holds_password = target_password
             || config.accounts.iter().any(|a| {
-                matches!(a.password, PasswordSource::Inline(_))
+                let account_secret = match &a.password {
+                    PasswordSource::Inline(_) => true,
+                    PasswordSource::OAuth(o) => {
+                        matches!(o.client_secret, crate::oauth::ClientSecret::Inline(_))
+                    }
+                    _ => false,
+                };
+                account_secret
                     || matches!(&a.target, Target::Smtp(Wire { login: Some(l), .. })
                         if matches!(l.password, PasswordSource::Inline(_)))
             });
@@ -363,9 +395,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         Some(dir) => paths::resolve(dir, &src),
         None => paths::default_state_dir()?,
     };
+    let accounts = account::accounts(&src, &raw, &state_dir)?;
     Ok(Config {
         path: path.to_path_buf(),
         state_dir,
-        accounts: account::accounts(&src, &raw)?,
+        accounts,
     })
 }

@@ -17,6 +17,8 @@ pub enum PasswordSource {
     Inline(Secret),
     Command(String),
     Prompt,
+    /// The OAuth access token of `popfetch login`, refreshed as needed.
+    OAuth(Box<crate::oauth::settings::OAuth>),
 }
 
 /// `password` or `password_command`: at most one; neither means a prompt.
@@ -43,7 +45,7 @@ pub(super) fn source(s: &Section) -> Result<PasswordSource> {
 const MAX_PASSWORD_OUTPUT: u64 = 1024 * 1024;
 
 /// Runs `password_command` and takes the first line it prints.
-pub(super) fn run_command(cmd: &str, limit: Duration) -> Result<Secret> {
+pub(crate) fn run_command(cmd: &str, limit: Duration) -> Result<Secret> {
     // stdin and stderr stay connected, and the command gets the terminal,
     // so pinentry/gpg-agent or a prompt of its own can ask.
     let mut command = crate::external::shell(cmd);

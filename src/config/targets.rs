@@ -144,7 +144,9 @@ impl SmtpLogin {
                     )
                 })
             }
-            PasswordSource::Prompt => Err(Error::config(
+            // Never built for a relay (its keys allow neither), but the
+            // type has them.
+            PasswordSource::Prompt | PasswordSource::OAuth(_) => Err(Error::config(
                 "smtp_user needs smtp_password or smtp_password_command",
             )),
         }

@@ -26,6 +26,19 @@ pub struct ConnectOptions {
     pub verbose: Verbose,
 }
 
+/// The `-v` and `-vv` lines of an OAuth refresh, for `account` under
+/// `opts` (a macro: the closures must live as long as the call).
+macro_rules! oauth_log {
+    ($account:expr, $opts:expr) => {
+        crate::oauth::Log {
+            verbose: &|line: &str| $opts.verbose.say(|| line.to_string()),
+            trace: $opts
+                .trace
+                .then_some(&|line: &str| eprintln!("[{}] {line}", $account.name)),
+        }
+    };
+}
+
 /// A logged-in session plus what the caller should tell the user.
 pub struct Opened {
     pub session: Session,
@@ -147,7 +160,7 @@ pub fn open(
             }
         }
     }
-    let secret = account.secret()?;
+    let secret = account.secret_noting(oauth_log!(account, opts))?;
     opts.verbose.say(|| {
         format!(
             "{}: logging in as {} ({})",
@@ -156,9 +169,17 @@ pub fn open(
             method_label(method)
         )
     });
-    let session = client
-        .login(method, &account.user, &secret)
-        .map_err(|e| login_context(account, e))?;
+    let session = match client.login(method, &account.user, &secret) {
+        Ok(session) => session,
+        Err(e) => match retry_secret(account, opts, &e, &secret)? {
+            // A new connection: after a refused AUTH some servers end the
+            // session, and the ones that do not may count the failure.
+            Some(fresh) => connect(account, opts)?
+                .login(method, &account.user, &fresh)
+                .map_err(|e| login_context(account, e))?,
+            None => return Err(login_context(account, e)),
+        },
+    };
     if account.keep {
         if let Some(args) = session.capabilities().args("EXPIRE") {
             if args.first().map(String::as_str) == Some("0") {
@@ -206,6 +227,31 @@ fn method_label(method: AuthMethod) -> &'static str {
         AuthMethod::Apop => "APOP",
         other => other.sasl_name().unwrap_or(other.name()),
     }
+}
+
+/// When the server refused an OAuth access token: the token once more,
+/// refreshed (the provider may have revoked it before its expiry, or the
+/// clocks disagree), to log in again once. `None`: no second try (a
+/// password, or a failure other than the refusal of the login).
+fn retry_secret(
+    account: &Account,
+    opts: &ConnectOptions,
+    e: &Error,
+    rejected: &Secret,
+) -> Result<Option<Secret>> {
+    if e.kind() != ExitKind::NoPerm || e.server_reply().is_none() {
+        return Ok(None);
+    }
+    let fresh = account.secret_after_refusal(rejected, oauth_log!(account, opts))?;
+    if fresh.is_some() {
+        opts.verbose.say(|| {
+            format!(
+                "{}: the server refused the OAuth access token; logging in again with a fresh one",
+                account.name
+            )
+        });
+    }
+    Ok(fresh)
 }
 
 fn login_context(account: &Account, e: Error) -> Error {
@@ -316,7 +362,7 @@ pub fn open_imap(
             let upgrade = client.capabilities().has("STARTTLS").then_some("STARTTLS");
             warn_cleartext_offering(account, opts, method.secret_name(), upgrade);
         }
-        let secret = account.secret()?;
+        let secret = account.secret_noting(oauth_log!(account, opts))?;
         opts.verbose.say(|| {
             let label = match method {
                 AuthMethod::User => "LOGIN",
@@ -326,9 +372,15 @@ pub fn open_imap(
         });
         (method, secret)
     };
-    let mut session = client
-        .login(method, &account.user, &secret)
-        .map_err(|e| login_context(account, e))?;
+    let mut session = match client.login(method, &account.user, &secret) {
+        Ok(session) => session,
+        Err(e) => match retry_secret(account, opts, &e, &secret)? {
+            Some(fresh) => connect_imap(account, opts)?
+                .login(method, &account.user, &fresh)
+                .map_err(|e| login_context(account, e))?,
+            None => return Err(login_context(account, e)),
+        },
+    };
     warnings.extend(alert_warnings(account, session.take_alerts()));
     Ok(ImapOpened { session, warnings })
 }

@@ -996,6 +996,34 @@ service anvil {{
     )
 }
 
+/// Extra config for [`Dovecot::start_with`]: XOAUTH2 and OAUTHBEARER
+/// beside the password mechanisms, the tokens checked by Dovecot's
+/// `oauth2` passdb, which POSTs them to `introspection_url` (RFC 7662) and
+/// wants `active: true` and the login's user as `username`. A token is
+/// first tried as a password by the passwd-file passdb, fails there and
+/// goes on (`result_failure = continue` is the default). The passdb's
+/// args file is written into `dir`, which must outlive the server.
+pub fn oauth2_passdb(dir: &Path, introspection_url: &str) -> String {
+    let args = dir.join("dovecot-oauth2.conf.ext");
+    // Read by the auth process, which may run as another user.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod oauth2 dir");
+    write_file(
+        &args,
+        format!(
+            "introspection_mode = post\nintrospection_url = {introspection_url}\n\
+             force_introspection = yes\nusername_attribute = username\n\
+             active_attribute = active\nactive_value = true\n"
+        )
+        .as_bytes(),
+        0o644,
+    );
+    format!(
+        "auth_mechanisms = plain login apop cram-md5 xoauth2 oauthbearer\n\
+         passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\n",
+        args.display()
+    )
+}
+
 /// Four distinct free ports on 127.0.0.1 (held together while picked):
 /// POP3, POP3S, IMAP, IMAPS.
 fn free_ports() -> [u16; 4] {

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod dovecot;
 pub mod imapserver;
+pub mod oauthserver;
 pub mod pop2server;
 pub mod server;
 pub mod smtpserver;
