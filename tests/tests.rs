@@ -25,4 +25,5 @@ mod support;
 mod switching;
 mod sync;
 mod unsafe_code;
+mod watch;
 mod wrong_guesses;

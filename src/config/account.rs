@@ -74,6 +74,7 @@ fn account(s: &Section, imap_targets: &Targets) -> Result<Account> {
     let keep_days = policy::keep_days(s.get("keep_days"), keep)?;
     let max_size = policy::max_size(s.get("max_size"))?;
     let filter = policy::filter(s.get("filter"), protocol, &s.header)?;
+    let interval = policy::interval(s.get("interval"))?;
 
     Ok(Account {
         name: s.name().to_string(),
@@ -94,6 +95,7 @@ fn account(s: &Section, imap_targets: &Targets) -> Result<Account> {
         filter,
         timeout,
         command_timeout,
+        interval,
     })
 }
 
