@@ -384,3 +384,53 @@ fn a_bad_interval_is_a_config_error_naming_the_line() {
         run.stderr
     );
 }
+
+#[test]
+fn idle_against_dovecot_fetches_new_mail_within_seconds() {
+    use crate::support::dovecot::{require_dovecot_imap, Dovecot};
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    dc.add_message("alice", b"Subject: before\n\nbefore\n");
+    let env = Env::new();
+    // An hour between runs: only IDLE can bring the new mail in seconds.
+    env.write_config(&format!(
+        "[accounts.i]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\ntls = \"implicit\"\nuser = \"alice\"\npassword = \"pw-alice\"\nca_file = \"{}\"\ntimeout = 20\nmaildir = \"~/Mail/i\"\nidle = true\ninterval = \"1h\"\n",
+        dc.imaps_port(),
+        dc.pki().ca_path.display()
+    ));
+    // -vv: the dialogue shows when the server has accepted the IDLE.
+    let mut watch = Watch::start(&env, &["-vv"]);
+    watch.wait_for("the IDLE", Duration::from_secs(20), || {
+        watch.stderr().contains("[i] < + ")
+    });
+    for (round, subject) in ["first", "second"].iter().enumerate() {
+        let arrived = Instant::now();
+        dc.add_message(
+            "alice",
+            format!("Subject: {subject}\n\n{subject}\n").as_bytes(),
+        );
+        watch.wait_for("the new message", Duration::from_secs(5), || {
+            maildir_messages(&env.maildir("i"))
+                .iter()
+                .any(|m| m.starts_with(format!("Subject: {subject}").as_bytes()))
+        });
+        eprintln!(
+            "round {round}: fetched {:?} after arrival",
+            arrived.elapsed()
+        );
+    }
+    assert!(
+        !watch.stderr().contains("IDLE on INBOX"),
+        "{}",
+        watch.stderr()
+    );
+    assert!(watch.stderr().contains("[i] > DONE"), "{}", watch.stderr());
+    // Stopping does not wait for the IDLE's renewal.
+    let asked = Instant::now();
+    watch.signal(Signal::TERM);
+    let status = watch.exit(Duration::from_secs(5)).expect("exit within 5 s");
+    assert_eq!(status.code(), Some(0), "{}", watch.stderr());
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use crate::config::secret::Secret;
 use crate::config::{Account, Config};
 use crate::engine::sync::{self, SyncOptions, SyncReport};
 use crate::error::{Error, ExitKind};
+use crate::source::imap::idle::{self, Idler, Listener};
 use crate::ui::progress::Progress;
 use crate::ui::report::Output;
 use crate::watch::backoff;
@@ -78,6 +79,14 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
         "READY=1\nSTATUS=watching {}",
         plural(names.len(), "account")
     ));
+    let inbox = Arc::new(IdleInbox {
+        news: Mutex::default(),
+        waker: waiter
+            .waker()
+            .map_err(|e| Error::local_io("cannot start watching", e))?,
+    });
+    let mut idlers: HashMap<(String, String), Idler> = HashMap::new();
+    start_idlers(&watched, &mut idlers, &inbox, &opts);
     let mut next_watchdog = notifier.watchdog.map(|d| Instant::now() + d);
     let mut stopping = false;
     loop {
@@ -101,6 +110,12 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
             break;
         }
         let now = Instant::now();
+        for news in inbox.take() {
+            match news {
+                IdleNews::NewMail(name) => schedule.run_now(Some(&name), now),
+                IdleNews::Note(name, folder, text) => events.idle(&name, &folder, &text),
+            }
+        }
         if !stopping {
             for name in schedule.start_due(now, jobs) {
                 let Some(account) = watched.accounts.get(&name).cloned() else {
@@ -138,6 +153,9 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
             stopping = true;
             notifier.send("STOPPING=1");
             events.stopping(running.len());
+            for (_, idler) in idlers.drain() {
+                idler.stop();
+            }
         }
         if stopping {
             continue;
@@ -155,6 +173,24 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
                         failures.remove(name);
                     }
                     watched = new;
+                    // IDLE for an account gone or changed ends; new ones start.
+                    idlers.retain(|(name, folder), _| {
+                        watched
+                            .accounts
+                            .get(name)
+                            .is_some_and(|a| idle::folders(a).contains(folder))
+                    });
+                    let changed: Vec<(String, String)> = idlers
+                        .iter()
+                        .filter(|((name, _), idler)| !idler.same(&watched.accounts[name]))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in changed {
+                        if let Some(idler) = idlers.remove(&key) {
+                            idler.stop();
+                        }
+                    }
+                    start_idlers(&watched, &mut idlers, &inbox, &opts);
                     events.reloaded(&added, &removed);
                 }
                 Err(e) => events.reload_failed(&e),
@@ -164,6 +200,9 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
         if woken.sync_now {
             schedule.run_now(None, Instant::now());
         }
+    }
+    for (_, idler) in idlers.drain() {
+        idler.stop();
     }
     events.stopped();
     Ok(0)
@@ -249,4 +288,66 @@ fn select_watched(
         state_dir: Arc::new(config.state_dir.clone()),
         specs,
     })
+}
+
+/// What the IDLE connections have told the main loop since it last looked.
+enum IdleNews {
+    NewMail(String),
+    /// Account, folder, text.
+    Note(String, String, String),
+}
+
+struct IdleInbox {
+    news: Mutex<Vec<IdleNews>>,
+    waker: Waker,
+}
+
+impl IdleInbox {
+    fn take(&self) -> Vec<IdleNews> {
+        std::mem::take(&mut *self.news.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, news: IdleNews) {
+        self.news
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(news);
+        self.waker.wake();
+    }
+}
+
+impl Listener for IdleInbox {
+    fn new_mail(&self, account: &str, _folder: &str) {
+        self.push(IdleNews::NewMail(account.to_string()));
+    }
+
+    fn note(&self, account: &str, folder: &str, text: String) {
+        self.push(IdleNews::Note(
+            account.to_string(),
+            folder.to_string(),
+            text,
+        ));
+    }
+}
+
+/// An IDLE connection for every folder of every account that asks for
+/// IDLE and has none yet.
+fn start_idlers(
+    watched: &Watched,
+    idlers: &mut HashMap<(String, String), Idler>,
+    inbox: &Arc<IdleInbox>,
+    opts: &SyncOptions,
+) {
+    for spec in &watched.specs {
+        let account = &watched.accounts[&spec.name];
+        for folder in idle::folders(account) {
+            let key = (account.name.clone(), folder.clone());
+            if idlers.contains_key(&key) {
+                continue;
+            }
+            let listener: Arc<dyn Listener> = inbox.clone();
+            let idler = Idler::start(account.clone(), folder, listener, opts.connect.clone());
+            idlers.insert(key, idler);
+        }
+    }
 }

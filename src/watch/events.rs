@@ -168,6 +168,21 @@ impl Events {
         }
     }
 
+    /// What an IDLE connection had to say (it failed, it is back, the
+    /// server has none).
+    pub fn idle(&self, account: &str, folder: &str, what: &str) {
+        self.output
+            .info(&format!("{account}: IDLE on {folder}: {what}"));
+        if self.output.json {
+            print_json_line(&json!({
+                "event": "idle",
+                "account": account,
+                "folder": folder,
+                "message": what,
+            }));
+        }
+    }
+
     pub fn stopped(&self) {
         self.output.info("popfetch: stopped");
         if self.output.json {
