@@ -45,6 +45,10 @@ struct Watch {
 
 impl Watch {
     fn start(env: &Env, args: &[&str]) -> Watch {
+        Watch::start_with(env, args, &[])
+    }
+
+    fn start_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Watch {
         let n = fs::read_dir(env.dir.path()).unwrap().count();
         let stderr = env.dir.path().join(format!("watch-{n}.stderr"));
         let stdout = env.dir.path().join(format!("watch-{n}.stdout"));
@@ -52,6 +56,7 @@ impl Watch {
         all.extend_from_slice(args);
         let child = env
             .command(&all)
+            .envs(vars.iter().copied())
             .stdout(fs::File::create(&stdout).unwrap())
             .stderr(fs::File::create(&stderr).unwrap())
             .spawn()
@@ -433,4 +438,59 @@ fn idle_against_dovecot_fetches_new_mail_within_seconds() {
     let status = watch.exit(Duration::from_secs(5)).expect("exit within 5 s");
     assert_eq!(status.code(), Some(0), "{}", watch.stderr());
     assert!(asked.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn under_systemd_it_says_ready_status_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let env = Env::new();
+    let a = server(
+        "a",
+        Config {
+            messages: vec![msg("a0")],
+            ..Config::default()
+        },
+    );
+    env.write_config(&account("a", a.port(), "1s"));
+    let path = env.dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut watch = Watch::start_with(
+        &env,
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut got: Vec<String> = Vec::new();
+    let mut receive = |until: &dyn Fn(&[String]) -> bool| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !until(&got) && Instant::now() < end {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = socket.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        got.clone()
+    };
+    let got_now = receive(&|g: &[String]| {
+        g.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3
+            && g.iter().any(|m| m.contains("STATUS=a: ok, 1 new"))
+    });
+    assert!(got_now[0].starts_with("READY=1\n"), "{got_now:?}");
+    assert!(
+        got_now.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3,
+        "{got_now:?}"
+    );
+    assert!(
+        got_now.iter().any(|m| m.contains("STATUS=a: ok, 1 new")),
+        "{got_now:?}"
+    );
+    watch.signal(Signal::TERM);
+    assert_eq!(watch.exit(Duration::from_secs(10)).unwrap().code(), Some(0));
+    let got_now = receive(&|g: &[String]| g.iter().any(|m| m == "STOPPING=1"));
+    assert!(got_now.iter().any(|m| m == "STOPPING=1"), "{got_now:?}");
 }
