@@ -9,7 +9,8 @@
 //! config/    raw.rs reads the TOML with spans; one validator per key or
 //!            group (server, imap, targets, policy, password) → Account
 //! source/    where mail comes from: the Source trait (mod.rs); pop3/ (client,
-//!            codec, auth), imap/ (client, codec, folder), pop2, connect
+//!            codec, auth), imap/ (client, codec, folder,
+//!            idle for `watch`), pop2, connect
 //!            (POP3 and IMAP login)
 //! engine/    plan (pure), identity, filter, sync: drives any Source into
 //!            any Delivery and owns the invariants

@@ -121,16 +121,31 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
                 let Some(account) = watched.accounts.get(&name).cloned() else {
                     continue;
                 };
-                let thread = spawn_run(
-                    account,
-                    watched.state_dir.clone(),
-                    opts.clone(),
-                    done_tx.clone(),
-                    waiter
-                        .waker()
-                        .map_err(|e| Error::local_io("cannot start a sync", e))?,
-                );
-                running.insert(name, thread);
+                match waiter.waker() {
+                    Ok(waker) => {
+                        let thread = spawn_run(
+                            account,
+                            watched.state_dir.clone(),
+                            opts.clone(),
+                            done_tx.clone(),
+                            waker,
+                        );
+                        running.insert(name, thread);
+                    }
+                    // Out of file descriptors, most likely: reported as
+                    // the run's failure, tried again at the interval.
+                    Err(e) => {
+                        let report = SyncReport {
+                            account: name.clone(),
+                            error: Some(Error::local_io("cannot start a sync", e)),
+                            ..SyncReport::default()
+                        };
+                        let failure = report.error.as_ref().map(|e| e.kind());
+                        let next =
+                            schedule.finished(&name, failure, Instant::now(), &mut backoff::unit);
+                        events.synced(&report, next, 0);
+                    }
+                }
             }
         }
         let mut timeout = if stopping {

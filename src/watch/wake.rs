@@ -17,6 +17,10 @@ static HANDLER_END: OnceLock<UnixStream> = OnceLock::new();
 
 /// Set by the handlers, read and cleared by the main loop.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// A stop not yet reported by [`Waiter::wait`] (`STOP` stays set, for the
+/// second signal; this one is cleared, so waiting goes on blocking while
+/// the running syncs finish).
+static STOP_NEWS: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
 static SYNC_NOW: AtomicBool = AtomicBool::new(false);
 
@@ -72,12 +76,10 @@ impl Waiter {
     /// Blocks until something wakes the loop or `timeout` passes (`None`:
     /// no timeout), and says what came by signal.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Woken {
-        let pending = Woken {
-            stop: STOP.load(Ordering::SeqCst),
-            reload: RELOAD.load(Ordering::SeqCst),
-            sync_now: SYNC_NOW.load(Ordering::SeqCst),
-        };
-        if pending == Woken::default() {
+        let pending = STOP_NEWS.load(Ordering::SeqCst)
+            || RELOAD.load(Ordering::SeqCst)
+            || SYNC_NOW.load(Ordering::SeqCst);
+        if !pending {
             // A zero timeout is an error to SO_RCVTIMEO: a millisecond is as good.
             let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
             if self.read.set_read_timeout(timeout).is_ok() {
@@ -90,8 +92,7 @@ impl Waiter {
             }
         }
         Woken {
-            // Stop stays set: the loop keeps stopping.
-            stop: STOP.load(Ordering::SeqCst),
+            stop: STOP_NEWS.swap(false, Ordering::SeqCst),
             reload: RELOAD.swap(false, Ordering::SeqCst),
             sync_now: SYNC_NOW.swap(false, Ordering::SeqCst),
         }
@@ -108,6 +109,7 @@ extern "C" fn on_signal(sig: libc::c_int, _: &signals::siginfo_t, _: *mut libc::
                 return;
             }
             crate::ui::interrupt::request();
+            STOP_NEWS.store(true, Ordering::SeqCst);
         }
         libc::SIGHUP => RELOAD.store(true, Ordering::SeqCst),
         libc::SIGUSR1 => SYNC_NOW.store(true, Ordering::SeqCst),
@@ -115,5 +117,37 @@ extern "C" fn on_signal(sig: libc::c_int, _: &signals::siginfo_t, _: *mut libc::
     }
     if let Some(end) = HANDLER_END.get() {
         let _ = rustix::io::write(end, b"s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn waits_for_the_timeout_or_a_waker_whichever_comes_first() {
+        let mut waiter = Waiter::new().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            waiter.wait(Some(Duration::from_millis(50))),
+            Woken::default()
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(45));
+        let waker = waiter.waker().unwrap();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            waker.wake();
+        });
+        let t0 = Instant::now();
+        waiter.wait(Some(Duration::from_secs(10)));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        thread.join().unwrap();
+        // Many wake-ups pile up as one.
+        let waker = waiter.waker().unwrap();
+        for _ in 0..10_000 {
+            waker.wake();
+        }
+        waiter.wait(None);
     }
 }
