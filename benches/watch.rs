@@ -18,9 +18,9 @@
 //!   RSS, open fds, threads, zombie children. At the end SIGTERM (exit 0
 //!   expected), then a plain `sync` of every account, and every message
 //!   pushed is checked to be in its Maildir exactly once. `BENCH_SOAK_SECS`
-//!   (default 180) sets the length; past about 250 s the scripted servers,
-//!   which keep every connection's socket until they are dropped, run this
-//!   process out of file descriptors (20,000 here).
+//!   (default 300) sets the length. Every 30 s each mailbox moves to a new
+//!   scripted server (they keep every connection's socket until dropped)
+//!   and SIGHUP makes popfetch reload the config with the new ports.
 //! - `idle`: 50 accounts that wait (`interval = "24h"`: their first runs
 //!   are spread over a day, so in the few minutes measured almost none
 //!   runs), for `BENCH_IDLE_SECS` (default 180): CPU seconds (utime +
@@ -62,7 +62,7 @@ fn main() {
     let scenarios = std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "soak,idle".into());
     for s in scenarios.split(',').map(str::trim) {
         match s {
-            "soak" => soak(env_secs("BENCH_SOAK_SECS", 180)),
+            "soak" => soak(env_secs("BENCH_SOAK_SECS", 300)),
             "idle" => idle(env_secs("BENCH_IDLE_SECS", 180)),
             other => panic!("BENCH_SCENARIOS: unknown scenario {other:?} (known: soak, idle)"),
         }
@@ -118,6 +118,8 @@ struct Sample {
     rss_kib: u64,
     fds: usize,
     threads: usize,
+    /// Children that ended and were not yet waited for (a child is one
+    /// for a moment between its exit and the wait).
     zombies: usize,
     /// utime + stime, in clock ticks.
     cpu_ticks: u64,
@@ -165,29 +167,28 @@ fn sample(pid: u32) -> Sample {
             .map(|d| d.count())
             .unwrap_or(0),
         threads: field("Threads:") as usize,
-        zombies: zombie_children(pid),
+        zombies: zombie_children(pid).len(),
         cpu_ticks: tick(14) + tick(15),
         voluntary,
     }
 }
 
 /// Children of `pid` that ended and were not waited for.
-fn zombie_children(pid: u32) -> usize {
+fn zombie_children(pid: u32) -> HashSet<u32> {
     let Ok(procs) = fs::read_dir("/proc") else {
-        return 0;
+        return HashSet::new();
     };
     procs
         .flatten()
-        .filter(|p| p.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter_map(|p| fs::read_to_string(p.path().join("stat")).ok())
-        .filter(|stat| {
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
+        .filter_map(|p| {
+            let child: u32 = p.file_name().to_string_lossy().parse().ok()?;
+            let stat = fs::read_to_string(p.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
             let f: Vec<&str> = rest.split_whitespace().collect();
-            f.first() == Some(&"Z") && f.get(1) == Some(&pid.to_string().as_str())
+            (f.first() == Some(&"Z") && f.get(1) == Some(&pid.to_string().as_str()))
+                .then_some(child)
         })
-        .count()
+        .collect()
 }
 
 /// Waits until the process catches SIGUSR1 (SigCgt in /proc/PID/status):
@@ -245,22 +246,28 @@ const SOAK_ACCOUNTS: usize = 8;
 fn soak(length: Duration) {
     eprintln!("bench: soak, {SOAK_ACCOUNTS} accounts, {length:?}");
     let home = Home::new();
-    let servers: Vec<Server> = (0..SOAK_ACCOUNTS)
-        .map(|i| {
-            Server::start(Config {
-                user: format!("u{i}"),
-                ..Config::default()
-            })
+    let start_server = |i: usize, messages: Vec<Msg>| {
+        Server::start(Config {
+            user: format!("u{i}"),
+            messages,
+            ..Config::default()
         })
+    };
+    let config_for = |servers: &[Server]| {
+        let mut config = String::new();
+        for (i, s) in servers.iter().enumerate() {
+            config.push_str(&format!(
+                "[accounts.a{i}]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"u{i}\"\npassword_command = \"echo secret\"\nmaildir = \"~/Mail/a{i}\"\ntimeout = 5\ninterval = \"1s\"\nkeep = {}\n\n",
+                s.port(),
+                i % 2 == 0
+            ));
+        }
+        config
+    };
+    let mut servers: Vec<Server> = (0..SOAK_ACCOUNTS)
+        .map(|i| start_server(i, Vec::new()))
         .collect();
-    let mut config = String::new();
-    for (i, s) in servers.iter().enumerate() {
-        config.push_str(&format!(
-            "[accounts.a{i}]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"u{i}\"\npassword_command = \"echo secret\"\nmaildir = \"~/Mail/a{i}\"\ntimeout = 5\ninterval = \"1s\"\nkeep = {}\n\n",
-            s.port(),
-            i % 2 == 0
-        ));
-    }
+    let config = config_for(&servers);
     home.write_config(&config);
     let mut child = home
         .command(&["watch", "-q", "-j", "4"])
@@ -293,6 +300,9 @@ fn soak(length: Duration) {
     let mut next_fault = start;
     let mut round = 0;
     let mut max_zombies = 0;
+    let mut next_move = start + Duration::from_secs(30);
+    let mut runs = 0;
+    let mut reloads = 0;
     while start.elapsed() < length {
         let now = Instant::now();
         if now >= next_fault {
@@ -307,16 +317,39 @@ fn soak(length: Duration) {
             round += 1;
             next_fault = now + Duration::from_secs(3);
         }
+        // The scripted servers keep every connection's socket until they
+        // are dropped: every 30 s each mailbox moves to a new server (same
+        // user and host, so the same seen state) and SIGHUP tells popfetch
+        // the new ports; runs on the old ones fail, as a restarted server's
+        // would.
+        if now >= next_move {
+            let moved: Vec<Server> = (0..SOAK_ACCOUNTS)
+                .map(|i| start_server(i, servers[i].messages()))
+                .collect();
+            home.write_config(&config_for(&moved));
+            signal(&child, rustix::process::Signal::HUP);
+            reloads += 1;
+            for old in std::mem::replace(&mut servers, moved) {
+                runs += old.connections();
+            }
+            next_move = now + Duration::from_secs(30);
+        }
         if now >= next_sample {
             let s = sample(pid);
-            max_zombies = max_zombies.max(s.zombies);
+            // A zombie still there a second later was never waited for.
+            let now_zombies = zombie_children(pid);
+            if !now_zombies.is_empty() {
+                std::thread::sleep(Duration::from_secs(1));
+                let later = zombie_children(pid);
+                max_zombies = max_zombies.max(now_zombies.intersection(&later).count());
+            }
             samples.push((start.elapsed(), s));
             next_sample = now + Duration::from_secs(5);
         }
         signal(&child, rustix::process::Signal::USR1);
         std::thread::sleep(Duration::from_millis(10));
     }
-    let runs: usize = servers.iter().map(|s| s.connections()).sum();
+    runs += servers.iter().map(|s| s.connections()).sum::<usize>();
     let last = sample(pid);
     samples.push((start.elapsed(), last));
     signal(&child, rustix::process::Signal::TERM);
@@ -381,12 +414,12 @@ fn soak(length: Duration) {
     let fds_max = samples.iter().map(|(_, s)| s.fds).max().unwrap_or(0);
     println!();
     println!(
-        "runs (server connections): {runs} in {:.0} s; messages pushed {}, delivered {delivered}, missing {missing}, duplicates {duplicates}",
+        "runs (server connections): {runs} in {:.0} s, {reloads} reloads; messages pushed {}, delivered {delivered}, missing {missing}, duplicates {duplicates}",
         length.as_secs_f64(),
         pushed.iter().sum::<u64>()
     );
     println!(
-        "RSS after 20 s: {rss_min}..{rss_max} KiB; open fds at most {fds_max}; zombies at most {max_zombies}"
+        "RSS after 20 s: {rss_min}..{rss_max} KiB; open fds at most {fds_max}; zombies left unwaited for a second: at most {max_zombies}"
     );
     println!(
         "SIGTERM: exit {:?} after {:.2} s; the sync after it: exit {:?}",

@@ -53,7 +53,7 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
         connect,
         ..SyncOptions::default()
     });
-    let events = Events { output };
+    let events = Events::new(output);
     let config = Config::load(&path)?;
     // Typed passwords are asked for once, here, and kept for reloads:
     // nobody is at the terminal when a run starts at 3 a.m.

@@ -3,6 +3,8 @@
 //! `--json` one JSON object per event on stdout. A run that found nothing
 //! says nothing: a quiet mailbox makes a quiet log.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,9 +17,19 @@ use crate::ui::report::{error_chain, human_bytes, print_json_line, Output};
 
 pub struct Events {
     pub output: Output,
+    /// Warnings said already: a server that says the same every few
+    /// minutes is said once (stdout's JSON still carries each run).
+    said: RefCell<HashSet<String>>,
 }
 
 impl Events {
+    pub fn new(output: Output) -> Events {
+        Events {
+            output,
+            said: RefCell::default(),
+        }
+    }
+
     pub fn start(&self, names: &[&str], config: &Path) {
         self.output.info(&format!(
             "popfetch: watching {} account{} ({}) of {}",
@@ -39,8 +51,11 @@ impl Events {
     /// A run ended. `before`: temporary failures in a row before it.
     /// Returns the account's line for systemd's STATUS.
     pub fn synced(&self, r: &SyncReport, next: Option<Next>, before: u32) -> String {
+        // The engine's warnings name the account already.
         for w in &r.warnings {
-            self.output.warn(&format!("{}: {w}", r.account));
+            if self.said.borrow_mut().insert(w.clone()) {
+                self.output.warn(w);
+            }
         }
         let news = summary(r);
         let after = next.map(|n| n.after);
@@ -119,6 +134,7 @@ impl Events {
                 "exit_code": r.error.as_ref().map_or(0, |e| e.kind().code()),
                 "failures": next.map_or(0, |n| n.failures),
                 "next_in": after.map(|d| d.as_secs_f64()),
+                "warnings": r.warnings,
             }));
         }
         status
