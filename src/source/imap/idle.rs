@@ -288,6 +288,8 @@ fn run(
                 );
                 return;
             }
+            // Closed under it by stop(): nothing to report.
+            Err(_) if shared.stop.load(Ordering::SeqCst) => return,
             Err(e) => {
                 failures += 1;
                 // A minute (or the interval, if shorter), doubling.
