@@ -23,9 +23,11 @@
 //!   and SIGHUP makes popfetch reload the config with the new ports.
 //! - `idle`: 50 accounts that wait (`interval = "24h"`: their first runs
 //!   are spread over a day, so in the few minutes measured almost none
-//!   runs), for `BENCH_IDLE_SECS` (default 180): CPU seconds (utime +
+//!   runs; `BENCH_IDLE_INTERVAL=5m` for the default interval, runs
+//!   included), for `BENCH_IDLE_SECS` (default 180): CPU seconds (utime +
 //!   stime, /proc/PID/stat) and wake-ups (voluntary context switches of
-//!   every thread, /proc/PID/task/*/status), scaled to an hour.
+//!   every thread, /proc/PID/task/*/status; those of threads that ended,
+//!   the runs', are not counted), scaled to an hour.
 //!
 //! The table goes to stdout.
 
@@ -447,12 +449,21 @@ fn soak(length: Duration) {
 fn idle(length: Duration) {
     const ACCOUNTS: usize = 50;
     eprintln!("bench: idle, {ACCOUNTS} accounts waiting, {length:?}");
+    let interval = std::env::var("BENCH_IDLE_INTERVAL").unwrap_or_else(|_| "24h".into());
     let home = Home::new();
-    let server = Server::start(Config::default());
+    let servers: Vec<Server> = (0..ACCOUNTS)
+        .map(|i| {
+            Server::start(Config {
+                user: format!("u{i}"),
+                messages: vec![message(i, 0)],
+                ..Config::default()
+            })
+        })
+        .collect();
     let mut config = String::new();
-    for i in 0..ACCOUNTS {
+    for (i, server) in servers.iter().enumerate() {
         config.push_str(&format!(
-            "[accounts.a{i}]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"u{i}\"\npassword = \"secret\"\nmaildir = \"~/Mail/a{i}\"\ninterval = \"24h\"\n\n",
+            "[accounts.a{i}]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"u{i}\"\npassword = \"secret\"\nmaildir = \"~/Mail/a{i}\"\ninterval = \"{interval}\"\n\n",
             server.port()
         ));
     }
@@ -485,7 +496,7 @@ fn idle(length: Duration) {
         "CPU: {cpu:.3} s measured, {:.3} s per hour; wake-ups (voluntary context switches): {wakeups:.0} measured, {:.0} per hour; runs meanwhile: {}; RSS {} KiB, threads {}, fds {}",
         cpu * per_hour,
         wakeups * per_hour,
-        server.connections(),
+        servers.iter().map(|s| s.connections()).sum::<usize>(),
         after.rss_kib,
         after.threads,
         after.fds
