@@ -490,7 +490,7 @@ fn idle(length: Duration) {
     let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / clock_ticks_per_sec();
     let wakeups = after.voluntary.saturating_sub(before.voluntary) as f64;
     println!(
-        "\n## watch idle: {ACCOUNTS} accounts waiting (interval 24h), measured {elapsed:.0} s\n"
+        "\n## watch idle: {ACCOUNTS} accounts waiting (interval {interval}), measured {elapsed:.0} s\n"
     );
     println!(
         "CPU: {cpu:.3} s measured, {:.3} s per hour; wake-ups (voluntary context switches): {wakeups:.0} measured, {:.0} per hour; runs meanwhile: {}; RSS {} KiB, threads {}, fds {}",
