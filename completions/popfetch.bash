@@ -55,6 +55,9 @@ _popfetch() {
             popfetch,top)
                 cmd="popfetch__subcmd__top"
                 ;;
+            popfetch,watch)
+                cmd="popfetch__subcmd__watch"
+                ;;
             popfetch__subcmd__help,accounts)
                 cmd="popfetch__subcmd__help__subcmd__accounts"
                 ;;
@@ -93,6 +96,9 @@ _popfetch() {
                 ;;
             popfetch__subcmd__help,top)
                 cmd="popfetch__subcmd__help__subcmd__top"
+                ;;
+            popfetch__subcmd__help,watch)
+                cmd="popfetch__subcmd__help__subcmd__watch"
                 ;;
             popfetch__subcmd__help__subcmd__seen,forget)
                 cmd="popfetch__subcmd__help__subcmd__seen__subcmd__forget"
@@ -143,7 +149,7 @@ _popfetch() {
 
     case "${cmd}" in
         popfetch)
-            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version sync check list top accounts seen info init login logout completions man help"
+            opts="-c -q -v -h -V --config --quiet --verbose --color --help --version sync watch check list top accounts seen info init login logout completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,7 +253,7 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__help)
-            opts="sync check list top accounts seen info init login logout completions man help"
+            opts="sync watch check list top accounts seen info init login logout completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -485,6 +491,20 @@ _popfetch() {
             return 0
             ;;
         popfetch__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -954,6 +974,40 @@ _popfetch() {
                     return 0
                     ;;
                 -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        popfetch__subcmd__watch)
+            opts="-j -c -q -v -h -V --jobs --json --config --quiet --verbose --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -66,6 +66,19 @@ pub struct Cli {
 pub enum Command {
     /// Fetch new mail for every account, or the named ones
     Sync(SyncArgs),
+    /// Keep fetching: each account on its own schedule, until stopped
+    ///
+    /// Each account syncs every `interval` (default 5m), its first run
+    /// somewhere in the first interval; IMAP accounts with `idle = true`
+    /// also wait for new mail with IDLE. Temporary failures (exit 75) are
+    /// retried later and later (up to an hour); others at the next interval.
+    /// Prints one line per event on stderr, nothing while nothing happens.
+    /// SIGTERM or SIGINT: the running syncs commit what they fetched and
+    /// log out, then exit 0 (a second signal exits at once). SIGHUP:
+    /// reload the config. SIGUSR1: sync every account now. One watch per
+    /// config file; under systemd (Type=notify) it reports readiness,
+    /// status and watchdog.
+    Watch(WatchArgs),
     /// Ask whether new mail has arrived; download nothing
     ///
     /// One short session per account (LIST and UIDL only). Exits 0 when any
@@ -150,6 +163,22 @@ pub struct SyncArgs {
     pub jobs: Option<u16>,
 
     /// Print one JSON object per account on stdout (with --dry-run, the plan as `planned`)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Accounts to watch (default: all)
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
+
+    /// Sync up to N accounts at once [default: up to 4]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// Print one JSON object per event on stdout (`event`: start, sync,
+    /// reload, reload_failed, idle, stopping, stopped)
     #[arg(long)]
     pub json: bool,
 }

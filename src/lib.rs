@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cli        every flag and help text (clap)
-//! commands/  mod.rs dispatches; sync, accounts, peek (check/list/top), seen,
-//!            info, init, import, docs (man, completions)
+//! commands/  mod.rs dispatches; sync, watch, accounts, peek (check/list/top),
+//!            seen, info, init, import, docs (man, completions)
 //! config/    raw.rs reads the TOML with spans; one validator per key or
 //!            group (server, imap, targets, policy, password) → Account
 //! source/    where mail comes from: the Source trait (mod.rs); pop3/ (client,
-//!            codec, auth), imap/ (client, codec, folder), pop2, connect
+//!            codec, auth), imap/ (client, codec, folder,
+//!            idle for `watch`), pop2, connect
 //!            (POP3 and IMAP login)
 //! engine/    plan (pure), identity, filter, sync: drives any Source into
 //!            any Delivery and owns the invariants
@@ -23,6 +24,8 @@
 //!            terminal helpers, time zones, Ctrl-C
 //! external   external commands (MDA, filter, password_command) under a time limit
 //! signals    the one place that changes signal dispositions
+//! watch/     `watch`: schedule, backoff, wake-ups and signals, events,
+//!            systemd notify, the one-watch-per-config lock
 //! error      errors that know their exit code (SPEC §6)
 //! ```
 
@@ -40,3 +43,4 @@ pub mod source;
 pub(crate) mod state;
 pub(crate) mod target;
 pub mod ui;
+pub(crate) mod watch;

@@ -28,4 +28,5 @@ mod switching;
 mod sync;
 mod target_output;
 mod unsafe_code;
+mod watch;
 mod wrong_guesses;

@@ -167,6 +167,7 @@ fn account_json(a: &Account, config: &Config) -> serde_json::Value {
         "filter": a.filter,
         "folder": a.folder,
         "timeout": a.timeout.as_secs(),
+        "interval": a.interval.as_secs(),
         "identity": a.identity(),
         "state_dir": config.state_dir.display().to_string(),
     });
@@ -266,6 +267,10 @@ fn account_text(a: &Account, config: &Config) -> String {
         }
     }
     lines.push(format!("  timeout      {} s", a.timeout.as_secs()));
+    lines.push(format!(
+        "  interval     {} (watch)",
+        crate::watch::events::human_duration(a.interval)
+    ));
     let identities: Vec<String> = a.per_folder().iter().map(Account::identity).collect();
     lines.push(format!(
         "  seen state   {} in {}",

@@ -1,9 +1,9 @@
 //! The commands: what each subcommand does with the config, the store and
-//! the servers. [`run`] dispatches; `sync` and `accounts` have files of
-//! their own, `peek` serves check, list and top, `seen`, `info`, `init`,
-//! `login` (login, logout) and `docs` (man, completions) theirs. Errors go
-//! up as `anyhow` with a typed [`Error`] inside, so the binary can map
-//! them to an exit code.
+//! the servers. [`run`] dispatches; `sync`, `watch` and `accounts` have
+//! files of their own, `peek` serves check, list and top, `seen`, `info`,
+//! `init`, `login` (login, logout) and `docs` (man, completions) theirs.
+//! Errors go up as `anyhow` with a typed [`Error`] inside, so the binary
+//! can map them to an exit code.
 
 mod accounts;
 pub(crate) mod docs;
@@ -14,6 +14,7 @@ mod login;
 pub(crate) mod peek;
 pub(crate) mod seen;
 mod sync;
+mod watch;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Sync(args) => sync::sync_command(&cli, args),
+        Command::Watch(args) => watch::watch_command(&cli, args),
         Command::Accounts(args) => accounts::accounts_command(&cli, args),
         Command::Check(args) => check_command(&cli, args),
         Command::List(args) => list_command(&cli, args),

@@ -93,6 +93,7 @@ fn account(s: &Section, imap_targets: &Targets, state_dir: &Path) -> Result<Acco
             command_timeout,
         },
     )?;
+    let interval = policy::interval(s.get("interval"))?;
 
     Ok(Account {
         name: s.name().to_string(),
@@ -113,6 +114,7 @@ fn account(s: &Section, imap_targets: &Targets, state_dir: &Path) -> Result<Acco
         filter,
         timeout,
         command_timeout,
+        interval,
     })
 }
 

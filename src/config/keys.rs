@@ -121,6 +121,10 @@ pub const ACCOUNT_KEYS: &[(&str, &str)] = &[
     ),
     ("move_to", "IMAP: move to this folder instead of deleting"),
     ("idle", "IMAP: let `watch` wait for new mail with IDLE"),
+    (
+        "interval",
+        "how often `watch` syncs the account: \"30s\", \"5m\" (the default), \"1h\"",
+    ),
 ];
 
 /// Every key of a `[targets.NAME]` table (an IMAP mailbox to append to).

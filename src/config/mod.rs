@@ -20,7 +20,7 @@
 //! imap      folders, fetch, mark_seen, move_to, idle (IMAP accounts only)
 //! targets   maildir | mbox | mda | lmtp | smtp | imap_target
 //! imap_target  [targets.NAME]: url, and the connection keys
-//! policy    keep, keep_days, max_size, filter, timeouts
+//! policy    keep, keep_days, max_size, filter, timeouts, interval
 //! password  password / password_command / prompt
 //! oauth     oauth, oauth_*: the token from `popfetch login` instead
 //! paths     ~ and relative paths, XDG defaults, owner-only file check
@@ -177,6 +177,7 @@ impl ImapTarget {
             filter: None,
             timeout: self.timeout,
             command_timeout,
+            interval: Duration::from_secs(300),
         }
     }
 }
@@ -222,6 +223,8 @@ pub struct Account {
     pub timeout: Duration,
     /// Time limit for the MDA, `filter` and `password_command`.
     pub command_timeout: Duration,
+    /// How often `watch` syncs the account.
+    pub interval: Duration,
 }
 
 impl Account {

@@ -1,5 +1,6 @@
 //! Validators for what a sync does with the mail and how long it waits:
-//! `keep`, `keep_days`, `max_size`, `filter`, `timeout`, `command_timeout`.
+//! `keep`, `keep_days`, `max_size`, `filter`, `timeout`, `command_timeout`,
+//! and how often `watch` syncs (`interval`).
 
 use std::time::Duration;
 
@@ -22,6 +23,43 @@ pub(super) fn seconds(v: Option<Value>, default: u64) -> Result<Duration> {
         return Err(v.err(format!("{} = {n}: expected 1 to 3600 seconds", v.key)));
     }
     Ok(Duration::from_secs(n as u64))
+}
+
+/// The shortest and longest `interval`: a poll more often than every few
+/// seconds is a busy loop against someone's server, and one rarer than a
+/// day is better served by a timer.
+const INTERVAL_MIN: Duration = Duration::from_secs(1);
+const INTERVAL_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// `interval`: how often `watch` syncs, "30s", "5m" or "1h"; 5 minutes
+/// when unset.
+pub(super) fn interval(v: Option<Value>) -> Result<Duration> {
+    let Some(v) = v else {
+        return Ok(Duration::from_secs(300));
+    };
+    let s = v.str()?;
+    match parse_interval(s) {
+        Some(d) if (INTERVAL_MIN..=INTERVAL_MAX).contains(&d) => Ok(d),
+        Some(_) => Err(v.err(format!("interval = {s:?}: expected 1s to 24h"))),
+        None => Err(v.err(format!(
+            "interval = {s:?}: expected a number with s, m or h, like \"30s\", \"5m\" or \"1h\""
+        ))),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h` (spaces allowed before the unit).
+pub fn parse_interval(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    n.checked_mul(factor).map(Duration::from_secs)
 }
 
 /// `keep_days`: 0 or more, and only with `keep`.
@@ -114,6 +152,39 @@ mod tests {
             assert_eq!(inherited, Duration::from_secs(30));
             let unset = seconds(s.get("command_timeout_typo"), 300).unwrap();
             assert_eq!(unset, Duration::from_secs(300));
+        });
+    }
+
+    #[test]
+    fn intervals_take_a_unit_and_stay_within_a_day() {
+        assert_eq!(parse_interval("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_interval("5 m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_interval("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_interval("5"), None);
+        assert_eq!(parse_interval("1.5m"), None);
+        assert_eq!(parse_interval("m"), None);
+        let text = "[defaults]\ninterval = \"10m\"\n[accounts.a]\n";
+        with_first_account(text, |s| {
+            assert_eq!(
+                interval(s.get("interval")).unwrap(),
+                Duration::from_secs(600)
+            );
+        });
+        let text = "[accounts.a]\ninterval = \"5\"\n";
+        with_first_account(text, |s| {
+            let err = interval(s.get("interval")).unwrap_err().to_string();
+            assert!(err.starts_with("/etc/popfetch/config.toml:2: interval = \"5\": expected a number with s, m or h"), "{err}");
+        });
+        let text = "[accounts.a]\ninterval = \"0s\"\n";
+        with_first_account(text, |s| {
+            let err = interval(s.get("interval")).unwrap_err().to_string();
+            assert!(err.ends_with("expected 1s to 24h"), "{err}");
+        });
+        with_first_account("[accounts.a]\n", |s| {
+            assert_eq!(
+                interval(s.get("interval")).unwrap(),
+                Duration::from_secs(300)
+            );
         });
     }
 

@@ -17,6 +17,13 @@ pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }
 
+/// Asks the fetch loops to stop after the message in hand, as the first
+/// Ctrl-C does: for `watch`, whose own handler takes SIGTERM and SIGINT.
+/// Async-signal-safe (an atomic store).
+pub(crate) fn request() {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
 /// Whether the terminal echoed the Ctrl-C as `^C` on stderr's screen.
 /// The progress display keeps the cursor past the end of its last line,
 /// so that echo started a new line: one line more to clear above it.

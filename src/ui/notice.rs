@@ -2,6 +2,9 @@
 //! go: `-v` ([`Verbose`]) and security warnings ([`Alerts`]). Above the
 //! progress bars when there are some. Imports nothing of the engine.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use indicatif::MultiProgress;
 
 /// SGR codes: errors bold red, warnings bold yellow, new mail bold green.
@@ -25,14 +28,36 @@ pub(crate) fn paint(color: bool, text: &str, code: &str) -> String {
 pub struct Alerts {
     multi: Option<MultiProgress>,
     color: bool,
+    /// With [`Alerts::once_each`]: what was said already.
+    said: Option<Arc<Mutex<HashSet<String>>>>,
 }
 
 impl Alerts {
     pub(crate) fn new(multi: Option<MultiProgress>, color: bool) -> Alerts {
-        Alerts { multi, color }
+        Alerts {
+            multi,
+            color,
+            said: None,
+        }
+    }
+
+    /// Says each warning once for the life of the process: `watch` logs in
+    /// every few minutes, and the same warning each time would bury the
+    /// log (the user was told when it started).
+    pub fn once_each(self) -> Alerts {
+        Alerts {
+            said: Some(Arc::default()),
+            ..self
+        }
     }
 
     pub fn security(&self, message: &str) {
+        if let Some(said) = &self.said {
+            let mut said = said.lock().unwrap_or_else(|e| e.into_inner());
+            if !said.insert(message.to_string()) {
+                return;
+            }
+        }
         let line = format!(
             "popfetch: {} {message}",
             paint(self.color, "warning:", WARNING)

@@ -23,6 +23,7 @@
 mod append;
 pub(crate) mod codec;
 mod folder;
+pub mod idle;
 
 pub use append::{AppendUid, Appending};
 
