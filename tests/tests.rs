@@ -24,5 +24,6 @@ mod server_text;
 mod support;
 mod switching;
 mod sync;
+mod target_crash;
 mod unsafe_code;
 mod wrong_guesses;
