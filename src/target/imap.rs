@@ -51,6 +51,11 @@ struct Journaled {
     size: u64,
     /// SHA-256 of the message as delivered (LF line ends), hex.
     digest: String,
+    /// The UID the server gave the message (APPENDUID, RFC 4315): the
+    /// entry is written again with it once the APPEND's OK arrived, so
+    /// recovery knows it is there without searching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
 }
 
 impl Journaled {
@@ -205,6 +210,7 @@ impl Delivery for ImapAppend {
                     date: s.date_field.clone(),
                     size: s.size,
                     digest: s.digest.clone(),
+                    uid: None,
                 }
                 .name(),
             })
@@ -228,12 +234,37 @@ impl Delivery for ImapAppend {
                 return Err(e);
             }
         };
-        self.uids = appended
-            .iter()
-            .zip(&entries)
-            .filter_map(|(a, e)| a.map(|a| (e.name.clone(), a.uid)))
-            .collect();
-        Ok(entries.into_iter().map(|e| e.name).collect())
+        // The UIDs go into the journal before the seen records: a crash
+        // in between leaves entries that recovery resolves without a
+        // search. The first entries are cleared with the records.
+        let mut names: Vec<String> = Vec::with_capacity(entries.len());
+        let mut with_uid = Vec::new();
+        let mut replaced = Vec::new();
+        self.uids.clear();
+        for (a, e) in appended.iter().zip(&entries) {
+            let journaled = Journaled::parse(&e.name).filter(|j| {
+                a.is_some_and(|a| a.uidvalidity == j.uidvalidity || j.uidvalidity == 0)
+            });
+            match (a, journaled) {
+                (Some(a), Some(j)) => {
+                    let name = Journaled {
+                        uid: Some(a.uid),
+                        ..j
+                    }
+                    .name();
+                    self.uids.push((name.clone(), a.uid));
+                    names.push(name.clone());
+                    with_uid.push(PendingEntry { name, ..e.clone() });
+                    replaced.push(e.name.clone());
+                }
+                _ => names.push(e.name.clone()),
+            }
+        }
+        if !with_uid.is_empty() {
+            journal(&with_uid)?;
+            names.extend(replaced);
+        }
+        Ok(names)
     }
 
     fn rollback(&mut self) {
@@ -276,8 +307,20 @@ pub(crate) fn recover(
         _ => None,
     };
     let mut session: Option<Session> = None;
+    // The server gave these a UID (APPENDUID) before the crash: they are
+    // there, whatever the account delivers to now. An entry of the same
+    // message without one (written before the APPEND) goes with it.
+    let appended: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| Journaled::parse(&e.name).is_some_and(|j| j.uid.is_some()))
+        .map(|e| e.uidl.clone())
+        .collect();
     for entry in entries {
         let names = [entry.name.as_str()];
+        if appended.contains(&entry.uidl) {
+            store.commit_delivered_with_headers(mailbox, &[(&entry.uidl, None)], &names)?;
+            continue;
+        }
         let journaled = Journaled::parse(&entry.name);
         let (Some(j), Some(t)) = (journaled, current) else {
             warnings.push(format!(
@@ -474,7 +517,12 @@ mod tests {
             date: None,
             size: 12,
             digest: "ab".into(),
+            uid: None,
         };
+        let name = j.name();
+        assert!(!name.contains("uid\""), "no UID, no field: {name}");
+        assert_eq!(Journaled::parse(&name), Some(j.clone()));
+        let j = Journaled { uid: Some(9), ..j };
         let name = j.name();
         assert!(name.starts_with(PREFIX));
         assert_eq!(Journaled::parse(&name), Some(j));
