@@ -68,7 +68,9 @@
 //!   the default set): the `first` fetch into a Maildir directly, into a
 //!   second Dovecot by IMAP APPEND, and into its LMTP, interleaved rep by
 //!   rep; the table gives each one's ratio to the Maildir path.
-//!   `BENCH_SCENARIOS=to-maildir,to-imap,to-lmtp cargo bench --bench fetch`.
+//!   `BENCH_SCENARIOS=to-maildir,to-imap,to-lmtp cargo bench --bench fetch`;
+//!   `BENCH_TARGET_FSYNC` sets the target Dovecot's `mail_fsync`
+//!   (default `optimized`, Dovecot's own default).
 //!
 //! The IMAP targets of issue 15 are checked below the table ("met" or
 //! "MISSED").
@@ -1558,7 +1560,8 @@ impl Wire {
 //
 // The target Dovecot is a second instance with Dovecot's default
 // `mail_fsync = optimized` (the harness's `never` would compare a durable
-// Maildir with a target that never flushes). Each run delivers to a user
+// Maildir with a target that never flushes); `BENCH_TARGET_FSYNC=never`
+// takes the target's disk out, leaving the protocols' own cost. Each run delivers to a user
 // of its own, so nothing is deleted on that file system while the bench
 // runs; the Maildir runs get fresh dirs under `target/bench-tmp`, removed
 // at the end like every other run's.
@@ -1602,6 +1605,8 @@ impl Dest {
 struct TargetBench {
     /// The target server (the source is the bench's own Dovecot).
     dc: Dovecot,
+    /// The target Dovecot's `mail_fsync`.
+    fsync: String,
     results: BTreeMap<Dest, Vec<Sample>>,
 }
 
@@ -1622,8 +1627,10 @@ impl Bench {
             .collect();
         let pairs: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), PASSWORD)).collect();
         eprintln!("bench: delivery targets: starting the target Dovecot");
+        let fsync = std::env::var("BENCH_TARGET_FSYNC").unwrap_or_else(|_| "optimized".into());
         let mut tb = TargetBench {
-            dc: Dovecot::start_with(&pairs, "mail_fsync = optimized\n"),
+            dc: Dovecot::start_with(&pairs, &format!("mail_fsync = {fsync}\n")),
+            fsync,
             results: BTreeMap::new(),
         };
         // Rep 0 is the untimed warm-up of each.
@@ -1744,8 +1751,14 @@ fn target_table(tb: &TargetBench, wanted: &[Dest]) -> String {
     t.push_str(
         "\n- Maildir: popfetch's own durable delivery (fsync per batch); IMAP: APPEND to a \
          second Dovecot over IMAPS, journaled before sending; LMTP: Dovecot's delivery over \
-         its unix socket, one transaction and one seen record per message. The target \
-         Dovecot runs with its default `mail_fsync = optimized`.\n",
+         its unix socket, one transaction and one seen record per message.\n",
     );
+    writeln!(
+        t,
+        "- The target Dovecot runs with `mail_fsync = {}` (`BENCH_TARGET_FSYNC`; Dovecot's \
+         default is `optimized`, which fsyncs every message it stores).",
+        tb.fsync
+    )
+    .ok();
     t
 }
