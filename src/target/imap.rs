@@ -13,8 +13,10 @@
 //! Exactly-once over a crash: the journal entry (target, folder,
 //! UIDVALIDITY, Message-ID, size, digest) is committed before the APPEND
 //! is sent, and the seen record after the server's OK. An entry left
-//! without its record is resolved at the next start by [`recover`]: the
-//! folder is searched for the message (its `Message-ID`, or its `Date`
+//! without its record is resolved at the next start by [`recover`]: an
+//! entry with the UID the server gave (APPENDUID) was appended; for the
+//! others, once the folder stopped growing (the server may still be
+//! storing what the interrupted run sent), the folder is searched for the message (its `Message-ID`, or its `Date`
 //! when it has none, and its exact size); found means delivered (the seen
 //! record is written), not found means fetch it again.
 
@@ -344,7 +346,7 @@ pub(crate) fn recover(
             let account = t.connection(&format!("target {}", t.name), RECOVERY_COMMAND_TIMEOUT);
             let opened = open_imap(&account, &ConnectOptions::default(), &|| {})?;
             let mut s = opened.session;
-            s.select(&t.folder, true)?;
+            settle(&mut s, &t.folder)?;
             session = Some(s);
         }
         let s = session.as_mut().expect("just set");
@@ -373,6 +375,31 @@ pub(crate) fn recover(
     }
     Ok(warnings)
 }
+
+/// Selects `folder` (read-only) once it has stopped growing. The server
+/// may still be storing APPENDs the interrupted run had sent whole (they
+/// were pipelined): a search before they land would not find them, and
+/// they would be appended again. So the folder is looked at until its
+/// size and UIDNEXT stay the same for [`SETTLE_QUIET`] (at most
+/// [`SETTLE_MAX`]).
+fn settle(session: &mut Session, folder: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    let state = |m: &crate::source::imap::Mailbox| (m.exists, m.uidnext);
+    let mut last = state(session.select(folder, true)?);
+    loop {
+        std::thread::sleep(SETTLE_QUIET);
+        let now = state(session.select(folder, true)?);
+        if now == last || started.elapsed() >= SETTLE_MAX {
+            return Ok(());
+        }
+        last = now;
+    }
+}
+
+/// See [`settle`]: longer than a server takes between two APPENDs of a
+/// batch it is still working through.
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The `password_command` time limit while recovering (the account's own
 /// is not at hand there): the default of `command_timeout`.
