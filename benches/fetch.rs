@@ -64,6 +64,14 @@
 //!   no-new-mail runs find nothing unseen after the priming fetch. mpop
 //!   speaks only POP3 and sits the IMAP scenarios out.
 //!
+//! - `to-maildir`, `to-imap`, `to-lmtp` (issue 16, popfetch only, not in
+//!   the default set): the `first` fetch into a Maildir directly, into a
+//!   second Dovecot by IMAP APPEND, and into its LMTP, interleaved rep by
+//!   rep; the table gives each one's ratio to the Maildir path.
+//!   `BENCH_SCENARIOS=to-maildir,to-imap,to-lmtp cargo bench --bench fetch`;
+//!   `BENCH_TARGET_FSYNC` sets the target Dovecot's `mail_fsync`
+//!   (default `optimized`, Dovecot's own default).
+//!
 //! The IMAP targets of issue 15 are checked below the table ("met" or
 //! "MISSED").
 //!
@@ -713,8 +721,13 @@ impl Bench {
         let mut scenarios: Vec<Scenario> = {
             let wanted = env_list("BENCH_SCENARIOS", DEFAULT_SCENARIOS);
             for w in &wanted {
-                if !Scenario::ALL.iter().any(|s| s.name() == w) {
-                    let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                let target = Dest::ALL.iter().any(|t| t.name() == w);
+                if !target && !Scenario::ALL.iter().any(|s| s.name() == w) {
+                    let known: Vec<&str> = Scenario::ALL
+                        .iter()
+                        .map(|s| s.name())
+                        .chain(Dest::ALL.iter().map(|t| t.name()))
+                        .collect();
                     panic!(
                         "BENCH_SCENARIOS: unknown scenario {w:?} (known: {})",
                         known.join(",")
@@ -754,9 +767,11 @@ impl Bench {
         };
         let meta = fs::metadata(bench.dc.maildir(USER_MIXED)).unwrap();
         let (uid, gid) = (meta.uid(), meta.gid());
-        if scenarios
-            .iter()
-            .any(|s| matches!(s.pop3(), Scenario::First | Scenario::Delete))
+        let dests = Dest::wanted();
+        if !dests.is_empty()
+            || scenarios
+                .iter()
+                .any(|s| matches!(s.pop3(), Scenario::First | Scenario::Delete))
         {
             let mixed = mixed_mailbox();
             let total: usize = mixed.iter().map(Vec::len).sum();
@@ -791,7 +806,12 @@ impl Bench {
         for s in &scenarios {
             bench.scenario(*s);
         }
-        let table = bench.table(&scenarios);
+        let mut table = if scenarios.is_empty() {
+            String::new()
+        } else {
+            bench.table(&scenarios)
+        };
+        table.push_str(&bench.targets(&dests));
         println!("{table}");
         let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results.md");
         fs::write(&out, &table).unwrap();
@@ -1530,4 +1550,215 @@ impl Wire {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Delivery targets (issue 16): the `first` fetch (5,000 mixed messages from
+// the same POP3 server, keep mode) into a Maildir directly, into another
+// Dovecot's IMAP by APPEND, and into its LMTP. Only popfetch runs these;
+// the three are interleaved rep by rep.
+//
+// The target Dovecot is a second instance with Dovecot's default
+// `mail_fsync = optimized` (the harness's `never` would compare a durable
+// Maildir with a target that never flushes); `BENCH_TARGET_FSYNC=never`
+// takes the target's disk out, leaving the protocols' own cost. Each run delivers to a user
+// of its own, so nothing is deleted on that file system while the bench
+// runs; the Maildir runs get fresh dirs under `target/bench-tmp`, removed
+// at the end like every other run's.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Dest {
+    Maildir,
+    Imap,
+    Lmtp,
+}
+
+impl Dest {
+    const ALL: [Dest; 3] = [Dest::Maildir, Dest::Imap, Dest::Lmtp];
+
+    fn name(self) -> &'static str {
+        match self {
+            Dest::Maildir => "to-maildir",
+            Dest::Imap => "to-imap",
+            Dest::Lmtp => "to-lmtp",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Dest::Maildir => "5,000 msgs POP3 → Maildir (direct)",
+            Dest::Imap => "5,000 msgs POP3 → Dovecot IMAP (APPEND)",
+            Dest::Lmtp => "5,000 msgs POP3 → Dovecot LMTP (unix socket)",
+        }
+    }
+
+    /// The ones `BENCH_SCENARIOS` asks for.
+    fn wanted() -> Vec<Dest> {
+        let wanted = env_list("BENCH_SCENARIOS", DEFAULT_SCENARIOS);
+        Dest::ALL
+            .into_iter()
+            .filter(|t| wanted.iter().any(|w| w == t.name()))
+            .collect()
+    }
+}
+
+struct TargetBench {
+    /// The target server (the source is the bench's own Dovecot).
+    dc: Dovecot,
+    /// The target Dovecot's `mail_fsync`.
+    fsync: String,
+    results: BTreeMap<Dest, Vec<Sample>>,
+}
+
+impl Bench {
+    /// Runs the `to-*` scenarios; returns their table (empty when none).
+    fn targets(&mut self, wanted: &[Dest]) -> String {
+        if wanted.is_empty() {
+            return String::new();
+        }
+        if (wanted.contains(&Dest::Imap) && !dovecot_imap_available())
+            || (wanted.contains(&Dest::Lmtp) && !support::dovecot::dovecot_lmtp_available())
+        {
+            return "\nDelivery targets: skipped, Dovecot's IMAP or LMTP service is not installed.\n"
+                .to_string();
+        }
+        let users: Vec<String> = (0..=self.reps)
+            .flat_map(|r| [format!("imap{r}"), format!("lmtp{r}")])
+            .collect();
+        let pairs: Vec<(&str, &str)> = users.iter().map(|u| (u.as_str(), PASSWORD)).collect();
+        eprintln!("bench: delivery targets: starting the target Dovecot");
+        let fsync = std::env::var("BENCH_TARGET_FSYNC").unwrap_or_else(|_| "optimized".into());
+        let mut tb = TargetBench {
+            dc: Dovecot::start_with(&pairs, &format!("mail_fsync = {fsync}\n")),
+            fsync,
+            results: BTreeMap::new(),
+        };
+        // Rep 0 is the untimed warm-up of each.
+        for rep in 0..=self.reps {
+            for &t in wanted {
+                let dirs = LocalDirs::new(t.name());
+                // SAFETY: sync has no preconditions.
+                unsafe { libc::sync() };
+                let server_before = tree_cpu_secs(self.dc.pid()) + tree_cpu_secs(tb.dc.pid());
+                let machine_before = machine_busy_secs();
+                let mut sample = self.run_into(&tb, t, rep, &dirs);
+                sample.machine_cpu_secs = machine_busy_secs() - machine_before;
+                sample.server_cpu_secs = server_cpu_since(self.dc.pid(), 0.0)
+                    + server_cpu_since(tb.dc.pid(), 0.0)
+                    - server_before;
+                let got = match t {
+                    Dest::Maildir => maildir_count(&dirs.maildir()),
+                    Dest::Imap => tb.dc.message_count(&format!("imap{rep}")),
+                    Dest::Lmtp => tb.dc.message_count(&format!("lmtp{rep}")),
+                };
+                assert_eq!(got, MIXED_COUNT, "{}: delivered {got}", t.name());
+                eprintln!(
+                    "bench:   {} {:<10} {:>8.3} s  {:>7.1} MiB  cpu {:.3} s  server cpu {:.3} s  machine cpu {:.2} s",
+                    if rep == 0 { "warm ".to_string() } else { format!("rep {rep}") },
+                    t.name(),
+                    sample.secs,
+                    sample.max_rss_kib as f64 / 1024.0,
+                    sample.cpu_secs,
+                    sample.server_cpu_secs,
+                    sample.machine_cpu_secs
+                );
+                if rep > 0 {
+                    tb.results.entry(t).or_default().push(sample);
+                }
+                self.finished.push(dirs);
+            }
+        }
+        target_table(&tb, wanted)
+    }
+
+    /// One popfetch run from the mixed POP3 mailbox into `t` (user
+    /// `imap{rep}` / `lmtp{rep}` of the target Dovecot).
+    fn run_into(&self, tb: &TargetBench, t: Dest, rep: usize, dirs: &LocalDirs) -> Sample {
+        let home = dirs.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        let target = match t {
+            Dest::Maildir => format!("maildir = \"{}\"\n", dirs.maildir().display()),
+            Dest::Imap => "imap_target = \"home\"\n".to_string(),
+            Dest::Lmtp => format!(
+                "lmtp = \"unix:{}\"\ndeliver_to = \"lmtp{rep}\"\n",
+                tb.dc.lmtp_socket().display()
+            ),
+        };
+        let mut text = format!(
+            "state_dir = \"{state}\"\n\n[accounts.bench]\nhost = \"localhost\"\nport = {port}\n\
+             tls = \"implicit\"\nuser = \"{USER_MIXED}\"\npassword = \"{PASSWORD}\"\nca_file = \"{ca}\"\n\
+             {target}keep = true\ntimeout = 120\n",
+            state = dirs.path().join("state").display(),
+            port = self.dc.pop3s_port(),
+            ca = self.dc.pki().ca_path.display(),
+        );
+        if t == Dest::Imap {
+            text.push_str(&format!(
+                "\n[targets.home]\nurl = \"imaps://localhost:{}/INBOX\"\nuser = \"imap{rep}\"\n\
+                 password = \"{PASSWORD}\"\nca_file = \"{}\"\ntimeout = 120\n",
+                tb.dc.imaps_port(),
+                tb.dc.pki().ca_path.display()
+            ));
+        }
+        let config = dirs.path().join("popfetch.toml");
+        write_private(&config, &text);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_popfetch"));
+        cmd.arg("-c")
+            .arg(&config)
+            .arg("sync")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("LANG", "C.UTF-8");
+        measure(&mut cmd, &dirs.path().join("popfetch.log"), &[0])
+    }
+}
+
+fn target_table(tb: &TargetBench, wanted: &[Dest]) -> String {
+    let mut t = String::from(
+        "\nDelivery targets (popfetch only; source: the `first` mailbox over POP3S):\n\n\
+         | scenario | median s | min–max s | × to-maildir | client CPU s | server CPU s | machine CPU s | peak RSS MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let base = tb
+        .results
+        .get(&Dest::Maildir)
+        .map(|v| median(v.iter().map(|x| x.secs)));
+    for &s in wanted {
+        let Some(samples) = tb.results.get(&s) else {
+            continue;
+        };
+        let m = median(samples.iter().map(|x| x.secs));
+        let min = samples.iter().map(|x| x.secs).fold(f64::MAX, f64::min);
+        let max = samples.iter().map(|x| x.secs).fold(0.0, f64::max);
+        let ratio = match base {
+            Some(b) if b > 0.0 => format!("{:.2}", m / b),
+            _ => "–".to_string(),
+        };
+        writeln!(
+            t,
+            "| {} | {m:.3} | {min:.3}–{max:.3} | {ratio} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            s.title(),
+            median(samples.iter().map(|x| x.cpu_secs)),
+            median(samples.iter().map(|x| x.server_cpu_secs)),
+            median(samples.iter().map(|x| x.machine_cpu_secs)),
+            samples.iter().map(|x| x.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+        )
+        .ok();
+    }
+    t.push_str(
+        "\n- Maildir: popfetch's own durable delivery (fsync per batch); IMAP: APPEND to a \
+         second Dovecot over IMAPS, journaled before sending; LMTP: Dovecot's delivery over \
+         its unix socket, one transaction and one seen record per message.\n",
+    );
+    writeln!(
+        t,
+        "- The target Dovecot runs with `mail_fsync = {}` (`BENCH_TARGET_FSYNC`; Dovecot's \
+         default is `optimized`, which fsyncs every message it stores).",
+        tb.fsync
+    )
+    .ok();
+    t
 }

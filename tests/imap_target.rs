@@ -159,8 +159,13 @@ fn two_accounts_feed_one_target() {
 }
 
 /// Leaves, as a crash between APPEND and seen record would, the journal
-/// entry of the one message alice has, its seen record gone.
+/// entry of the one message alice has, its seen record gone; with `uid`,
+/// the entry as rewritten once the server's APPENDUID came.
 fn leave_journal_entry(env: &Env, data: &[u8]) {
+    leave_journal_entry_with(env, data, None)
+}
+
+fn leave_journal_entry_with(env: &Env, data: &[u8], uid: Option<u32>) {
     let db = rusqlite::Connection::open(env.state_dir().join("seen.sqlite3")).unwrap();
     let (mailbox, uidl): (i64, String) = db
         .query_row(
@@ -178,13 +183,14 @@ fn leave_journal_entry(env: &Env, data: &[u8]) {
         .lines()
         .find_map(|l| l.strip_prefix("Message-ID: "))
         .unwrap();
-    let name = format!(
-        "imap:{}",
-        serde_json::json!({
-            "target": "home", "folder": "INBOX", "uidvalidity": 1, "uidl": uidl,
-            "message_id": id, "date": null, "size": crlf_size, "digest": "0",
-        })
-    );
+    let mut fields = serde_json::json!({
+        "target": "home", "folder": "INBOX", "uidvalidity": 1, "uidl": uidl,
+        "message_id": id, "date": null, "size": crlf_size, "digest": "0",
+    });
+    if let Some(uid) = uid {
+        fields["uid"] = uid.into();
+    }
+    let name = format!("imap:{fields}");
     db.execute(
         "INSERT INTO pending (mailbox, uidl, folder, name, created) VALUES (?1, ?2, 'INBOX', ?3, 0)",
         rusqlite::params![mailbox, uidl, name],
@@ -227,6 +233,82 @@ fn a_journal_entry_left_by_a_crash_is_resolved_by_looking_in_the_folder() {
     run.expect_code(0);
     assert_eq!(run.json_lines()[0]["new"], 1);
     assert_eq!(contents(&dc.maildir("bob")), expected(&[&data]));
+}
+
+/// An entry the APPEND's OK had given a UID (APPENDUID) is resolved by
+/// that answer, without a search: the message was appended, even if it is
+/// gone from the folder since (the reader deleted it), and is not sent
+/// again.
+#[test]
+fn a_journal_entry_with_the_appenduid_is_resolved_without_a_search() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice"), ("bob", "pw-bob")]);
+    let data = dated_messages(1, 1000, 0).remove(0).0;
+    dc.add_message("alice", &data);
+    let env = Env::new();
+    env.write_config(&format!(
+        "{}{}",
+        pop_account(&dc, "isp", "alice"),
+        target_table(&dc)
+    ));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(dc.message_count("bob"), 1);
+    leave_journal_entry_with(&env, &data, Some(1));
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(dc.maildir("bob").join(sub)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(run.json_lines()[0]["new"], 0, "{}", run.stderr);
+    assert_eq!(dc.message_count("bob"), 0, "not appended again");
+    let db = rusqlite::Connection::open(env.state_dir().join("seen.sqlite3")).unwrap();
+    let (seen, pending): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM seen), (SELECT count(*) FROM pending)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((seen, pending), (1, 0));
+}
+
+/// The APPENDUID reaches the journal: a sync with `-v` names the UID
+/// each message got.
+#[test]
+fn the_uid_each_append_got_is_shown_with_v() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice"), ("bob", "pw-bob")]);
+    let datas: Vec<Vec<u8>> = dated_messages(3, 1000, 0)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    dc.add_messages("alice", &datas);
+    let env = Env::new();
+    env.write_config(&format!(
+        "{}{}",
+        pop_account(&dc, "isp", "alice"),
+        target_table(&dc)
+    ));
+    let run = env.run(&["sync", "-v"]);
+    run.expect_code(0);
+    for uid in 1..=3 {
+        assert!(
+            run.stderr.contains(&format!("/INBOX UID {uid}")),
+            "UID {uid}: {}",
+            run.stderr
+        );
+    }
+    let db = rusqlite::Connection::open(env.state_dir().join("seen.sqlite3")).unwrap();
+    let pending: i64 = db
+        .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0, "both journal entries of each message cleared");
 }
 
 #[test]

@@ -369,7 +369,7 @@ fn lmtp_and_smtp_keys_are_validated() {
 
 /// The headers Dovecot's LMTP puts on top of a message it stores:
 /// `Return-Path`, `Delivered-To` and its `Received` (with continuations).
-fn strip_dovecot_lmtp_headers(stored: &[u8]) -> &[u8] {
+pub(crate) fn strip_dovecot_lmtp_headers(stored: &[u8]) -> &[u8] {
     let mut rest = stored;
     let mut seen = (false, false, false);
     loop {

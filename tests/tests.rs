@@ -26,6 +26,7 @@ mod smtp_relay;
 mod support;
 mod switching;
 mod sync;
+mod target_crash;
 mod target_output;
 mod unsafe_code;
 mod watch;

@@ -1038,8 +1038,9 @@ impl Batch {
     ) -> Result<()> {
         let names = commit_batch(target, store, mailbox, &self.keys)?;
         if verbose.is_on() {
-            // One name per message, in order, from a target that names them.
-            let named = names.len() == self.keys.len();
+            // One name per message, in order, from a target that names
+            // them (more names after those are journal entries to clear).
+            let named = names.len() >= self.keys.len();
             for (j, (i, key, _)) in self.keys.iter().enumerate() {
                 let to = target.destination(named.then(|| names[j].as_str()));
                 let f = &wanted[*i];

@@ -13,8 +13,10 @@
 //! Exactly-once over a crash: the journal entry (target, folder,
 //! UIDVALIDITY, Message-ID, size, digest) is committed before the APPEND
 //! is sent, and the seen record after the server's OK. An entry left
-//! without its record is resolved at the next start by [`recover`]: the
-//! folder is searched for the message (its `Message-ID`, or its `Date`
+//! without its record is resolved at the next start by [`recover`]: an
+//! entry with the UID the server gave (APPENDUID) was appended; for the
+//! others, once the folder stopped growing (the server may still be
+//! storing what the interrupted run sent), the folder is searched for the message (its `Message-ID`, or its `Date`
 //! when it has none, and its exact size); found means delivered (the seen
 //! record is written), not found means fetch it again.
 
@@ -51,6 +53,11 @@ struct Journaled {
     size: u64,
     /// SHA-256 of the message as delivered (LF line ends), hex.
     digest: String,
+    /// The UID the server gave the message (APPENDUID, RFC 4315): the
+    /// entry is written again with it once the APPEND's OK arrived, so
+    /// recovery knows it is there without searching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
 }
 
 impl Journaled {
@@ -213,6 +220,7 @@ impl Delivery for ImapAppend {
                     date: s.date_field.clone(),
                     size: s.size,
                     digest: s.digest.clone(),
+                    uid: None,
                 }
                 .name(),
             })
@@ -236,12 +244,37 @@ impl Delivery for ImapAppend {
                 return Err(e);
             }
         };
-        self.uids = appended
-            .iter()
-            .zip(&entries)
-            .filter_map(|(a, e)| a.map(|a| (e.name.clone(), a.uid)))
-            .collect();
-        Ok(entries.into_iter().map(|e| e.name).collect())
+        // The UIDs go into the journal before the seen records: a crash
+        // in between leaves entries that recovery resolves without a
+        // search. The first entries are cleared with the records.
+        let mut names: Vec<String> = Vec::with_capacity(entries.len());
+        let mut with_uid = Vec::new();
+        let mut replaced = Vec::new();
+        self.uids.clear();
+        for (a, e) in appended.iter().zip(&entries) {
+            let journaled = Journaled::parse(&e.name).filter(|j| {
+                a.is_some_and(|a| a.uidvalidity == j.uidvalidity || j.uidvalidity == 0)
+            });
+            match (a, journaled) {
+                (Some(a), Some(j)) => {
+                    let name = Journaled {
+                        uid: Some(a.uid),
+                        ..j
+                    }
+                    .name();
+                    self.uids.push((name.clone(), a.uid));
+                    names.push(name.clone());
+                    with_uid.push(PendingEntry { name, ..e.clone() });
+                    replaced.push(e.name.clone());
+                }
+                _ => names.push(e.name.clone()),
+            }
+        }
+        if !with_uid.is_empty() {
+            journal(&with_uid)?;
+            names.extend(replaced);
+        }
+        Ok(names)
     }
 
     fn rollback(&mut self) {
@@ -284,8 +317,20 @@ pub(crate) fn recover(
         _ => None,
     };
     let mut session: Option<Session> = None;
+    // The server gave these a UID (APPENDUID) before the crash: they are
+    // there, whatever the account delivers to now. An entry of the same
+    // message without one (written before the APPEND) goes with it.
+    let appended: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| Journaled::parse(&e.name).is_some_and(|j| j.uid.is_some()))
+        .map(|e| e.uidl.clone())
+        .collect();
     for entry in entries {
         let names = [entry.name.as_str()];
+        if appended.contains(&entry.uidl) {
+            store.commit_delivered_with_headers(mailbox, &[(&entry.uidl, None)], &names)?;
+            continue;
+        }
         let journaled = Journaled::parse(&entry.name);
         let (Some(j), Some(t)) = (journaled, current) else {
             warnings.push(format!(
@@ -309,7 +354,7 @@ pub(crate) fn recover(
             let account = t.connection(&format!("target {}", t.name), RECOVERY_COMMAND_TIMEOUT);
             let opened = open_imap(&account, &ConnectOptions::default(), &|| {})?;
             let mut s = opened.session;
-            s.select(&t.folder, true)?;
+            settle(&mut s, &t.folder)?;
             session = Some(s);
         }
         let s = session.as_mut().expect("just set");
@@ -338,6 +383,31 @@ pub(crate) fn recover(
     }
     Ok(warnings)
 }
+
+/// Selects `folder` (read-only) once it has stopped growing. The server
+/// may still be storing APPENDs the interrupted run had sent whole (they
+/// were pipelined): a search before they land would not find them, and
+/// they would be appended again. So the folder is looked at until its
+/// size and UIDNEXT stay the same for [`SETTLE_QUIET`] (at most
+/// [`SETTLE_MAX`]).
+fn settle(session: &mut Session, folder: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    let state = |m: &crate::source::imap::Mailbox| (m.exists, m.uidnext);
+    let mut last = state(session.select(folder, true)?);
+    loop {
+        std::thread::sleep(SETTLE_QUIET);
+        let now = state(session.select(folder, true)?);
+        if now == last || started.elapsed() >= SETTLE_MAX {
+            return Ok(());
+        }
+        last = now;
+    }
+}
+
+/// See [`settle`]: longer than a server takes between two APPENDs of a
+/// batch it is still working through.
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The `password_command` time limit while recovering (the account's own
 /// is not at hand there): the default of `command_timeout`.
@@ -482,7 +552,12 @@ mod tests {
             date: None,
             size: 12,
             digest: "ab".into(),
+            uid: None,
         };
+        let name = j.name();
+        assert!(!name.contains("uid\""), "no UID, no field: {name}");
+        assert_eq!(Journaled::parse(&name), Some(j.clone()));
+        let j = Journaled { uid: Some(9), ..j };
         let name = j.name();
         assert!(name.starts_with(PREFIX));
         assert_eq!(Journaled::parse(&name), Some(j));

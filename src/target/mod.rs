@@ -34,7 +34,9 @@ pub trait Delivery {
     /// Makes every message delivered since the last commit durable and
     /// visible. `journal` is called first with the names the messages will
     /// have, for crash recovery; only when it returns are they published.
-    /// Returns the journal names to clear once the messages are recorded.
+    /// Returns the journal names to clear once the messages are recorded:
+    /// when the target names its messages, one per message first, in order
+    /// (see [`Delivery::destination`]), then any other entries to clear.
     fn commit(
         &mut self,
         journal: &mut dyn FnMut(&[PendingEntry]) -> Result<()>,
