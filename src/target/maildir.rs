@@ -30,13 +30,6 @@
 //!
 //! The one gap: a reader that *deletes* a message in the instant between
 //! step 3 and step 4 of a crashed run gets it once more.
-//!
-//! Where the file system is flushed as a whole (see [`Flush`]), step 1
-//! writes an unnamed file in `tmp/` instead (`O_TMPFILE`) and step 3 links
-//! it into `new/`, then flushes the file system instead of `new/` (the
-//! link count is the file's, not the directory's): see `Maildir::deliver`.
-//! A crash before step 3 leaves nothing to clean; recovery finds such a
-//! message in neither `new/` nor `tmp/` and it is fetched again.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -62,10 +55,6 @@ const MAX_BATCH: usize = 1024;
 struct Staged {
     /// Still to be fsynced at commit; `None` when handed to the [`Syncer`].
     file: Option<File>,
-    /// An unnamed file (`O_TMPFILE`, see [`Maildir::deliver`]): linked into
-    /// `new/` at commit through this descriptor; `None` for a file named
-    /// `tmp/<base>`.
-    unnamed: Option<File>,
     base: String,
     uidl: String,
     size: u64,
@@ -82,9 +71,6 @@ pub struct Maildir {
     /// could be started (then commit fsyncs the files itself).
     syncer: Option<Syncer>,
     syncer_tried: bool,
-    /// Messages are written as unnamed files (see [`Maildir::deliver`]);
-    /// decided with the first delivery.
-    unnamed: bool,
 }
 
 /// What the background fsync thread has done so far.
@@ -319,7 +305,6 @@ impl Maildir {
             staged: Vec::new(),
             syncer: None,
             syncer_tried: false,
-            unnamed: false,
         })
     }
 
@@ -354,14 +339,6 @@ impl Maildir {
         if out.iter().any(|(_, r)| *r == Recovered::Delivered) {
             sync_dir(&self.root.join("new"))?;
             sync_dir(&self.root.join("cur"))?;
-            // A file a killed run linked into new/ from an unnamed one may
-            // have its link count only in memory: a flush of the directory
-            // does not write it, a flush of the file system does.
-            if let Flush::Group(fs) = Flush::choose(&self.tmp_dir.handle) {
-                syncfs(&fs).map_err(|e| {
-                    Error::local_io(format!("cannot flush {} to disk", self.root.display()), e)
-                })?;
-            }
         }
         Ok(out)
     }
@@ -431,52 +408,13 @@ fn written_on(name: &str) -> Option<&str> {
 }
 
 impl Delivery for Maildir {
-    /// Where the file system is flushed as a whole ([`Flush::Group`]), a
-    /// message is written to an unnamed file in `tmp/` (`O_TMPFILE`) and
-    /// at commit linked into `new/` under its final name: no entry is made
-    /// in `tmp/` and none removed, which is a third of the kernel's work
-    /// per message (a name looked up and added, then looked up, moved and
-    /// removed). The crash argument is the module's, with one case less:
-    /// an unnamed file a crash leaves is freed by the file system, never
-    /// visible, and its message is fetched again (recovery finds it in
-    /// neither `new/` nor `tmp/`). The link count the link sets is made
-    /// durable with the directory entry by a `syncfs` at the end of the
-    /// commit, before the records. Elsewhere, or when the kernel refuses
-    /// unnamed files, the named files of the module comment.
     fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
-        if !self.syncer_tried {
-            self.syncer_tried = true;
-            let flush = Flush::choose(&self.tmp_dir.handle);
-            self.unnamed = matches!(flush, Flush::Group(_)) && unnamed_files_usable();
-            self.syncer = Syncer::start(flush);
-            if self.syncer.is_none() {
-                self.unnamed = false;
-            }
-        }
         let base = unique_name();
         let path = self.tmp_dir.path.join(&base);
-        let mut unnamed = None;
-        if self.unnamed {
-            match self.tmp_dir.create_unnamed() {
-                Ok(file) => unnamed = Some(file),
-                // Not on this file system after all (or the descriptors
-                // ran out): named files from here on.
-                Err(_) => self.unnamed = false,
-            }
-        }
-        let mut file = match unnamed.as_ref().map(File::try_clone) {
-            Some(Ok(dup)) => dup,
-            Some(Err(e)) => {
-                return Err(Error::local_io(
-                    format!("cannot create a file in {}", self.tmp_dir.path.display()),
-                    e,
-                ))
-            }
-            None => self
-                .tmp_dir
-                .create_new(&base)
-                .map_err(|e| Error::local_io(format!("cannot create {}", path.display()), e))?,
-        };
+        let mut file = self
+            .tmp_dir
+            .create_new(&base)
+            .map_err(|e| Error::local_io(format!("cannot create {}", path.display()), e))?;
         let written = copy_with_final_newline(body, &mut file);
         if written.is_ok() && self.syncer.as_ref().is_none_or(Syncer::flushes_each_file) {
             // A group flush leaves write-back to syncfs, which does it for
@@ -486,13 +424,16 @@ impl Delivery for Maildir {
         }
         match written {
             Ok(size) => {
+                if !self.syncer_tried {
+                    self.syncer_tried = true;
+                    self.syncer = Syncer::start(Flush::choose(&self.tmp_dir.handle));
+                }
                 let file = match &mut self.syncer {
                     Some(syncer) => syncer.submit(file, path).err(),
                     None => Some(file),
                 };
                 self.staged.push(Staged {
                     file,
-                    unnamed,
                     base,
                     uidl: info.uidl.to_string(),
                     size,
@@ -501,9 +442,7 @@ impl Delivery for Maildir {
             }
             Err(e) => {
                 drop(file);
-                if unnamed.is_none() {
-                    let _ = self.tmp_dir.remove(&base);
-                }
+                let _ = self.tmp_dir.remove(&base);
                 Err(Error::local_io(format!("writing {}", path.display()), e))
             }
         }
@@ -543,38 +482,21 @@ impl Delivery for Maildir {
             })
             .collect();
         journal(&entries)?;
-        let mut linked = false;
         for (s, e) in self.staged.iter().zip(&entries) {
-            let published = match &s.unnamed {
-                Some(file) => {
-                    linked = true;
-                    self.new_dir.link_unnamed(file, &e.name)
-                }
-                None => self.tmp_dir.rename_to(&s.base, &self.new_dir, &e.name),
-            };
-            published.map_err(|err| {
-                Error::local_io(
-                    format!(
-                        "cannot move {} into {}",
-                        s.base,
-                        self.new_dir.path.display()
-                    ),
-                    err,
-                )
-            })?;
+            self.tmp_dir
+                .rename_to(&s.base, &self.new_dir, &e.name)
+                .map_err(|err| {
+                    Error::local_io(
+                        format!(
+                            "cannot move {} into {}",
+                            s.base,
+                            self.new_dir.path.display()
+                        ),
+                        err,
+                    )
+                })?;
         }
-        if linked {
-            // The new entries and the link counts they set (an fsync of
-            // new/ would write only the former): see `deliver`.
-            syncfs(&self.tmp_dir.handle).map_err(|e| {
-                Error::local_io(
-                    format!("cannot flush {} to disk", self.new_dir.path.display()),
-                    e,
-                )
-            })?;
-        } else {
-            self.new_dir.sync()?;
-        }
+        self.new_dir.sync()?;
         self.staged.clear();
         Ok(entries.into_iter().map(|e| e.name).collect())
     }
@@ -586,9 +508,7 @@ impl Delivery for Maildir {
             let _ = syncer.wait();
         }
         for s in self.staged.drain(..) {
-            if s.unnamed.is_none() {
-                let _ = self.tmp_dir.remove(&s.base);
-            }
+            let _ = self.tmp_dir.remove(&s.base);
         }
     }
 
@@ -597,9 +517,7 @@ impl Delivery for Maildir {
             // Only ever in tmp/: removing it is all there is to do (a
             // pending fsync of it, if any, harms nothing).
             Some(s) => {
-                if s.unnamed.is_none() {
-                    let _ = self.tmp_dir.remove(&s.base);
-                }
+                let _ = self.tmp_dir.remove(&s.base);
                 true
             }
             None => false,
@@ -679,39 +597,6 @@ fn writer_is_gone(name: &str) -> bool {
     }
 }
 
-/// Whether unnamed files can be linked by name ([`Dir::link_unnamed`]):
-/// `/proc` is mounted, and a batch of them (each open until its commit)
-/// fits under the limit of open files, raised to it if need be.
-fn unnamed_files_usable() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-        if !Path::new("/proc/self/fd").is_dir() {
-            return false;
-        }
-        // The batch, its duplicates on their way to the flush thread, and
-        // room for everything else (database, sockets, a filter's pipes).
-        let need = (2 * MAX_BATCH + 256) as u64;
-        let limit = getrlimit(Resource::Nofile);
-        if limit.current.is_none_or(|c| c >= need) {
-            return true;
-        }
-        if limit.maximum.is_some_and(|m| m < need) {
-            return false;
-        }
-        setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(need),
-                maximum: limit.maximum,
-            },
-        )
-        .is_ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    false
-}
-
 fn sync_dir(dir: &Path) -> Result<()> {
     Dir::open(dir)?.sync()
 }
@@ -746,33 +631,6 @@ impl Dir {
             Mode::RUSR | Mode::WUSR,
         )?;
         Ok(File::from(fd))
-    }
-
-    /// Creates an unnamed file here for writing, owner-only (`O_TMPFILE`):
-    /// it has no name until [`Dir::link_unnamed`] gives it one.
-    fn create_unnamed(&self) -> io::Result<File> {
-        use rustix::fs::{Mode, OFlags};
-        let fd = rustix::fs::openat(
-            &self.handle,
-            ".",
-            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-            Mode::RUSR | Mode::WUSR,
-        )?;
-        Ok(File::from(fd))
-    }
-
-    /// Gives an unnamed file the name `name` here (fails if it exists).
-    /// Through `/proc/self/fd` (open(2), O_TMPFILE): `AT_EMPTY_PATH` would
-    /// need a capability.
-    fn link_unnamed(&self, file: &File, name: &str) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        Ok(rustix::fs::linkat(
-            rustix::fs::CWD,
-            format!("/proc/self/fd/{}", file.as_raw_fd()),
-            &self.handle,
-            plain_name(name)?,
-            rustix::fs::AtFlags::SYMLINK_FOLLOW,
-        )?)
     }
 
     /// Renames `name` here to `to_name` in `to` (atomic, same file system).
@@ -942,47 +800,6 @@ mod tests {
         assert!(files(&md.root.join("tmp")).is_empty());
         let content = fs::read(md.root.join("new").join(&new[0])).unwrap();
         assert_eq!(content, b"Subject: x\n\nno newline\n");
-    }
-
-    /// Where the file system is flushed as a whole (this test's ext4, say),
-    /// messages are unnamed files until their commit: nothing shows in
-    /// tmp/ or new/ before it, a discarded or rolled-back one leaves no
-    /// trace, and the linked file is the whole message, owner-only.
-    #[test]
-    fn unnamed_files_show_nowhere_before_commit() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let mut md = Maildir::open(&dir.path().join("Mail")).unwrap();
-        for (uidl, text) in [("u1", &b"a\n"[..]), ("u2", b"gone\n"), ("u3", b"c\n")] {
-            md.deliver(&MessageInfo { uidl }, &mut &text[..]).unwrap();
-            if uidl == "u2" {
-                assert!(md.discard_last());
-            }
-        }
-        let group = matches!(Flush::choose(&md.tmp_dir.handle), Flush::Group(_));
-        assert_eq!(md.unnamed, group && unnamed_files_usable());
-        if !md.unnamed {
-            eprintln!("named files here: nothing more to check");
-            return;
-        }
-        assert!(files(&md.root.join("tmp")).is_empty());
-        assert!(files(&md.root.join("new")).is_empty());
-        let names = md.commit(&mut |_| Ok(())).unwrap();
-        assert_eq!(files(&md.root.join("new")).len(), 2);
-        assert!(files(&md.root.join("tmp")).is_empty());
-        let first = md.root.join("new").join(&names[0]);
-        assert_eq!(fs::read(&first).unwrap(), b"a\n");
-        let mode = fs::metadata(&first).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        // A batch rolled back (the journal failed) leaves nothing either.
-        md.deliver(&MessageInfo { uidl: "u4" }, &mut &b"d\n"[..])
-            .unwrap();
-        assert!(md
-            .commit(&mut |_| Err(Error::new(ExitKind::Io, "db gone")))
-            .is_err());
-        md.rollback();
-        assert!(files(&md.root.join("tmp")).is_empty());
-        assert_eq!(files(&md.root.join("new")).len(), 2);
     }
 
     #[test]
