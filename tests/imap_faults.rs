@@ -760,3 +760,231 @@ fn dovecot_renumbering_a_folder_redelivers_nothing() {
     assert_eq!(dc.message_count("alice"), 0);
     assert_eq!(maildir_messages(&env.maildir("im")), all);
 }
+
+// ---------------------------------------------------------------------------
+// The no-new-mail shortcut: a folder SELECT finds as the last complete and
+// clean sync left it is not listed again.
+
+/// The session listed the folder (asked for every UID and size).
+fn listed(server: &ImapServer) -> bool {
+    server.log().iter().any(|l| l.contains("UID FETCH 1:*"))
+}
+
+/// Syncs once; the number of new messages.
+#[track_caller]
+fn sync_new(env: &Env, args: &[&str]) -> u64 {
+    let mut all = vec!["sync", "--json"];
+    all.extend_from_slice(args);
+    let run = env.run(&all);
+    run.expect_code(0);
+    new_of(&run)
+}
+
+/// Syncs twice from the start (first fetch, then the run that finds the
+/// folder settled), so the next run may take the shortcut; clears the log.
+fn settled(server: &ImapServer, env: &Env, n: u64) {
+    assert_eq!(sync_new(env, &[]), n);
+    server.clear_counts();
+}
+
+#[test]
+fn no_new_mail_ends_after_select_and_new_mail_is_still_fetched() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    settled(&server, &env, 5);
+
+    let run = env.run(&["sync", "-v", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 0);
+    assert!(!listed(&server), "{:?}", server.log());
+    assert!(
+        run.stderr
+            .contains("folder unchanged since the last complete sync"),
+        "{}",
+        run.stderr
+    );
+    let log = server.log();
+    assert!(log.iter().any(|l| l.contains("SELECT")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("LOGOUT")), "{log:?}");
+
+    // New mail changes UIDNEXT: listed, fetched, and settled again.
+    let late = ImapMsg::new(6, text(6, "came later"));
+    server.push_message(late.clone());
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 1);
+    assert!(listed(&server));
+    assert_eq!(server.total_body_fetches(), 1);
+    assert_eq!(server.body_fetches(6), 1);
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 0);
+    assert!(!listed(&server), "{:?}", server.log());
+    let mut all = msgs.clone();
+    all.push(late);
+    assert_each_once("after the new one", &env, &all);
+}
+
+/// Another client expunges a message and a new one arrives: MESSAGES is
+/// as before, UIDNEXT is not.
+#[test]
+fn an_expunge_then_append_that_keeps_messages_is_caught_by_uidnext() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    settled(&server, &env, 5);
+    server.remove_message(5);
+    let late = ImapMsg::new(6, text(6, "replaced number five"));
+    server.push_message(late.clone());
+    assert_eq!(server.messages().len(), 5);
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 1);
+    assert!(listed(&server));
+    assert_eq!(server.body_fetches(6), 1);
+    let mut all = msgs.clone();
+    all.push(late);
+    assert_each_once("after the swap", &env, &all);
+
+    // The highest message expunged, and the one after it too: MESSAGES
+    // drops, UIDNEXT stays; the records of those gone are pruned.
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 0);
+    server.remove_message(6);
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 0);
+    assert!(listed(&server), "MESSAGES went down");
+    let run = env.run(&["seen", "list", "im", "--json"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("1000/4"), "{}", run.stdout);
+    assert!(!run.stdout.contains("1000/6"), "{}", run.stdout);
+}
+
+/// A renumbered folder with the same UIDNEXT and MESSAGES is still
+/// listed: UIDVALIDITY is part of the snapshot.
+#[test]
+fn a_uidvalidity_change_alone_is_listed() {
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    settled(&server, &env, 5);
+    server.change_uidvalidity(2000, 1);
+    server.clear_counts();
+    let run = env.run(&["sync", "--json"]);
+    run.expect_code(0);
+    assert_eq!(new_of(&run), 0, "{}", run.stderr);
+    assert!(listed(&server));
+    assert!(
+        run.stderr.contains("UIDVALIDITY 1000 → 2000"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.total_body_fetches(), 0);
+    assert_each_once("after the renumbering", &env, &msgs);
+}
+
+/// With CONDSTORE the folder is SELECTed with `(CONDSTORE)` and a flag
+/// another client changed (HIGHESTMODSEQ up, the counts as they were)
+/// makes the folder listed again.
+#[test]
+fn with_condstore_a_flag_change_is_listed() {
+    let msgs = five();
+    let mut cfg = ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    };
+    cfg.capabilities.push("CONDSTORE".into());
+    let server = ImapServer::start(cfg);
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    settled(&server, &env, 5);
+    assert_eq!(sync_new(&env, &[]), 0);
+    assert!(!listed(&server));
+    assert!(
+        server.log().iter().any(|l| l.contains("(CONDSTORE)")),
+        "{:?}",
+        server.log()
+    );
+    server.set_flags(2, &["\\Flagged"]);
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 0);
+    assert!(listed(&server), "HIGHESTMODSEQ changed");
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &[]), 0);
+    assert!(!listed(&server), "settled again");
+}
+
+/// Where the answer can change while UIDNEXT and MESSAGES do not, every
+/// run lists the folder: `fetch = "unseen"` (flags), `keep_days` (time),
+/// a `filter`, a message left over `max_size`, `--all`, `--dry-run`, a
+/// changed policy (`--delete`), and records changed by `seen forget`.
+#[test]
+fn where_the_answer_can_change_unseen_the_folder_is_always_listed() {
+    // (what, extra config lines, extra sync arguments)
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("fetch = unseen", "fetch = \"unseen\"\n".into(), vec![]),
+        ("keep_days", "keep_days = 30\n".into(), vec![]),
+        (
+            "filter",
+            "filter = \"cat >/dev/null; exit 0\"\n".into(),
+            vec![],
+        ),
+        ("over max_size", "max_size = \"300 B\"\n".into(), vec![]),
+        ("--all", String::new(), vec!["--all"]),
+        ("--dry-run", String::new(), vec!["--dry-run"]),
+    ];
+    for (what, extra, args) in cases {
+        let msgs = five();
+        let mut big = text(9, &"x".repeat(400));
+        big.truncate(400);
+        let mut all = msgs.clone();
+        all.push(ImapMsg::new(6, &big));
+        let server = ImapServer::start(ImapConfig {
+            messages: all,
+            ..ImapConfig::default()
+        });
+        let env = Env::new();
+        env.write_config(&format!("{}{extra}", imap_account(&server, 10)));
+        let _ = env.run(&["sync", "--json"]);
+        for run in 0..2 {
+            server.clear_counts();
+            let mut all = vec!["sync", "--json"];
+            all.extend_from_slice(&args);
+            let out = env.run(&all);
+            assert!(
+                out.code == 0 || out.code == 2,
+                "{what}: exit {} {}",
+                out.code,
+                out.stderr
+            );
+            assert!(listed(&server), "{what}: run {run} was not listed");
+        }
+    }
+
+    // A changed policy, and records forgotten, list again too.
+    let msgs = five();
+    let server = ImapServer::start(ImapConfig {
+        messages: msgs.clone(),
+        ..ImapConfig::default()
+    });
+    let env = Env::new();
+    env.write_config(&imap_account(&server, 10));
+    settled(&server, &env, 5);
+    env.run(&["seen", "forget", "im", "1000/3"]).expect_code(0);
+    assert_eq!(sync_new(&env, &[]), 1, "the forgotten one again");
+    assert!(listed(&server));
+    server.clear_counts();
+    assert_eq!(sync_new(&env, &["--delete"]), 0);
+    assert!(listed(&server), "--delete is another policy");
+    assert!(server.messages().is_empty());
+}

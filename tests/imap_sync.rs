@@ -754,3 +754,64 @@ fn imap_dry_run_plans_per_folder_and_changes_nothing() {
     assert_eq!(raw.count("INBOX"), 3);
     assert!(raw.cmd("LIST \"\" Archive").is_empty());
 }
+
+/// The no-new-mail shortcut against Dovecot (which offers CONDSTORE, so
+/// HIGHESTMODSEQ is part of the snapshot): an unchanged folder ends after
+/// SELECT; new mail, an expunge-then-append that keeps the count, and a
+/// flag changed by another client are each seen and listed.
+#[test]
+fn imap_no_new_mail_shortcut_sees_every_change() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice")]);
+    let datas = mixed_messages(20, 0);
+    dc.add_messages("alice", &datas);
+    let env = Env::new();
+    env.write_config(&imap_account(
+        &dc,
+        "im",
+        "implicit",
+        "maildir = \"~/Mail/im\"",
+    ));
+    const UNCHANGED: &str = "folder unchanged since the last complete sync";
+    // (new messages, whether the shortcut was taken)
+    let sync = || {
+        let run = env.run(&["sync", "-v", "--json"]);
+        run.expect_code(0);
+        let new = run.json_lines()[0]["new"].as_u64().unwrap();
+        let short = run.stderr.contains(UNCHANGED);
+        assert_eq!(short, !run.stderr.contains(" to fetch ("), "{}", run.stderr);
+        (new, short)
+    };
+    assert_eq!(sync(), (20, false));
+    assert_eq!(sync(), (0, true), "nothing changed");
+
+    let mut raw = Raw::login(&dc);
+    raw.append("INBOX", &[b"Subject: late 1\r\n\r\nfirst late\r\n"]);
+    assert_eq!(sync(), (1, false), "new mail");
+    assert_eq!(sync(), (0, true));
+
+    // Another client expunges the newest message and a new one arrives:
+    // as many messages as before, a higher UIDNEXT.
+    let last = *raw.search("INBOX", "ALL").last().unwrap();
+    raw.cmd("SELECT INBOX");
+    raw.cmd(&format!("UID STORE {last} +FLAGS.SILENT (\\Deleted)"));
+    raw.cmd("EXPUNGE");
+    raw.append("INBOX", &[b"Subject: late 2\r\n\r\nsecond late\r\n"]);
+    assert_eq!(raw.count("INBOX"), 21);
+    assert_eq!(sync(), (1, false), "expunge then append");
+    assert_eq!(sync(), (0, true));
+
+    // A flag set by another client: only HIGHESTMODSEQ tells.
+    raw.cmd("SELECT INBOX");
+    raw.cmd("UID STORE 1 +FLAGS.SILENT (\\Flagged)");
+    assert_eq!(sync(), (0, false), "a flag changed");
+    assert_eq!(sync(), (0, true));
+    drop(raw);
+
+    let mut want = datas.clone();
+    want.push(b"Subject: late 1\r\n\r\nfirst late\r\n".to_vec());
+    want.push(b"Subject: late 2\r\n\r\nsecond late\r\n".to_vec());
+    assert_eq!(maildir_messages(&env.maildir("im")), sorted_expected(&want));
+}

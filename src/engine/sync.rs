@@ -18,7 +18,9 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{Account, Target};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Account, FetchMode, Target};
 use crate::engine::filter;
 use crate::engine::identity::{
     follow_uidvalidity, identify_without_uidl, maildir_header_digests, tell_shared_uidls_apart,
@@ -28,7 +30,7 @@ use crate::engine::plan::{self, Policy};
 use crate::error::{Error, ExitKind, Result};
 use crate::source::connect::ConnectOptions;
 use crate::source::{self, Entry, Fetched, Message, Source, Taken};
-use crate::state::store::{MailboxLock, PendingEntry, Store};
+use crate::state::store::{FolderSnapshot, MailboxLock, PendingEntry, Store};
 use crate::target::maildir::{Maildir, Recovered};
 use crate::target::{self, mbox, Delivery, MessageInfo};
 use crate::ui::notice::Verbose;
@@ -233,6 +235,15 @@ fn run(
     report
         .warnings
         .extend(recover(&mut store, mailbox, &account.target)?);
+    let keep = opts.keep_override.unwrap_or(account.keep);
+    // The no-new-mail shortcut: a snapshot kept under this same policy.
+    // (Recovery above committed records only if a run was killed, and any
+    // record written drops the snapshot.)
+    let fingerprint = shortcut_fingerprint(account, opts, keep);
+    let kept = store.snapshot(mailbox)?;
+    let snapshot = kept
+        .clone()
+        .filter(|s| Some(&s.fingerprint) == fingerprint.as_ref());
 
     let switched = match carried.take() {
         Some(mut source) => {
@@ -264,7 +275,13 @@ fn run(
             source,
             warnings: Vec::new(),
         };
-        (Ok(opened), store.seen(mailbox))
+        (Ok(opened), None)
+    } else if snapshot.is_some() {
+        // Likely nothing new: the seen set is read only if the folder
+        // turns out to have changed.
+        progress.phase(&format!("connecting to {}:{}", account.host, account.port));
+        let opened = source::open(account, &opts.connect, &|| progress.phase("logging in"));
+        (opened, None)
     } else {
         // The seen set is read while the server handles the login: on a big
         // mailbox each takes a while, and neither needs the other.
@@ -278,14 +295,45 @@ fn run(
             let seen = loading
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (opened, seen)
+            (opened, Some(seen))
         })
     };
     let opened = opened?;
-    let mut seen = seen?;
+    let seen = seen.transpose()?;
     report.warnings.extend(opened.warnings);
     let mut source = opened.source;
-    let keep = opts.keep_override.unwrap_or(account.keep);
+    if let Some(snapshot) = &snapshot {
+        if let Some(state) = source.folder_state().filter(|s| unchanged(snapshot, s)) {
+            opts.connect.verbose.say(|| {
+                format!(
+                    "{}: folder unchanged since the last complete sync (UIDVALIDITY {}, UIDNEXT {}, {}): nothing to fetch",
+                    account.name,
+                    state.uidvalidity,
+                    state.uidnext,
+                    messages(state.messages as usize)
+                )
+            });
+            if more {
+                *carried = Some(source);
+            } else {
+                source.finish()?;
+                opts.connect
+                    .verbose
+                    .say(|| format!("{}: logged out", account.name));
+            }
+            return Ok(());
+        }
+    }
+    // From here the folder is listed and may change: a snapshot goes
+    // before anything is fetched or deleted, so a run killed on the way
+    // never leaves one that vouches for what it did not finish.
+    if kept.is_some() {
+        store.set_snapshot(mailbox, None)?;
+    }
+    let mut seen = match seen {
+        Some(seen) => seen,
+        None => store.seen(mailbox)?,
+    };
     progress.phase("listing");
     let (listing, mut plan, copies) = plan_session(
         source.as_mut(),
@@ -295,6 +343,7 @@ fn run(
         keep,
         report,
     )?;
+    let copies_none = copies.is_empty();
     let verdicts = filter::apply(source.as_mut(), account, &mut plan, progress)?;
     report.left = verdicts.left.len() as u64;
     let mut to_delete: Vec<u32> = plan.delete_seen.iter().map(|(n, _)| *n).collect();
@@ -396,6 +445,9 @@ fn run(
         });
     }
     let marked = mark_deletions(source.as_mut(), &to_delete, report)?;
+    // Asked before the session is handed on or ended: `None` once it
+    // flagged, deleted or moved anything.
+    let folder_state = source.folder_state();
     if more {
         // Kept for the next folder: only a source that can switch folders
         // is (see above), and its deletions took effect already.
@@ -417,7 +469,70 @@ fn run(
     if !content_keyed || marked == to_delete as u64 {
         store.prune_known(mailbox, &seen, &plan::listed_uidls(&listing))?;
     }
+    // Complete and clean: every message listed is recorded (none left
+    // over max_size, refused by the server or the target, held back, or
+    // copied), and the session changed nothing in the folder, so what
+    // SELECT said still describes it.
+    let clean = report.skipped == 0 && report.left == 0 && plan.skip.is_empty() && copies_none;
+    if let (Some(fingerprint), Some(state), true) = (fingerprint, folder_state, clean) {
+        store.set_snapshot(
+            mailbox,
+            Some(&FolderSnapshot {
+                uidvalidity: state.uidvalidity,
+                uidnext: state.uidnext,
+                messages: state.messages,
+                highestmodseq: state.highestmodseq,
+                fingerprint,
+            }),
+        )?;
+    }
     Ok(())
+}
+
+/// The folder is as the snapshot found it: no UID handed out since (a
+/// message arrived, even one expunged again), none expunged (with no
+/// arrival, a smaller MESSAGES), the same numbering, and no flag changed
+/// when the server keeps mod-sequences.
+fn unchanged(snapshot: &FolderSnapshot, now: &source::FolderState) -> bool {
+    snapshot.uidvalidity == now.uidvalidity
+        && snapshot.uidnext == now.uidnext
+        && snapshot.messages == now.messages
+        && snapshot.highestmodseq == now.highestmodseq
+}
+
+/// The fingerprint of what a folder snapshot depends on besides the
+/// folder, or `None` where the shortcut is never taken because the answer
+/// can change while UIDVALIDITY, UIDNEXT and MESSAGES stay as they were.
+fn shortcut_fingerprint(account: &Account, opts: &SyncOptions, keep: bool) -> Option<String> {
+    // Only an IMAP folder has those numbers.
+    let imap = account.imap.as_ref()?;
+    // `fetch = "unseen"`: another client clearing `\Seen` makes a message
+    // due again without touching the counts.
+    if imap.fetch == FetchMode::Unseen {
+        return None;
+    }
+    // `keep_days`: messages come due for deletion as time passes.
+    if keep && account.keep_days.is_some() {
+        return None;
+    }
+    // A filter command may answer differently tomorrow (its own rules,
+    // the time of day); what it left on the server is asked again.
+    if account.filter.is_some() {
+        return None;
+    }
+    // `--all` fetches what was seen; `--dry-run` never gets here (it
+    // writes nothing and lists always).
+    if opts.all || opts.dry_run {
+        return None;
+    }
+    // What else decides what a sync does with the same folder: a change
+    // of any of these since the snapshot lists the folder again.
+    let policy = format!(
+        "v1 keep={keep} max_size={:?} mark_seen={} move_to={:?}",
+        account.max_size, imap.mark_seen, imap.move_to
+    );
+    let digest = Sha256::digest(policy.as_bytes());
+    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// `-v`: what the session will do, once the listing is planned.

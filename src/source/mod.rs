@@ -33,6 +33,17 @@ pub struct Entry {
     pub id: Option<String>,
 }
 
+/// What SELECT said of an IMAP folder: together these change whenever a
+/// message arrives (UIDNEXT), goes (MESSAGES, with UIDNEXT when one also
+/// arrives) or, when the server keeps HIGHESTMODSEQ, has a flag changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FolderState {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub messages: u32,
+    pub highestmodseq: Option<u64>,
+}
+
 /// One message handed to a sink.
 pub enum Fetched<'a> {
     /// Read it to its end (or fail).
@@ -161,6 +172,15 @@ pub trait Source {
     /// are `UIDVALIDITY/UID` (IMAP): when it changes, every UID does, and
     /// the engine finds the messages again by their headers.
     fn uidvalidity(&self) -> Option<(&str, u32)> {
+        None
+    }
+
+    /// The selected folder as SELECT found it, while this session has
+    /// changed nothing in it (no flag set, nothing deleted or moved): the
+    /// engine's no-new-mail snapshot. `None` for sources without such
+    /// numbers, or once the session changed the folder (its numbers then
+    /// are not the ones the next SELECT will give).
+    fn folder_state(&self) -> Option<FolderState> {
         None
     }
 }

@@ -50,7 +50,77 @@ const MIGRATIONS: &[&str] = &[
     // folder the server renumbered are known again (engine::identity).
     "ALTER TABLE mailbox ADD COLUMN uidvalidity INTEGER;
      ALTER TABLE seen ADD COLUMN header TEXT;",
+    // 2 → 3: an IMAP folder's state as a complete and clean sync left it
+    // ([`FolderSnapshot`]), so a run that finds it unchanged can stop
+    // after SELECT.
+    "ALTER TABLE mailbox ADD COLUMN snapshot TEXT;",
 ];
+
+/// What SELECT said of an IMAP folder when a sync of it ended complete and
+/// clean, and a fingerprint of the policy that sync ran under. The same
+/// numbers from the next SELECT, under the same policy, mean the folder
+/// holds exactly the messages that sync handled (no UID was handed out
+/// since, none expunged, no flag changed when HIGHESTMODSEQ is known).
+///
+/// Any change to a mailbox's seen records drops its snapshot, in the same
+/// transaction: the records are what the snapshot vouches for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderSnapshot {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub messages: u32,
+    pub highestmodseq: Option<u64>,
+    pub fingerprint: String,
+}
+
+impl FolderSnapshot {
+    /// The column's text; the leading `1` is the format's version.
+    fn encode(&self) -> String {
+        let modseq = self
+            .highestmodseq
+            .map_or_else(|| "-".to_string(), |m| m.to_string());
+        format!(
+            "1 {} {} {} {modseq} {}",
+            self.uidvalidity, self.uidnext, self.messages, self.fingerprint
+        )
+    }
+
+    /// `None` for a text this build does not know: no shortcut, the
+    /// folder is listed as before.
+    fn decode(text: &str) -> Option<FolderSnapshot> {
+        let mut parts = text.split(' ');
+        if parts.next()? != "1" {
+            return None;
+        }
+        let uidvalidity = parts.next()?.parse().ok()?;
+        let uidnext = parts.next()?.parse().ok()?;
+        let messages = parts.next()?.parse().ok()?;
+        let highestmodseq = match parts.next()? {
+            "-" => None,
+            m => Some(m.parse().ok()?),
+        };
+        let fingerprint = parts.next()?.to_string();
+        if parts.next().is_some() || fingerprint.is_empty() {
+            return None;
+        }
+        Some(FolderSnapshot {
+            uidvalidity,
+            uidnext,
+            messages,
+            highestmodseq,
+            fingerprint,
+        })
+    }
+}
+
+/// Drops a mailbox's snapshot inside a transaction that changes its
+/// records (a no-op, without a write, when it has none).
+fn drop_snapshot_in(tx: &rusqlite::Transaction<'_>, mailbox: i64, what: &str) -> Result<()> {
+    tx.prepare_cached("UPDATE mailbox SET snapshot = NULL WHERE id = ?1 AND snapshot IS NOT NULL")
+        .and_then(|mut s| s.execute(params![mailbox]))
+        .map(|_| ())
+        .map_err(|e| db_error(what, e))
+}
 
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -294,6 +364,30 @@ impl Store {
             .map_err(|e| db_error("reading the folder's UIDVALIDITY", e))
     }
 
+    /// The folder snapshot of a mailbox, if a clean sync left one.
+    pub fn snapshot(&self, mailbox: i64) -> Result<Option<FolderSnapshot>> {
+        self.conn
+            .prepare_cached("SELECT snapshot FROM mailbox WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![mailbox], |r| r.get::<_, Option<String>>(0))
+                    .optional()
+            })
+            .map(|text| text.flatten().as_deref().and_then(FolderSnapshot::decode))
+            .map_err(|e| db_error("reading the folder snapshot", e))
+    }
+
+    /// Keeps `snapshot` for the mailbox (or drops its snapshot), durably:
+    /// a snapshot is dropped before anything is fetched or deleted, so a
+    /// run killed after that finds none.
+    pub fn set_snapshot(&mut self, mailbox: i64, snapshot: Option<&FolderSnapshot>) -> Result<()> {
+        let text = snapshot.map(FolderSnapshot::encode);
+        self.conn
+            .prepare_cached("UPDATE mailbox SET snapshot = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![mailbox, text]))
+            .map(|_| ())
+            .map_err(|e| db_error("recording the folder snapshot", e))
+    }
+
     /// The header digest of each record that has one (key → digest).
     pub fn header_digests(&self, mailbox: i64) -> Result<HashMap<String, String>> {
         let mut stmt = self
@@ -342,6 +436,7 @@ impl Store {
                 params![mailbox, uidvalidity],
             )
             .map_err(|e| db_error(what, e))?;
+            drop_snapshot_in(&tx, mailbox, what)?;
         }
         tx.commit().map_err(|e| db_error(what, e))
     }
@@ -502,6 +597,9 @@ impl Store {
                     .execute(params![mailbox, name])
                     .map_err(|e| db_error("recording delivered messages", e))?;
             }
+            if !records.is_empty() {
+                drop_snapshot_in(&tx, mailbox, "recording delivered messages")?;
+            }
         }
         tx.commit()
             .map_err(|e| db_error("recording delivered messages", e))
@@ -540,6 +638,7 @@ impl Store {
                     .execute(params![mailbox, uidl, time, origin])
                     .map_err(|e| db_error("marking messages as seen", e))?;
             }
+            drop_snapshot_in(&tx, mailbox, "marking messages as seen")?;
         }
         tx.commit()
             .map_err(|e| db_error("marking messages as seen", e))?;
@@ -600,15 +699,21 @@ impl Store {
                     .execute(params![mailbox, uidl])
                     .map_err(|e| db_error("forgetting records", e))?;
             }
+            drop_snapshot_in(&tx, mailbox, "forgetting records")?;
         }
         tx.commit().map_err(|e| db_error("forgetting records", e))?;
         Ok(n)
     }
 
     pub fn forget_all(&mut self, mailbox: i64) -> Result<usize> {
-        self.conn
+        let what = "forgetting records";
+        let tx = self.conn.transaction().map_err(|e| db_error(what, e))?;
+        let n = tx
             .execute("DELETE FROM seen WHERE mailbox = ?1", params![mailbox])
-            .map_err(|e| db_error("forgetting records", e))
+            .map_err(|e| db_error(what, e))?;
+        drop_snapshot_in(&tx, mailbox, what)?;
+        tx.commit().map_err(|e| db_error(what, e))?;
+        Ok(n)
     }
 }
 
@@ -879,6 +984,111 @@ mod tests {
             "d2",
             "a digest stays"
         );
+    }
+
+    /// A database of schema 2 (before folder snapshots) keeps its records,
+    /// UIDVALIDITY and digests; it starts without a snapshot, and one can
+    /// be kept and read back.
+    #[test]
+    fn schema_2_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(Store::FILE_NAME)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO mailbox (id, identity, uidvalidity) VALUES (1, 'a@h/INBOX', 7);
+                 INSERT INTO seen (mailbox, uidl, first_seen, header) VALUES (1, '7/1', 42, 'd1');",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("a@h/INBOX").unwrap();
+        assert_eq!(store.seen(mb).unwrap()["7/1"], 42);
+        assert_eq!(store.uidvalidity(mb).unwrap(), Some(7));
+        assert_eq!(store.header_digests(mb).unwrap()["7/1"], "d1");
+        assert_eq!(store.snapshot(mb).unwrap(), None);
+        let snap = FolderSnapshot {
+            uidvalidity: 7,
+            uidnext: 2,
+            messages: 1,
+            highestmodseq: Some(99),
+            fingerprint: "f00d".into(),
+        };
+        store.set_snapshot(mb, Some(&snap)).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.snapshot(mb).unwrap(), Some(snap));
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// Every change to a mailbox's records drops its snapshot (and only
+    /// its own): the snapshot vouches for those records.
+    #[test]
+    fn changing_records_drops_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mb = store.mailbox("a@h/INBOX").unwrap();
+        let other = store.mailbox("a@h/Other").unwrap();
+        let snap = FolderSnapshot {
+            uidvalidity: 7,
+            uidnext: 3,
+            messages: 2,
+            highestmodseq: None,
+            fingerprint: "f".into(),
+        };
+        type Change = fn(&mut Store, i64);
+        let changes: [(&str, Change); 6] = [
+            ("commit", |s, mb| {
+                s.commit_delivered(mb, &["7/1"], &[]).unwrap()
+            }),
+            ("mark", |s, mb| {
+                s.mark_seen(mb, &["7/2"], "mark").unwrap();
+            }),
+            ("add", |s, mb| {
+                s.add_seen(mb, &[("7/3", 1)], "import").unwrap();
+            }),
+            ("forget", |s, mb| {
+                s.forget(mb, &["7/1"]).unwrap();
+            }),
+            ("forget all", |s, mb| {
+                s.forget_all(mb).unwrap();
+            }),
+            ("renumber", |s, mb| s.renumber(mb, 8, &[]).unwrap()),
+        ];
+        for (what, change) in changes {
+            store.set_snapshot(mb, Some(&snap)).unwrap();
+            store.set_snapshot(other, Some(&snap)).unwrap();
+            change(&mut store, mb);
+            assert_eq!(store.snapshot(mb).unwrap(), None, "{what}");
+            assert_eq!(store.snapshot(other).unwrap(), Some(snap.clone()), "{what}");
+        }
+        // Clearing a journal entry alone changes no record.
+        store.set_snapshot(mb, Some(&snap)).unwrap();
+        store.drop_pending(mb, &["x"]).unwrap();
+        assert_eq!(store.snapshot(mb).unwrap(), Some(snap));
+        store.set_snapshot(mb, None).unwrap();
+        assert_eq!(store.snapshot(mb).unwrap(), None);
+    }
+
+    /// A snapshot text this build cannot read is no snapshot.
+    #[test]
+    fn unknown_snapshot_texts_are_none() {
+        for text in [
+            "",
+            "2 1 2 3 - f",
+            "1 1 2 3 - ",
+            "1 1 2 x - f",
+            "1 1 2 3 - f extra",
+        ] {
+            assert_eq!(FolderSnapshot::decode(text), None, "{text:?}");
+        }
+        assert!(FolderSnapshot::decode("1 1 2 3 - f").is_some());
     }
 
     #[test]

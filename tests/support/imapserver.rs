@@ -158,6 +158,12 @@ pub fn numbered(texts: &[Vec<u8>]) -> Vec<ImapMsg> {
 struct State {
     folder: Vec<ImapMsg>,
     uidvalidity: u32,
+    /// The next UID to hand out: never goes down, also when the highest
+    /// message is expunged.
+    uidnext: u32,
+    /// RFC 7162's HIGHESTMODSEQ: up by one with each change of flags,
+    /// expunge or arrival (sent on SELECT when CONDSTORE is advertised).
+    modseq: u64,
     faults: Vec<Fault>,
     log: Vec<String>,
     /// Whole-message fetches per UID (`BODY[]`).
@@ -198,8 +204,11 @@ impl ImapServer {
     pub fn start(mut cfg: ImapConfig) -> ImapServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local_addr");
+        let folder = std::mem::take(&mut cfg.messages);
         let state = State {
-            folder: std::mem::take(&mut cfg.messages),
+            uidnext: folder.iter().map(|m| m.uid).max().unwrap_or(0) + 1,
+            modseq: 1,
+            folder,
             uidvalidity: cfg.uidvalidity,
             faults: cfg.faults.clone(),
             log: Vec::new(),
@@ -287,6 +296,8 @@ impl ImapServer {
         for (i, m) in st.folder.iter_mut().enumerate() {
             m.uid = first_uid + i as u32;
         }
+        st.uidnext = first_uid + st.folder.len() as u32;
+        st.modseq += 1;
     }
 
     /// What another client does with UID STORE FLAGS: replaces the flags
@@ -295,12 +306,30 @@ impl ImapServer {
         let mut st = self.shared.lock();
         if let Some(m) = st.folder.iter_mut().find(|m| m.uid == uid) {
             m.flags = flags.iter().map(|f| f.to_string()).collect();
+            st.modseq += 1;
         }
     }
 
-    /// Appends a message (its UID must be above every other).
+    /// Appends a message (its UID must be at least the folder's UIDNEXT).
     pub fn push_message(&self, m: ImapMsg) {
-        self.shared.lock().folder.push(m);
+        let mut st = self.shared.lock();
+        assert!(
+            m.uid >= st.uidnext,
+            "UID {} below UIDNEXT {}",
+            m.uid,
+            st.uidnext
+        );
+        st.uidnext = m.uid + 1;
+        st.modseq += 1;
+        st.folder.push(m);
+    }
+
+    /// What another client does between sessions with STORE \Deleted and
+    /// EXPUNGE: `uid` is gone (UIDNEXT stays).
+    pub fn remove_message(&self, uid: u32) {
+        let mut st = self.shared.lock();
+        st.folder.retain(|m| m.uid != uid);
+        st.modseq += 1;
     }
 
     pub fn set_faults(&self, faults: Vec<Fault>) {
@@ -730,6 +759,7 @@ impl Session {
                     let mut st = self.shared.lock();
                     if let Some(i) = st.folder.iter().position(|m| m.uid == uid) {
                         st.folder.remove(i);
+                        st.modseq += 1;
                         let exists = st.folder.len();
                         drop(st);
                         self.conn.line(&format!("* {} EXPUNGE", i + 1));
@@ -867,7 +897,8 @@ impl Session {
         let st = self.shared.lock();
         let exists = st.folder.len();
         let uidvalidity = st.uidvalidity;
-        let uidnext = st.folder.iter().map(|m| m.uid).max().unwrap_or(0) + 1;
+        let uidnext = st.uidnext;
+        let modseq = st.modseq;
         drop(st);
         self.selected = true;
         self.read_only = read_only;
@@ -879,6 +910,10 @@ impl Session {
             .line(&format!("* OK [UIDVALIDITY {uidvalidity}] UIDs valid"));
         self.conn
             .line(&format!("* OK [UIDNEXT {uidnext}] predicted next UID"));
+        if self.has_capability("CONDSTORE") {
+            self.conn
+                .line(&format!("* OK [HIGHESTMODSEQ {modseq}] mod-sequences kept"));
+        }
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         self.conn.line(&format!("{tag} OK [{mode}] selected"));
     }
@@ -1020,6 +1055,7 @@ impl Session {
                 if let Some(m) = st.folder.iter_mut().find(|m| m.uid == msg.uid) {
                     if !m.has_flag("\\Seen") {
                         m.flags.push("\\Seen".into());
+                        st.modseq += 1;
                     }
                 }
             }
@@ -1068,6 +1104,7 @@ impl Session {
                 }
                 changed.push((i + 1, m.uid, m.flags.join(" ")));
             }
+            st.modseq += changed.len() as u64;
         }
         if !silent {
             for (seq, uid, flags) in changed {
@@ -1117,6 +1154,7 @@ impl Session {
             if m.has_flag("\\Deleted") && set.is_none_or(|s| in_set(s, m.uid)) {
                 let uid = m.uid;
                 st.folder.remove(i);
+                st.modseq += 1;
                 st.expunged.push(uid);
                 lines.push(format!("* {} EXPUNGE", i + 1));
             } else {

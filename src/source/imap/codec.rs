@@ -244,6 +244,8 @@ pub enum Code {
     Capability(Vec<String>),
     UidValidity(u32),
     UidNext(u32),
+    /// RFC 7162 (CONDSTORE): the folder's highest mod-sequence.
+    HighestModSeq(u64),
     /// Any other code, as sent (name and arguments).
     Other(String),
 }
@@ -271,6 +273,9 @@ impl Code {
             "CAPABILITY" => Code::Capability(args.split_whitespace().map(str::to_string).collect()),
             "UIDVALIDITY" if number().is_some() => Code::UidValidity(number().unwrap_or(0)),
             "UIDNEXT" if number().is_some() => Code::UidNext(number().unwrap_or(0)),
+            "HIGHESTMODSEQ" if args.parse::<u64>().is_ok() => {
+                Code::HighestModSeq(args.parse().unwrap_or(0))
+            }
             _ => Code::Other(inner.to_string()),
         }
     }
@@ -293,6 +298,7 @@ impl Code {
             Code::Capability(c) => format!("CAPABILITY {}", c.join(" ")),
             Code::UidValidity(n) => format!("UIDVALIDITY {n}"),
             Code::UidNext(n) => format!("UIDNEXT {n}"),
+            Code::HighestModSeq(n) => format!("HIGHESTMODSEQ {n}"),
             Code::Other(s) => s.clone(),
         }
     }

@@ -5,7 +5,7 @@
 use crate::config::{Account, FetchMode};
 use crate::error::{Error, ExitKind, Result};
 use crate::net::{Stream, Transport};
-use crate::source::{Entry, FetchSink, Sink, Source};
+use crate::source::{Entry, FetchSink, FolderState, Sink, Source};
 use crate::ui::notice::Alerts;
 
 use super::Session;
@@ -24,6 +24,9 @@ pub struct Folder<S = Stream> {
     move_to: Option<String>,
     /// The UIDs of the last listing.
     listed: Vec<u32>,
+    /// This session asked to change the selected folder (flags, expunge,
+    /// move): what SELECT said of it no longer holds.
+    changed: bool,
 }
 
 impl<S: Transport> Folder<S> {
@@ -52,6 +55,7 @@ impl<S: Transport> Folder<S> {
             mark_seen: settings.mark_seen,
             move_to: settings.move_to.clone(),
             listed: Vec::new(),
+            changed: false,
         })
     }
 
@@ -118,6 +122,7 @@ impl<S: Transport> Source for Folder<S> {
         if !self.mark_seen || handles.is_empty() {
             return Ok(());
         }
+        self.changed = true;
         let done = self.with(|s| s.flag_seen(handles))?;
         let refused = done.iter().filter(|ok| !**ok).count();
         if refused > 0 {
@@ -153,6 +158,7 @@ impl<S: Transport> Source for Folder<S> {
     }
 
     fn delete(&mut self, handles: &[u32]) -> Result<Vec<bool>> {
+        self.changed |= !handles.is_empty();
         match self.move_to.clone() {
             Some(folder) => self.with(|s| s.move_to(handles, &folder)),
             None => self.with(|s| s.delete(handles)),
@@ -161,6 +167,7 @@ impl<S: Transport> Source for Folder<S> {
 
     fn select_folder(&mut self, folder: &str) -> Result<bool> {
         self.listed.clear();
+        self.changed = false;
         self.with(|s| s.select(folder, false).map(|_| true))
     }
 
@@ -173,5 +180,18 @@ impl<S: Transport> Source for Folder<S> {
         self.session
             .mailbox()
             .map(|m| (m.name.as_str(), m.uidvalidity))
+    }
+
+    fn folder_state(&self) -> Option<FolderState> {
+        if self.changed {
+            return None;
+        }
+        let mb = self.session.mailbox()?;
+        Some(FolderState {
+            uidvalidity: mb.uidvalidity,
+            uidnext: mb.uidnext?,
+            messages: mb.exists,
+            highestmodseq: mb.highestmodseq,
+        })
     }
 }

@@ -70,6 +70,9 @@ pub struct Mailbox {
     pub uidvalidity: u32,
     pub exists: u32,
     pub uidnext: Option<u32>,
+    /// RFC 7162: sent when the server offers CONDSTORE (it changes with
+    /// every flag change and expunge).
+    pub highestmodseq: Option<u64>,
     pub read_only: bool,
 }
 
@@ -1080,21 +1083,26 @@ impl<S: Transport> Session<S> {
         let name = codec::mailbox_name(folder);
         let mut uidvalidity = None;
         let mut uidnext = None;
-        let status = self.conn.run(
-            &[Part::Text(verb.into()), Part::arg(&name)],
-            &what,
-            Phase::Select,
-            &mut |_, head| {
+        let mut highestmodseq = None;
+        // `(CONDSTORE)` asks for HIGHESTMODSEQ, which tells a flag change
+        // that leaves the counts as they were (RFC 7162 §3.1.8).
+        let mut parts = vec![Part::Text(verb.into()), Part::arg(&name)];
+        if self.capa.has("CONDSTORE") {
+            parts.push(Part::Text("(CONDSTORE)".into()));
+        }
+        let status = self
+            .conn
+            .run(&parts, &what, Phase::Select, &mut |_, head| {
                 if let Head::Status(s) = head {
                     match s.code {
                         Some(Code::UidValidity(v)) => uidvalidity = Some(v),
                         Some(Code::UidNext(n)) => uidnext = Some(n),
+                        Some(Code::HighestModSeq(n)) => highestmodseq = Some(n),
                         _ => {}
                     }
                 }
                 Ok(false)
-            },
-        )?;
+            })?;
         let uidvalidity = uidvalidity.ok_or_else(|| {
             self.conn.protocol(
                 &what,
@@ -1107,6 +1115,7 @@ impl<S: Transport> Session<S> {
             uidvalidity,
             exists: self.conn.exists,
             uidnext,
+            highestmodseq,
             read_only,
         });
         Ok(self.mailbox.as_ref().expect("just set"))
