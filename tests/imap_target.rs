@@ -51,25 +51,43 @@ fn dated_messages(n: usize, big: usize, first: u64) -> Vec<(Vec<u8>, i64)> {
 }
 
 /// What is in a user's Maildir: (content with LF line ends, flags, mtime).
+/// Dovecot may be moving files from new/ to cur/ (it goes on with a
+/// killed client's pipelined APPENDs for a moment): a file is counted once
+/// by its base name, and a listing that lost a file on the way is read
+/// again.
 fn mailbox(dir: &Path) -> Vec<(Vec<u8>, String, i64)> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+    'again: for _ in 0..250 {
+        let mut by_base = std::collections::BTreeMap::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
                 continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let (Ok(data), Ok(meta)) = (std::fs::read(e.path()), e.metadata()) else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue 'again;
+                };
+                let base = name.split(':').next().unwrap_or(&name).to_string();
+                let flags = name.split_once(":2,").map(|(_, f)| f.to_string());
+                by_base.insert(
+                    base,
+                    (
+                        expected_delivery(&data),
+                        flags.unwrap_or_default(),
+                        meta.mtime(),
+                    ),
+                );
             }
-            let data = std::fs::read(e.path()).unwrap();
-            let flags = name.split_once(":2,").map(|(_, f)| f.to_string());
-            let mtime = e.metadata().unwrap().mtime();
-            out.push((expected_delivery(&data), flags.unwrap_or_default(), mtime));
         }
+        let mut out: Vec<_> = by_base.into_values().collect();
+        out.sort();
+        return out;
     }
-    out.sort();
-    out
+    panic!("{}: files kept vanishing while being read", dir.display());
 }
 
 fn contents(dir: &Path) -> Vec<Vec<u8>> {
