@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::secret::Secret;
 use crate::error::{Error, ExitKind, Result};
+use crate::state::files::LockFile;
 
 /// What is kept of a login.
 pub struct Tokens {
@@ -136,28 +137,10 @@ pub fn delete(file: &Path) -> Result<bool> {
 
 /// Holds the login's lock (an OS lock on `FILE.lock`, released when
 /// dropped, also when the process dies).
-pub fn lock(file: &Path) -> Result<File> {
+pub fn lock(file: &Path) -> Result<LockFile> {
     let dir = folder(file);
     crate::state::files::create_private_dir(dir, "the token folder")?;
-    let path = file.with_extension("lock");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| {
-            Error::with_source(
-                ExitKind::CantCreate,
-                format!("cannot create the lock file {}", path.display()),
-                e,
-            )
-        })?;
-    f.lock().map_err(|e| {
-        Error::with_source(ExitKind::Io, format!("cannot lock {}", path.display()), e)
-    })?;
-    Ok(f)
+    LockFile::wait(&file.with_extension("lock"))
 }
 
 #[cfg(test)]

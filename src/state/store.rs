@@ -12,8 +12,7 @@
 //! looking at the disk at the next start (see `target::maildir`).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, ExitKind, Result};
+use crate::state::files::LockFile;
 
 /// The schema version this build writes. Each step in [`MIGRATIONS`] moves
 /// the database from version `i` to `i + 1`.
@@ -717,104 +717,44 @@ impl Store {
     }
 }
 
-/// Opens (creating it, 0600) a lock file in the state directory's `locks/`.
-fn open_lock_file(state_dir: &Path, name: &str) -> Result<(File, PathBuf)> {
+/// The path of a lock file in the state directory's `locks/`, which is
+/// created if missing.
+fn lock_path(state_dir: &Path, name: &str) -> Result<PathBuf> {
     let dir = state_dir.join("locks");
     ensure_state_dir(&dir)?;
-    let path = dir.join(name);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| {
-            Error::with_source(
-                ExitKind::CantCreate,
-                format!("cannot create the lock file {}", path.display()),
-                e,
-            )
-        })?;
-    Ok((file, path))
+    Ok(dir.join(name))
 }
 
-/// Held while a connection to the seen database is set up (an OS lock,
-/// released when dropped or when the process dies).
-fn setup_lock(state_dir: &Path) -> Result<File> {
-    let (file, path) = open_lock_file(state_dir, "seen-setup.lock")?;
-    file.lock().map_err(|e| {
-        Error::with_source(ExitKind::Io, format!("cannot lock {}", path.display()), e)
-    })?;
-    Ok(file)
+/// Held while a connection to the seen database is set up.
+fn setup_lock(state_dir: &Path) -> Result<LockFile> {
+    LockFile::wait(&lock_path(state_dir, "seen-setup.lock")?)
 }
 
-/// The per-mailbox lock (SPEC §4.4): an OS file lock, so it dies with the
-/// process that held it (a `kill -9` never leaves a stale lock), with the
-/// holder's pid in the file for the message the next one prints.
+/// The per-mailbox lock (SPEC §4.4), with the holder's pid in the file
+/// for the message the next one prints.
 pub struct MailboxLock {
-    _file: File,
+    _file: LockFile,
 }
 
 impl MailboxLock {
     pub fn acquire(state_dir: &Path, identity: &str) -> Result<MailboxLock> {
-        let (mut file, path) = open_lock_file(state_dir, &lock_file_name(identity))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = match holder_pid(&mut file) {
+        let path = lock_path(state_dir, &lock_file_name(identity))?;
+        match LockFile::try_with_pid(&path)? {
+            Ok(file) => Ok(MailboxLock { _file: file }),
+            Err(holder) => {
+                let holder = match holder {
                     None => "another popfetch process".to_string(),
                     Some(p) => format!("another popfetch process (pid {p})"),
                 };
-                return Err(Error::new(
+                Err(Error::new(
                     ExitKind::TempFail,
                     format!(
                         "{identity} is being synced by {holder}; try again when it has finished"
                     ),
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::with_source(
-                    ExitKind::Io,
-                    format!("cannot lock {}", path.display()),
-                    e,
                 ))
             }
         }
-        // We hold the lock: record who we are for the next one.
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
-        let _ = file.flush();
-        Ok(MailboxLock { _file: file })
     }
-}
-
-/// The pid the lock's holder wrote into the lock file. It writes it just
-/// after taking the lock, so a process that comes in between reads nothing,
-/// or the pid of an earlier holder that is gone: wait briefly for the pid
-/// of a live process.
-fn holder_pid(file: &mut File) -> Option<i32> {
-    for _ in 0..25 {
-        let mut text = String::new();
-        if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
-            if let Ok(pid) = text.trim().parse::<i32>() {
-                // Signal 0 only asks whether the process exists.
-                let alive = pid > 0
-                    && rustix::process::Pid::from_raw(pid).is_some_and(|pid| {
-                        matches!(
-                            rustix::process::test_kill_process(pid),
-                            Ok(()) | Err(rustix::io::Errno::PERM)
-                        )
-                    });
-                if alive {
-                    return Some(pid);
-                }
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    None
 }
 
 /// A file name for an identity: readable, safe, and collision-free (a

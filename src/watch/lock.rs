@@ -4,17 +4,15 @@
 //! 75 naming the first's pid. `sync` run by hand meanwhile is not stopped
 //! by this lock: it meets the per-mailbox locks, as any two syncs do.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ExitKind, Result};
+use crate::state::files::LockFile;
 
 pub struct WatchLock {
-    _file: File,
+    _file: LockFile,
 }
 
 impl WatchLock {
@@ -29,52 +27,23 @@ impl WatchLock {
                 e,
             )
         })?;
-        let path = state_dir.join(format!("watch-{name}.lock"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| {
-                Error::with_source(
-                    ExitKind::CantCreate,
-                    format!("cannot open {}", path.display()),
-                    e,
-                )
-            })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                let holder = match pid.trim() {
-                    "" => "another process".to_string(),
-                    pid => format!("pid {pid}"),
+        match LockFile::try_with_pid(&state_dir.join(format!("watch-{name}.lock")))? {
+            Ok(file) => Ok(WatchLock { _file: file }),
+            Err(holder) => {
+                let holder = match holder {
+                    None => "another process".to_string(),
+                    Some(pid) => format!("pid {pid}"),
                 };
-                return Err(Error::new(
+                Err(Error::new(
                     ExitKind::TempFail,
                     format!(
                         "popfetch watch is already running for {} ({holder}); stop it first, \
                          or give this one another config with -c",
                         config.display()
                     ),
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::with_source(
-                    ExitKind::Io,
-                    format!("cannot lock {}", path.display()),
-                    e,
                 ))
             }
         }
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
-        let _ = file.flush();
-        Ok(WatchLock { _file: file })
     }
 }
 
