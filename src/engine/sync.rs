@@ -27,12 +27,12 @@ use crate::engine::identity::{
     HashingReader, HeaderDigest,
 };
 use crate::engine::plan::{self, Policy};
-use crate::error::{Error, ExitKind, Result};
+use crate::error::{Error, Result};
 use crate::source::connect::ConnectOptions;
 use crate::source::{self, Entry, Fetched, Message, Source, Taken};
 use crate::state::store::{FolderSnapshot, MailboxLock, PendingEntry, Store};
 use crate::target::maildir::{Maildir, Recovered};
-use crate::target::{self, mbox, Delivery, MessageInfo};
+use crate::target::{self, mbox, Delivered, Delivery, MessageInfo};
 use crate::ui::notice::Verbose;
 use crate::ui::progress::Progress;
 use crate::ui::units::human_bytes;
@@ -1064,7 +1064,7 @@ impl Fetch<'_> {
         };
         let header = counting.hex();
         match delivered {
-            Ok((_written, key)) => {
+            Ok((Delivered::Stored, key)) => {
                 // Sizes reported are the server's (see Message::octets);
                 // the bar counts by LIST size, the unit of its total.
                 let size = body.octets();
@@ -1098,7 +1098,7 @@ impl Fetch<'_> {
             }
             // A mail server's permanent refusal (LMTP/SMTP 5xx) is about
             // this message only: it stays on the server, the rest go on.
-            Err(e) if e.server_reply().is_some() && e.kind() != ExitKind::TempFail => {
+            Ok((Delivered::Refused(e), _)) => {
                 report.warnings.push(format!(
                     "{}: message {} was not delivered: {e}",
                     report.account, item.handle

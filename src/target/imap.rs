@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{read_header_block, Delivery, MessageInfo};
+use super::{read_header_block, Delivered, Delivery, MessageInfo};
 use crate::calendar::civil_from_days;
 use crate::config::{Account, ImapTarget, Target};
 use crate::error::{Error, ExitKind, Result};
@@ -156,7 +156,7 @@ fn connect(target: &ImapTarget, account: &Account, opts: &ConnectOptions) -> Res
 }
 
 impl Delivery for ImapAppend {
-    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<Delivered> {
         let head = read_header_block(body)
             .map_err(|e| Error::with_source(ExitKind::TempFail, "reading the message", e))?;
         let message_id = header_field(&head, "message-id");
@@ -170,8 +170,8 @@ impl Delivery for ImapAppend {
             digest: Sha256::new(),
         };
         let mut whole = (&head[..]).chain(body);
-        let copied = super::copy_with_final_newline(&mut whole, &mut out)
-            .and_then(|n| out.inner.flush().map(|_| n))
+        super::copy_with_final_newline(&mut whole, &mut out)
+            .and_then(|_| out.inner.flush())
             .map_err(|e| Error::with_source(ExitKind::TempFail, "receiving the message", e))?;
         let Crlf {
             inner,
@@ -193,7 +193,7 @@ impl Delivery for ImapAppend {
             internal_date,
             digest: hex(&digest.finalize()),
         });
-        Ok(copied)
+        Ok(Delivered::Stored)
     }
 
     fn commit(

@@ -34,7 +34,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use super::{read_header_block, return_path, Delivery, MessageInfo};
+use super::{read_header_block, return_path, Delivered, Delivery, MessageInfo};
 use crate::config::secret::Secret;
 use crate::config::{Account, Endpoint, SmtpAuth, SmtpLogin, Wire};
 use crate::error::{Error, ExitKind, Origin, Result};
@@ -954,7 +954,7 @@ impl<'a> Chunker<'a> {
 }
 
 impl Delivery for Wired {
-    fn deliver(&mut self, _info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
+    fn deliver(&mut self, _info: &MessageInfo, body: &mut dyn Read) -> Result<Delivered> {
         let head = read_header_block(body)
             .map_err(|e| Error::with_source(ExitKind::TempFail, "reading the message", e))?;
         let sender = match return_path(&head) {
@@ -968,13 +968,19 @@ impl Delivery for Wired {
             None => self.connect().map_err(|e| e.with_origin(Origin::Other))?,
         };
         match self.transaction(&mut session, &sender, &head, body) {
-            Ok(Ok(n)) => {
+            Ok(Ok(_written)) => {
                 self.session = Some(session);
-                Ok(n)
+                Ok(Delivered::Stored)
             }
             Ok(Err(refused)) => {
                 self.session = Some(session);
-                Err(refused)
+                // 4xx: try later, so the account stops here (75) and the
+                // message stays unseen; 5xx: this message only.
+                if refused.kind() == ExitKind::TempFail {
+                    Err(refused)
+                } else {
+                    Ok(Delivered::Refused(refused))
+                }
             }
             // The session is out of step or gone: a new one for the next.
             Err(e) => Err(e),

@@ -41,7 +41,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{copy_with_final_newline, Delivery, MessageInfo};
+use super::{copy_with_final_newline, Delivered, Delivery, MessageInfo};
 use crate::error::{Error, Result};
 use crate::state::store::PendingEntry;
 
@@ -408,7 +408,7 @@ fn written_on(name: &str) -> Option<&str> {
 }
 
 impl Delivery for Maildir {
-    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<Delivered> {
         let base = unique_name();
         let path = self.tmp_dir.path.join(&base);
         let mut file = self
@@ -438,7 +438,7 @@ impl Delivery for Maildir {
                     uidl: info.uidl.to_string(),
                     size,
                 });
-                Ok(size)
+                Ok(Delivered::Stored)
             }
             Err(e) => {
                 drop(file);
@@ -780,7 +780,7 @@ mod tests {
                 &mut &b"Subject: x\n\nno newline"[..],
             )
             .unwrap();
-        assert_eq!(n, 23);
+        assert!(matches!(n, Delivered::Stored));
         assert!(
             files(&md.root.join("new")).is_empty(),
             "invisible before commit"

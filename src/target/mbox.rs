@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
+use super::{
+    copy_with_final_newline, read_header_block, return_path, Delivered, Delivery, MessageInfo,
+};
 use crate::calendar::civil_from_days;
 use crate::error::{Error, ExitKind, Result};
 use crate::state::store::{PendingEntry, Store};
@@ -184,14 +186,14 @@ impl Mbox {
 }
 
 impl Delivery for Mbox {
-    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<Delivered> {
         let start = self
             .spool
             .stream_position()
             .map_err(|e| Error::local_io("mbox spool", e))?;
         let mut tally = Tally::new(&mut self.spool);
         match write_mboxrd(body, &mut tally) {
-            Ok(n) => {
+            Ok(_written) => {
                 self.pending.push(Spooled {
                     uidl: info.uidl.to_string(),
                     at: start,
@@ -199,7 +201,7 @@ impl Delivery for Mbox {
                     digest: tally.hasher.finalize().into(),
                     line: tally.line,
                 });
-                Ok(n)
+                Ok(Delivered::Stored)
             }
             Err(e) => {
                 let _ = self.spool.set_len(start);

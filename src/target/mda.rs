@@ -30,7 +30,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::{copy_with_final_newline, read_header_block, return_path, Delivery, MessageInfo};
+use super::{
+    copy_with_final_newline, read_header_block, return_path, Delivered, Delivery, MessageInfo,
+};
 use crate::error::{Error, ExitKind, Result};
 use crate::external::{self, Ended};
 use crate::state::store::PendingEntry;
@@ -106,8 +108,8 @@ impl<R: Read> Read for Receiving<R> {
 }
 
 impl Delivery for Mda {
-    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64> {
-        let (message, size, sender) = self.spool(body)?;
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<Delivered> {
+        let (message, _, sender) = self.spool(body)?;
         // The MDA's stderr goes to a file too: a pipe could be held open by
         // a child the MDA leaves running, and reading it to the end would
         // then never return.
@@ -157,7 +159,7 @@ impl Delivery for Mda {
         match status.code() {
             Some(0) => {
                 self.delivered += 1;
-                Ok(size)
+                Ok(Delivered::Stored)
             }
             Some(75) => Err(Error::new(
                 ExitKind::TempFail,

@@ -25,11 +25,24 @@ pub struct MessageInfo<'a> {
     pub uidl: &'a str,
 }
 
+/// What became of one message handed to a target.
+#[derive(Debug)]
+pub enum Delivered {
+    /// Taken (durable and visible at commit).
+    Stored,
+    /// A mail server's permanent refusal of this message alone (an
+    /// LMTP/SMTP 5xx, with its reply kept in the error): the message stays
+    /// on the source and is reported, and the session goes on with the
+    /// next one.
+    Refused(crate::error::Error),
+}
+
 /// A delivery target for one sync.
 pub trait Delivery {
-    /// Writes one message from `body` (read it to the end). On error nothing
-    /// of this message remains anywhere. Returns the bytes written.
-    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<u64>;
+    /// Writes one message from `body` (read it to the end). On an error or
+    /// a refusal nothing of this message remains anywhere. An error stops
+    /// the account's delivery; a [`Delivered::Refused`] only this message.
+    fn deliver(&mut self, info: &MessageInfo, body: &mut dyn Read) -> Result<Delivered>;
 
     /// Makes every message delivered since the last commit durable and
     /// visible. `journal` is called first with the names the messages will
