@@ -115,6 +115,10 @@ pub enum Fault {
     Stall { when: String },
     /// Answer a matching command with a line that is not IMAP.
     Garbage { when: String },
+    /// Courier-IMAP when its couriertls cannot start: STARTTLS is answered
+    /// `OK`, then (after `pause`, or in the same write without one) a tagged
+    /// `NO STARTTLS failed: …` in clear, and the connection closes.
+    StarttlsFails { pause: Option<Duration> },
 }
 
 /// Server configuration. Use `ImapConfig { field: .., ..Default::default() }`.
@@ -722,6 +726,20 @@ impl Session {
                 Fault::Garbage { when } if hits(&when) => {
                     self.conn.line("HELLO WORLD this is not IMAP");
                     return Ok(true);
+                }
+                Fault::StarttlsFails { pause } if command.starts_with("STARTTLS") => {
+                    self.conn
+                        .line(&format!("{tag} OK Begin SSL/TLS negotiation now."));
+                    if let Some(pause) = pause {
+                        self.conn.flush()?;
+                        thread::sleep(pause);
+                    }
+                    self.conn.line(&format!(
+                        "{tag} NO STARTTLS failed: ip=[::ffff:127.0.0.1], couriertls: \
+                         /var/lib/courier/couriersslimapcache: Permission denied"
+                    ));
+                    self.conn.flush()?;
+                    return Err(End);
                 }
                 Fault::ExpungeByOther { when, uid }
                     if hits(&when) && self.selected && !self.expunged_by_other.contains(&uid) =>

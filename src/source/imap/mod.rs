@@ -54,6 +54,11 @@ const MAX_LISTING_ENTRIES: usize = crate::source::pop3::codec::MAX_LISTING_ENTRI
 /// Most untagged responses to one command that is not a listing or fetch:
 /// a server that never sends the tagged end is not answering.
 const MAX_UNTAGGED: usize = 100_000;
+/// What to do when a server says yes to STARTTLS and then cannot start it.
+const STARTTLS_BROKEN: &str = "Its TLS setup is broken (its log says why; Courier-IMAP \
+     does this when couriertls cannot start): ask its administrator, or use tls = \"implicit\" \
+     with its TLS port (usually 993)";
+
 /// Largest literal LITERAL- (RFC 7888) lets us send without waiting.
 const LITERAL_MINUS_MAX: usize = 4096;
 
@@ -709,10 +714,16 @@ impl<S: Transport> Client<S> {
         // Bytes already buffered were sent before TLS started and could
         // have been injected by an attacker (CVE-2011-0411 class): refuse.
         if !self.conn.reader.buffer().is_empty() {
+            // Shown, never acted on: Courier sends `NO STARTTLS failed: …`
+            // here when its own TLS cannot start, which says what to fix.
+            let buffered = self.conn.reader.buffer();
+            let line = buffered.split(|&b| b == b'\n').next().unwrap_or(buffered);
+            let said = codec::printable(line.trim_ascii_end(), 200);
             return Err(Error::new(
                 ExitKind::Protocol,
                 format!(
-                    "{host}: the server sent data after its STARTTLS reply; refusing to continue"
+                    "{host}: the server sent data after its STARTTLS reply ({said}); refusing to \
+                     continue. {STARTTLS_BROKEN}"
                 ),
             ));
         }
@@ -722,7 +733,21 @@ impl<S: Transport> Client<S> {
             next_tag,
             ..
         } = self.conn;
-        let stream = reader.into_inner().start_tls(tls, &host)?;
+        let stream = reader
+            .into_inner()
+            .start_tls(tls, &host)
+            .map_err(|e| match e.kind() {
+                // Not TLS after an OK: the server's TLS is broken (Courier
+                // answers OK before its couriertls has started), not the port.
+                ExitKind::Protocol => Error::new(
+                    ExitKind::Protocol,
+                    format!(
+                        "{host}: the server accepted STARTTLS but then did not speak TLS. \
+                         {STARTTLS_BROKEN}"
+                    ),
+                ),
+                _ => e,
+            })?;
         let mut conn = Connection::new(stream, &host, trace);
         conn.next_tag = next_tag;
         let mut client = Client {
