@@ -74,3 +74,68 @@ fn courier_starttls_no_in_the_same_write_is_shown_and_refused() {
         run.stderr
     );
 }
+
+/// Courier-IMAP keeps every folder under its personal namespace `INBOX.`
+/// and refuses `UID COPY … Archive` with a bare NO (no `[TRYCREATE]`),
+/// while mail readers show the folder as `Archive`.
+fn courier_move(move_to: &str) -> (ImapServer, Env, crate::support::Run) {
+    let mut capabilities: Vec<String> = ImapConfig::default()
+        .capabilities
+        .into_iter()
+        .filter(|c| c != "LITERAL+" && c != "ID")
+        .collect();
+    capabilities.push("NAMESPACE".into());
+    let server = ImapServer::start(ImapConfig {
+        messages: numbered(&mixed_messages(3, 1000)),
+        capabilities,
+        namespace: Some(r##"(("INBOX." ".")) NIL (("#shared." "."))"##.into()),
+        faults: vec![Fault::Reply {
+            when: "UID COPY".into(),
+            reply: "NO Error in IMAP command received by server.".into(),
+        }],
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.co]\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/co\"\ntimeout = 10\nkeep = false\nmove_to = \"{move_to}\"\n",
+        server.port()
+    ));
+    let run = env.run(&["sync"]);
+    (server, env, run)
+}
+
+#[test]
+fn courier_move_to_outside_the_inbox_namespace_names_the_prefix() {
+    let (server, env, run) = courier_move("Archive");
+    run.expect_code(76);
+    assert!(
+        run.stderr.contains("check move_to = \"Archive\"")
+            && run
+                .stderr
+                .contains("under \"INBOX.\": try \"INBOX.Archive\"")
+            && run
+                .stderr
+                .contains("NO Error in IMAP command received by server."),
+        "{}",
+        run.stderr
+    );
+    // Delivered before the move failed, and nothing deleted on the server.
+    assert_eq!(
+        crate::support::maildir_messages(&env.maildir("co")).len(),
+        3
+    );
+    assert!(server.expunged().is_empty());
+    assert_eq!(server.messages().len(), 3);
+}
+
+#[test]
+fn courier_move_to_with_the_prefix_gets_no_namespace_advice() {
+    let (_server, _env, run) = courier_move("INBOX.Archive");
+    run.expect_code(76);
+    assert!(
+        run.stderr.contains("check move_to = \"INBOX.Archive\""),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("keeps your folders"), "{}", run.stderr);
+}

@@ -132,6 +132,9 @@ pub struct ImapConfig {
     /// Advertised after the fixed `IMAP4rev1`.
     pub capabilities: Vec<String>,
     pub faults: Vec<Fault>,
+    /// The answer to `NAMESPACE` after `* NAMESPACE ` (Courier-IMAP:
+    /// `(("INBOX." ".")) NIL (("#shared." "."))`); `None`: not understood.
+    pub namespace: Option<String>,
 }
 
 impl Default for ImapConfig {
@@ -146,6 +149,7 @@ impl Default for ImapConfig {
                 .map(String::from)
                 .to_vec(),
             faults: Vec::new(),
+            namespace: None,
         }
     }
 }
@@ -789,6 +793,11 @@ impl Session {
             "AUTHENTICATE" => self.authenticate(tag, rest)?,
             _ if !self.authed => self.bad(tag, "log in first"),
             "SELECT" | "EXAMINE" => self.select(tag, verb == "EXAMINE"),
+            "NAMESPACE" if self.shared.cfg.namespace.is_some() => {
+                let ns = self.shared.cfg.namespace.clone().unwrap_or_default();
+                self.conn.line(&format!("* NAMESPACE {ns}"));
+                self.ok(tag, "NAMESPACE completed");
+            }
             "CLOSE" | "UNSELECT" => {
                 self.selected = false;
                 self.ok(tag, "closed");

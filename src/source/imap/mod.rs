@@ -1492,8 +1492,9 @@ impl<S: Transport> Session<S> {
                         self.create(folder)?;
                     }
                     StatusKind::No if !status.code.as_ref().is_some_and(Code::is_temporary) => {
+                        let hint = self.namespace_hint(folder);
                         return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)
-                            .context(format!("check move_to = {folder:?}")));
+                            .context(format!("check move_to = {folder:?}{hint}")));
                     }
                     _ => return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)),
                 }
@@ -1517,6 +1518,54 @@ impl<S: Transport> Session<S> {
             .iter()
             .map(|h| gone.binary_search(h).is_ok())
             .collect())
+    }
+
+    /// Advice for a folder the server refused: Courier-IMAP keeps every
+    /// folder under its personal namespace `INBOX.` and refuses `Archive`
+    /// with a bare `NO Error in IMAP command received by server.`, while
+    /// mail readers show it as `Archive`. Empty when the server has no
+    /// such prefix, the name already has it, or NAMESPACE fails.
+    fn namespace_hint(&mut self, folder: &str) -> String {
+        if folder.eq_ignore_ascii_case("INBOX") || !self.capa.has("NAMESPACE") {
+            return String::new();
+        }
+        let Ok(Some(prefix)) = self.personal_prefix() else {
+            return String::new();
+        };
+        let has_prefix = folder
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(&prefix));
+        if prefix.is_empty() || has_prefix {
+            return String::new();
+        }
+        format!(" (the server keeps your folders under {prefix:?}: try \"{prefix}{folder}\")")
+    }
+
+    /// The prefix of the first personal namespace (RFC 2342) `NAMESPACE`
+    /// answers, if it is a plain quoted string.
+    fn personal_prefix(&mut self) -> Result<Option<String>> {
+        let what = "NAMESPACE";
+        let mut prefix = None;
+        self.conn.run(
+            &[Part::Text(what.into())],
+            what,
+            Phase::Transaction,
+            &mut |conn, head| {
+                if !matches!(head, Head::Data(kind) if kind.eq_ignore_ascii_case("NAMESPACE")) {
+                    return Ok(false);
+                }
+                if conn.token(what)? == Token::Open && conn.token(what)? == Token::Open {
+                    if let Token::Quoted(p) = conn.token(what)? {
+                        if p.len() <= 100 && p.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                            prefix = Some(String::from_utf8_lossy(&p).into_owned());
+                        }
+                    }
+                }
+                conn.skip_response(what)?;
+                Ok(true)
+            },
+        )?;
+        Ok(prefix)
     }
 
     /// `CREATE folder`.
