@@ -139,3 +139,36 @@ fn courier_move_to_with_the_prefix_gets_no_namespace_advice() {
     );
     assert!(!run.stderr.contains("keeps your folders"), "{}", run.stderr);
 }
+
+/// The same namespace for `folders`: Courier-IMAP answers `SELECT Archive`
+/// with `NO Mailbox does not exist` when the folder is `INBOX.Archive`.
+#[test]
+fn courier_folder_outside_the_inbox_namespace_names_the_prefix() {
+    let mut capabilities: Vec<String> = ImapConfig::default().capabilities;
+    capabilities.push("NAMESPACE".into());
+    let server = ImapServer::start(ImapConfig {
+        capabilities,
+        namespace: Some(r##"(("INBOX." ".")) NIL (("#shared." "."))"##.into()),
+        faults: vec![Fault::Reply {
+            when: "SELECT Archive".into(),
+            reply: "NO Mailbox does not exist, or must be subscribed to.".into(),
+        }],
+        ..Default::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[accounts.co]\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/co\"\ntimeout = 10\nfolders = [\"Archive\"]\n",
+        server.port()
+    ));
+    for cmd in ["sync", "check"] {
+        let run = env.run(&[cmd]);
+        run.expect_code(78);
+        assert!(
+            run.stderr
+                .contains("folder \"Archive\" (the server keeps your folders under \"INBOX.\": try \"INBOX.Archive\")")
+                && run.stderr.contains("NO Mailbox does not exist"),
+            "{cmd}: {}",
+            run.stderr
+        );
+    }
+}

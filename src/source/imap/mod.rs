@@ -1118,7 +1118,17 @@ impl<S: Transport> Session<S> {
                 }
                 Ok(false)
             },
-        )?;
+        );
+        let status = match status {
+            Err(e) if e.kind() == ExitKind::Config => {
+                let hint = self.namespace_hint(folder);
+                if hint.is_empty() {
+                    return Err(e);
+                }
+                return Err(e.context(format!("folder {folder:?}{hint}")));
+            }
+            other => other?,
+        };
         let uidvalidity = uidvalidity.ok_or_else(|| {
             self.conn.protocol(
                 &what,
