@@ -172,3 +172,41 @@ fn courier_folder_outside_the_inbox_namespace_names_the_prefix() {
         );
     }
 }
+
+/// Courier's POP3 does the same with STLS: `+OK Begin SSL/TLS negotiation
+/// now.` and then no TLS. The error said to set tls = "starttls", which it
+/// already was.
+#[test]
+fn courier_stls_ok_then_no_tls_blames_the_server_tls_not_the_port() {
+    use crate::support::certs::TestPki;
+    use crate::support::server::{self, Server, Tls};
+    let env = Env::new();
+    let pki = std::sync::Arc::new(TestPki::generate(env.dir.path()));
+    let srv = Server::start(server::Config {
+        tls: Tls::Stls(pki.clone()),
+        faults: vec![server::Fault::ErrOnCommand {
+            verb: "STLS".into(),
+            reply: "+OK Begin SSL/TLS negotiation now.".into(),
+        }],
+        ..Default::default()
+    });
+    env.write_config(&format!(
+        "[accounts.co]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/co\"\ntimeout = 10\n",
+        srv.port(),
+        pki.ca_path.display()
+    ));
+    let run = env.run(&["sync"]);
+    run.expect_code(76);
+    assert!(
+        run.stderr
+            .contains("the server accepted STLS but then did not speak TLS")
+            && run.stderr.contains("tls = \"implicit\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("then set tls = \"starttls\""),
+        "{}",
+        run.stderr
+    );
+}
