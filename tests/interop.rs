@@ -210,3 +210,46 @@ fn courier_stls_ok_then_no_tls_blames_the_server_tls_not_the_port() {
         run.stderr
     );
 }
+
+/// The self-signed certificate `openssl req -x509` makes (Cyrus and Courier
+/// setups use them) is marked CA:TRUE, which TLS refuses as a server's own
+/// even when `ca_file` names it. popfetch said "self-signed … set ca_file",
+/// which was already set; now it says why that cannot work and to pin it,
+/// and the pin works.
+#[test]
+fn self_signed_ca_certificate_in_ca_file_is_explained_and_a_pin_works() {
+    use crate::support::certs::TestPki;
+    use crate::support::imapserver::Tls as ImapTls;
+    let env = Env::new();
+    let pki = std::sync::Arc::new(TestPki::self_signed_ca(env.dir.path()));
+    let server = ImapServer::start(ImapConfig {
+        messages: numbered(&mixed_messages(2, 1000)),
+        tls: ImapTls::Implicit(pki.clone()),
+        ..Default::default()
+    });
+    let account = |trust: String| {
+        format!(
+            "[accounts.cy]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\nuser = \"alice\"\npassword = \"secret\"\nmaildir = \"~/Mail/cy\"\ntimeout = 10\n{trust}\n",
+            server.port()
+        )
+    };
+    env.write_config(&account(format!("ca_file = \"{}\"", pki.ca_path.display())));
+    let run = env.run(&["sync"]);
+    run.expect_code(77);
+    assert!(
+        run.stderr.contains("marked as a CA (CA:TRUE)")
+            && run.stderr.contains("not even from ca_file")
+            && run.stderr.contains(&pki.fingerprint),
+        "{}",
+        run.stderr
+    );
+    env.write_config(&account(format!(
+        "tls_fingerprint = \"{}\"",
+        pki.fingerprint
+    )));
+    env.run(&["sync"]).expect_code(0);
+    assert_eq!(
+        crate::support::maildir_messages(&env.maildir("cy")).len(),
+        2
+    );
+}

@@ -361,8 +361,14 @@ fn describe_cert_error(e: &rustls::CertificateError) -> String {
         }
         // webpki's reasons come only as Debug text: matched here, never
         // shown (a user reads words, not Rust enum names).
+        // A server certificate made as a CA (plain `openssl req -x509` does
+        // that): webpki refuses it as a server's own whatever the trust
+        // store, so the ca_file advice that follows cannot help; a pin can.
         C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
-            "self-signed".into()
+            "self-signed and marked as a CA (CA:TRUE), which TLS never accepts as a server's \
+             own certificate, not even from ca_file: pin it with tls_fingerprint, or have it \
+             reissued with basicConstraints CA:FALSE"
+                .into()
         }
         _ => "rejected by the certificate checks".into(),
     }
