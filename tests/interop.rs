@@ -237,12 +237,13 @@ fn self_signed_ca_certificate_in_ca_file_is_explained_and_a_pin_works() {
     let run = env.run(&["sync"]);
     run.expect_code(77);
     assert!(
-        run.stderr.contains("marked as a CA (CA:TRUE)")
+        run.stderr.contains("marked as a CA (CA:TRUE")
             && run.stderr.contains("not even from ca_file")
             && run.stderr.contains(&pki.fingerprint),
         "{}",
         run.stderr
     );
+    assert!(!run.stderr.contains("/path/to/ca.pem"), "{}", run.stderr);
     env.write_config(&account(format!(
         "tls_fingerprint = \"{}\"",
         pki.fingerprint
