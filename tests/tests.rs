@@ -12,6 +12,7 @@ mod imap_client;
 mod imap_faults;
 mod imap_sync;
 mod imap_target;
+mod interop;
 mod lmtp_target;
 mod mbox_locking;
 mod module_graph;

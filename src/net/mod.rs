@@ -308,6 +308,9 @@ impl TlsContext {
             .and_then(|e| e.downcast_ref::<rustls::Error>())
             .cloned();
         match tls_err {
+            Some(rustls::Error::InvalidCertificate(reason)) if ca_as_leaf(&reason) => {
+                Error::new(ExitKind::NoPerm, ca_as_leaf_advice(host, presented))
+            }
             Some(rustls::Error::InvalidCertificate(reason)) => Error::new(
                 ExitKind::NoPerm,
                 cert_advice(host, &describe_cert_error(&reason), presented),
@@ -361,11 +364,30 @@ fn describe_cert_error(e: &rustls::CertificateError) -> String {
         }
         // webpki's reasons come only as Debug text: matched here, never
         // shown (a user reads words, not Rust enum names).
-        C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
-            "self-signed".into()
-        }
+        C::Other(_) if ca_as_leaf(e) => "self-signed and marked as a CA (CA:TRUE)".into(),
         _ => "rejected by the certificate checks".into(),
     }
+}
+
+/// A server certificate made as a CA (plain `openssl req -x509` does that):
+/// webpki refuses it as a server's own whatever the trust store, so
+/// `ca_file` cannot help; a pin can.
+fn ca_as_leaf(e: &rustls::CertificateError) -> bool {
+    // webpki's reasons come only as Debug text.
+    matches!(e, rustls::CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity"))
+}
+
+fn ca_as_leaf_advice(host: &str, presented: Option<Fingerprint>) -> String {
+    let pin = match presented {
+        Some(fp) => format!("tls_fingerprint = \"{}\"", format_fingerprint(&fp)),
+        None => "tls_fingerprint".into(),
+    };
+    format!(
+        "the certificate of {host} is self-signed and marked as a CA (CA:TRUE, as plain \
+         `openssl req -x509` makes them), which TLS never accepts as a server's own certificate, \
+         not even from ca_file. Once you have checked that this is really your server's \
+         certificate, pin it: {pin}; or have it reissued with basicConstraints CA:FALSE"
+    )
 }
 
 fn cert_advice(host: &str, reason: &str, presented: Option<Fingerprint>) -> String {

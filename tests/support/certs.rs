@@ -90,6 +90,26 @@ impl TestPki {
         )
     }
 
+    /// A self-signed server certificate marked as a CA (basicConstraints
+    /// CA:TRUE), as plain `openssl req -x509` makes them; `ca_*` are the
+    /// certificate itself.
+    pub fn self_signed_ca(dir: &Path) -> TestPki {
+        let key = KeyPair::generate().expect("generate key");
+        let mut params = leaf_params();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.extended_key_usages = Vec::new();
+        params.key_usages = Vec::new();
+        let cert = params.self_signed(&key).expect("self-sign");
+        Self::write(
+            dir,
+            cert.pem(),
+            cert.pem(),
+            cert.der().as_ref(),
+            key.serialize_pem(),
+            true,
+        )
+    }
+
     fn write(
         dir: &Path,
         ca_cert_pem: String,

@@ -115,6 +115,10 @@ pub enum Fault {
     Stall { when: String },
     /// Answer a matching command with a line that is not IMAP.
     Garbage { when: String },
+    /// Courier-IMAP when its couriertls cannot start: STARTTLS is answered
+    /// `OK`, then (after `pause`, or in the same write without one) a tagged
+    /// `NO STARTTLS failed: …` in clear, and the connection closes.
+    StarttlsFails { pause: Option<Duration> },
 }
 
 /// Server configuration. Use `ImapConfig { field: .., ..Default::default() }`.
@@ -128,6 +132,9 @@ pub struct ImapConfig {
     /// Advertised after the fixed `IMAP4rev1`.
     pub capabilities: Vec<String>,
     pub faults: Vec<Fault>,
+    /// The answer to `NAMESPACE` after `* NAMESPACE ` (Courier-IMAP:
+    /// `(("INBOX." ".")) NIL (("#shared." "."))`); `None`: not understood.
+    pub namespace: Option<String>,
 }
 
 impl Default for ImapConfig {
@@ -142,6 +149,7 @@ impl Default for ImapConfig {
                 .map(String::from)
                 .to_vec(),
             faults: Vec::new(),
+            namespace: None,
         }
     }
 }
@@ -752,6 +760,20 @@ impl Session {
                     self.conn.line("HELLO WORLD this is not IMAP");
                     return Ok(true);
                 }
+                Fault::StarttlsFails { pause } if command.starts_with("STARTTLS") => {
+                    self.conn
+                        .line(&format!("{tag} OK Begin SSL/TLS negotiation now."));
+                    if let Some(pause) = pause {
+                        self.conn.flush()?;
+                        thread::sleep(pause);
+                    }
+                    self.conn.line(&format!(
+                        "{tag} NO STARTTLS failed: ip=[::ffff:127.0.0.1], couriertls: \
+                         /var/lib/courier/couriersslimapcache: Permission denied"
+                    ));
+                    self.conn.flush()?;
+                    return Err(End);
+                }
                 Fault::ExpungeByOther { when, uid }
                     if hits(&when) && self.selected && !self.expunged_by_other.contains(&uid) =>
                 {
@@ -801,6 +823,11 @@ impl Session {
             "AUTHENTICATE" => self.authenticate(tag, rest)?,
             _ if !self.authed => self.bad(tag, "log in first"),
             "SELECT" | "EXAMINE" => self.select(tag, verb == "EXAMINE"),
+            "NAMESPACE" if self.shared.cfg.namespace.is_some() => {
+                let ns = self.shared.cfg.namespace.clone().unwrap_or_default();
+                self.conn.line(&format!("* NAMESPACE {ns}"));
+                self.ok(tag, "NAMESPACE completed");
+            }
             "CLOSE" | "UNSELECT" => {
                 self.selected = false;
                 self.ok(tag, "closed");

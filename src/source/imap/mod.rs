@@ -55,6 +55,11 @@ const MAX_LISTING_ENTRIES: usize = crate::source::pop3::codec::MAX_LISTING_ENTRI
 /// Most untagged responses to one command that is not a listing or fetch:
 /// a server that never sends the tagged end is not answering.
 const MAX_UNTAGGED: usize = 100_000;
+/// What to do when a server says yes to STARTTLS and then cannot start it.
+const STARTTLS_BROKEN: &str = "Its TLS setup is broken (its log says why; Courier-IMAP \
+     does this when couriertls cannot start): ask its administrator, or use tls = \"implicit\" \
+     with its TLS port (usually 993)";
+
 /// Largest literal LITERAL- (RFC 7888) lets us send without waiting.
 const LITERAL_MINUS_MAX: usize = 4096;
 
@@ -713,10 +718,16 @@ impl<S: Transport> Client<S> {
         // Bytes already buffered were sent before TLS started and could
         // have been injected by an attacker (CVE-2011-0411 class): refuse.
         if !self.conn.reader.buffer().is_empty() {
+            // Shown, never acted on: Courier sends `NO STARTTLS failed: …`
+            // here when its own TLS cannot start, which says what to fix.
+            let buffered = self.conn.reader.buffer();
+            let line = buffered.split(|&b| b == b'\n').next().unwrap_or(buffered);
+            let said = codec::printable(line.trim_ascii_end(), 200);
             return Err(Error::new(
                 ExitKind::Protocol,
                 format!(
-                    "{host}: the server sent data after its STARTTLS reply; refusing to continue"
+                    "{host}: the server sent data after its STARTTLS reply ({said}); refusing to \
+                     continue. {STARTTLS_BROKEN}"
                 ),
             ));
         }
@@ -726,7 +737,21 @@ impl<S: Transport> Client<S> {
             next_tag,
             ..
         } = self.conn;
-        let stream = reader.into_inner().start_tls(tls, &host)?;
+        let stream = reader
+            .into_inner()
+            .start_tls(tls, &host)
+            .map_err(|e| match e.kind() {
+                // Not TLS after an OK: the server's TLS is broken (Courier
+                // answers OK before its couriertls has started), not the port.
+                ExitKind::Protocol => Error::new(
+                    ExitKind::Protocol,
+                    format!(
+                        "{host}: the server accepted STARTTLS but then did not speak TLS. \
+                         {STARTTLS_BROKEN}"
+                    ),
+                ),
+                _ => e,
+            })?;
         let mut conn = Connection::new(stream, &host, trace);
         conn.next_tag = next_tag;
         let mut client = Client {
@@ -1090,19 +1115,27 @@ impl<S: Transport> Session<S> {
         if self.capa.has("CONDSTORE") {
             parts.push(Part::Text("(CONDSTORE)".into()));
         }
-        let status = self
-            .conn
-            .run(&parts, &what, Phase::Select, &mut |_, head| {
-                if let Head::Status(s) = head {
-                    match s.code {
-                        Some(Code::UidValidity(v)) => uidvalidity = Some(v),
-                        Some(Code::UidNext(n)) => uidnext = Some(n),
-                        Some(Code::HighestModSeq(n)) => highestmodseq = Some(n),
-                        _ => {}
-                    }
+        let status = self.conn.run(&parts, &what, Phase::Select, &mut |_, head| {
+            if let Head::Status(s) = head {
+                match s.code {
+                    Some(Code::UidValidity(v)) => uidvalidity = Some(v),
+                    Some(Code::UidNext(n)) => uidnext = Some(n),
+                    Some(Code::HighestModSeq(n)) => highestmodseq = Some(n),
+                    _ => {}
                 }
-                Ok(false)
-            })?;
+            }
+            Ok(false)
+        });
+        let status = match status {
+            Err(e) if e.kind() == ExitKind::Config => {
+                let hint = self.namespace_hint(folder);
+                if hint.is_empty() {
+                    return Err(e);
+                }
+                return Err(e.context(format!("folder {folder:?}{hint}")));
+            }
+            other => other?,
+        };
         let uidvalidity = uidvalidity.ok_or_else(|| {
             self.conn.protocol(
                 &what,
@@ -1477,8 +1510,9 @@ impl<S: Transport> Session<S> {
                         self.create(folder)?;
                     }
                     StatusKind::No if !status.code.as_ref().is_some_and(Code::is_temporary) => {
+                        let hint = self.namespace_hint(folder);
                         return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)
-                            .context(format!("check move_to = {folder:?}")));
+                            .context(format!("check move_to = {folder:?}{hint}")));
                     }
                     _ => return Err(refused(&self.conn.host, &what, Phase::Transaction, &status)),
                 }
@@ -1502,6 +1536,54 @@ impl<S: Transport> Session<S> {
             .iter()
             .map(|h| gone.binary_search(h).is_ok())
             .collect())
+    }
+
+    /// Advice for a folder the server refused: Courier-IMAP keeps every
+    /// folder under its personal namespace `INBOX.` and refuses `Archive`
+    /// with a bare `NO Error in IMAP command received by server.`, while
+    /// mail readers show it as `Archive`. Empty when the server has no
+    /// such prefix, the name already has it, or NAMESPACE fails.
+    fn namespace_hint(&mut self, folder: &str) -> String {
+        if folder.eq_ignore_ascii_case("INBOX") || !self.capa.has("NAMESPACE") {
+            return String::new();
+        }
+        let Ok(Some(prefix)) = self.personal_prefix() else {
+            return String::new();
+        };
+        let has_prefix = folder
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(&prefix));
+        if prefix.is_empty() || has_prefix {
+            return String::new();
+        }
+        format!(" (the server keeps your folders under {prefix:?}: try \"{prefix}{folder}\")")
+    }
+
+    /// The prefix of the first personal namespace (RFC 2342) `NAMESPACE`
+    /// answers, if it is a plain quoted string.
+    fn personal_prefix(&mut self) -> Result<Option<String>> {
+        let what = "NAMESPACE";
+        let mut prefix = None;
+        self.conn.run(
+            &[Part::Text(what.into())],
+            what,
+            Phase::Transaction,
+            &mut |conn, head| {
+                if !matches!(head, Head::Data(kind) if kind.eq_ignore_ascii_case("NAMESPACE")) {
+                    return Ok(false);
+                }
+                if conn.token(what)? == Token::Open && conn.token(what)? == Token::Open {
+                    if let Token::Quoted(p) = conn.token(what)? {
+                        if p.len() <= 100 && p.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                            prefix = Some(String::from_utf8_lossy(&p).into_owned());
+                        }
+                    }
+                }
+                conn.skip_response(what)?;
+                Ok(true)
+            },
+        )?;
+        Ok(prefix)
     }
 
     /// `CREATE folder`.

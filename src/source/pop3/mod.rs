@@ -443,7 +443,23 @@ impl<S: Transport> Client<S> {
             host,
             ..
         } = self.conn;
-        let stream = reader.into_inner().start_tls(tls, &host)?;
+        let stream = reader
+            .into_inner()
+            .start_tls(tls, &host)
+            .map_err(|e| match e.kind() {
+                // Not TLS after +OK: the server's TLS is broken (Courier
+                // answers +OK before its couriertls has started), not the port.
+                ExitKind::Protocol => Error::new(
+                    ExitKind::Protocol,
+                    format!(
+                        "{host}: the server accepted STLS but then did not speak TLS. Its TLS \
+                         setup is broken (its log says why; Courier does this when couriertls \
+                         cannot start): ask its administrator, or use tls = \"implicit\" with \
+                         its TLS port (usually 995)"
+                    ),
+                ),
+                _ => e,
+            })?;
         let mut client = Client {
             conn: Connection {
                 reader: BufReader::with_capacity(READ_BUFFER, stream),
