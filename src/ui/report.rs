@@ -130,28 +130,11 @@ impl Output {
         if let Some(e) = &r.error {
             self.error(&format!("{}: {}", r.account, error_chain(e)));
         }
-        let mut parts = Vec::new();
-        if r.new > 0 {
-            parts.push(format!(
-                "{} new message{} ({})",
-                r.new,
-                if r.new == 1 { "" } else { "s" },
-                human_bytes(r.bytes)
-            ));
-        }
-        if r.deleted > 0 {
-            parts.push(format!("{} deleted on the server", r.deleted));
-        }
-        if r.skipped > 0 {
-            parts.push(format!("{} skipped", r.skipped));
-        }
-        if r.left > 0 {
-            parts.push(format!("{} left on the server by the filter", r.left));
-        }
+        let summary = sync_summary(r);
         if r.stopped {
             self.stopped(r);
-        } else if !parts.is_empty() {
-            self.info(&format!("{}: {}", r.account, parts.join(", ")));
+        } else if !summary.is_empty() {
+            self.info(&format!("{}: {summary}", r.account));
         }
         if self.json {
             let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
@@ -425,6 +408,31 @@ pub fn error_label(color: ColorChoice) -> String {
         "error:",
         ERROR,
     )
+}
+
+/// What a sync did, as its summary line says it ("3 new messages (12
+/// KB), 3 deleted on the server"), or empty when it did nothing; `watch`
+/// says it in the same words.
+pub fn sync_summary(r: &SyncReport) -> String {
+    let mut parts = Vec::new();
+    if r.new > 0 {
+        parts.push(format!(
+            "{} new message{} ({})",
+            r.new,
+            if r.new == 1 { "" } else { "s" },
+            human_bytes(r.bytes)
+        ));
+    }
+    if r.deleted > 0 {
+        parts.push(format!("{} deleted on the server", r.deleted));
+    }
+    if r.skipped > 0 {
+        parts.push(format!("{} skipped", r.skipped));
+    }
+    if r.left > 0 {
+        parts.push(format!("{} left on the server by the filter", r.left));
+    }
+    parts.join(", ")
 }
 
 /// Prints one JSON record on stdout. A closed stdout is not our problem.

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::schedule::Next;
 use crate::engine::sync::SyncReport;
 use crate::error::{Error, ExitKind};
-use crate::ui::report::{error_chain, human_bytes, print_json_line, Output};
+use crate::ui::report::{error_chain, print_json_line, sync_summary, Output};
 
 pub struct Events {
     pub output: Output,
@@ -57,7 +57,7 @@ impl Events {
                 self.output.warn(w);
             }
         }
-        let news = summary(r);
+        let news = sync_summary(r);
         let after = next.map(|n| n.after);
         let status = match &r.error {
             Some(e) => {
@@ -205,30 +205,6 @@ impl Events {
             print_json_line(&json!({"event": "stopped"}));
         }
     }
-}
-
-/// What a run did, as `sync` says it ("3 new messages (12 KB), …"), or
-/// empty when it did nothing.
-fn summary(r: &SyncReport) -> String {
-    let mut parts = Vec::new();
-    if r.new > 0 {
-        parts.push(format!(
-            "{} new message{} ({})",
-            r.new,
-            if r.new == 1 { "" } else { "s" },
-            human_bytes(r.bytes)
-        ));
-    }
-    if r.deleted > 0 {
-        parts.push(format!("{} deleted on the server", r.deleted));
-    }
-    if r.skipped > 0 {
-        parts.push(format!("{} skipped", r.skipped));
-    }
-    if r.left > 0 {
-        parts.push(format!("{} left on the server by the filter", r.left));
-    }
-    parts.join(", ")
 }
 
 /// `45s`, `2m30s`, `1h5m`.
