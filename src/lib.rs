@@ -5,7 +5,8 @@
 //! ```text
 //! cli        every flag and help text (clap)
 //! commands/  mod.rs dispatches; sync, watch, accounts, peek (check/list/top),
-//!            seen, info, init, import, docs (man, completions)
+//!            seen, info, init, import, login (login, logout), docs (man,
+//!            completions)
 //! config/    raw.rs reads the TOML with spans; one validator per key or
 //!            group (server, imap, targets, policy, password) → Account
 //! source/    where mail comes from: the Source trait (mod.rs); pop3/ (client,
@@ -16,7 +17,8 @@
 //!            any Delivery and owns the invariants
 //! target/    where mail goes: the Delivery interface; maildir, mbox, mda,
 //!            lmtp (LMTP and SMTP), imap (APPEND)
-//! state/     the seen store and mailbox locks; owner-only files
+//! state/     the seen store (and per-folder snapshots); owner-only files and
+//!            the lock files (mailbox, watch, OAuth refresh)
 //! net/       TCP and TLS: timeouts, STARTTLS, trust and pins
 //! oauth/     OAuth2 sign-in (login: code + PKCE, device), the token store,
 //!            refresh
