@@ -179,16 +179,10 @@ fn check_into(
     carried: &mut Option<Box<dyn Source>>,
     more: bool,
 ) -> Result<()> {
-    let mut switched = None;
-    if let Some(mut source) = carried.take() {
-        let folder = account.imap.as_ref().and_then(|i| i.folders.first());
-        match folder.map(|f| source.select_folder(f)).transpose()? {
-            Some(true) => switched = Some(source),
-            _ => {
-                let _ = source.finish();
-            }
-        }
-    }
+    let switched = match carried.take() {
+        Some(source) => source::switch_folder(source, account)?,
+        None => None,
+    };
     let opened = match switched {
         Some(source) => source::Opened {
             source,

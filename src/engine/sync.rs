@@ -246,27 +246,17 @@ fn run(
         .filter(|s| Some(&s.fingerprint) == fingerprint.as_ref());
 
     let switched = match carried.take() {
-        Some(mut source) => {
-            let folder = account.imap.as_ref().and_then(|i| i.folders.first());
-            let name = folder.map_or("", String::as_str);
+        Some(source) => {
+            let name = account
+                .imap
+                .as_ref()
+                .and_then(|i| i.folders.first())
+                .map_or("", String::as_str);
             progress.phase(&format!("selecting {name}"));
             opts.connect
                 .verbose
                 .say(|| format!("{}: on to folder {name:?}", account.name));
-            match folder.map(|f| source.select_folder(f)).transpose() {
-                Ok(Some(true)) => Some(source),
-                Ok(_) => {
-                    source.finish()?;
-                    None
-                }
-                Err(e) => {
-                    // Say goodbye if the connection still can.
-                    if !e.is_transport() {
-                        let _ = source.finish();
-                    }
-                    return Err(e);
-                }
-            }
+            source::switch_folder(source, account)?
         }
         None => None,
     };

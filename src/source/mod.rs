@@ -191,6 +191,31 @@ pub struct Opened {
     pub warnings: Vec<String>,
 }
 
+/// Moves a session kept from the account's previous folder on to this
+/// account's (the mailbox of [`Account::per_folder`]): `Some` when it could
+/// (IMAP SELECT), `None` when this source has no folders to switch between
+/// and was finished (then a new one is opened). On an error the session
+/// says goodbye if the connection still can.
+pub fn switch_folder(
+    mut source: Box<dyn Source>,
+    account: &Account,
+) -> Result<Option<Box<dyn Source>>> {
+    let folder = account.imap.as_ref().and_then(|i| i.folders.first());
+    match folder.map(|f| source.select_folder(f)).transpose() {
+        Ok(Some(true)) => Ok(Some(source)),
+        Ok(_) => {
+            source.finish()?;
+            Ok(None)
+        }
+        Err(e) => {
+            if !e.is_transport() {
+                let _ = source.finish();
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Connects and logs in with the account's protocol; `logging_in` is
 /// called once the server has greeted (for a progress display).
 pub fn open(
