@@ -137,24 +137,7 @@ impl Output {
             self.info(&format!("{}: {summary}", r.account));
         }
         if self.json {
-            let code = r.error.as_ref().map(|e| e.kind().code()).unwrap_or(0);
-            let line = json!({
-                "account": r.account,
-                "status": match (&r.error, r.stopped) {
-                    (Some(_), _) => "error",
-                    (None, true) => "stopped",
-                    (None, false) => "ok",
-                },
-                "new": r.new,
-                "bytes": r.bytes,
-                "deleted": r.deleted,
-                "skipped": r.skipped,
-                "left": r.left,
-                "target": r.target,
-                "error": r.error.as_ref().map(error_chain),
-                "exit_code": code,
-            });
-            print_json_line(&line);
+            print_json_line(&sync_record(r));
         }
     }
 }
@@ -408,6 +391,27 @@ pub fn error_label(color: ColorChoice) -> String {
         "error:",
         ERROR,
     )
+}
+
+/// One account's sync as `sync --json` prints it; `watch`'s `sync` events
+/// are this record with a few fields more.
+pub fn sync_record(r: &SyncReport) -> serde_json::Value {
+    json!({
+        "account": r.account,
+        "status": match (&r.error, r.stopped) {
+            (Some(_), _) => "error",
+            (None, true) => "stopped",
+            (None, false) => "ok",
+        },
+        "new": r.new,
+        "bytes": r.bytes,
+        "deleted": r.deleted,
+        "skipped": r.skipped,
+        "left": r.left,
+        "target": r.target,
+        "error": r.error.as_ref().map(error_chain),
+        "exit_code": r.error.as_ref().map_or(0, |e| e.kind().code()),
+    })
 }
 
 /// What a sync did, as its summary line says it ("3 new messages (12

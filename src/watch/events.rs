@@ -13,7 +13,7 @@ use serde_json::json;
 use super::schedule::Next;
 use crate::engine::sync::SyncReport;
 use crate::error::{Error, ExitKind};
-use crate::ui::report::{error_chain, print_json_line, sync_summary, Output};
+use crate::ui::report::{error_chain, print_json_line, sync_record, sync_summary, Output};
 
 pub struct Events {
     pub output: Output,
@@ -117,25 +117,12 @@ impl Events {
         };
         let said = !news.is_empty() || r.error.is_some() || r.stopped || before > 0;
         if self.output.json && said {
-            print_json_line(&json!({
-                "event": "sync",
-                "account": r.account,
-                "status": match (&r.error, r.stopped) {
-                    (Some(_), _) => "error",
-                    (None, true) => "stopped",
-                    (None, false) => "ok",
-                },
-                "new": r.new,
-                "bytes": r.bytes,
-                "deleted": r.deleted,
-                "skipped": r.skipped,
-                "left": r.left,
-                "error": r.error.as_ref().map(error_chain),
-                "exit_code": r.error.as_ref().map_or(0, |e| e.kind().code()),
-                "failures": next.map_or(0, |n| n.failures),
-                "next_in": after.map(|d| d.as_secs_f64()),
-                "warnings": r.warnings,
-            }));
+            let mut record = sync_record(r);
+            record["event"] = json!("sync");
+            record["failures"] = json!(next.map_or(0, |n| n.failures));
+            record["next_in"] = json!(after.map(|d| d.as_secs_f64()));
+            record["warnings"] = json!(r.warnings);
+            print_json_line(&record);
         }
         status
     }
