@@ -26,7 +26,9 @@ fn tls(dc: &Dovecot) -> TlsContext {
 /// Logged in over IMAPS with `auth = "auto"`.
 fn imaps_session(dc: &Dovecot, user: &str) -> Session {
     let tcp = net::connect("127.0.0.1", dc.imaps_port(), TIMEOUT).unwrap();
-    let stream = tls(dc).wrap(tcp, "localhost").unwrap();
+    let stream = tls(dc)
+        .wrap_implicit(tcp, "localhost", "the test expects implicit TLS")
+        .unwrap();
     let client = Client::new(stream, "localhost", None).unwrap();
     assert!(client.is_tls());
     client
@@ -213,7 +215,9 @@ fn imap_starttls_then_login_and_every_sasl_mechanism_dovecot_offers() {
 
     // A folder that does not exist: a configuration matter.
     let tcp = net::connect("127.0.0.1", dc.imaps_port(), TIMEOUT).unwrap();
-    let stream = tls(&dc).wrap(tcp, "localhost").unwrap();
+    let stream = tls(&dc)
+        .wrap_implicit(tcp, "localhost", "the test expects implicit TLS")
+        .unwrap();
     let mut s = Client::new(stream, "localhost", None)
         .unwrap()
         .login(AuthMethod::Auto, "bob", &Secret::new(dc.password("bob")))

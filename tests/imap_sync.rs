@@ -92,7 +92,7 @@ impl Raw {
         let tcp = net::connect("127.0.0.1", dc.imaps_port(), Duration::from_secs(20)).unwrap();
         let stream = TlsContext::new(&trust)
             .unwrap()
-            .wrap(tcp, "localhost")
+            .wrap_implicit(tcp, "localhost", "the test expects implicit TLS")
             .unwrap();
         let mut raw = Raw {
             io: BufReader::new(stream),

@@ -235,10 +235,10 @@ impl TlsContext {
         })
     }
 
-    /// Runs the TLS handshake over `tcp` and returns the encrypted stream
-    /// (after STLS: the server has just agreed to speak TLS).
-    pub fn wrap(&self, tcp: TcpStream, host: &str) -> Result<Stream> {
-        self.handshake(tcp, host, None)
+    /// Runs the TLS handshake over `tcp` and returns the encrypted stream,
+    /// after `upgrade`'s command (STLS, STARTTLS) was accepted.
+    pub fn wrap(&self, tcp: TcpStream, host: &str, upgrade: Upgrade) -> Result<Stream> {
+        self.handshake(tcp, host, Expect::Upgrade(upgrade))
     }
 
     /// Like [`TlsContext::wrap`], on a connection that should speak TLS
@@ -248,21 +248,21 @@ impl TlsContext {
     /// them, and a plain-text greeting is refused with what it said and
     /// `plain_fix` (the setting that suits such a port).
     pub fn wrap_implicit(&self, tcp: TcpStream, host: &str, plain_fix: &str) -> Result<Stream> {
-        self.handshake(tcp, host, Some(plain_fix))
+        self.handshake(tcp, host, Expect::Implicit(plain_fix))
     }
 
-    fn handshake(&self, tcp: TcpStream, host: &str, plain_fix: Option<&str>) -> Result<Stream> {
+    fn handshake(&self, tcp: TcpStream, host: &str, expect: Expect) -> Result<Stream> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| Error::config(format!("host {host:?} is not a valid TLS server name")))?;
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| Error::new(ExitKind::Internal, format!("TLS setup: {e}")))?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
-        if let Some(fix) = plain_fix {
+        if let Expect::Implicit(fix) = expect {
             // Send the ClientHello, then peek (not read) at the answer: a
             // TLS answer is left whole for rustls.
             while tls.conn.wants_write() {
                 if let Err(e) = tls.conn.write_tls(&mut tls.sock) {
-                    return Err(self.explain_handshake_error(host, e));
+                    return Err(self.explain_handshake_error(host, e, expect));
                 }
             }
             let mut first = [0u8; 128];
@@ -286,13 +286,13 @@ impl TlsContext {
         }
         while tls.conn.is_handshaking() {
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                return Err(self.explain_handshake_error(host, e));
+                return Err(self.explain_handshake_error(host, e, expect));
             }
         }
         Ok(Stream::Tls(Box::new(tls)))
     }
 
-    fn explain_handshake_error(&self, host: &str, err: io::Error) -> Error {
+    fn explain_handshake_error(&self, host: &str, err: io::Error, expect: Expect) -> Error {
         let presented = *self.verifier.presented.lock().unwrap();
         if let Some(fp) = presented {
             let pins = &self.verifier.pins;
@@ -317,6 +317,25 @@ impl TlsContext {
             ),
             Some(rustls::Error::General(msg)) if msg.contains("tls_fingerprint") => {
                 Error::new(ExitKind::NoPerm, cert_advice(host, &msg, presented))
+            }
+            // Not TLS after the server agreed to it: its TLS is broken,
+            // not the port (Courier answers OK before its couriertls has
+            // started).
+            Some(rustls::Error::InvalidMessage(_))
+            | Some(rustls::Error::InappropriateMessage { .. })
+                if matches!(expect, Expect::Upgrade(_)) =>
+            {
+                let Expect::Upgrade(upgrade) = expect else {
+                    unreachable!()
+                };
+                Error::new(
+                    ExitKind::Protocol,
+                    format!(
+                        "{host}: the server accepted {} but then did not speak TLS. {}",
+                        upgrade.verb,
+                        upgrade.broken_advice()
+                    ),
+                )
             }
             Some(rustls::Error::InvalidMessage(_))
             | Some(rustls::Error::InappropriateMessage { .. }) => Error::new(
@@ -599,6 +618,38 @@ fn answers_tls(addr: SocketAddr, host: &str, budget: Duration) -> bool {
     answered
 }
 
+/// A plain connection being turned into TLS by the protocol's command,
+/// for what to say when the server then does not speak TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Upgrade {
+    /// The command the server accepted: `STLS`, `STARTTLS`.
+    pub verb: &'static str,
+    /// The protocol's usual implicit-TLS port, to suggest instead.
+    pub tls_port: u16,
+}
+
+impl Upgrade {
+    /// What to do about a server that accepts the upgrade and then cannot
+    /// start TLS.
+    pub fn broken_advice(&self) -> String {
+        format!(
+            "Its TLS setup is broken (its log says why; Courier does this when couriertls cannot \
+             start): ask its administrator, or use tls = \"implicit\" with its TLS port \
+             (usually {})",
+            self.tls_port
+        )
+    }
+}
+
+/// What the handshake expects of the connection, for its error messages.
+#[derive(Clone, Copy)]
+enum Expect<'a> {
+    /// TLS from the first byte; a plain-text greeting gets this fix.
+    Implicit(&'a str),
+    /// TLS after the protocol's upgrade command.
+    Upgrade(Upgrade),
+}
+
 /// What the protocol code needs from the byte stream under it, beyond
 /// `Read + Write`. The POP3 and POP2 clients are generic over it so that
 /// unit tests can drive them over a scripted in-memory stream; [`Stream`]
@@ -619,12 +670,13 @@ pub trait Transport: Read + Write {
         0
     }
 
-    /// Upgrades the stream in place to TLS, after STLS was accepted.
-    fn start_tls(self, tls: &TlsContext, host: &str) -> Result<Self>
+    /// Upgrades the stream in place to TLS, after `upgrade`'s command was
+    /// accepted.
+    fn start_tls(self, tls: &TlsContext, host: &str, upgrade: Upgrade) -> Result<Self>
     where
         Self: Sized,
     {
-        let _ = tls;
+        let _ = (tls, upgrade);
         Err(Error::new(
             ExitKind::Internal,
             format!("{host}: this connection cannot be upgraded to TLS"),
@@ -650,11 +702,11 @@ impl Transport for Stream {
         n
     }
 
-    fn start_tls(self, tls: &TlsContext, host: &str) -> Result<Stream> {
+    fn start_tls(self, tls: &TlsContext, host: &str, upgrade: Upgrade) -> Result<Stream> {
         let tcp = self
             .into_plain()
             .expect("STLS is only sent on a plain connection");
-        tls.wrap(tcp, host)
+        tls.wrap(tcp, host, upgrade)
     }
 }
 

@@ -345,7 +345,14 @@ impl Wired {
                 // an injected reply (the STARTTLS weakness of RFC 3207 §6):
                 // BufReader's buffer is dropped with it.
                 let tcp = stream.into_plain().expect("STARTTLS on a plain stream");
-                let stream = tls.wrap(tcp, host)?;
+                let stream = tls.wrap(
+                    tcp,
+                    host,
+                    net::Upgrade {
+                        verb: "STARTTLS",
+                        tls_port: 465,
+                    },
+                )?;
                 session = Session {
                     io: BufReader::new(Conn::Net(stream)),
                     offers: Offers::default(),

@@ -36,7 +36,7 @@ use std::io::{self, BufReader, Read};
 
 use crate::config::secret::Secret;
 use crate::error::{Error, ExitKind, Result};
-use crate::net::{Stream, TlsContext, Transport};
+use crate::net::{Stream, TlsContext, Transport, Upgrade};
 use crate::source::pop3::auth::{self, AuthMethod};
 use crate::source::pop3::codec::{read_line, LineError, RespCode};
 use crate::ui::term;
@@ -56,9 +56,11 @@ const MAX_LISTING_ENTRIES: usize = crate::source::pop3::codec::MAX_LISTING_ENTRI
 /// a server that never sends the tagged end is not answering.
 const MAX_UNTAGGED: usize = 100_000;
 /// What to do when a server says yes to STARTTLS and then cannot start it.
-const STARTTLS_BROKEN: &str = "Its TLS setup is broken (its log says why; Courier-IMAP \
-     does this when couriertls cannot start): ask its administrator, or use tls = \"implicit\" \
-     with its TLS port (usually 993)";
+/// IMAP's upgrade to TLS, for what to say when it fails.
+const STARTTLS: Upgrade = Upgrade {
+    verb: "STARTTLS",
+    tls_port: 993,
+};
 
 /// Largest literal LITERAL- (RFC 7888) lets us send without waiting.
 const LITERAL_MINUS_MAX: usize = 4096;
@@ -727,7 +729,8 @@ impl<S: Transport> Client<S> {
                 ExitKind::Protocol,
                 format!(
                     "{host}: the server sent data after its STARTTLS reply ({said}); refusing to \
-                     continue. {STARTTLS_BROKEN}"
+                     continue. {}",
+                    STARTTLS.broken_advice()
                 ),
             ));
         }
@@ -737,21 +740,7 @@ impl<S: Transport> Client<S> {
             next_tag,
             ..
         } = self.conn;
-        let stream = reader
-            .into_inner()
-            .start_tls(tls, &host)
-            .map_err(|e| match e.kind() {
-                // Not TLS after an OK: the server's TLS is broken (Courier
-                // answers OK before its couriertls has started), not the port.
-                ExitKind::Protocol => Error::new(
-                    ExitKind::Protocol,
-                    format!(
-                        "{host}: the server accepted STARTTLS but then did not speak TLS. \
-                         {STARTTLS_BROKEN}"
-                    ),
-                ),
-                _ => e,
-            })?;
+        let stream = reader.into_inner().start_tls(tls, &host, STARTTLS)?;
         let mut conn = Connection::new(stream, &host, trace);
         conn.next_tag = next_tag;
         let mut client = Client {

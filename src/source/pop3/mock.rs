@@ -250,7 +250,12 @@ impl Transport for MockStream {
     }
 
     /// No handshake: the stream only counts as encrypted from here on.
-    fn start_tls(self, _tls: &TlsContext, _host: &str) -> Result<MockStream> {
+    fn start_tls(
+        self,
+        _tls: &TlsContext,
+        _host: &str,
+        _upgrade: crate::net::Upgrade,
+    ) -> Result<MockStream> {
         self.state.borrow_mut().tls = true;
         Ok(self)
     }

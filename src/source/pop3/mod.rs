@@ -18,7 +18,7 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use crate::config::secret::Secret;
 use crate::error::{Error, ExitKind, Result};
-use crate::net::{Stream, TlsContext, Transport};
+use crate::net::{Stream, TlsContext, Transport, Upgrade};
 use crate::ui::term;
 use auth::AuthMethod;
 use codec::{read_decoded, Capabilities, LineError, PairDecoder, RespCode, Status, Unstuffer};
@@ -443,23 +443,14 @@ impl<S: Transport> Client<S> {
             host,
             ..
         } = self.conn;
-        let stream = reader
-            .into_inner()
-            .start_tls(tls, &host)
-            .map_err(|e| match e.kind() {
-                // Not TLS after +OK: the server's TLS is broken (Courier
-                // answers +OK before its couriertls has started), not the port.
-                ExitKind::Protocol => Error::new(
-                    ExitKind::Protocol,
-                    format!(
-                        "{host}: the server accepted STLS but then did not speak TLS. Its TLS \
-                         setup is broken (its log says why; Courier does this when couriertls \
-                         cannot start): ask its administrator, or use tls = \"implicit\" with \
-                         its TLS port (usually 995)"
-                    ),
-                ),
-                _ => e,
-            })?;
+        let stream = reader.into_inner().start_tls(
+            tls,
+            &host,
+            Upgrade {
+                verb: "STLS",
+                tls_port: 995,
+            },
+        )?;
         let mut client = Client {
             conn: Connection {
                 reader: BufReader::with_capacity(READ_BUFFER, stream),
