@@ -562,6 +562,9 @@ fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
         if sync_killed_after(&env, after) {
             killed += 1;
         }
+        // What the killed client had already sent is still read and
+        // accepted by the server after the kill: wait for it.
+        lmtp.settle();
         let accepted: HashSet<String> = accepted_uidls(&lmtp).into_iter().collect();
         let seen = seen_uidls(&env);
         let window: Vec<&String> = accepted.iter().filter(|u| !seen.contains(*u)).collect();

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hmac::Mac;
@@ -111,6 +111,8 @@ struct State {
     received: Vec<Received>,
     commands: Vec<String>,
     connections: usize,
+    /// A session is being served (the acceptor serves one at a time).
+    serving: bool,
 }
 
 pub struct SmtpServer {
@@ -152,8 +154,13 @@ impl SmtpServer {
                         sock.set_nonblocking(false).unwrap();
                         sock.set_read_timeout(Some(Duration::from_secs(30)))
                             .unwrap();
-                        sh.lock().unwrap().connections += 1;
+                        {
+                            let mut state = sh.lock().unwrap();
+                            state.connections += 1;
+                            state.serving = true;
+                        }
                         let _ = serve(sock, &opts, &sh);
+                        sh.lock().unwrap().serving = false;
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
@@ -181,6 +188,33 @@ impl SmtpServer {
 
     pub fn connections(&self) -> usize {
         self.state.lock().unwrap().connections
+    }
+
+    /// Waits until the server has taken in all a (perhaps killed) client
+    /// sent: no session in progress, and none started, for 200 ms running.
+    /// A client killed right after writing a message's final dot leaves it
+    /// in the server's socket buffer; the server still reads and accepts it
+    /// after the client is gone, so what was accepted is known only then.
+    pub fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut quiet_since: Option<(Instant, usize)> = None;
+        while Instant::now() < deadline {
+            let (serving, connections) = {
+                let state = self.state.lock().unwrap();
+                (state.serving, state.connections)
+            };
+            match quiet_since {
+                _ if serving => quiet_since = None,
+                Some((since, seen)) if seen == connections => {
+                    if since.elapsed() >= Duration::from_millis(200) {
+                        return;
+                    }
+                }
+                _ => quiet_since = Some((Instant::now(), connections)),
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the test SMTP/LMTP server was still serving a session after 30 s");
     }
 }
 
