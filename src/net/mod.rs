@@ -24,6 +24,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ExitKind, Result};
 
+mod socket;
+pub use socket::Socket;
+
 /// A SHA-256 certificate fingerprint.
 pub type Fingerprint = [u8; 32];
 
@@ -256,7 +259,7 @@ impl TlsContext {
             .map_err(|_| Error::config(format!("host {host:?} is not a valid TLS server name")))?;
         let conn = ClientConnection::new(self.config.clone(), name)
             .map_err(|e| Error::new(ExitKind::Internal, format!("TLS setup: {e}")))?;
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut tls = rustls::StreamOwned::new(conn, Socket::new(tcp));
         if let Expect::Implicit(fix) = expect {
             // Send the ClientHello, then peek (not read) at the answer: a
             // TLS answer is left whole for rustls.
@@ -266,9 +269,14 @@ impl TlsContext {
                 }
             }
             let mut first = [0u8; 128];
-            if let Ok(n) = tls.sock.peek(&mut first) {
+            if let Ok(n) = tls.sock.tcp().peek(&mut first) {
                 if let Some(said) = plain_text_line(&first[..n]) {
-                    let port = tls.sock.peer_addr().map(|a| a.port()).unwrap_or_default();
+                    let port = tls
+                        .sock
+                        .tcp()
+                        .peer_addr()
+                        .map(|a| a.port())
+                        .unwrap_or_default();
                     let what = if said.starts_with("+OK") || said.starts_with("-ERR") {
                         "plain POP3"
                     } else {
@@ -713,7 +721,7 @@ impl Transport for Stream {
 /// A connection to the server: plain TCP, or TLS over TCP.
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<ClientConnection, TcpStream>>),
+    Tls(Box<rustls::StreamOwned<ClientConnection, Socket>>),
 }
 
 impl Stream {
@@ -749,6 +757,24 @@ impl Stream {
                 .peer_certificates()
                 .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// The TCP connection underneath, for timeouts and waiting.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.sock.tcp(),
+        }
+    }
+
+    /// Bytes that came from the server and wait in this process, below
+    /// the protocol's own reader: TLS records read ahead from the socket.
+    /// Waiting on the socket while there are some would wait for nothing.
+    pub fn read_ahead(&self) -> usize {
+        match self {
+            Stream::Plain(_) => 0,
+            Stream::Tls(tls) => tls.sock.buffered(),
         }
     }
 

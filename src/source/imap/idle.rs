@@ -99,7 +99,11 @@ impl Session<Stream> {
                 }
             }
         }
-        let tcp = tcp_of(self.conn.reader.get_ref())
+        let tcp = self
+            .conn
+            .reader
+            .get_ref()
+            .tcp()
             .try_clone()
             .map_err(|e| self.conn.net_error(what, e))?;
         let deadline = Instant::now() + renew;
@@ -107,7 +111,8 @@ impl Session<Stream> {
             if self.conn.exists > known {
                 break Ended::NewMail;
             }
-            if self.conn.reader.buffer().is_empty() {
+            if self.conn.reader.buffer().is_empty() && self.conn.reader.get_ref().read_ahead() == 0
+            {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break Ended::Renew;
@@ -182,13 +187,6 @@ impl Session<Stream> {
             ));
         }
         Ok(ended)
-    }
-}
-
-fn tcp_of(stream: &Stream) -> &TcpStream {
-    match stream {
-        Stream::Plain(tcp) => tcp,
-        Stream::Tls(tls) => &tls.sock,
     }
 }
 
@@ -337,7 +335,7 @@ fn session(
     session.select(folder, true)?;
     {
         let mut slot = shared.socket.lock().unwrap_or_else(|e| e.into_inner());
-        let tcp = tcp_of(session.conn.reader.get_ref());
+        let tcp = session.conn.reader.get_ref().tcp();
         *slot = Some(
             tcp.try_clone()
                 .map_err(|e| Error::local_io("cannot watch the IDLE socket", e))?,
