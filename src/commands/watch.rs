@@ -54,6 +54,13 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
         ..SyncOptions::default()
     });
     let events = Events::new(output);
+    // Signals are ours before anything slow (the config, a password
+    // prompt, the lock): a `systemctl reload` or SIGUSR1 sent just after
+    // start must not kill the process by their default action.
+    let mut waiter = Waiter::new().map_err(|e| Error::local_io("cannot start watching", e))?;
+    waiter
+        .catch_signals()
+        .map_err(|e| Error::local_io("cannot catch signals", e))?;
     let config = Config::load(&path)?;
     // Typed passwords are asked for once, here, and kept for reloads:
     // nobody is at the terminal when a run starts at 3 a.m.
@@ -61,10 +68,6 @@ pub(super) fn watch_command(cli: &Cli, args: &WatchArgs) -> Result<u8> {
     let mut watched = select_watched(&config, &args.accounts, &mut secrets, &events)?;
     let _lock = WatchLock::acquire(&config.state_dir, &path)?;
 
-    let mut waiter = Waiter::new().map_err(|e| Error::local_io("cannot start watching", e))?;
-    waiter
-        .catch_signals()
-        .map_err(|e| Error::local_io("cannot catch signals", e))?;
     let notifier = Notifier::from_env();
     let jobs = usize::from(args.jobs.unwrap_or(4));
     let mut schedule = Schedule::new(watched.specs.clone(), Instant::now(), &mut backoff::unit);
