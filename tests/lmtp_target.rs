@@ -468,8 +468,8 @@ fn dovecot_lmtp_stores_200_mixed_messages_byte_exact_and_a_second_run_delivers_n
 }
 
 /// Runs `sync` and kills it (SIGKILL) after `after`, unless it ended
-/// first; returns whether it was killed.
-fn sync_killed_after(env: &Env, after: Duration) -> bool {
+/// first: `Ok` when it was killed, else how long it took.
+fn sync_killed_after(env: &Env, after: Duration) -> Result<(), Duration> {
     let mut child = env
         .command(&["sync", "-q"])
         .stdout(std::process::Stdio::null())
@@ -479,13 +479,13 @@ fn sync_killed_after(env: &Env, after: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < after {
         if child.try_wait().unwrap().is_some() {
-            return false;
+            return Err(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     let _ = child.kill();
     child.wait().unwrap();
-    true
+    Ok(())
 }
 
 /// The UIDLs with a seen record.
@@ -530,6 +530,11 @@ fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
         .unwrap_or(0x5EED_1A7B);
     let (mut killed, mut window_open, mut duplicated) = (0, 0, 0);
     let mut failures = Vec::new();
+    // How long a whole run takes on this machine now: the kills are spread
+    // over 0–110% of it, so they land inside runs on a fast machine and a
+    // loaded one alike. Set by the first trial, which is not killed, and
+    // lowered whenever a run ends before its kill.
+    let mut span: Option<Duration> = None;
     for t in 0..TRIALS {
         let env = Env::new();
         let keep = t % 2 == 0;
@@ -558,9 +563,13 @@ fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let after = Duration::from_millis(rng % 1000);
-        if sync_killed_after(&env, after) {
-            killed += 1;
+        let after = match span {
+            Some(span) => span.mul_f64((rng % 1000) as f64 / 1000.0 * 1.1),
+            None => Duration::from_secs(600),
+        };
+        match sync_killed_after(&env, after) {
+            Ok(()) => killed += 1,
+            Err(took) => span = Some(span.map_or(took, |s| s.min(took))),
         }
         // What the killed client had already sent is still read and
         // accepted by the server after the kill: wait for it.
