@@ -487,6 +487,12 @@ fn run_main(args: &[String]) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Contender {
     Bare,
+    /// The bare IMAP client writing each literal, as it came, into a
+    /// Maildir made durable with one `syncfs` at the end: what durable
+    /// delivery of the same files costs on this disk, with no journal,
+    /// no decoding and no seen state (`BENCH_CONTENDERS=…,bare-maildir`;
+    /// IMAP first fetch only).
+    BareMaildir,
     Popfetch,
     /// Another popfetch binary (`BENCH_POPFETCH_B`), for A/B comparisons.
     PopfetchB,
@@ -498,6 +504,7 @@ impl Contender {
     fn name(self) -> &'static str {
         match self {
             Contender::Bare => "bare",
+            Contender::BareMaildir => "bare-maildir",
             Contender::Popfetch => "popfetch",
             Contender::PopfetchB => "popfetch-B",
             Contender::Mpop => "mpop",
@@ -588,9 +595,14 @@ impl Scenario {
         }
     }
 
-    /// Whether contender `c` takes part: mpop speaks only POP3.
+    /// Whether contender `c` takes part: mpop speaks only POP3; the bare
+    /// Maildir writer is there for the IMAP first fetch only.
     fn runs(self, c: Contender) -> bool {
-        !(self.imap() && c == Contender::Mpop)
+        match c {
+            Contender::Mpop => !self.imap(),
+            Contender::BareMaildir => self == Scenario::ImapFirst,
+            _ => true,
+        }
     }
 }
 
@@ -699,6 +711,7 @@ impl Bench {
         let mut contenders = Vec::new();
         for c in [
             Contender::Bare,
+            Contender::BareMaildir,
             Contender::Popfetch,
             Contender::PopfetchB,
             Contender::Mpop,
@@ -850,7 +863,7 @@ impl Bench {
             let mut priming = contenders.clone();
             priming.sort_by_key(|c| *c != Contender::Fetchmail);
             for c in priming {
-                if c == Contender::Bare {
+                if matches!(c, Contender::Bare | Contender::BareMaildir) {
                     continue;
                 }
                 eprintln!("bench:   priming {} state (full fetch, untimed)", c.name());
@@ -936,8 +949,9 @@ impl Bench {
         let ca = &self.dc.pki().ca_path;
         let log = dirs.path().join(format!("{}.log", c.name()));
         match c {
-            Contender::Bare => {
+            Contender::Bare | Contender::BareMaildir => {
                 let mode = match s {
+                    _ if c == Contender::BareMaildir => "imap-maildir",
                     Scenario::NoNew => "uidl",
                     Scenario::Delete => "delete",
                     Scenario::ImapNoNew => "imap-status",
@@ -951,6 +965,9 @@ impl Bench {
                     .arg(user)
                     .arg(PASSWORD)
                     .arg(ca);
+                if c == Contender::BareMaildir {
+                    cmd.arg(dirs.maildir());
+                }
                 measure(&mut cmd, &log, &[0])
             }
             Contender::Popfetch | Contender::PopfetchB => {
@@ -1135,6 +1152,13 @@ impl Bench {
             "- bare: minimal pipelining client (rustls, bytes discarded, no decoding); \
              popfetch and mpop: Maildir; fetchmail: MDA `cat >/dev/null`.\n",
         );
+        if self.contenders.contains(&Contender::BareMaildir) {
+            t.push_str(
+                "- bare-maildir: the bare IMAP client writing each literal as it came (CRLF, \
+                 no decoding) to a file in `tmp/`, then one `syncfs`, a rename of each into \
+                 `new/` and an fsync of `new/`: durable Maildir delivery with nothing else.\n",
+            );
+        }
         if scenarios.iter().any(|s| s.imap()) {
             t.push_str(
                 "- IMAP bare: LOGIN, SELECT, `UID FETCH 1:* BODY.PEEK[]` (literals skipped \
@@ -1325,6 +1349,51 @@ struct Wire {
     start: usize,
     end: usize,
     bytes: u64,
+    /// Where IMAP literals go instead of being skipped (`imap-maildir`).
+    spool: Option<Spool>,
+}
+
+/// The least a durable Maildir writer does: each message into a file of
+/// its own in `tmp/` as it arrives, then one `syncfs` for them all, a
+/// rename of each into `new/` and an fsync of `new/`.
+struct Spool {
+    tmp: PathBuf,
+    new: PathBuf,
+    names: Vec<String>,
+}
+
+impl Spool {
+    fn new(maildir: &Path) -> Spool {
+        Spool {
+            tmp: maildir.join("tmp"),
+            new: maildir.join("new"),
+            names: Vec::new(),
+        }
+    }
+
+    fn create(&mut self) -> fs::File {
+        let name = format!("{}.bare", self.names.len());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.tmp.join(&name))
+            .unwrap();
+        self.names.push(name);
+        file
+    }
+
+    fn publish(self) {
+        let tmp = fs::File::open(&self.tmp).unwrap();
+        // SAFETY: syncfs takes a valid descriptor, ours until `tmp` drops.
+        assert_eq!(
+            unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&tmp)) },
+            0
+        );
+        for name in &self.names {
+            fs::rename(self.tmp.join(name), self.new.join(name)).unwrap();
+        }
+        fs::File::open(&self.new).unwrap().sync_all().unwrap();
+    }
 }
 
 impl Wire {
@@ -1340,6 +1409,7 @@ impl Wire {
             start: 0,
             end: 0,
             bytes: 0,
+            spool: None,
         }
     }
 
@@ -1433,14 +1503,27 @@ impl Wire {
     }
 }
 
-/// `__bare MODE PORT USER PASSWORD CA`; MODE: fetch, delete or uidl
-/// (POP3), imap-fetch or imap-status (IMAP).
+/// `__bare MODE PORT USER PASSWORD CA [MAILDIR]`; MODE: fetch, delete or
+/// uidl (POP3), imap-fetch, imap-maildir (with MAILDIR) or imap-status
+/// (IMAP).
 fn bare_main(args: &[String]) {
-    let [mode, port, user, password, ca] = args else {
-        panic!("usage: __bare fetch|delete|uidl|imap-fetch|imap-status PORT USER PASSWORD CA");
+    let (mode, port, user, password, ca, maildir) = match args {
+        [mode, port, user, password, ca] => (mode, port, user, password, ca, None),
+        [mode, port, user, password, ca, maildir] => {
+            (mode, port, user, password, ca, Some(PathBuf::from(maildir)))
+        }
+        _ => panic!(
+            "usage: __bare fetch|delete|uidl|imap-fetch|imap-maildir|imap-status PORT USER PASSWORD CA [MAILDIR]"
+        ),
     };
     let port: u16 = port.parse().unwrap();
     let mut w = Wire::connect(port, Path::new(ca));
+    if mode == "imap-maildir" {
+        w.spool = Some(Spool::new(&maildir.expect("imap-maildir needs a MAILDIR")));
+        bare_imap(&mut w, "fetch", user, password);
+        w.spool.take().unwrap().publish();
+        return;
+    }
     if let Some(imap_mode) = mode.strip_prefix("imap-") {
         bare_imap(&mut w, imap_mode, user, password);
         return;
@@ -1514,6 +1597,24 @@ impl Wire {
         }
     }
 
+    /// Consumes `n` bytes into a new file of the spool.
+    fn spool_literal(&mut self, mut n: u64) {
+        let mut file = self.spool.as_mut().unwrap().create();
+        loop {
+            let have = ((self.end - self.start) as u64).min(n) as usize;
+            file.write_all(&self.buf[self.start..self.start + have])
+                .unwrap();
+            self.start += have;
+            n -= have as u64;
+            if n == 0 {
+                return;
+            }
+            self.start = 0;
+            self.end = 0;
+            self.fill();
+        }
+    }
+
     /// Consumes `n` bytes unread.
     fn discard(&mut self, mut n: u64) {
         loop {
@@ -1542,7 +1643,11 @@ impl Wire {
                 .and_then(|l| l.iter().rposition(|&b| b == b'{').map(|i| &l[i + 1..]))
                 .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u64>().ok())
             {
-                self.discard(n);
+                if self.spool.is_some() {
+                    self.spool_literal(n);
+                } else {
+                    self.discard(n);
+                }
                 literals += 1;
                 continue;
             }
