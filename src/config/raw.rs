@@ -151,6 +151,10 @@ pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
             }
         }
     }
+    // The parser's tables are sorted by name; accounts run, print and
+    // decide the exit code in the order the file gives them (SPEC §6).
+    raw.accounts.sort_by_key(|a| a.span.start);
+    raw.targets.sort_by_key(|t| t.span.start);
     Ok(raw)
 }
 
@@ -287,6 +291,20 @@ mod tests {
             msg.contains("the section [accounts.work] appears twice (first at line 1)"),
             "{msg}"
         );
+    }
+
+    /// Accounts and targets keep the file's order (the parser sorts its
+    /// tables by name): runs, listings and the exit code follow it.
+    #[test]
+    fn sections_keep_the_files_order() {
+        let text = "[accounts.zz]\nhost = \"z\"\n[targets.b]\nuser = \"b\"\n\
+                    [accounts.aa]\nhost = \"a\"\n[targets.a]\nuser = \"a\"\n\
+                    [accounts.mm]\nhost = \"m\"\n";
+        let raw = parse_str(text).unwrap();
+        let names: Vec<&str> = raw.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["zz", "aa", "mm"]);
+        let names: Vec<&str> = raw.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
     }
 
     #[test]
