@@ -162,6 +162,53 @@ mod tests {
         assert_eq!(a.timeout, Duration::from_secs(5));
     }
 
+    /// An account's own destination or secret source replaces the one in
+    /// [defaults] (with the keys that go with it) instead of clashing.
+    #[test]
+    fn an_accounts_own_choice_replaces_the_defaults_one() {
+        let acct = |own: &str| format!("[accounts.a]\nhost = \"h\"\nuser = \"u\"\n{own}");
+        let defaults = "[defaults]\nmaildir = \"Mail\"\npassword = \"pw\"\n";
+        let c = parse_str(&format!(
+            "{defaults}{}{}",
+            acct("mbox = \"inbox.mbox\"\npassword_command = \"pass mail\"\n"),
+            acct("")
+                .replace("accounts.a", "accounts.b")
+                .replace("\"u\"", "\"v\""),
+        ))
+        .unwrap();
+        let (a, b) = (&c.accounts[0], &c.accounts[1]);
+        assert_eq!(
+            a.target,
+            Target::Mbox(PathBuf::from("/etc/popfetch/inbox.mbox"))
+        );
+        assert!(matches!(&a.password, PasswordSource::Command(c) if c == "pass mail"));
+        assert_eq!(
+            b.target,
+            Target::Maildir(PathBuf::from("/etc/popfetch/Mail"))
+        );
+        assert!(matches!(b.password, PasswordSource::Inline(_)));
+
+        // deliver_to goes with an inherited or own lmtp, not with maildir.
+        let lmtp = "[defaults]\nlmtp = \"unix:/run/dovecot/lmtp\"\ndeliver_to = \"bob\"\n";
+        let c = parse_str(&format!("{lmtp}{}", acct("maildir = \"M\"\n"))).unwrap();
+        assert_eq!(
+            c.accounts[0].target,
+            Target::Maildir(PathBuf::from("/etc/popfetch/M"))
+        );
+        let c = parse_str(&format!(
+            "[defaults]\ndeliver_to = \"bob\"\n{}",
+            acct("lmtp = \"unix:/run/dovecot/lmtp\"\n")
+        ))
+        .unwrap();
+        assert!(
+            matches!(&c.accounts[0].target, Target::Lmtp(w) if w.deliver_to.as_deref() == Some("bob"))
+        );
+
+        // Two of its own are still a mistake, named.
+        let err = parse_str(&acct("maildir = \"M\"\nmbox = \"x\"\n")).unwrap_err();
+        assert!(err.to_string().contains("sets maildir and mbox"), "{err}");
+    }
+
     #[test]
     fn imap_ports_follow_tls_and_each_folder_is_a_mailbox() {
         let imap = MINIMAL.replace("maildir", "protocol = \"imap\"\nmaildir");

@@ -336,11 +336,16 @@ impl Config {
         })?;
         let config = parse(&text, path)?;
         // A [targets.NAME] table's password counts too, named by an
-        // account or not.
-        let target_password = raw::read(&raw::Source { text: &text, path })?
-            .targets
-            .iter()
-            .any(|t| t.keys.contains_key("password") || t.keys.contains_key("oauth_client_secret"));
+        // account or not, and one in [defaults] that every account
+        // replaces with its own way: the file still holds it.
+        let raw = raw::read(&raw::Source { text: &text, path })?;
+        let secret_in = |keys: &raw::RawKeys| {
+            ["password", "oauth_client_secret", "smtp_password"]
+                .iter()
+                .any(|k| keys.contains_key(*k))
+        };
+        let target_password =
+            secret_in(&raw.defaults) || raw.targets.iter().any(|t| secret_in(&t.keys));
         let holds_password = target_password
             || config.accounts.iter().any(|a| {
                 let account_secret = match &a.password {

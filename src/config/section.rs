@@ -61,6 +61,43 @@ impl<'v> Value<'v> {
     }
 }
 
+/// Groups of keys of which a section uses one alternative: where to
+/// deliver, and where the secret comes from. An account that sets a key of
+/// a group inherits from `[defaults]` only the keys that go with it.
+const ALTERNATIVES: &[&[&[&str]]] = &[
+    &[
+        &["maildir"],
+        &["mbox"],
+        &["mda"],
+        &["imap_target"],
+        &["lmtp", "deliver_to"],
+        &[
+            "smtp",
+            "deliver_to",
+            "smtp_user",
+            "smtp_auth",
+            "smtp_password",
+            "smtp_password_command",
+            "smtp_ca_file",
+            "smtp_tls_fingerprint",
+        ],
+    ],
+    &[
+        &["password"],
+        &["password_command"],
+        &[
+            "oauth",
+            "oauth_auth_url",
+            "oauth_token_url",
+            "oauth_device_url",
+            "oauth_scopes",
+            "oauth_client_id",
+            "oauth_client_secret",
+            "oauth_client_secret_command",
+        ],
+    ],
+];
+
 /// One section as the validators see it: its own keys over the inherited
 /// ones (`[defaults]` for an account).
 pub(super) struct Section<'s> {
@@ -92,12 +129,29 @@ impl<'s> Section<'s> {
     }
 
     pub fn get(&self, key: &str) -> Option<Value<'s>> {
-        let (key, raw) = self
-            .raw
-            .keys
-            .get_key_value(key)
-            .or_else(|| self.inherited.get_key_value(key))?;
+        let (key, raw) = match self.raw.keys.get_key_value(key) {
+            Some(own) => own,
+            None if self.overridden(key) => return None,
+            None => self.inherited.get_key_value(key)?,
+        };
         Some(Value::new(key, raw, self.src))
+    }
+
+    /// Whether an inherited `key` gives way to the section's own choice:
+    /// the section sets a key of the same group of [`ALTERNATIVES`] that
+    /// does not go with it. `[defaults] maildir` and an account's own
+    /// `mbox` is the account's choice, not two destinations.
+    fn overridden(&self, key: &str) -> bool {
+        ALTERNATIVES.iter().any(|group| {
+            let in_group = |k: &str| group.iter().any(|alt| alt.contains(&k));
+            in_group(key)
+                && self.raw.keys.keys().any(|own| {
+                    in_group(own)
+                        && !group
+                            .iter()
+                            .any(|alt| alt.contains(&key) && alt.contains(&own.as_str()))
+                })
+        })
     }
 
     /// A key that must be a string when it is there.
