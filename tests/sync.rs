@@ -253,6 +253,33 @@ fn untrusted_certificate_is_77_and_sends_no_password() {
     assert_eq!(maildir_messages(&env.maildir("t")).len(), 2);
 }
 
+/// RFC 6856: UTF8 is sent where the server offers it, before the login
+/// (the only state it is valid in), and 8-bit headers arrive as sent.
+#[test]
+fn utf8_is_sent_before_the_login_where_offered() {
+    let env = Env::new();
+    let text = "Subject: Grüße aus Köln\r\nFrom: José <j@example.org>\r\n\r\nHallo\r\n";
+    let server = Server::start(Config {
+        utf8: true,
+        messages: vec![Msg::new("u8", text.as_bytes().to_vec())],
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    env.run(&["sync"]).expect_code(0);
+    let log = server.log();
+    let utf8 = log.iter().position(|l| l == "UTF8");
+    let login = log
+        .iter()
+        .position(|l| l.starts_with("AUTH ") || l.starts_with("USER "));
+    assert!(
+        utf8.is_some() && utf8 < login,
+        "UTF8 before the login: {log:?}"
+    );
+    assert_eq!(log.iter().filter(|l| *l == "UTF8").count(), 1, "{log:?}");
+    let got = maildir_messages(&env.maildir("t"));
+    assert_eq!(got, vec![expected_delivery(text.as_bytes())]);
+}
+
 #[test]
 fn wrong_password_is_77() {
     let env = Env::new();

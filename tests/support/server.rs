@@ -1078,7 +1078,8 @@ impl Session {
         match v {
             "CAPA" => self.capa()?,
             "NOOP" => self.conn.line("+OK")?,
-            "UTF8" => self.utf8()?,
+            // RFC 6856 §2: valid in the AUTHORIZATION state only.
+            "UTF8" => self.conn.line("-ERR UTF8 is valid only before the login")?,
             "STAT" => {
                 let live = self.live();
                 let total: usize = live.iter().map(|&i| self.listed_size(i)).sum();

@@ -555,6 +555,14 @@ impl<S: Transport> Client<S> {
     pub fn login(mut self, method: AuthMethod, user: &str, secret: &Secret) -> Result<Session<S>> {
         check_arg("user", user)?;
         let method = self.choose_auth(method)?;
+        if self.capa.has("UTF8") {
+            // RFC 6856: without it some servers rewrite 8-bit headers. Only
+            // valid before the login (the AUTHORIZATION state), where it
+            // also lets a UTF-8 user name through; a refusal changes
+            // nothing we need.
+            self.conn.send(&Command::Utf8)?;
+            let _ = self.conn.status("UTF8")?;
+        }
         match method {
             AuthMethod::User => {
                 self.conn.send(&Command::User(user))?;
@@ -617,11 +625,6 @@ impl<S: Transport> Client<S> {
         let after = read_capa(&mut session.conn)?;
         if after.known {
             session.capa = after;
-        }
-        if session.capa.has("UTF8") {
-            // RFC 6856: without it some servers rewrite 8-bit headers.
-            session.conn.send(&Command::Utf8)?;
-            let _ = session.conn.status("UTF8")?;
         }
         Ok(session)
     }

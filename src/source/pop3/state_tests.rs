@@ -133,14 +133,14 @@ fn capa_is_read_in_any_chunking_and_its_absence_means_rfc1939() {
 }
 
 #[test]
-fn user_pass_login_sends_exact_lines_then_asks_capa_and_utf8() {
+fn user_pass_login_sends_utf8_first_and_asks_capa_after() {
     let capa = b"+OK\r\nUSER\r\nUTF8\r\n.\r\n";
     let stream = MockStream::new(READY)
         .on("CAPA", capa)
+        .on("UTF8", b"+OK\r\n")
         .on("USER alice", b"+OK\r\n")
         .on("PASS hunter2", b"+OK\r\n")
         .on("CAPA", capa)
-        .on("UTF8", b"+OK\r\n")
         .chunked(3);
     let handle = stream.handle();
     let mut client = greet(stream).unwrap();
@@ -151,7 +151,9 @@ fn user_pass_login_sends_exact_lines_then_asks_capa_and_utf8() {
     assert!(session.capabilities().has("UTF8"));
     assert_eq!(
         handle.written(),
-        "CAPA\r\nUSER alice\r\nPASS hunter2\r\nCAPA\r\nUTF8\r\n"
+        // UTF8 only in the AUTHORIZATION state (RFC 6856 §2), so before
+        // USER; never again after the login.
+        "CAPA\r\nUTF8\r\nUSER alice\r\nPASS hunter2\r\nCAPA\r\n"
     );
     assert!(handle.unsent().is_empty());
 }
