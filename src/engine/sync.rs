@@ -414,6 +414,14 @@ fn run(
     // Their records are committed: only now may the server hear of it.
     if !delivered.is_empty() {
         source.recorded(&delivered)?;
+        if keep && source.expires_what_is_fetched() {
+            // Said when it matters (this run took mail the server will now
+            // drop), not on every run: cron mails whatever a run prints.
+            report.warnings.push(format!(
+                "{}: the server says EXPIRE 0: it deletes messages once they are downloaded, even with keep = true",
+                account.name
+            ));
+        }
     }
     let copies = if keep || copies.is_empty() {
         Vec::new()

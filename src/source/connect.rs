@@ -144,7 +144,7 @@ pub fn open(
 ) -> Result<Opened> {
     let client = connect(account, opts)?;
     logging_in();
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let method = client.choose_auth(account.auth)?;
     if !client.is_tls() && method.sends_cleartext() {
         let offers_stls = client.capabilities().has("STLS");
@@ -180,16 +180,6 @@ pub fn open(
             None => return Err(login_context(account, e)),
         },
     };
-    if account.keep {
-        if let Some(args) = session.capabilities().args("EXPIRE") {
-            if args.first().map(String::as_str) == Some("0") {
-                warnings.push(format!(
-                    "{}: the server says EXPIRE 0: it deletes messages once they are downloaded, even with keep = true",
-                    account.name
-                ));
-            }
-        }
-    }
     Ok(Opened { session, warnings })
 }
 

@@ -175,6 +175,13 @@ pub trait Source {
         None
     }
 
+    /// The server deletes what is downloaded whatever the client asks
+    /// (POP3 `EXPIRE 0`, RFC 2449): messages fetched with `keep` will not
+    /// stay on the server.
+    fn expires_what_is_fetched(&self) -> bool {
+        false
+    }
+
     /// The selected folder as SELECT found it, while this session has
     /// changed nothing in it (no flag set, nothing deleted or moved): the
     /// engine's no-new-mail snapshot. `None` for sources without such

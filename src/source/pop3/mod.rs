@@ -1167,6 +1167,13 @@ impl<S: Transport> crate::source::Source for Session<S> {
         Session::host(self)
     }
 
+    fn expires_what_is_fetched(&self) -> bool {
+        self.capa
+            .args("EXPIRE")
+            .and_then(|args| args.first())
+            .is_some_and(|days| days == "0")
+    }
+
     fn listing(&mut self) -> Result<Vec<crate::source::Entry>> {
         Ok(Session::listing(self)?
             .into_iter()
