@@ -280,6 +280,28 @@ fn utf8_is_sent_before_the_login_where_offered() {
     assert_eq!(got, vec![expected_delivery(text.as_bytes())]);
 }
 
+/// RFC 2449 LOGIN-DELAY is reported at -v (and nothing is said without).
+#[test]
+fn login_delay_is_reported_with_verbose() {
+    let env = Env::new();
+    let server = Server::start(Config {
+        login_delay: Some(900),
+        messages: msgs(&mixed_messages(1, 100)),
+        ..Config::default()
+    });
+    env.write_config(&account("t", server.port(), "none", ""));
+    let run = env.run(&["sync", "-v"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("one login every 900 s (LOGIN-DELAY)"),
+        "{}",
+        run.stderr
+    );
+    let run = env.run(&["sync"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("LOGIN-DELAY"), "{}", run.stderr);
+}
+
 #[test]
 fn wrong_password_is_77() {
     let env = Env::new();

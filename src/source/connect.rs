@@ -144,21 +144,10 @@ pub fn open(
 ) -> Result<Opened> {
     let client = connect(account, opts)?;
     logging_in();
-    let warnings = Vec::new();
     let method = client.choose_auth(account.auth)?;
     if !client.is_tls() && method.sends_cleartext() {
         let offers_stls = client.capabilities().has("STLS");
         warn_cleartext(account, opts, method.secret_name(), offers_stls);
-    }
-    if let Some(delay) = client.capabilities().args("LOGIN-DELAY") {
-        if let Some(secs) = delay.first() {
-            if opts.trace {
-                eprintln!(
-                    "[{}] the server allows one login every {secs} s",
-                    account.name
-                );
-            }
-        }
     }
     let secret = account.secret_noting(oauth_log!(account, opts))?;
     opts.verbose.say(|| {
@@ -180,7 +169,25 @@ pub fn open(
             None => return Err(login_context(account, e)),
         },
     };
-    Ok(Opened { session, warnings })
+    // RFC 2449 §6.5: the figure after the login is the one that applies
+    // to this user (before it, a server may say only `USER`).
+    if let Some(secs) = session
+        .capabilities()
+        .args("LOGIN-DELAY")
+        .and_then(|args| args.first())
+        .and_then(|secs| secs.parse::<u64>().ok())
+    {
+        opts.verbose.say(|| {
+            format!(
+                "{}: the server allows one login every {secs} s (LOGIN-DELAY):                  syncing more often gets \"try later\" (exit 75)",
+                account.name
+            )
+        });
+    }
+    Ok(Opened {
+        session,
+        warnings: Vec::new(),
+    })
 }
 
 /// Says, at once and even with `--quiet` (SPEC §5), that the secret of
