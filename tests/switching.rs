@@ -223,6 +223,40 @@ fn accounts_checks_that_ca_file_and_target_folder_exist() {
     assert!(!run.stderr.contains("does not exist"), "{}", run.stderr);
 }
 
+/// `accounts` prints the resolved settings that change what a sync does
+/// (keep_days deletes mail; max_size and filter leave some behind), in the
+/// file's order, and [defaults] as each account resolves it.
+#[test]
+fn accounts_shows_every_policy_in_the_files_order() {
+    let env = Env::new();
+    env.write_config(
+        "[defaults]\nmaildir = \"~/Mail\"\n\
+         [accounts.zz]\nhost = \"pop.example.com\"\nuser = \"u\"\n\
+         keep_days = 14\nmax_size = \"5M\"\nfilter = \"spamc -c\"\n\
+         [accounts.aa]\nprotocol = \"imap\"\nhost = \"imap.example.com\"\nuser = \"v\"\n\
+         mbox = \"~/aa.mbox\"\nfetch = \"unseen\"\nmark_seen = true\nidle = true\n",
+    );
+    let run = env.run(&["accounts"]);
+    run.expect_code(0);
+    let out = &run.stdout;
+    let (zz, aa) = (out.find("[zz]").unwrap(), out.find("[aa]").unwrap());
+    assert!(zz < aa, "file order:\n{out}");
+    for want in [
+        "delete 14 days after delivery",
+        "max_size",
+        "spamc -c",
+        "fetch        unseen",
+        "mark_seen    yes",
+        "idle         yes",
+        "aa.mbox",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    // The mbox of [aa] replaced [defaults]' maildir for it alone.
+    assert!(out[..aa].contains("maildir"), "{out}");
+    assert!(!out[aa..].contains("maildir"), "{out}");
+}
+
 #[test]
 fn parallel_accounts_are_not_held_up_by_a_stalled_one() {
     let env = Env::new();

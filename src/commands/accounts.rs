@@ -252,18 +252,39 @@ fn account_text(a: &Account, config: &Config) -> String {
         }
         Target::Maildir(_) | Target::Mbox(_) | Target::Mda(_) => {}
     }
-    lines.push(format!(
-        "  on server    {}",
-        if a.keep {
-            "keep"
-        } else {
-            "delete after delivery"
-        }
-    ));
+    let on_server = match (a.keep, a.keep_days) {
+        (false, _) => "delete after delivery".to_string(),
+        (true, Some(days)) => format!("keep, then delete {days} days after delivery (keep_days)"),
+        (true, None) => "keep".to_string(),
+    };
+    lines.push(format!("  on server    {on_server}"));
+    if let Some(max) = a.max_size {
+        lines.push(format!(
+            "  max_size     {} (larger messages stay on the server)",
+            crate::ui::units::human_bytes(max)
+        ));
+    }
+    if let Some(filter) = &a.filter {
+        lines.push(format!("  filter       {filter}"));
+    }
+    if let Some(folder) = &a.folder {
+        lines.push(format!("  folder       {folder} (POP2)"));
+    }
     if let Some(imap) = &a.imap {
         lines.push(format!("  folders      {}", imap.folders.join(", ")));
+        let fetch = match imap.fetch {
+            crate::config::FetchMode::New => "new (not in the seen state)",
+            crate::config::FetchMode::Unseen => "unseen (no \\Seen flag)",
+        };
+        lines.push(format!("  fetch        {fetch}"));
+        if imap.mark_seen {
+            lines.push("  mark_seen    yes (fetched messages get \\Seen)".to_string());
+        }
         if let Some(to) = &imap.move_to {
             lines.push(format!("  move to      {to} (instead of deleting)"));
+        }
+        if imap.idle {
+            lines.push("  idle         yes (watch waits with IMAP IDLE)".to_string());
         }
     }
     lines.push(format!("  timeout      {} s", a.timeout.as_secs()));
