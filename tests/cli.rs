@@ -819,6 +819,35 @@ fn init_offers_imap_and_writes_an_imap_account_that_loads() {
 
 /// The IMAP starter config for a host of one's own syncs as written, once
 /// the password is in it: here from Dovecot's IMAP on its STARTTLS port.
+/// The next commands `init` names work as printed: with `-c FILE` when the
+/// file is not where popfetch looks by itself.
+#[test]
+fn init_names_next_commands_with_the_config_it_wrote() {
+    let env = Env::new();
+    let path = env.home().join("my mail.toml");
+    let path_text = path.display().to_string();
+    let run = env.run(&[
+        "-c",
+        &path_text,
+        "init",
+        "--host",
+        "pop.example.com",
+        "--user",
+        "me",
+    ]);
+    run.expect_code(0);
+    let hint = format!("popfetch -c '{path_text}' accounts");
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    env.run(&["-c", &path_text, "accounts"]).expect_code(0);
+    let run = env.run(&["init", "--host", "pop.example.com", "--user", "me"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("  popfetch accounts "),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn init_for_an_imap_host_writes_a_config_that_syncs() {
     use crate::support::dovecot::{require_dovecot_imap, Dovecot};

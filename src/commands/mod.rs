@@ -231,6 +231,19 @@ fn info_command(cli: &Cli, account: &str) -> Result<u8> {
     Ok(info.code())
 }
 
+/// `word` as one shell word: as it is when it needs no quoting.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
     use crate::commands::init;
     use crate::error::{Error, ExitKind};
@@ -292,13 +305,36 @@ fn init_command(cli: &Cli, args: &crate::cli::InitArgs) -> Result<u8> {
     if !cli.quiet {
         eprintln!("wrote {} (mode 600)", path.display());
         eprintln!("next:");
-        eprintln!("  popfetch accounts            # check the settings");
-        eprintln!("  popfetch info {account:<14} # see the server and its certificate");
+        // The commands as they will work: with -c when the file is not
+        // where popfetch looks by itself.
+        let prog = match &cli.config {
+            Some(p) => format!("popfetch -c {}", shell_word(&p.display().to_string())),
+            None => "popfetch".to_string(),
+        };
+        let mut steps = vec![
+            (format!("{prog} accounts"), "check the settings"),
+            (
+                format!("{prog} info {account}"),
+                "see the server and its certificate",
+            ),
+        ];
         if server.oauth.is_some_and(|o| o.only) {
-            eprintln!("  popfetch login {account:<13} # sign in, once oauth_client_id is set (README: OAuth2)");
-            eprintln!("  popfetch sync {account:<14} # fetch your mail");
+            steps.push((
+                format!("{prog} login {account}"),
+                "sign in, once oauth_client_id is set (README: OAuth2)",
+            ));
+            steps.push((format!("{prog} sync {account}"), "fetch your mail"));
         } else {
-            eprintln!("  popfetch sync {account:<14} # fetch your mail (asks for the password)");
+            steps.push((
+                format!("{prog} sync {account}"),
+                "fetch your mail (asks for the password)",
+            ));
+        }
+        let width = steps.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+        for (command, why) in &steps {
+            eprintln!("  {command:<width$} # {why}");
+        }
+        if !server.oauth.is_some_and(|o| o.only) {
             eprintln!("for cron or a timer, set password_command in the file (it lists ways to)");
         }
         if let Some(also) = &server.also {
