@@ -18,6 +18,16 @@ fn main() -> ExitCode {
             };
         }
     };
+    if cli.quiet && cli.verbose > 0 {
+        // clap checks the conflict only where both come on the same side
+        // of the subcommand (`-q sync -v` slips through it).
+        let e = popfetch::cli::Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "the argument '--quiet' cannot be used with '--verbose'",
+        );
+        let _ = e.print();
+        return ExitCode::from(64);
+    }
     let color = cli.color;
     match popfetch::commands::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -819,6 +819,27 @@ fn init_offers_imap_and_writes_an_imap_account_that_loads() {
 
 /// The IMAP starter config for a host of one's own syncs as written, once
 /// the password is in it: here from Dovecot's IMAP on its STARTTLS port.
+/// `--quiet` with `--verbose` is a usage error wherever each is written
+/// (clap alone catches it only on one side of the subcommand).
+#[test]
+fn quiet_and_verbose_conflict_on_either_side_of_the_subcommand() {
+    let env = Env::new();
+    for args in [
+        &["-q", "-v", "accounts"][..],
+        &["-q", "accounts", "-v"],
+        &["-vv", "accounts", "-q"],
+    ] {
+        let run = env.run(args);
+        assert_eq!(run.code, 64, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("'--quiet' cannot be used with '--verbose"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 /// The next commands `init` names work as printed: with `-c FILE` when the
 /// file is not where popfetch looks by itself.
 #[test]
