@@ -257,6 +257,42 @@ fn accounts_shows_every_policy_in_the_files_order() {
     assert!(!out[aa..].contains("maildir"), "{out}");
 }
 
+/// A config given by a relative path: its relative paths are resolved
+/// against its folder and shown whole.
+#[test]
+fn a_relative_config_path_gives_absolute_paths() {
+    let env = Env::new();
+    let folder = env.dir.path().join("conf");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("rel.toml"),
+        "state_dir = \"state\"\n[accounts.r]\nhost = \"pop.example.com\"\nuser = \"u\"\nmbox = \"x.mbox\"\n",
+    )
+    .unwrap();
+    let out = env
+        .command(&["-c", "rel.toml", "accounts", "--json"])
+        .current_dir(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let folder = folder.canonicalize().unwrap();
+    assert_eq!(
+        j["state_dir"],
+        folder.join("state").display().to_string(),
+        "{j}"
+    );
+    assert_eq!(
+        j["destination"]["path"],
+        folder.join("x.mbox").display().to_string(),
+        "{j}"
+    );
+}
+
 #[test]
 fn parallel_accounts_are_not_held_up_by_a_stalled_one() {
     let env = Env::new();

@@ -334,6 +334,11 @@ impl Config {
                 Error::config(format!("cannot read config file {}: {e}", path.display()))
             }
         })?;
+        // Paths in the file are relative to the file's folder: made from
+        // an absolute path they stay right whatever the working directory
+        // of whoever uses them later (an MDA, `accounts`' report).
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         let config = parse(&text, path)?;
         // A [targets.NAME] table's password counts too, named by an
         // account or not, and one in [defaults] that every account
