@@ -329,6 +329,48 @@ fn the_uid_each_append_got_is_shown_with_v() {
     assert_eq!(pending, 0, "both journal entries of each message cleared");
 }
 
+/// Dovecot offers MULTIAPPEND (RFC 3502) and LITERAL+: a batch goes in one
+/// APPEND, one transaction on the server, every message byte-exact.
+#[test]
+fn a_batch_goes_in_one_multiappend_where_offered() {
+    if !require_dovecot_imap() {
+        return;
+    }
+    let dc = Dovecot::start(&[("alice", "pw-alice"), ("bob", "pw-bob")]);
+    let datas: Vec<Vec<u8>> = dated_messages(5, 3000, 0)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    dc.add_messages("alice", &datas);
+    let env = Env::new();
+    env.write_config(&format!(
+        "{}{}",
+        pop_account(&dc, "isp", "alice"),
+        target_table(&dc)
+    ));
+    let run = env.run(&["sync", "-vv"]);
+    run.expect_code(0);
+    let appends = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" APPEND "))
+        .count();
+    let literals = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" literal bytes)"))
+        .count();
+    assert_eq!((appends, literals), (1, 5), "{}", run.stderr);
+    assert_eq!(contents(&dc.maildir("bob")), expected(&datas));
+    for uid in 1..=5 {
+        assert!(
+            run.stderr.contains(&format!("/INBOX UID {uid}")),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn kill_9_at_random_instants_loses_nothing_and_duplicates_nothing() {
     if !require_dovecot_imap() {

@@ -52,6 +52,9 @@ impl<S: Transport> Session<S> {
                 )))
             }
         };
+        if self.conn.literal_plus && batch.len() > 1 && self.capabilities().has("MULTIAPPEND") {
+            return self.multiappend(&name, batch, &what);
+        }
         if !self.conn.literal_plus {
             let mut out = Vec::with_capacity(batch.len());
             for m in batch.iter_mut() {
@@ -80,6 +83,75 @@ impl<S: Transport> Session<S> {
             Some(e) => Err(e),
             None => Ok(out),
         }
+    }
+
+    /// The whole batch in one APPEND (MULTIAPPEND, RFC 3502), literals
+    /// non-synchronizing (LITERAL+): the server stores all of them in one
+    /// transaction, or none (a refusal then leaves nothing behind), where
+    /// one APPEND each is a transaction each, with its own flushes to
+    /// disk. APPENDUID's set gives each message its UID, in order.
+    fn multiappend(
+        &mut self,
+        name: &str,
+        batch: &mut [Appending],
+        what: &str,
+    ) -> Result<Vec<Option<AppendUid>>> {
+        let tag = self.conn.tag();
+        let mut head = format!("{tag} APPEND {name}");
+        for m in batch.iter_mut() {
+            let date = m.date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+            head.push_str(&format!("{date} {{{}+}}\r\n", m.size));
+            self.send_literal(&head, m, what)?;
+            head.clear();
+        }
+        let conn = &mut self.conn;
+        conn.out.extend_from_slice(b"\r\n");
+        conn.flush(what)?;
+        let status = conn.finish(&tag, what, &mut |_, _| Ok(false))?;
+        if status.kind != StatusKind::Ok {
+            return Err(refused(&conn.host, what, Phase::Transaction, &status));
+        }
+        let uids = match &status.code {
+            Some(Code::Other(c)) => parse_multi_appenduid(c, batch.len()),
+            _ => None,
+        };
+        Ok(match uids {
+            Some((uidvalidity, uids)) => uids
+                .into_iter()
+                .map(|uid| Some(AppendUid { uidvalidity, uid }))
+                .collect(),
+            None => vec![None; batch.len()],
+        })
+    }
+
+    /// Writes `line` (the command up to a literal's size), then the
+    /// literal: `m.size` bytes of `m.body`.
+    fn send_literal(&mut self, line: &str, m: &mut Appending, what: &str) -> Result<()> {
+        let conn = &mut self.conn;
+        if !line.is_empty() {
+            if let Some(label) = &conn.trace {
+                eprintln!("{label} > {}", line.trim_end());
+            }
+            conn.out.extend_from_slice(line.as_bytes());
+            conn.flush(what)?;
+        }
+        let size = m.size;
+        let stream = conn.reader.get_mut();
+        let sent = match io::copy(&mut (&mut m.body).take(size), stream) {
+            Ok(n) => n,
+            Err(e) => return Err(conn.net_error(&format!("sending {what}"), e)),
+        };
+        if sent != size {
+            // The spool file is ours and was measured: it cannot shrink.
+            return Err(crate::error::Error::new(
+                ExitKind::Io,
+                format!("{what}: the spooled message ended after {sent} of {size} bytes"),
+            ));
+        }
+        if let Some(label) = &conn.trace {
+            eprintln!("{label} > ({size} literal bytes)");
+        }
+        Ok(())
     }
 
     /// Sends one APPEND with its literal; returns its tag. Without a
@@ -115,21 +187,8 @@ impl<S: Transport> Session<S> {
                 }
             }
         }
-        let stream = conn.reader.get_mut();
-        let sent = match io::copy(&mut (&mut m.body).take(size), stream) {
-            Ok(n) => n,
-            Err(e) => return Err(conn.net_error(&format!("sending {what}"), e)),
-        };
-        if sent != size {
-            // The spool file is ours and was measured: it cannot shrink.
-            return Err(crate::error::Error::new(
-                ExitKind::Io,
-                format!("{what}: the spooled message ended after {sent} of {size} bytes"),
-            ));
-        }
-        if let Some(label) = &conn.trace {
-            eprintln!("{label} > ({size} literal bytes)");
-        }
+        self.send_literal("", m, what)?;
+        let conn = &mut self.conn;
         conn.out.extend_from_slice(b"\r\n");
         conn.flush(what)?;
         Ok(tag)
@@ -169,6 +228,19 @@ impl<S: Transport> Session<S> {
     }
 }
 
+/// `APPENDUID uidvalidity uid-set` after a MULTIAPPEND of `count`
+/// messages: the UIDs in the order of the messages, when the set names
+/// exactly that many.
+fn parse_multi_appenduid(code: &str, count: usize) -> Option<(u32, Vec<u32>)> {
+    let mut words = code.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("APPENDUID") {
+        return None;
+    }
+    let uidvalidity = words.next()?.parse().ok()?;
+    let uids = codec::parse_set(words.next()?, count + 1)?;
+    (uids.len() == count).then_some((uidvalidity, uids))
+}
+
 /// `APPENDUID uidvalidity uid`.
 fn parse_appenduid(code: &str) -> Option<AppendUid> {
     let mut words = code.split_ascii_whitespace();
@@ -195,5 +267,17 @@ mod tests {
         );
         assert_eq!(parse_appenduid("APPENDUID 38505"), None);
         assert_eq!(parse_appenduid("TRYCREATE"), None);
+    }
+
+    #[test]
+    fn a_multiappends_uid_set_gives_each_message_its_uid() {
+        assert_eq!(
+            parse_multi_appenduid("APPENDUID 7 10:12,15", 4),
+            Some((7, vec![10, 11, 12, 15]))
+        );
+        // A set of another size names other messages: no UID is trusted.
+        assert_eq!(parse_multi_appenduid("APPENDUID 7 10:12", 4), None);
+        assert_eq!(parse_multi_appenduid("APPENDUID 7 1:4000000000", 4), None);
+        assert_eq!(parse_multi_appenduid("APPENDUID 7", 1), None);
     }
 }
