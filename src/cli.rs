@@ -275,10 +275,13 @@ pub enum SeenCommand {
     /// Take over another fetcher's record of what was already downloaded
     ///
     /// Reads fetchmail's .fetchids, mpop's uidls file, getmail's oldmail-*
-    /// file or fdm's cache, keeps the records of this account's user and
-    /// host (with their download times where the file has them), and adds
-    /// them to the seen state: the next sync downloads none of them. A
-    /// malformed file is an error naming the line, and imports nothing.
+    /// file or fdm's cache and adds its records (with their download times
+    /// where the file has them) to the seen state: the next sync downloads
+    /// none of them. fetchmail and mpop keep many accounts in one file:
+    /// only this account's user and host are taken. getmail and fdm keep
+    /// a file per mailbox: give the one of this account (a getmail file
+    /// named for another mailbox is refused). A malformed file is an error
+    /// naming the line, and imports nothing. POP3 accounts only.
     Import {
         /// The account
         #[arg(value_name = "ACCOUNT")]

@@ -38,6 +38,36 @@ fn state_file(tool: &str) -> Vec<u8> {
     }
 }
 
+/// Other fetchers' records are POP3 UIDLs: an IMAP account refuses them
+/// and names `seen mark`.
+#[test]
+fn seen_import_into_an_imap_account_is_refused_naming_seen_mark() {
+    let env = Env::new();
+    env.write_config(
+        "[accounts.im]\nprotocol = \"imap\"\nhost = \"imap.example.com\"\nuser = \"u\"\nmaildir = \"~/M\"\n",
+    );
+    let file = env.dir.path().join("fetchids");
+    std::fs::write(&file, "u@imap.example.com UID1\n").unwrap();
+    let run = env.run(&[
+        "seen",
+        "import",
+        "im",
+        "--from",
+        "fetchmail",
+        file.to_str().unwrap(),
+    ]);
+    run.expect_code(64);
+    assert!(
+        run.stderr.contains("popfetch seen mark im"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !env.state_dir().join("seen.sqlite3").exists(),
+        "nothing written"
+    );
+}
+
 #[test]
 fn seen_import_from_each_fetcher_then_sync_fetches_only_the_rest() {
     for tool in ["fetchmail", "mpop", "getmail", "fdm"] {

@@ -32,6 +32,43 @@ pub struct Imported {
     pub time: Option<i64>,
 }
 
+/// getmail keeps one file per mailbox, named `oldmail-HOST-PORT-USER`:
+/// a file so named for another user or server is refused, since its
+/// records would mark as delivered messages this account never got (the
+/// next sync would skip them). A file renamed to anything else is taken
+/// as the user says.
+fn check_getmail_name(path: &Path, user: &str, host: &str) -> Result<()> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let Some(rest) = name.strip_prefix("oldmail-") else {
+        return Ok(());
+    };
+    let ours = rest
+        .get(..host.len())
+        .filter(|h| h.eq_ignore_ascii_case(host))
+        .and_then(|_| rest[host.len()..].strip_prefix('-'))
+        .and_then(|rest| {
+            let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+            (digits > 0).then(|| &rest[digits..])
+        })
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|u| u == user);
+    if ours {
+        return Ok(());
+    }
+    Err(Error::new(
+        ExitKind::Usage,
+        format!(
+            "{}: getmail names this file for another mailbox than {user}@{host} (its files are \
+             oldmail-HOST-PORT-USER); import the one named for this account, or, if this is the \
+             same mailbox under another name of the server, copy it to a name that does not start \
+             with oldmail- and import that",
+            path.display()
+        ),
+    ))
+}
+
 /// Reads `path` in the `source` format, keeping the records of `user` at
 /// `host`.
 pub fn read(source: Source, path: &Path, user: &str, host: &str) -> Result<Vec<Imported>> {
@@ -146,6 +183,7 @@ pub fn read(source: Source, path: &Path, user: &str, host: &str) -> Result<Vec<I
             }
         }
         Source::Getmail => {
+            check_getmail_name(path, user, host)?;
             for (i, line) in text.lines().enumerate() {
                 let n = i + 1;
                 if line.is_empty() {
@@ -209,6 +247,35 @@ mod tests {
 
     fn uidls(v: Vec<Imported>) -> Vec<String> {
         v.into_iter().map(|r| r.uidl).collect()
+    }
+
+    /// A getmail file named for another mailbox is refused; one named for
+    /// this one, or renamed, is read.
+    #[test]
+    fn getmail_files_named_for_another_mailbox_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let read_named = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"UID0\x001700000000.0\n").unwrap();
+            read(Source::Getmail, &p, "al-ice", "pop.example.com")
+        };
+        for ours in [
+            "oldmail-pop.example.com-995-al-ice",
+            "oldmail-POP.Example.com-110-al-ice",
+            "my-getmail-state",
+        ] {
+            assert_eq!(uidls(read_named(ours).unwrap()), ["UID0"], "{ours}");
+        }
+        for theirs in [
+            "oldmail-pop.example.com-995-bob",
+            "oldmail-pop.other.org-995-al-ice",
+            "oldmail-pop.example.com-x-al-ice",
+            "oldmail-pop.example.com-995-al-ice2",
+        ] {
+            let err = read_named(theirs).unwrap_err();
+            assert_eq!(err.kind(), ExitKind::Usage, "{theirs}");
+            assert!(err.to_string().contains("another mailbox"), "{err}");
+        }
     }
 
     #[test]

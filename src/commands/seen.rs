@@ -246,6 +246,17 @@ pub fn import(
     file: &Path,
     output: &Output,
 ) -> Result<()> {
+    if account.imap.is_some() {
+        return Err(Error::new(
+            ExitKind::Usage,
+            format!(
+                "account {}: `seen import` takes other fetchers' POP3 records, and this is an IMAP \
+                 account (its messages are known by folder, UIDVALIDITY and UID); to take what is \
+                 in the folder now as delivered, run `popfetch seen mark {}`",
+                account.name, account.name
+            ),
+        ));
+    }
     let records = crate::commands::import::read(source, file, &account.user, &account.host)?;
     let identity = account.identity();
     let _lock = MailboxLock::acquire(state_dir, &identity)?;
@@ -258,8 +269,18 @@ pub fn import(
         .collect();
     let origin = format!("import:{source:?}").to_lowercase();
     let added = store.add_seen(mailbox, &rows, &origin)?;
+    // fetchmail's and mpop's files hold several accounts, of which this
+    // one's records were taken; getmail's and fdm's hold one.
+    let whose = match source {
+        crate::commands::import::Source::Fetchmail | crate::commands::import::Source::Mpop => {
+            format!(" for {identity}")
+        }
+        crate::commands::import::Source::Getmail | crate::commands::import::Source::Fdm => {
+            String::new()
+        }
+    };
     output.info(&format!(
-        "{}: imported {added} record(s) from {} ({} for {identity} in the file, {} already known)",
+        "{}: imported {added} record(s) from {} ({}{whose} in the file, {} already known)",
         account.name,
         file.display(),
         records.len(),
