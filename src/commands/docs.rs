@@ -327,7 +327,7 @@ when deleting (keep = false, \-\-delete, keep_days), move the messages there ins
 created once. Not one of \fBfolders\fR.
 .TP
 \fBidle = true\fR
-for \fBwatch\fR (to come): wait for new mail with IDLE.
+\fBwatch\fR also waits for new mail with IDLE (one connection per folder, renewed every 29 minutes) and syncs as soon as it comes.
 .PP
 A message's identity is its folder, the folder's UIDVALIDITY and its UID: its \fBuidl\fR in
 \fBlist\fR, \fBtop\fR, \fB\-\-dry\-run\fR and JSON is UIDVALIDITY/UID, its \fBnumber\fR the UID
