@@ -370,7 +370,11 @@ pub fn summarize(header: &[u8]) -> (Option<i64>, String, String) {
             .iter()
             .find(|h| h.get_key_ref().eq_ignore_ascii_case(name))
     };
-    let date = find("Date").and_then(|h| mailparse::dateparse(&h.get_value()).ok());
+    // mailparse reads a Date it cannot make sense of as 0 (1970) rather
+    // than failing: that is "no date" (a true 1970 date is no mail of ours).
+    let date = find("Date")
+        .and_then(|h| mailparse::dateparse(&h.get_value()).ok())
+        .filter(|&secs| secs != 0);
     let subject = find("Subject")
         .map(|h| term::one_line(&h.get_value()))
         .unwrap_or_default();
@@ -756,6 +760,13 @@ Date: Tue, 14 May 2024 09:12:00 +0000\r\n\r\n";
         assert_eq!(subject, "hi [2J there");
         let (date, from, subject) = summarize(b"\n");
         assert_eq!((date, from.as_str(), subject.as_str()), (None, "", ""));
+    }
+
+    /// A Date header that does not parse is no date (JSON null), not 1970.
+    #[test]
+    fn an_unparsable_date_is_none() {
+        let (date, _, _) = summarize(b"Date: bogus\nSubject: x\n\n");
+        assert_eq!(date, None);
     }
 
     #[test]
