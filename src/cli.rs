@@ -17,11 +17,13 @@ Exit codes: 0 ok, 1 no new mail (check), 64 usage, 69 server unavailable, 70 int
 /// a command's own.
 const GLOBAL: &str = "Global options";
 
-/// popfetch: fetch POP3 mail into a Maildir, mbox or MDA, safely.
+/// popfetch: fetch mail from POP3 and IMAP servers, safely and fast.
 ///
-/// popfetch downloads each message once (tracked by UIDL in a local SQLite
-/// database), writes it durably before it counts as delivered, and only then
-/// deletes it from the server if asked to. TLS is on by default.
+/// popfetch downloads each message once (tracked in a local SQLite
+/// database by UIDL, or folder, UIDVALIDITY and UID), delivers it into a
+/// Maildir, an mbox, an MDA, LMTP/SMTP or an IMAP mailbox, durably before
+/// it counts as delivered, and only then deletes it from the server if
+/// asked to. TLS is on by default; `watch` keeps fetching on a schedule.
 #[derive(Debug, Parser)]
 #[command(name = "popfetch", version, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
@@ -81,7 +83,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Ask whether new mail has arrived; download nothing
     ///
-    /// One short session per account (LIST and UIDL only). Exits 0 when any
+    /// One short session per account (POP3: LIST and UIDL; IMAP: UID FETCH
+    /// of UIDs and sizes, the folders on one session). Exits 0 when any
     /// account has new mail, 1 when none has, or an error code. Made to be
     /// polled by a status bar or a shell prompt.
     Check(CheckArgs),

@@ -111,7 +111,7 @@ fn man_page_renders_without_warnings() {
         .trim();
     assert_eq!(
         name,
-        "popfetch - fetch POP3 mail into a Maildir, mbox or MDA, safely"
+        "popfetch - fetch mail from POP3 and IMAP servers, safely and fast"
     );
     // One EXAMPLES section of commands, each with a sentence that says
     // what it does.
