@@ -30,6 +30,32 @@ fn pop_with(n: usize) -> Server {
     })
 }
 
+/// Without `deliver_to`, `accounts` names the recipient LMTP will use:
+/// the user's own name, or says there is none.
+#[test]
+fn accounts_shows_the_default_lmtp_recipient() {
+    let env = Env::new();
+    env.write_config(
+        "[accounts.l]\nhost = \"pop.example.com\"\nuser = \"u\"\nlmtp = \"unix:/run/dovecot/lmtp\"\n",
+    );
+    let out = env
+        .command(&["accounts"])
+        .env("USER", "carol")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recipient    carol (your user name"),
+        "{text}"
+    );
+    let run = env.run(&["accounts"]);
+    assert!(
+        run.stdout.contains("recipient    none: set deliver_to"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn accounts_shows_each_target_and_its_login_but_never_the_secret() {
     let env = Env::new();

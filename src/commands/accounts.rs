@@ -215,8 +215,15 @@ fn account_text(a: &Account, config: &Config) -> String {
     lines.push(format!("  deliver to   {}", a.target.describe()));
     match &a.target {
         Target::Lmtp(w) | Target::Smtp(w) => {
-            if let Some(to) = &w.deliver_to {
-                lines.push(format!("  recipient    {to}"));
+            match (&w.deliver_to, crate::target::lmtp::local_user()) {
+                (Some(to), _) => lines.push(format!("  recipient    {to}")),
+                (None, Some(user)) => lines.push(format!(
+                    "  recipient    {user} (your user name: no deliver_to)"
+                )),
+                (None, None) => lines.push(
+                    "  recipient    none: set deliver_to (no USER or LOGNAME to default to)"
+                        .to_string(),
+                ),
             }
             if let Some(l) = &w.login {
                 lines.push(format!(

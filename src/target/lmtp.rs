@@ -1025,7 +1025,7 @@ impl Drop for Wired {
 }
 
 /// The user name whose mailbox `deliver_to` defaults to.
-fn local_user() -> Option<String> {
+pub(crate) fn local_user() -> Option<String> {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
