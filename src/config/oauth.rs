@@ -22,7 +22,7 @@ use crate::oauth::settings::{ClientSecret, OAuth};
 use crate::source::pop3::auth::AuthMethod;
 
 /// Every OAuth key, for "is any of them set".
-const KEYS: [&str; 8] = [
+pub(super) const KEYS: [&str; 8] = [
     "oauth",
     "oauth_auth_url",
     "oauth_token_url",

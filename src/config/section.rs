@@ -2,6 +2,8 @@
 //! ones, each as a [`Value`] that knows its key and its place in the file,
 //! so every validator can name file:line and the key in its message.
 
+use std::sync::LazyLock;
+
 use toml::de::DeValue;
 
 use super::raw::{type_error, RawKeys, RawSection, RawValue, Source};
@@ -64,39 +66,23 @@ impl<'v> Value<'v> {
 /// Groups of keys of which a section uses one alternative: where to
 /// deliver, and where the secret comes from. An account that sets a key of
 /// a group inherits from `[defaults]` only the keys that go with it.
-const ALTERNATIVES: &[&[&[&str]]] = &[
-    &[
-        &["maildir"],
-        &["mbox"],
-        &["mda"],
-        &["imap_target"],
-        &["lmtp", "deliver_to"],
-        &[
-            "smtp",
-            "deliver_to",
-            "smtp_user",
-            "smtp_auth",
-            "smtp_password",
-            "smtp_password_command",
-            "smtp_ca_file",
-            "smtp_tls_fingerprint",
+static ALTERNATIVES: LazyLock<[Vec<Vec<&'static str>>; 2]> = LazyLock::new(|| {
+    [
+        vec![
+            vec!["maildir"],
+            vec!["mbox"],
+            vec!["mda"],
+            vec!["imap_target"],
+            vec!["lmtp", "deliver_to"],
+            [&["smtp", "deliver_to"][..], super::targets::SMTP_KEYS].concat(),
         ],
-    ],
-    &[
-        &["password"],
-        &["password_command"],
-        &[
-            "oauth",
-            "oauth_auth_url",
-            "oauth_token_url",
-            "oauth_device_url",
-            "oauth_scopes",
-            "oauth_client_id",
-            "oauth_client_secret",
-            "oauth_client_secret_command",
+        vec![
+            vec!["password"],
+            vec!["password_command"],
+            super::oauth::KEYS.to_vec(),
         ],
-    ],
-];
+    ]
+});
 
 /// One section as the validators see it: its own keys over the inherited
 /// ones (`[defaults]` for an account).

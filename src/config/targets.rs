@@ -154,7 +154,7 @@ impl SmtpLogin {
 }
 
 /// The keys of an SMTP relay's login and trust: only with `smtp`.
-const SMTP_KEYS: &[&str] = &[
+pub(super) const SMTP_KEYS: &[&str] = &[
     "smtp_user",
     "smtp_auth",
     "smtp_password",
