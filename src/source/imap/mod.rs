@@ -1675,7 +1675,7 @@ impl<S: Transport> Connection<S> {
                 Token::Atom(name) => {
                     let upper = name.to_ascii_uppercase();
                     match upper.as_str() {
-                        "UID" => uid = Some(self.number(what)? as u32),
+                        "UID" => uid = Some(self.uid(what)?),
                         "RFC822.SIZE" => size = Some(self.number(what)?),
                         _ => self.skip_item_value(what)?,
                     }
@@ -1695,6 +1695,14 @@ impl<S: Transport> Connection<S> {
             _ => None,
         }
         .ok_or_else(|| self.protocol(what, "a number expected in FETCH"))
+    }
+
+    /// A UID: 32 bits (RFC 3501 `uniqueid`). A larger number is an error,
+    /// never cut to 32 bits: `UID 4294967300` would name UID 4, and its
+    /// body would be taken (and later deleted) as that message.
+    fn uid(&mut self, what: &str) -> Result<u32> {
+        let n = self.number(what)?;
+        u32::try_from(n).map_err(|_| self.protocol(what, format!("a UID out of range: {n}")))
     }
 
     /// Skips the value of a FETCH item, literals included.
@@ -1750,7 +1758,7 @@ impl<S: Transport> Connection<S> {
                 other => return Err(self.protocol(what, format!("unexpected {other:?} in FETCH"))),
             };
             if name == "UID" {
-                let u = self.number(what)? as u32;
+                let u = self.uid(what)?;
                 if placed.is_some_and(|p| p != u) {
                     return Err(self.protocol(
                         what,

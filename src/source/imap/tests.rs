@@ -459,6 +459,34 @@ fn bye_mid_fetch_and_drop_inside_a_literal_are_transport_failures() {
     assert!(err.to_string().contains("message 4"), "{err}");
 }
 
+/// Found by `hostile_tests::mutated_sessions_are_contained`: a UID past 32
+/// bits was cut to 32, so the body of `UID 4294967300` was handed out as
+/// UID 4's (which was then deleted), and a listing named UID 4 for it.
+#[test]
+fn a_uid_past_32_bits_is_refused_not_cut() {
+    let (mut s, _) = selected("UIDPLUS", 64, |st| {
+        listed(st).on(
+            "A0004 UID FETCH 4 (UID BODY.PEEK[])",
+            b"* 1 FETCH (UID 4294967300 BODY[] {2}\r\nhi)\r\nA0004 OK done\r\n",
+        )
+    });
+    s.listing().unwrap();
+    let err = fetch_all(&mut s, &[4], None).unwrap_err();
+    assert_eq!(err.kind(), ExitKind::Protocol);
+    assert!(
+        err.to_string().contains("UID out of range: 4294967300"),
+        "{err}"
+    );
+
+    let (mut s, _) = selected("UIDPLUS", 64, |st| {
+        st.on(
+            "A0003 UID FETCH 1:* (UID RFC822.SIZE)",
+            b"* 1 FETCH (UID 4294967300 RFC822.SIZE 4)\r\nA0003 OK done\r\n",
+        )
+    });
+    assert_eq!(s.listing().unwrap_err().kind(), ExitKind::Protocol);
+}
+
 #[test]
 fn no_unavailable_is_temporary_and_plain_no_refuses_the_rest() {
     let (mut s, _) = selected("UIDPLUS", 64, |st| {
