@@ -29,6 +29,8 @@ pub use append::{AppendUid, Appending};
 
 pub use folder::Folder;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
