@@ -223,6 +223,25 @@ struct Session0 {
     order: Vec<usize>,
 }
 
+/// What the fetch step asks for.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// `fetch`, with this max_size.
+    Full(Option<u64>),
+    /// `headers`: the header block, streamed like a body.
+    Headers,
+    /// `top`: the header and the first lines of the text, held in memory.
+    Top(u32),
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![
+        4 => prop::option::weighted(0.3, 0u64..100).prop_map(Mode::Full),
+        1 => Just(Mode::Headers),
+        1 => (0u32..4).prop_map(Mode::Top),
+    ]
+}
+
 /// Body bytes biased towards what framing cares about: CR, LF, braces,
 /// parentheses, quotes, and text that looks like responses.
 fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -315,7 +334,7 @@ fn noise(kind: u8, n: usize) -> Vec<u8> {
 impl Session0 {
     /// The server's replies, one per command the client sends (the
     /// greeting first).
-    fn replies(&self) -> Vec<Vec<u8>> {
+    fn replies(&self, mode: Mode) -> Vec<Vec<u8>> {
         let n = self.msgs.len();
         let mut r: Vec<Vec<u8>> = vec![
             b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n".to_vec(),
@@ -357,9 +376,20 @@ impl Session0 {
             for _ in 0..copies {
                 let mut items = Vec::new();
                 let uid = format!("UID {}", m.uid).into_bytes();
+                let section = match mode {
+                    Mode::Full(_) => "BODY[]",
+                    Mode::Headers | Mode::Top(_) => "BODY[HEADER]",
+                };
                 let mut body =
-                    format!("BODY[] {}", literal_marker(m.body.len(), s.literal8)).into_bytes();
+                    format!("{section} {}", literal_marker(m.body.len(), s.literal8)).into_bytes();
                 body.extend_from_slice(&m.body);
+                if let Mode::Top(1..) = mode {
+                    // The text is the same bytes again: the preview is the
+                    // header and the first lines of it.
+                    body.extend_from_slice(b" BODY[TEXT]<0> ");
+                    body.extend_from_slice(literal_marker(m.body.len(), false).as_bytes());
+                    body.extend_from_slice(&m.body);
+                }
                 if s.body_first {
                     items.push(body);
                     items.push(uid);
@@ -452,12 +482,7 @@ fn read_body(body: &mut dyn Message, how: &Reading) -> Got {
 /// Runs the client through a whole session against `replies`, on this
 /// thread: greeting, LOGIN, SELECT, listing, fetch of everything listed,
 /// delete of it, LOGOUT, stopping at the first error.
-fn drive(
-    replies: Vec<Vec<u8>>,
-    chunks: Vec<usize>,
-    how: &Reading,
-    max_size: Option<u64>,
-) -> Outcome {
+fn drive(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: &Reading, mode: Mode) -> Outcome {
     reset_peak();
     let mut out = Outcome {
         steps: Vec::new(),
@@ -480,14 +505,21 @@ fn drive(
         out.listed = listing.iter().map(|e| e.handle).take(64).collect();
         let handles = out.listed.clone();
         let got = &mut out.got;
-        s.fetch(&handles, max_size, &mut |i, f| {
+        let mut sink = |i: usize, f: Fetched<'_>| -> Result<()> {
             let g = match f {
                 Fetched::Body(body) => read_body(body, how),
                 Fetched::Refused(_) => Got::Refused,
             };
             got.push((i, g));
             Ok(())
-        })?;
+        };
+        match mode {
+            Mode::Full(max) => s.fetch(&handles, max, &mut sink)?,
+            Mode::Headers => {
+                s.headers(&handles, &mut sink)?;
+            }
+            Mode::Top(lines) => s.top(&handles, lines, &mut sink)?,
+        }
         out.steps.push("fetch");
         s.delete(&handles)?;
         out.steps.push("delete");
@@ -504,15 +536,10 @@ fn drive(
 
 /// [`drive`] on its own thread, under a watchdog: a client that neither
 /// returns nor panics within the limit fails the property.
-fn drive_guarded(
-    replies: Vec<Vec<u8>>,
-    chunks: Vec<usize>,
-    how: Reading,
-    max_size: Option<u64>,
-) -> Outcome {
+fn drive_guarded(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: Reading, mode: Mode) -> Outcome {
     let (tx, rx) = mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let _ = tx.send(drive(replies, chunks, &how, max_size));
+        let _ = tx.send(drive(replies, chunks, &how, mode));
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(outcome) => {
@@ -540,7 +567,7 @@ fn decoded(literal: &[u8]) -> Vec<u8> {
 /// server names (EXISTS and the listing size the sequence map; doubled
 /// for vector growth, and a listing entry each). Never the size of a
 /// literal announced.
-fn memory_budget(wire: &[u8]) -> isize {
+fn memory_budget(wire: &[u8], mode: Mode) -> isize {
     let mut most = 0usize;
     let mut n = 0usize;
     for &b in wire {
@@ -553,7 +580,13 @@ fn memory_budget(wire: &[u8]) -> isize {
             n = 0;
         }
     }
-    (4 * 1024 * 1024 + 64 * most + 16 * wire.len()) as isize
+    // `top` keeps its two literals (at most 1 MiB each, allocated as
+    // announced) while it reads a third.
+    let kept = match mode {
+        Mode::Top(_) => 3 * codec::MAX_SMALL_LITERAL as usize,
+        _ => 0,
+    };
+    (4 * 1024 * 1024 + kept + 64 * most + 16 * wire.len()) as isize
 }
 
 /// Every decoded form a body could take on `wire`: each literal marker
@@ -717,9 +750,27 @@ fn check_error(out: &Outcome) -> Result<(), String> {
     Ok(())
 }
 
+/// What the sink gets for a message sent as `body`.
+fn expected(body: &[u8], mode: Mode) -> Vec<u8> {
+    let mut want = decoded(body);
+    if let Mode::Top(lines @ 1..) = mode {
+        let text = want.clone();
+        let end = memchr::memchr_iter(b'\n', &text)
+            .nth(lines as usize - 1)
+            .map_or(text.len(), |n| n + 1);
+        want.extend_from_slice(&text[..end]);
+    }
+    want
+}
+
 /// The exact outcome of a valid session: each listed UID handed out once,
-/// with its first literal (decoded), or `OVER` past `max_size`.
-fn check_exact(s: &Session0, out: &Outcome, how: &Reading, max: Option<u64>) -> Result<(), String> {
+/// with its first literal (decoded), or `OVER` past `max_size`; a `top`
+/// preview is the header and the first lines of the text.
+fn check_exact(s: &Session0, out: &Outcome, how: &Reading, mode: Mode) -> Result<(), String> {
+    let max = match mode {
+        Mode::Full(max) => max,
+        _ => None,
+    };
     let mut uids: Vec<u32> = s.msgs.iter().map(|m| m.uid).collect();
     uids.sort_unstable();
     if out.listed != uids {
@@ -734,7 +785,7 @@ fn check_exact(s: &Session0, out: &Outcome, how: &Reading, max: Option<u64>) -> 
     }
     for (i, g) in &out.got {
         let m = s.msgs.iter().find(|m| m.uid == uids[*i]).expect("listed");
-        let want = decoded(&m.body);
+        let want = expected(&m.body, mode);
         let over = max.is_some_and(|max| want.len() as u64 > max);
         let ok = match g {
             Got::Whole(b) => !over && *b == want,
@@ -1013,16 +1064,16 @@ proptest! {
         s in session(),
         chunks in chunks(),
         how in reading(),
-        max in prop::option::weighted(0.3, 0u64..100),
+        mode in mode(),
     ) {
-        let out = drive_guarded(s.replies(), chunks, how.clone(), max);
+        let out = drive_guarded(s.replies(mode), chunks, how.clone(), mode);
         prop_assert!(out.error.is_none(), "{:?} after {:?}", out.error, out.steps);
         prop_assert_eq!(out.steps.len(), 7);
-        if let Err(e) = check_exact(&s, &out, &how, max) {
+        if let Err(e) = check_exact(&s, &out, &how, mode) {
             return Err(TestCaseError::fail(e));
         }
-        let wire = s.replies().concat();
-        prop_assert!(out.peak <= memory_budget(&wire), "peak {} bytes", out.peak);
+        let wire = s.replies(mode).concat();
+        prop_assert!(out.peak <= memory_budget(&wire, mode), "peak {} bytes", out.peak);
     }
 
     /// The connection drops at any byte: bodies read whole before the cut
@@ -1033,11 +1084,16 @@ proptest! {
         s in session(),
         cut in any::<prop::sample::Index>(),
         chunks in chunks(),
+        mode in mode(),
     ) {
-        let mut replies = s.replies();
+        let mode = match mode {
+            Mode::Full(_) => Mode::Full(None),
+            other => other,
+        };
+        let mut replies = s.replies(mode);
         mutate(&mut replies, &Mutation::Truncate { at: cut });
         let how = Reading { sizes: vec![64], stop_after: None };
-        let out = drive_guarded(replies, chunks, how, None);
+        let out = drive_guarded(replies, chunks, how, mode);
         if let Err(e) = check_error(&out) {
             return Err(TestCaseError::fail(e));
         }
@@ -1051,7 +1107,7 @@ proptest! {
             let uid = out.listed[*i];
             let m = s.msgs.iter().find(|m| m.uid == uid).expect("listed");
             match g {
-                Got::Whole(b) => prop_assert_eq!(b, &decoded(&m.body)),
+                Got::Whole(b) => prop_assert_eq!(b, &expected(&m.body, mode)),
                 Got::Failed { over: false } => {
                     prop_assert_eq!(out.steps.last(), Some(&"listing"))
                 }
@@ -1073,22 +1129,27 @@ proptest! {
         mutations in prop::collection::vec(mutation(), 1..5),
         chunks in chunks(),
         how in reading(),
+        mode in mode(),
     ) {
-        let mut replies = s.replies();
+        let mut replies = s.replies(mode);
         for m in &mutations {
             mutate(&mut replies, m);
         }
         let wire = replies.concat();
-        let out = drive_guarded(replies, chunks, how, None);
+        let out = drive_guarded(replies, chunks, how, mode);
         if let Err(e) = check_error(&out) {
             return Err(TestCaseError::fail(e));
         }
-        if let Err(e) = check_framing(&wire, &out.listed, &out.got) {
-            return Err(TestCaseError::fail(format!("{e} (steps {:?})", out.steps)));
+        // A `top` preview is two literals joined and cut at a line: only
+        // streamed bodies are held to the one-literal rule.
+        if !matches!(mode, Mode::Top(_)) {
+            if let Err(e) = check_framing(&wire, &out.listed, &out.got) {
+                return Err(TestCaseError::fail(format!("{e} (steps {:?})", out.steps)));
+            }
         }
         prop_assert!(
-            out.peak <= memory_budget(&wire),
-            "peak {} bytes, budget {}", out.peak, memory_budget(&wire)
+            out.peak <= memory_budget(&wire, mode),
+            "peak {} bytes, budget {}", out.peak, memory_budget(&wire, mode)
         );
     }
 }
@@ -1296,7 +1357,7 @@ fn one_message(fetch: &[u8]) -> Vec<Vec<u8>> {
         }],
         order: vec![0],
     };
-    let mut r = s.replies();
+    let mut r = s.replies(Mode::Full(None));
     r[4] = fetch.to_vec();
     r
 }
@@ -1318,10 +1379,14 @@ fn announced_literals_of_any_size_are_never_allocated() {
     ] {
         let replies = one_message(fetch);
         let wire = replies.concat();
-        let out = drive_guarded(replies, vec![4096], plain_reading(), None);
+        let out = drive_guarded(replies, vec![4096], plain_reading(), Mode::Full(None));
         let (kind, msg) = out.error.clone().expect("cut short");
         assert_eq!(kind, ExitKind::TempFail, "{msg}");
-        assert!(out.peak < memory_budget(&wire), "peak {}", out.peak);
+        assert!(
+            out.peak < memory_budget(&wire, Mode::Full(None)),
+            "peak {}",
+            out.peak
+        );
         assert!(!out.got.iter().any(|(_, g)| matches!(g, Got::Whole(_))));
     }
 }
@@ -1358,7 +1423,9 @@ fn valid_session_passes_every_step() {
         order: vec![1, 0],
     };
     let how = plain_reading();
-    let out = drive_guarded(s.replies(), vec![1], how.clone(), None);
-    assert_eq!(out.error, None);
-    check_exact(&s, &out, &how, None).unwrap();
+    for mode in [Mode::Full(None), Mode::Headers, Mode::Top(0), Mode::Top(2)] {
+        let out = drive_guarded(s.replies(mode), vec![1], how.clone(), mode);
+        assert_eq!(out.error, None, "{mode:?}");
+        check_exact(&s, &out, &how, mode).unwrap();
+    }
 }
