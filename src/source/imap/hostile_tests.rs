@@ -221,6 +221,43 @@ struct Session0 {
     msgs: Vec<Msg>,
     shapes: Vec<Shape>,
     order: Vec<usize>,
+    dialect: Dialect,
+}
+
+/// How the server logs in and deletes, and what it offers.
+#[derive(Clone, Copy, Debug)]
+struct Dialect {
+    /// 0: LOGIN, 1: AUTHENTICATE PLAIN (SASL-IR), 2: AUTHENTICATE LOGIN
+    /// (two challenges), 3: CRAM-MD5.
+    auth: u8,
+    /// UIDPLUS (UID EXPUNGE); else UID SEARCH DELETED and EXPUNGE.
+    uidplus: bool,
+    /// The search answered as ESEARCH (IMAP4rev2).
+    esearch: bool,
+    /// ID offered: the client says who it is after the login.
+    id: bool,
+}
+
+impl Dialect {
+    fn method(self) -> AuthMethod {
+        match self.auth {
+            0 => AuthMethod::User,
+            1 => AuthMethod::Plain,
+            2 => AuthMethod::Login,
+            _ => AuthMethod::CramMd5,
+        }
+    }
+}
+
+fn dialect() -> impl Strategy<Value = Dialect> {
+    (0u8..4, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(auth, uidplus, esearch, id)| Dialect {
+            auth,
+            uidplus,
+            esearch,
+            id,
+        },
+    )
 }
 
 /// What the fetch step asks for.
@@ -289,8 +326,9 @@ fn session() -> impl Strategy<Value = Session0> {
         prop::collection::vec(body_bytes(), 5),
         prop::collection::vec(shape(), 5),
         any::<prop::sample::Index>(),
+        dialect(),
     )
-        .prop_map(|(uids, bodies, shapes, perm)| {
+        .prop_map(|(uids, bodies, shapes, perm, dialect)| {
             let msgs: Vec<Msg> = uids
                 .into_iter()
                 .zip(bodies)
@@ -307,6 +345,7 @@ fn session() -> impl Strategy<Value = Session0> {
                 shapes: shapes[..n].to_vec(),
                 msgs,
                 order,
+                dialect,
             }
         })
 }
@@ -336,19 +375,46 @@ impl Session0 {
     /// greeting first).
     fn replies(&self, mode: Mode) -> Vec<Vec<u8>> {
         let n = self.msgs.len();
+        let d = self.dialect;
+        let mut tags = 0;
+        let mut tag = || {
+            tags += 1;
+            format!("A{tags:04}")
+        };
         let mut r: Vec<Vec<u8>> = vec![
-            b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n".to_vec(),
-            b"A0001 OK [CAPABILITY IMAP4rev1 UIDPLUS] logged in\r\n".to_vec(),
+            b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5 SASL-IR] ready\r\n"
+                .to_vec(),
+        ];
+        // The login: each `+` waits for the client's next line.
+        match d.auth {
+            2 => r.extend([
+                b"+ VXNlcm5hbWU6\r\n".to_vec(),
+                b"+ UGFzc3dvcmQ6\r\n".to_vec(),
+            ]),
+            3 => r.push(b"+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n".to_vec()),
+            _ => {}
+        }
+        let caps = format!(
+            "IMAP4rev1{}{}",
+            if d.uidplus { " UIDPLUS" } else { "" },
+            if d.id { " ID" } else { "" }
+        );
+        r.push(format!("{} OK [CAPABILITY {caps}] logged in\r\n", tag()).into_bytes());
+        if d.id {
+            r.push(format!("* ID (\"name\" \"Hostile\")\r\n{} OK id\r\n", tag()).into_bytes());
+        }
+        r.push(
             format!(
                 "* FLAGS (\\Answered \\Deleted \\Seen)\r\n* {n} EXISTS\r\n\
                  * OK [UIDVALIDITY 42] UIDs valid\r\n* OK [UIDNEXT 2001] next\r\n\
-                 A0002 OK [READ-WRITE] selected\r\n"
+                 {} OK [READ-WRITE] selected\r\n",
+                tag()
             )
             .into_bytes(),
-        ];
+        );
         if n == 0 {
             // No listing, fetch or delete is sent for an empty folder.
-            r.push(b"* BYE logging out\r\nA0003 OK bye\r\n".to_vec());
+            r.push(format!("* BYE logging out\r\n{} OK bye\r\n", tag()).into_bytes());
             return r;
         }
         let mut listing = Vec::new();
@@ -363,7 +429,7 @@ impl Session0 {
                 .as_bytes(),
             );
         }
-        listing.extend_from_slice(b"A0003 OK done\r\n");
+        listing.extend_from_slice(format!("{} OK done\r\n", tag()).as_bytes());
         r.push(listing);
 
         let mut fetch = Vec::new();
@@ -405,13 +471,24 @@ impl Session0 {
                 fetch.extend_from_slice(b")\r\n");
             }
         }
-        fetch.extend_from_slice(b"A0004 OK done\r\n");
+        fetch.extend_from_slice(format!("{} OK done\r\n", tag()).as_bytes());
         r.push(fetch);
-        r.push(b"A0005 OK stored\r\n".to_vec());
+        r.push(format!("{} OK stored\r\n", tag()).into_bytes());
+        if !d.uidplus {
+            // Only ours carry \Deleted: a plain EXPUNGE is safe.
+            let t = tag();
+            let uids: Vec<String> = self.msgs.iter().map(|m| m.uid.to_string()).collect();
+            let found = if d.esearch {
+                format!("* ESEARCH (TAG \"{t}\") UID ALL {}\r\n", uids.join(","))
+            } else {
+                format!("* SEARCH {}\r\n", uids.join(" "))
+            };
+            r.push(format!("{found}{t} OK searched\r\n").into_bytes());
+        }
         let mut expunge = b"* 1 EXPUNGE\r\n".repeat(n);
-        expunge.extend_from_slice(b"A0006 OK expunged\r\n");
+        expunge.extend_from_slice(format!("{} OK expunged\r\n", tag()).as_bytes());
         r.push(expunge);
-        r.push(b"* BYE logging out\r\nA0007 OK bye\r\n".to_vec());
+        r.push(format!("* BYE logging out\r\n{} OK bye\r\n", tag()).into_bytes());
         r
     }
 }
@@ -454,6 +531,8 @@ struct Outcome {
     steps: Vec<&'static str>,
     error: Option<(ExitKind, String)>,
     listed: Vec<u32>,
+    /// What `delete` said, per listed UID.
+    deleted: Vec<bool>,
     got: Vec<(usize, Got)>,
     peak: isize,
 }
@@ -482,12 +561,19 @@ fn read_body(body: &mut dyn Message, how: &Reading) -> Got {
 /// Runs the client through a whole session against `replies`, on this
 /// thread: greeting, LOGIN, SELECT, listing, fetch of everything listed,
 /// delete of it, LOGOUT, stopping at the first error.
-fn drive(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: &Reading, mode: Mode) -> Outcome {
+fn drive(
+    replies: Vec<Vec<u8>>,
+    chunks: Vec<usize>,
+    how: &Reading,
+    mode: Mode,
+    method: AuthMethod,
+) -> Outcome {
     reset_peak();
     let mut out = Outcome {
         steps: Vec::new(),
         error: None,
         listed: Vec::new(),
+        deleted: Vec::new(),
         got: Vec::new(),
         peak: 0,
     };
@@ -495,7 +581,7 @@ fn drive(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: &Reading, mode: Mode) -
         let stream = Hostile::new(replies, chunks);
         let client = Client::new(stream, "mock", None)?;
         out.steps.push("greeting");
-        let mut s = client.login(AuthMethod::User, "alice", &Secret::new("hunter2"))?;
+        let mut s = client.login(method, "alice", &Secret::new("hunter2"))?;
         out.steps.push("login");
         s.select("INBOX", false)?;
         out.steps.push("select");
@@ -521,7 +607,7 @@ fn drive(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: &Reading, mode: Mode) -
             Mode::Top(lines) => s.top(&handles, lines, &mut sink)?,
         }
         out.steps.push("fetch");
-        s.delete(&handles)?;
+        out.deleted = s.delete(&handles)?;
         out.steps.push("delete");
         s.finish()?;
         out.steps.push("logout");
@@ -536,10 +622,16 @@ fn drive(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: &Reading, mode: Mode) -
 
 /// [`drive`] on its own thread, under a watchdog: a client that neither
 /// returns nor panics within the limit fails the property.
-fn drive_guarded(replies: Vec<Vec<u8>>, chunks: Vec<usize>, how: Reading, mode: Mode) -> Outcome {
+fn drive_guarded(
+    replies: Vec<Vec<u8>>,
+    chunks: Vec<usize>,
+    how: Reading,
+    mode: Mode,
+    method: AuthMethod,
+) -> Outcome {
     let (tx, rx) = mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let _ = tx.send(drive(replies, chunks, &how, mode));
+        let _ = tx.send(drive(replies, chunks, &how, mode, method));
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(outcome) => {
@@ -1066,9 +1158,10 @@ proptest! {
         how in reading(),
         mode in mode(),
     ) {
-        let out = drive_guarded(s.replies(mode), chunks, how.clone(), mode);
+        let out = drive_guarded(s.replies(mode), chunks, how.clone(), mode, s.dialect.method());
         prop_assert!(out.error.is_none(), "{:?} after {:?}", out.error, out.steps);
         prop_assert_eq!(out.steps.len(), 7);
+        prop_assert!(out.deleted.iter().all(|d| *d), "deleted {:?}", out.deleted);
         if let Err(e) = check_exact(&s, &out, &how, mode) {
             return Err(TestCaseError::fail(e));
         }
@@ -1093,7 +1186,7 @@ proptest! {
         let mut replies = s.replies(mode);
         mutate(&mut replies, &Mutation::Truncate { at: cut });
         let how = Reading { sizes: vec![64], stop_after: None };
-        let out = drive_guarded(replies, chunks, how, mode);
+        let out = drive_guarded(replies, chunks, how, mode, s.dialect.method());
         if let Err(e) = check_error(&out) {
             return Err(TestCaseError::fail(e));
         }
@@ -1136,7 +1229,7 @@ proptest! {
             mutate(&mut replies, m);
         }
         let wire = replies.concat();
-        let out = drive_guarded(replies, chunks, how, mode);
+        let out = drive_guarded(replies, chunks, how, mode, s.dialect.method());
         if let Err(e) = check_error(&out) {
             return Err(TestCaseError::fail(e));
         }
@@ -1356,6 +1449,12 @@ fn one_message(fetch: &[u8]) -> Vec<Vec<u8>> {
             noise: None,
         }],
         order: vec![0],
+        dialect: Dialect {
+            auth: 0,
+            uidplus: true,
+            esearch: false,
+            id: false,
+        },
     };
     let mut r = s.replies(Mode::Full(None));
     r[4] = fetch.to_vec();
@@ -1379,7 +1478,13 @@ fn announced_literals_of_any_size_are_never_allocated() {
     ] {
         let replies = one_message(fetch);
         let wire = replies.concat();
-        let out = drive_guarded(replies, vec![4096], plain_reading(), Mode::Full(None));
+        let out = drive_guarded(
+            replies,
+            vec![4096],
+            plain_reading(),
+            Mode::Full(None),
+            AuthMethod::User,
+        );
         let (kind, msg) = out.error.clone().expect("cut short");
         assert_eq!(kind, ExitKind::TempFail, "{msg}");
         assert!(
@@ -1421,10 +1526,22 @@ fn valid_session_passes_every_step() {
             },
         ],
         order: vec![1, 0],
+        dialect: Dialect {
+            auth: 2,
+            uidplus: false,
+            esearch: true,
+            id: true,
+        },
     };
     let how = plain_reading();
     for mode in [Mode::Full(None), Mode::Headers, Mode::Top(0), Mode::Top(2)] {
-        let out = drive_guarded(s.replies(mode), vec![1], how.clone(), mode);
+        let out = drive_guarded(
+            s.replies(mode),
+            vec![1],
+            how.clone(),
+            mode,
+            s.dialect.method(),
+        );
         assert_eq!(out.error, None, "{mode:?}");
         check_exact(&s, &out, &how, mode).unwrap();
     }
