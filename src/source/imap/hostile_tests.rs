@@ -620,8 +620,7 @@ fn drive(
     out
 }
 
-/// [`drive`] on its own thread, under a watchdog: a client that neither
-/// returns nor panics within the limit fails the property.
+/// [`drive`] on its own thread, under a watchdog.
 fn drive_guarded(
     replies: Vec<Vec<u8>>,
     chunks: Vec<usize>,
@@ -629,9 +628,16 @@ fn drive_guarded(
     mode: Mode,
     method: AuthMethod,
 ) -> Outcome {
+    guarded(move || drive(replies, chunks, &how, mode, method))
+}
+
+/// Runs `f` on its own thread (so its memory is counted alone) under a
+/// watchdog: a client that neither returns nor panics within the limit
+/// fails the property.
+fn guarded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let _ = tx.send(drive(replies, chunks, &how, mode, method));
+        let _ = tx.send(f());
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(outcome) => {
@@ -1244,6 +1250,110 @@ proptest! {
             out.peak <= memory_budget(&wire, mode),
             "peak {} bytes, budget {}", out.peak, memory_budget(&wire, mode)
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// APPEND (the IMAP target) against the same server.
+
+/// A login and `append_all` of `bodies` (no LF in them: the server here
+/// counts lines, and a body is one), then LOGOUT. The replies: for each
+/// message, one to the APPEND line (`+` to go on, or nothing with
+/// LITERAL+) and one to the literal's line (the tagged OK with APPENDUID).
+fn append_replies(bodies: &[Vec<u8>], literal_plus: bool) -> Vec<Vec<u8>> {
+    let caps = if literal_plus { " LITERAL+" } else { "" };
+    let mut r = vec![
+        b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n".to_vec(),
+        format!("A0001 OK [CAPABILITY IMAP4rev1 UIDPLUS{caps}] in\r\n").into_bytes(),
+    ];
+    for (k, _) in bodies.iter().enumerate() {
+        r.push(if literal_plus {
+            Vec::new()
+        } else {
+            b"+ go ahead\r\n".to_vec()
+        });
+        r.push(
+            format!(
+                "* {} EXISTS\r\nA{:04} OK [APPENDUID 42 {}] done\r\n",
+                k + 1,
+                k + 2,
+                k + 10
+            )
+            .into_bytes(),
+        );
+    }
+    let t = bodies.len() + 2;
+    r.push(format!("* BYE bye\r\nA{t:04} OK out\r\n").into_bytes());
+    r
+}
+
+/// What `append_all` returned (or the error), and the peak memory.
+type Appended = (
+    std::result::Result<Vec<Option<AppendUid>>, (ExitKind, String)>,
+    isize,
+);
+
+fn drive_append(replies: Vec<Vec<u8>>, chunks: Vec<usize>, bodies: Vec<Vec<u8>>) -> Appended {
+    guarded(move || {
+        reset_peak();
+        let res = (|| -> Result<Vec<Option<AppendUid>>> {
+            let client = Client::new(Hostile::new(replies, chunks), "mock", None)?;
+            let mut s = client.login(AuthMethod::User, "alice", &Secret::new("hunter2"))?;
+            let mut readers: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            let mut batch: Vec<Appending> = readers
+                .iter_mut()
+                .map(|r| Appending {
+                    date: None,
+                    size: r.len() as u64,
+                    body: r,
+                })
+                .collect();
+            let got = s.append_all("INBOX", &mut batch)?;
+            s.finish()?;
+            Ok(got)
+        })();
+        let peak = peak_since_reset();
+        (res.map_err(|e| (e.kind(), e.to_string())), peak)
+    })
+}
+
+fn append_bodies() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    prop::collection::vec(
+        body_bytes().prop_map(|b| b.into_iter().filter(|&c| c != b'\n').collect()),
+        1..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// APPEND with and without LITERAL+: valid replies give every
+    /// APPENDUID; mutated ones never panic, hang or grow memory, and fail
+    /// with an error naming the server.
+    #[test]
+    fn appends_against_a_hostile_server_are_contained(
+        bodies in append_bodies(),
+        literal_plus in any::<bool>(),
+        mutations in prop::collection::vec(mutation(), 0..4),
+        chunks in chunks(),
+    ) {
+        let mut replies = append_replies(&bodies, literal_plus);
+        for m in &mutations {
+            mutate(&mut replies, m);
+        }
+        let wire = replies.concat();
+        let (res, peak) = drive_append(replies, chunks, bodies.clone());
+        if mutations.is_empty() {
+            let want: Vec<Option<AppendUid>> = (0..bodies.len())
+                .map(|k| Some(AppendUid { uidvalidity: 42, uid: k as u32 + 10 }))
+                .collect();
+            prop_assert_eq!(res.clone(), Ok(want));
+        }
+        if let Err((kind, msg)) = &res {
+            prop_assert!(*kind != ExitKind::Internal && msg.contains("mock"), "{:?}: {}", kind, msg);
+        }
+        let budget = memory_budget(&wire, Mode::Full(None));
+        prop_assert!(peak <= budget, "peak {} bytes, budget {}", peak, budget);
     }
 }
 
