@@ -464,7 +464,13 @@ impl<S: Transport> Connection<S> {
                                 Head::Continue(_) => break,
                                 Head::Tagged(t, status) if t == tag => return Ok(Err(status)),
                                 Head::Tagged(t, _) => {
-                                    return Err(self.protocol(what, format!("a reply tagged {t}")))
+                                    return Err(self.protocol(
+                                        what,
+                                        format!(
+                                            "a reply tagged {}",
+                                            codec::printable(t.as_bytes(), 40)
+                                        ),
+                                    ))
                                 }
                                 other => {
                                     if !self.common_untagged(&other, what)? {
@@ -504,9 +510,13 @@ impl<S: Transport> Connection<S> {
             match head {
                 Head::Tagged(t, status) => {
                     if t != tag {
-                        return Err(
-                            self.protocol(what, format!("a reply tagged {t:?}, expected {tag:?}"))
-                        );
+                        return Err(self.protocol(
+                            what,
+                            format!(
+                                "a reply tagged \"{}\", expected \"{tag}\"",
+                                codec::printable(t.as_bytes(), 40)
+                            ),
+                        ));
                     }
                     return Ok(status);
                 }
@@ -914,7 +924,10 @@ impl<S: Transport> Client<S> {
             match self.conn.head(&what)? {
                 Head::Tagged(t, status) => {
                     if t != tag {
-                        return Err(self.conn.protocol(&what, format!("a reply tagged {t:?}")));
+                        return Err(self.conn.protocol(
+                            &what,
+                            format!("a reply tagged \"{}\"", codec::printable(t.as_bytes(), 40)),
+                        ));
                     }
                     if status.kind == StatusKind::Ok {
                         return Ok(status);
@@ -1682,7 +1695,11 @@ impl<S: Transport> Connection<S> {
                         _ => self.skip_item_value(what)?,
                     }
                 }
-                other => return Err(self.protocol(what, format!("unexpected {other:?} in FETCH"))),
+                other => {
+                    return Err(
+                        self.protocol(what, format!("unexpected {} in FETCH", other.describe()))
+                    )
+                }
             }
         }
         if self.line.peek().is_some() {
@@ -1757,7 +1774,11 @@ impl<S: Transport> Connection<S> {
             let name = match self.token(what)? {
                 Token::Close => break,
                 Token::Atom(name) => name.to_ascii_uppercase(),
-                other => return Err(self.protocol(what, format!("unexpected {other:?} in FETCH"))),
+                other => {
+                    return Err(
+                        self.protocol(what, format!("unexpected {} in FETCH", other.describe()))
+                    )
+                }
             };
             if name == "UID" {
                 let u = self.uid(what)?;
