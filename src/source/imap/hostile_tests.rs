@@ -527,14 +527,23 @@ impl Session0 {
 struct Reading {
     sizes: Vec<usize>,
     stop_after: Option<usize>,
+    /// The sink fails (disk full) on this call, without reading: the
+    /// client must still read every pending response, so the session
+    /// goes on in step.
+    fail_at: Option<usize>,
 }
 
 fn reading() -> impl Strategy<Value = Reading> {
     (
         prop::collection::vec(1usize..300, 1..4),
         prop::option::weighted(0.15, 0usize..40),
+        prop::option::weighted(0.15, 0usize..5),
     )
-        .prop_map(|(sizes, stop_after)| Reading { sizes, stop_after })
+        .prop_map(|(sizes, stop_after, fail_at)| Reading {
+            sizes,
+            stop_after,
+            fail_at,
+        })
 }
 
 /// One sink call: the index, and what reading the body gave.
@@ -549,6 +558,8 @@ enum Got {
         over: bool,
     },
     Refused,
+    /// The sink failed on this call.
+    SinkFailed,
 }
 
 /// What the client did with one script.
@@ -558,6 +569,8 @@ struct Outcome {
     steps: Vec<&'static str>,
     error: Option<(ExitKind, String)>,
     listed: Vec<u32>,
+    /// `fetch` returned the sink's own failure.
+    sink_failed: bool,
     /// What `delete` said, per listed UID.
     deleted: Vec<bool>,
     got: Vec<(usize, Got)>,
@@ -600,6 +613,7 @@ fn drive(
         steps: Vec::new(),
         error: None,
         listed: Vec::new(),
+        sink_failed: false,
         deleted: Vec::new(),
         got: Vec::new(),
         peak: 0,
@@ -619,6 +633,13 @@ fn drive(
         let handles = out.listed.clone();
         let got = &mut out.got;
         let mut sink = |i: usize, f: Fetched<'_>| -> Result<()> {
+            if how.fail_at == Some(got.len()) {
+                got.push((i, Got::SinkFailed));
+                return Err(Error::local_io(
+                    "writing the message",
+                    io::ErrorKind::StorageFull.into(),
+                ));
+            }
             let g = match f {
                 Fetched::Body(body) => read_body(body, how),
                 Fetched::Refused(_) => Got::Refused,
@@ -626,12 +647,16 @@ fn drive(
             got.push((i, g));
             Ok(())
         };
-        match mode {
-            Mode::Full(max) => s.fetch(&handles, max, &mut sink)?,
-            Mode::Headers => {
-                s.headers(&handles, &mut sink)?;
-            }
-            Mode::Top(lines) => s.top(&handles, lines, &mut sink)?,
+        let fetched = match mode {
+            Mode::Full(max) => s.fetch(&handles, max, &mut sink),
+            Mode::Headers => s.headers(&handles, &mut sink).map(|_| ()),
+            Mode::Top(lines) => s.top(&handles, lines, &mut sink),
+        };
+        match fetched {
+            Ok(()) => {}
+            // Ours: the session is meant to go on.
+            Err(e) if e.is_local() => out.sink_failed = true,
+            Err(e) => return Err(e),
         }
         out.steps.push("fetch");
         out.deleted = match dialect.after {
@@ -879,8 +904,8 @@ fn check_framing(wire: &[u8], handles: &[u32], got: &[(usize, Got)]) -> Result<(
 
 /// Errors are the server's fault or the network's, never an internal one,
 /// and say what happened.
-fn check_error(out: &Outcome) -> Result<(), String> {
-    if let Some((kind, msg)) = &out.error {
+fn check_error(error: Option<&(ExitKind, String)>) -> Result<(), String> {
+    if let Some((kind, msg)) = error {
         if *kind == ExitKind::Internal || msg.trim().is_empty() {
             return Err(format!("error {kind:?}: {msg:?}"));
         }
@@ -936,7 +961,16 @@ fn check_exact(s: &Session0, out: &Outcome, how: &Reading, mode: Mode) -> Result
     if out.listed != uids {
         return Err(format!("listed {:?}, want {uids:?}", out.listed));
     }
-    if out.got.len() != uids.len() {
+    // A failing sink is called no more after its failure.
+    let fails = how.fail_at.filter(|&k| k < uids.len());
+    let calls = fails.map_or(uids.len(), |k| k + 1);
+    if out.sink_failed != fails.is_some() {
+        return Err(format!(
+            "sink failed {}, fail_at {:?}",
+            out.sink_failed, how.fail_at
+        ));
+    }
+    if out.got.len() != calls {
         return Err(format!(
             "{} sink calls for {} UIDs",
             out.got.len(),
@@ -951,6 +985,7 @@ fn check_exact(s: &Session0, out: &Outcome, how: &Reading, mode: Mode) -> Result
             Got::Whole(b) => !over && *b == want,
             Got::Stopped(b) => want.starts_with(b) && how.stop_after.is_some(),
             Got::Failed { over: true } => over,
+            Got::SinkFailed => how.fail_at.is_some(),
             _ => false,
         };
         if !ok {
@@ -1253,9 +1288,9 @@ proptest! {
         };
         let mut replies = s.replies(mode);
         mutate(&mut replies, &Mutation::Truncate { at: cut });
-        let how = Reading { sizes: vec![64], stop_after: None };
+        let how = Reading { sizes: vec![64], stop_after: None, fail_at: None };
         let out = drive_guarded(replies, chunks, how, mode, s.dialect);
-        if let Err(e) = check_error(&out) {
+        if let Err(e) = check_error(out.error.as_ref()) {
             return Err(TestCaseError::fail(e));
         }
         if let Some((kind, msg)) = &out.error {
@@ -1298,7 +1333,7 @@ proptest! {
         }
         let wire = replies.concat();
         let out = drive_guarded(replies, chunks, how, mode, s.dialect);
-        if let Err(e) = check_error(&out) {
+        if let Err(e) = check_error(out.error.as_ref()) {
             return Err(TestCaseError::fail(e));
         }
         // A `top` preview is two literals joined and cut at a line: only
@@ -1412,15 +1447,7 @@ proptest! {
             prop_assert_eq!(res.clone(), Ok(want));
         }
         if let Err((kind, msg)) = &res {
-            let out = Outcome {
-                steps: Vec::new(),
-                error: Some((*kind, msg.clone())),
-                listed: Vec::new(),
-                deleted: Vec::new(),
-                got: Vec::new(),
-                peak,
-            };
-            if let Err(e) = check_error(&out) {
+            if let Err(e) = check_error(Some(&(*kind, msg.clone()))) {
                 return Err(TestCaseError::fail(e));
             }
         }
@@ -1651,6 +1678,7 @@ fn plain_reading() -> Reading {
     Reading {
         sizes: vec![300],
         stop_after: None,
+        fail_at: None,
     }
 }
 
