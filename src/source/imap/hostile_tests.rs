@@ -1,12 +1,21 @@
 //! Property tests that play a hostile IMAP server against the real client:
 //! valid sessions in every shape and chunking, then the same sessions
-//! mutated (flipped, cut, padded with literal markers, bogus tags, NULs,
-//! endless lines, deep nesting) and run through login, select, listing,
-//! fetch, delete and logout. Whatever the server sends, the client never
-//! panics, always returns, stays within a fixed memory budget, fails with
-//! a server-side exit class, and never hands a partial or merged message
-//! to the sink: a body read to its end is exactly one literal the server
-//! sent. The pure codec functions get arbitrary bytes too.
+//! mutated (flipped, cut, padded with lying literal markers, bogus tags,
+//! NULs, endless lines, deep nesting, numbers past 32 bits) and run
+//! through the login (LOGIN or SASL), select, listing, fetch (whole,
+//! headers or `top`), delete / flag_seen / move_to and logout; APPEND
+//! likewise. Whatever the server sends, the client never panics, always
+//! returns, stays within a fixed memory budget, fails with a non-internal
+//! error that names the server and holds no raw control character, and
+//! never hands a partial or merged message to the sink: a body read to
+//! its end is exactly one literal the server sent, for the UID its
+//! response named. The pure codec functions get arbitrary bytes too.
+//!
+//! A body that comes before its UID is placed by sequence number and
+//! streamed before the UID is seen (messages are never held whole); if
+//! the UID then disagrees, the fetch fails, but that body was handed out
+//! already. That is the design (see `fetch_response`), so the UID check
+//! here only looks at a UID named before the literal.
 //!
 //! The server here ([`Hostile`]) answers each command line with the next
 //! reply of its script whatever the command was (a broken server need not
