@@ -1543,6 +1543,32 @@ proptest! {
         let _ = trailing_literal(&bytes);
     }
 
+    /// What a status response says reaches the user (alerts, refusals,
+    /// the greeting): its text and code never hold a raw control
+    /// character, whatever the line.
+    #[test]
+    fn status_words_are_escaped(bytes in imap_bytes(120), ctl in any::<u8>()) {
+        let mut bytes = bytes;
+        if !bytes.is_empty() {
+            let at = usize::from(ctl) % bytes.len();
+            bytes[at] = ctl % 32;
+        }
+        for prefix in [&b"* "[..], b"A1 ", b""] {
+            let mut line = prefix.to_vec();
+            line.extend_from_slice(&bytes);
+            let status = match codec::parse_head(&mut line_of(&line)) {
+                Ok(codec::Head::Status(s) | codec::Head::Tagged(_, s)) => s,
+                Ok(codec::Head::Continue(text)) => {
+                    prop_assert!(!text.chars().any(char::is_control), "{:?}", text);
+                    continue;
+                }
+                _ => continue,
+            };
+            let shown = status.describe();
+            prop_assert!(!shown.chars().any(char::is_control), "{:?}", shown);
+        }
+    }
+
     /// A head's parse is the same on any line (it resets the position).
     #[test]
     fn parse_head_is_repeatable(bytes in imap_bytes(120)) {
