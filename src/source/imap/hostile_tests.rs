@@ -1043,6 +1043,12 @@ enum Mutation {
         at: prop::sample::Index,
         digit: u8,
     },
+    /// The next literal marker's length off by `delta` (a server that
+    /// miscounts a message by a CRLF or two).
+    LiteralLength {
+        at: prop::sample::Index,
+        delta: i8,
+    },
     /// A number replaced by an extreme one, or (`None`) by itself plus
     /// 2^32, which a 32-bit reading would take for the original.
     Number {
@@ -1091,6 +1097,8 @@ fn insertion() -> impl Strategy<Value = Vec<u8>> {
             b"+ go\r\n",
             b"* BYE [UNAVAILABLE] bye\r\n",
             b"* 1000000 EXISTS\r\n",
+            b"* 0 EXISTS\r\n",
+            b"* 1 EXISTS\r\n",
             b"* 1000001 EXISTS\r\n",
             b"* 4294967295 EXPUNGE\r\n",
             b"* 0 EXPUNGE\r\n",
@@ -1128,6 +1136,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         4 => (at(), insertion()).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
         1 => (at(), 1usize..20).prop_map(|(at, len)| Mutation::Delete { at, len }),
         1 => at().prop_map(|at| Mutation::Truncate { at }),
+        1 => (at(), -3i8..=3).prop_map(|(at, delta)| Mutation::LiteralLength { at, delta }),
         1 => at().prop_map(|at| Mutation::DuplicateLine { at }),
         1 => (at(), 0u8..10).prop_map(|(at, digit)| Mutation::WrongTag { at, digit }),
         2 => (
@@ -1208,6 +1217,24 @@ fn mutate(replies: &mut Vec<Vec<u8>>, m: &Mutation) {
                     *d = b'0' + digit;
                 }
             }
+        }
+        Mutation::LiteralLength { at, delta } => {
+            let (r, p) = locate(replies, at);
+            let reply = &mut replies[r];
+            let Some(open) = memchr::memchr(b'{', &reply[p..]).map(|i| p + i) else {
+                return;
+            };
+            let Some(close) = memchr::memchr(b'}', &reply[open..]).map(|i| open + i) else {
+                return;
+            };
+            let Some(n) = std::str::from_utf8(&reply[open + 1..close])
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+            else {
+                return;
+            };
+            let lied = (n + i64::from(*delta)).max(0).to_string();
+            reply.splice(open + 1..close, lied.bytes());
         }
         Mutation::Number { at, with } => {
             let (r, p) = locate(replies, at);
