@@ -177,7 +177,10 @@ impl<S: Transport> Session<S> {
                         return Err(refused(&conn.host, what, Phase::Transaction, &status))
                     }
                     Head::Tagged(t, _) => {
-                        return Err(conn.protocol(what, format!("a reply tagged {t}")))
+                        return Err(conn.protocol(
+                            what,
+                            format!("a reply tagged {}", codec::printable(t.as_bytes(), 40)),
+                        ))
                     }
                     other => {
                         if !conn.common_untagged(&other, what)? {

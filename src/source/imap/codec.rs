@@ -51,6 +51,21 @@ pub enum Token {
     End,
 }
 
+impl Token {
+    /// What the token is, for an error message: server bytes escaped and
+    /// cut short (an atom or string may be a 64 KiB line).
+    pub fn describe(&self) -> String {
+        match self {
+            Token::Atom(a) => format!("the word \"{}\"", printable(a.as_bytes(), 40)),
+            Token::Quoted(q) => format!("the string \"{}\"", printable(q, 40)),
+            Token::Literal(n) => format!("a literal of {n} bytes"),
+            Token::Open => "`(`".into(),
+            Token::Close => "`)`".into(),
+            Token::End => "the end of the line".into(),
+        }
+    }
+}
+
 /// One line segment and how far it has been parsed.
 #[derive(Debug, Default)]
 pub struct Line {
@@ -405,9 +420,12 @@ pub fn parse_head(line: &mut Line) -> Result<Head, Malformed> {
                 return Ok(Head::Status(status_rest(line, kind)));
             }
             if word.bytes().all(|b| b.is_ascii_digit()) {
-                let n = word
-                    .parse::<u32>()
-                    .map_err(|_| Malformed(format!("a message number out of range: {word}")))?;
+                let n = word.parse::<u32>().map_err(|_| {
+                    Malformed(format!(
+                        "a message number out of range: {}",
+                        printable(word.as_bytes(), 20)
+                    ))
+                })?;
                 let Token::Atom(kind) = line.token()? else {
                     return Err(Malformed(format!("`* {n}` without a response name")));
                 };
@@ -422,14 +440,18 @@ pub fn parse_head(line: &mut Line) -> Result<Head, Malformed> {
                 ));
             };
             let Token::Atom(word) = line.token()? else {
-                return Err(Malformed(format!("tagged response {tag} without a status")));
+                return Err(Malformed(format!(
+                    "tagged response {} without a status",
+                    printable(tag.as_bytes(), 40)
+                )));
             };
             match status_kind(&word) {
                 Some(kind @ (StatusKind::Ok | StatusKind::No | StatusKind::Bad)) => {
                     Ok(Head::Tagged(tag, status_rest(line, kind)))
                 }
                 _ => Err(Malformed(format!(
-                    "tagged response {tag} with status {:?}",
+                    "tagged response {} with status {:?}",
+                    printable(tag.as_bytes(), 40),
                     printable(word.as_bytes(), 20)
                 ))),
             }

@@ -29,6 +29,8 @@ pub use append::{AppendUid, Appending};
 
 pub use folder::Folder;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
@@ -462,7 +464,13 @@ impl<S: Transport> Connection<S> {
                                 Head::Continue(_) => break,
                                 Head::Tagged(t, status) if t == tag => return Ok(Err(status)),
                                 Head::Tagged(t, _) => {
-                                    return Err(self.protocol(what, format!("a reply tagged {t}")))
+                                    return Err(self.protocol(
+                                        what,
+                                        format!(
+                                            "a reply tagged {}",
+                                            codec::printable(t.as_bytes(), 40)
+                                        ),
+                                    ))
                                 }
                                 other => {
                                     if !self.common_untagged(&other, what)? {
@@ -502,9 +510,13 @@ impl<S: Transport> Connection<S> {
             match head {
                 Head::Tagged(t, status) => {
                     if t != tag {
-                        return Err(
-                            self.protocol(what, format!("a reply tagged {t:?}, expected {tag:?}"))
-                        );
+                        return Err(self.protocol(
+                            what,
+                            format!(
+                                "a reply tagged \"{}\", expected \"{tag}\"",
+                                codec::printable(t.as_bytes(), 40)
+                            ),
+                        ));
                     }
                     return Ok(status);
                 }
@@ -912,7 +924,10 @@ impl<S: Transport> Client<S> {
             match self.conn.head(&what)? {
                 Head::Tagged(t, status) => {
                     if t != tag {
-                        return Err(self.conn.protocol(&what, format!("a reply tagged {t:?}")));
+                        return Err(self.conn.protocol(
+                            &what,
+                            format!("a reply tagged \"{}\"", codec::printable(t.as_bytes(), 40)),
+                        ));
                     }
                     if status.kind == StatusKind::Ok {
                         return Ok(status);
@@ -1675,12 +1690,16 @@ impl<S: Transport> Connection<S> {
                 Token::Atom(name) => {
                     let upper = name.to_ascii_uppercase();
                     match upper.as_str() {
-                        "UID" => uid = Some(self.number(what)? as u32),
+                        "UID" => uid = Some(self.uid(what)?),
                         "RFC822.SIZE" => size = Some(self.number(what)?),
                         _ => self.skip_item_value(what)?,
                     }
                 }
-                other => return Err(self.protocol(what, format!("unexpected {other:?} in FETCH"))),
+                other => {
+                    return Err(
+                        self.protocol(what, format!("unexpected {} in FETCH", other.describe()))
+                    )
+                }
             }
         }
         if self.line.peek().is_some() {
@@ -1695,6 +1714,14 @@ impl<S: Transport> Connection<S> {
             _ => None,
         }
         .ok_or_else(|| self.protocol(what, "a number expected in FETCH"))
+    }
+
+    /// A UID: 32 bits (RFC 3501 `uniqueid`). A larger number is an error,
+    /// never cut to 32 bits: `UID 4294967300` would name UID 4, and its
+    /// body would be taken (and later deleted) as that message.
+    fn uid(&mut self, what: &str) -> Result<u32> {
+        let n = self.number(what)?;
+        u32::try_from(n).map_err(|_| self.protocol(what, format!("a UID out of range: {n}")))
     }
 
     /// Skips the value of a FETCH item, literals included.
@@ -1747,10 +1774,14 @@ impl<S: Transport> Connection<S> {
             let name = match self.token(what)? {
                 Token::Close => break,
                 Token::Atom(name) => name.to_ascii_uppercase(),
-                other => return Err(self.protocol(what, format!("unexpected {other:?} in FETCH"))),
+                other => {
+                    return Err(
+                        self.protocol(what, format!("unexpected {} in FETCH", other.describe()))
+                    )
+                }
             };
             if name == "UID" {
-                let u = self.number(what)? as u32;
+                let u = self.uid(what)?;
                 if placed.is_some_and(|p| p != u) {
                     return Err(self.protocol(
                         what,

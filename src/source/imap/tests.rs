@@ -459,6 +459,61 @@ fn bye_mid_fetch_and_drop_inside_a_literal_are_transport_failures() {
     assert!(err.to_string().contains("message 4"), "{err}");
 }
 
+/// Found by `hostile_tests::mutated_sessions_are_contained`: a UID past 32
+/// bits was cut to 32, so the body of `UID 4294967300` was handed out as
+/// UID 4's (which was then deleted), and a listing named UID 4 for it.
+#[test]
+fn a_uid_past_32_bits_is_refused_not_cut() {
+    let (mut s, _) = selected("UIDPLUS", 64, |st| {
+        listed(st).on(
+            "A0004 UID FETCH 4 (UID BODY.PEEK[])",
+            b"* 1 FETCH (UID 4294967300 BODY[] {2}\r\nhi)\r\nA0004 OK done\r\n",
+        )
+    });
+    s.listing().unwrap();
+    let err = fetch_all(&mut s, &[4], None).unwrap_err();
+    assert_eq!(err.kind(), ExitKind::Protocol);
+    assert!(
+        err.to_string().contains("UID out of range: 4294967300"),
+        "{err}"
+    );
+
+    let (mut s, _) = selected("UIDPLUS", 64, |st| {
+        st.on(
+            "A0003 UID FETCH 1:* (UID RFC822.SIZE)",
+            b"* 1 FETCH (UID 4294967300 RFC822.SIZE 4)\r\nA0003 OK done\r\n",
+        )
+    });
+    assert_eq!(s.listing().unwrap_err().kind(), ExitKind::Protocol);
+}
+
+/// Found by `hostile_tests`: a tag, a word or a string the server sent
+/// went into the error message raw (a terminal escape reached stderr as
+/// is) and whole (a 64 KiB tag made a 64 KiB message).
+#[test]
+fn server_bytes_in_protocol_errors_are_escaped_and_cut() {
+    let long = "T".repeat(codec::MAX_LINE - 100);
+    for reply in [
+        "A0003\x1b]0;pwned\x07 OK done\r\n".to_string(),
+        "\x1b[2J BYE now\r\n".to_string(),
+        "\x1b[2J\r\n".to_string(),
+        format!("{long} OK done\r\n"),
+        format!("{long}\r\n"),
+        format!("* 1 FETCH (\"{long}\x1b[2J\")\r\nA0003 OK\r\n"),
+        format!("* 1 FETCH ({long}\x07)\r\nA0003 OK\r\n"),
+        format!("* {long} EXISTS\r\nA0003 OK\r\n").replace('T', "7"),
+    ] {
+        let (mut s, _) = selected("UIDPLUS", 64, |st| {
+            st.on("A0003 UID FETCH 4 (UID BODY.PEEK[])", reply.as_bytes())
+        });
+        let err = fetch_all(&mut s, &[4], None).unwrap_err();
+        assert_eq!(err.kind(), ExitKind::Protocol, "{err}");
+        let msg = err.to_string();
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        assert!(msg.len() < 300, "{} bytes: {msg}", msg.len());
+    }
+}
+
 #[test]
 fn no_unavailable_is_temporary_and_plain_no_refuses_the_rest() {
     let (mut s, _) = selected("UIDPLUS", 64, |st| {
