@@ -199,6 +199,28 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// Every OAuth key, for "is any of them set".
+pub(super) const OAUTH_KEYS: [&str; 8] = [
+    "oauth",
+    "oauth_auth_url",
+    "oauth_token_url",
+    "oauth_device_url",
+    "oauth_scopes",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_client_secret_command",
+];
+
+/// The keys of an SMTP relay's login and trust: only with `smtp`.
+pub(super) const SMTP_KEYS: &[&str] = &[
+    "smtp_user",
+    "smtp_auth",
+    "smtp_password",
+    "smtp_password_command",
+    "smtp_ca_file",
+    "smtp_tls_fingerprint",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::keys::did_you_mean;
+use super::keys::{did_you_mean, OAUTH_KEYS};
 use super::password::PasswordSource;
 use super::section::{Section, Value};
 use super::Protocol;
@@ -20,18 +20,6 @@ use crate::error::Result;
 use crate::oauth::providers::Provider;
 use crate::oauth::settings::{ClientSecret, OAuth};
 use crate::source::pop3::auth::AuthMethod;
-
-/// Every OAuth key, for "is any of them set".
-pub(super) const KEYS: [&str; 8] = [
-    "oauth",
-    "oauth_auth_url",
-    "oauth_token_url",
-    "oauth_device_url",
-    "oauth_scopes",
-    "oauth_client_id",
-    "oauth_client_secret",
-    "oauth_client_secret_command",
-];
 
 /// Where one login's tokens go and who renews it.
 pub(super) struct Login {
@@ -49,7 +37,7 @@ pub(super) fn apply(
     password: PasswordSource,
     login: Login,
 ) -> Result<(AuthMethod, PasswordSource)> {
-    let Some(first) = KEYS.iter().find_map(|k| s.get(k)) else {
+    let Some(first) = OAUTH_KEYS.iter().find_map(|k| s.get(k)) else {
         return Ok((auth, password));
     };
     if protocol == Protocol::Pop2 {

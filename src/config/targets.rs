@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::imap_target::Targets;
-use super::keys::did_you_mean;
+use super::keys::{did_you_mean, SMTP_KEYS};
 use super::password::{self, PasswordSource};
 use super::secret::Secret;
 use super::section::{Section, Value};
@@ -152,16 +152,6 @@ impl SmtpLogin {
         }
     }
 }
-
-/// The keys of an SMTP relay's login and trust: only with `smtp`.
-pub(super) const SMTP_KEYS: &[&str] = &[
-    "smtp_user",
-    "smtp_auth",
-    "smtp_password",
-    "smtp_password_command",
-    "smtp_ca_file",
-    "smtp_tls_fingerprint",
-];
 
 /// `smtp_user`, `smtp_auth`, the password keys and the trust keys of an
 /// `smtp` target (refused with any other target).
