@@ -1721,7 +1721,11 @@ impl<S: Transport> Connection<S> {
     /// body would be taken (and later deleted) as that message.
     fn uid(&mut self, what: &str) -> Result<u32> {
         let n = self.number(what)?;
-        u32::try_from(n).map_err(|_| self.protocol(what, format!("a UID out of range: {n}")))
+        // RFC 3501 §2.3.1.1: a UID is a non-zero 32-bit number.
+        u32::try_from(n)
+            .ok()
+            .filter(|&uid| uid != 0)
+            .ok_or_else(|| self.protocol(what, format!("a UID out of range: {n}")))
     }
 
     /// Skips the value of a FETCH item, literals included.

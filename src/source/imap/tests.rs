@@ -485,6 +485,15 @@ fn a_uid_past_32_bits_is_refused_not_cut() {
         )
     });
     assert_eq!(s.listing().unwrap_err().kind(), ExitKind::Protocol);
+
+    // UID 0 is none (RFC 3501 §2.3.1.1: UIDs are non-zero).
+    let (mut s, _) = selected("UIDPLUS", 64, |st| {
+        st.on(
+            "A0003 UID FETCH 1:* (UID RFC822.SIZE)",
+            b"* 1 FETCH (UID 0 RFC822.SIZE 4)\r\nA0003 OK done\r\n",
+        )
+    });
+    assert_eq!(s.listing().unwrap_err().kind(), ExitKind::Protocol);
 }
 
 /// Found by `hostile_tests`: a tag, a word or a string the server sent
