@@ -72,6 +72,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
 
+    // SAFETY: as for `alloc`: the caller's contract passes to `System` as is.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
@@ -80,11 +81,13 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
 
+    // SAFETY: as for `alloc`: the caller's contract passes to `System` as is.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
         note(-(layout.size() as isize));
     }
 
+    // SAFETY: as for `alloc`: the caller's contract passes to `System` as is.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
