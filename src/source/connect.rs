@@ -179,7 +179,7 @@ pub fn open(
     {
         opts.verbose.say(|| {
             format!(
-                "{}: the server allows one login every {secs} s (LOGIN-DELAY):                  syncing more often gets \"try later\" (exit 75)",
+                "{}: the server allows one login every {secs} s (LOGIN-DELAY): syncing more often gets \"try later\" (exit 75)",
                 account.name
             )
         });
