@@ -262,6 +262,36 @@ fn info_with_a_target_that_is_down_shows_the_source_and_fails_with_the_targets_c
     assert!(run.stdout.contains("  error         "), "{}", run.stdout);
 }
 
+/// The source down: `info` fails with the source's code and still shows
+/// what the target's probe found.
+#[test]
+fn info_with_the_source_down_still_probes_the_target() {
+    let env = Env::new();
+    let lmtp = SmtpServer::start(true, true);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.write_config(&account("t", closed, "none", "").replace(
+        "maildir = \"~/Mail/t\"",
+        &format!(
+            "lmtp = \"lmtp://127.0.0.1:{}\"\ndeliver_to = \"bob\"",
+            lmtp.port()
+        ),
+    ));
+    let run = env.run(&["info", "t"]);
+    run.expect_code(69);
+    assert!(run.stdout.contains("t delivers to lmtp"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("  greeting      test ready"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("refused"), "{}", run.stderr);
+    assert_eq!(lmtp.received().len(), 0, "a probe sends no mail");
+}
+
 #[test]
 fn dry_run_names_the_target_without_contacting_it_and_json_names_it_too() {
     let env = Env::new();

@@ -112,6 +112,28 @@ fn describe(probe: Probe, pin_key: &'static str) -> ServerInfo {
     }
 }
 
+impl TargetInfo {
+    /// `ACCOUNT delivers to …`, then what its probe found.
+    fn lines(&self, account: &Account) -> Vec<String> {
+        let mut out = vec![format!("{} delivers to {}", account.name, self.title)];
+        match &self.result {
+            Ok(info) => out.extend(info.lines()),
+            Err(e) => out.push(format!(
+                "  error         {}",
+                term::escape_controls(&e.to_string())
+            )),
+        }
+        out
+    }
+}
+
+/// The target's probe alone, for when the source's failed: one `info`
+/// run then shows what is wrong on both sides. `None` when the target is
+/// not a server.
+pub fn target_report(account: &Account, opts: &ConnectOptions) -> Option<String> {
+    probe_target(account, opts).map(|t| t.lines(account).join("\n"))
+}
+
 impl ServerInfo {
     /// The exit code: 0, or the target's probe's failure.
     pub fn code(&self) -> u8 {
@@ -128,14 +150,7 @@ impl ServerInfo {
         )];
         out.extend(self.lines());
         if let Some(target) = &self.target {
-            out.push(format!("{} delivers to {}", account.name, target.title));
-            match &target.result {
-                Ok(info) => out.extend(info.lines()),
-                Err(e) => out.push(format!(
-                    "  error         {}",
-                    term::escape_controls(&e.to_string())
-                )),
-            }
+            out.extend(target.lines(account));
         }
         out.join("\n")
     }

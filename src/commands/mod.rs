@@ -226,7 +226,18 @@ fn info_command(cli: &Cli, account: &str) -> Result<u8> {
     let config = load_config(cli)?;
     let account = one_account(&config, account)?;
     let output = Output::new(cli.quiet, false, cli.color, false);
-    let info = crate::commands::info::probe(account, &connect_options(cli, &output))?;
+    let opts = connect_options(cli, &output);
+    let info = match crate::commands::info::probe(account, &opts) {
+        Ok(info) => info,
+        Err(e) => {
+            // The source's failure decides the exit code; the target is
+            // probed all the same, so one run shows both sides.
+            if let Some(target) = crate::commands::info::target_report(account, &opts) {
+                println!("{target}");
+            }
+            return Err(e.into());
+        }
+    };
     println!("{}", info.render(account));
     Ok(info.code())
 }
