@@ -32,7 +32,7 @@ pub fn write_man(out: &mut dyn Write) -> io::Result<()> {
     man.render_options_section(out)?;
     render_subcommands(&cmd, out)?;
     out.write_all(EXTRA_HEAD.as_bytes())?;
-    for (key, what) in ACCOUNT_KEYS {
+    for (key, what) in ACCOUNT_KEYS.iter() {
         writeln!(
             out,
             ".TP\n\\fB{}\\fR\n{}",
@@ -43,7 +43,7 @@ pub fn write_man(out: &mut dyn Write) -> io::Result<()> {
     out.write_all(
         b".PP\nA [targets.NAME] table is an IMAP mailbox that accounts with imap_target = \"NAME\" append to; its keys:\n",
     )?;
-    for (key, what) in TARGET_KEYS {
+    for (key, what) in TARGET_KEYS.iter() {
         writeln!(
             out,
             ".TP\n\\fB{}\\fR\n{}",

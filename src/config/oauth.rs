@@ -37,7 +37,7 @@ pub(super) fn apply(
     password: PasswordSource,
     login: Login,
 ) -> Result<(AuthMethod, PasswordSource)> {
-    let Some(first) = OAUTH_KEYS.iter().find_map(|k| s.get(k)) else {
+    let Some(first) = OAUTH_KEYS.iter().find_map(|(k, _)| s.get(k)) else {
         return Ok((auth, password));
     };
     if protocol == Protocol::Pop2 {

@@ -109,14 +109,14 @@ pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
             }
             "defaults" => {
                 let table = into_table(src, "defaults", value)?;
-                raw.defaults = read_keys(src, "[defaults]", table, ACCOUNT_KEYS)?;
+                raw.defaults = read_keys(src, "[defaults]", table, &ACCOUNT_KEYS)?;
             }
             "accounts" => {
                 for (acct, body) in into_table(src, "accounts", value)? {
                     let acct_name: &str = acct.get_ref();
                     let body = into_table(src, &format!("accounts.{acct_name}"), body)?;
                     let keys =
-                        read_keys(src, &format!("[accounts.{acct_name}]"), body, ACCOUNT_KEYS)?;
+                        read_keys(src, &format!("[accounts.{acct_name}]"), body, &ACCOUNT_KEYS)?;
                     raw.accounts.push(RawSection {
                         name: acct_name.to_string(),
                         span: acct.span(),
@@ -129,7 +129,7 @@ pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
                     let target_name: &str = target.get_ref();
                     let body = into_table(src, &format!("targets.{target_name}"), body)?;
                     let keys =
-                        read_keys(src, &format!("[targets.{target_name}]"), body, TARGET_KEYS)?;
+                        read_keys(src, &format!("[targets.{target_name}]"), body, &TARGET_KEYS)?;
                     raw.targets.push(RawSection {
                         name: target_name.to_string(),
                         span: target.span(),

@@ -74,12 +74,15 @@ static ALTERNATIVES: LazyLock<[Vec<Vec<&'static str>>; 2]> = LazyLock::new(|| {
             vec!["mda"],
             vec!["imap_target"],
             vec!["lmtp", "deliver_to"],
-            [&["smtp", "deliver_to"][..], super::keys::SMTP_KEYS].concat(),
+            ["smtp", "deliver_to"]
+                .into_iter()
+                .chain(super::keys::SMTP_KEYS.iter().map(|(k, _)| *k))
+                .collect(),
         ],
         vec![
             vec!["password"],
             vec!["password_command"],
-            super::keys::OAUTH_KEYS.to_vec(),
+            super::keys::OAUTH_KEYS.iter().map(|(k, _)| *k).collect(),
         ],
     ]
 });

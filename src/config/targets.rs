@@ -157,7 +157,7 @@ impl SmtpLogin {
 /// `smtp` target (refused with any other target).
 fn smtp_settings(s: &Section, target: &mut Target, key: &str) -> Result<()> {
     let Target::Smtp(wire) = target else {
-        if let Some(v) = SMTP_KEYS.iter().find_map(|k| s.get(k)) {
+        if let Some(v) = SMTP_KEYS.iter().find_map(|(k, _)| s.get(k)) {
             return Err(v.err(format!(
                 "`{}` is for the `smtp` target; {} sets `{key}`: remove `{}`",
                 v.key, s.header, v.key
