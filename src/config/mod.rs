@@ -314,6 +314,9 @@ pub struct Config {
     pub path: PathBuf,
     pub state_dir: PathBuf,
     pub accounts: Vec<Account>,
+    /// The file itself holds a secret, in any section: then it must be
+    /// readable by its owner alone.
+    holds_secret: bool,
 }
 
 impl Config {
@@ -340,31 +343,7 @@ impl Config {
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let path = absolute.as_path();
         let config = parse(&text, path)?;
-        // A [targets.NAME] table's password counts too, named by an
-        // account or not, and one in [defaults] that every account
-        // replaces with its own way: the file still holds it.
-        let raw = raw::read(&raw::Source { text: &text, path })?;
-        let secret_in = |keys: &raw::RawKeys| {
-            ["password", "oauth_client_secret", "smtp_password"]
-                .iter()
-                .any(|k| keys.contains_key(*k))
-        };
-        let target_password =
-            secret_in(&raw.defaults) || raw.targets.iter().any(|t| secret_in(&t.keys));
-        let holds_password = target_password
-            || config.accounts.iter().any(|a| {
-                let account_secret = match &a.password {
-                    PasswordSource::Inline(_) => true,
-                    PasswordSource::OAuth(o) => {
-                        matches!(o.client_secret, crate::oauth::ClientSecret::Inline(_))
-                    }
-                    _ => false,
-                };
-                account_secret
-                    || matches!(&a.target, Target::Smtp(Wire { login: Some(l), .. })
-                        if matches!(l.password, PasswordSource::Inline(_)))
-            });
-        if holds_password {
+        if config.holds_secret {
             paths::refuse_if_others_can_read(path)?;
         }
         Ok(config)
@@ -413,5 +392,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         path: path.to_path_buf(),
         state_dir,
         accounts,
+        holds_secret: raw.holds_secret(),
     })
 }

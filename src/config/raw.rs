@@ -77,6 +77,18 @@ pub(super) struct RawConfig<'a> {
     pub targets: Vec<RawSection<'a>>,
 }
 
+impl RawConfig<'_> {
+    /// Whether a section (`[defaults]`, an account, a target) writes a
+    /// secret into the file itself, whether or not an account uses it.
+    pub fn holds_secret(&self) -> bool {
+        const SECRETS: [&str; 3] = ["password", "oauth_client_secret", "smtp_password"];
+        std::iter::once(&self.defaults)
+            .chain(self.accounts.iter().map(|a| &a.keys))
+            .chain(self.targets.iter().map(|t| &t.keys))
+            .any(|keys| SECRETS.iter().any(|k| keys.contains_key(*k)))
+    }
+}
+
 /// Reads the file's text into its raw structure; errors name file:line.
 pub(super) fn read<'a>(src: &Source<'a>) -> Result<RawConfig<'a>> {
     let root = DeTable::parse(src.text).map_err(|e| {
@@ -305,6 +317,21 @@ mod tests {
         assert_eq!(names, ["zz", "aa", "mm"]);
         let names: Vec<&str> = raw.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["b", "a"]);
+    }
+
+    /// A secret anywhere in the file counts, even one in [defaults] that
+    /// every account replaces with its own password_command.
+    #[test]
+    fn a_secret_in_any_section_is_held_by_the_file() {
+        let held = |text: &str| parse_str(text).unwrap().holds_secret();
+        assert!(!held(MINIMAL));
+        assert!(held(&format!(
+            "[defaults]\npassword = \"p\"\n{MINIMAL}password_command = \"c\"\n"
+        )));
+        assert!(held(&format!("{MINIMAL}smtp_password = \"p\"\n")));
+        assert!(held(&format!(
+            "{MINIMAL}[targets.t]\noauth_client_secret = \"s\"\n"
+        )));
     }
 
     #[test]
