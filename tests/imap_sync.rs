@@ -634,27 +634,6 @@ fn imap_a_folder_the_server_cannot_open_is_a_config_error_naming_it() {
     assert_eq!(maildir_messages(&env.maildir("im")).len(), 1);
 }
 
-/// Runs `sync` and kills it (SIGKILL) after `after`, if it is still
-/// running then: `Ok` when it was killed, else how long it took.
-fn sync_killed_after(env: &Env, after: Duration) -> Result<(), Duration> {
-    let mut child = env
-        .command(&["sync", "-q"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while started.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return Err(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    child.wait().unwrap();
-    Ok(())
-}
-
 /// kill -9 at many points of a sync, in keep and delete mode: in the end
 /// every message is in the Maildir exactly once (and, deleting, gone from
 /// the server). New mail arrives before each trial, so every trial has
@@ -694,7 +673,7 @@ fn imap_kill_9_trials_lose_nothing_and_deliver_nothing_twice() {
             dc.add_messages("alice", batch);
             let before = maildir_messages(&env.maildir("im")).len();
             let spread = 0.3 + 0.8 * ((trial as f64 * 0.618_034) % 1.0);
-            let was_killed = match sync_killed_after(&env, whole.mul_f64(spread)) {
+            let was_killed = match env.sync_killed_after(whole.mul_f64(spread)) {
                 Ok(()) => true,
                 // It ended before the kill: the machine is faster now than
                 // when `whole` was measured (a load that came and went), so

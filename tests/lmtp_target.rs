@@ -4,7 +4,7 @@
 //! (reported, stays, the others delivered), a 50 MB message.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::dovecot::{require_dovecot_lmtp, Dovecot};
 use crate::support::server::{Config, Fault, Msg, Server};
@@ -467,27 +467,6 @@ fn dovecot_lmtp_stores_200_mixed_messages_byte_exact_and_a_second_run_delivers_n
     assert_eq!(dc.message_count("bob"), 200);
 }
 
-/// Runs `sync` and kills it (SIGKILL) after `after`, unless it ended
-/// first: `Ok` when it was killed, else how long it took.
-fn sync_killed_after(env: &Env, after: Duration) -> Result<(), Duration> {
-    let mut child = env
-        .command(&["sync", "-q"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while started.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return Err(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    child.wait().unwrap();
-    Ok(())
-}
-
 /// The UIDLs with a seen record.
 fn seen_uidls(env: &Env) -> HashSet<String> {
     let path = env.state_dir().join("seen.sqlite3");
@@ -567,7 +546,7 @@ fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
             Some(span) => span.mul_f64((rng % 1000) as f64 / 1000.0 * 1.1),
             None => Duration::from_secs(600),
         };
-        match sync_killed_after(&env, after) {
+        match env.sync_killed_after(after) {
             Ok(()) => killed += 1,
             Err(took) => span = Some(span.map_or(took, |s| s.min(took))),
         }

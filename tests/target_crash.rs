@@ -81,27 +81,6 @@ fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Runs `sync` and kills it (SIGKILL) after `after`, unless it ended
-/// first: then returns how long it took.
-fn sync_killed_after(env: &Env, after: Duration) -> Option<Duration> {
-    let mut child = env
-        .command(&["sync", "-q"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while started.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return Some(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let _ = child.kill();
-    child.wait().unwrap();
-    None
-}
-
 /// The UIDLs with a seen record.
 fn seen_uidls(env: &Env) -> HashSet<String> {
     let path = env.state_dir().join("seen.sqlite3");
@@ -314,7 +293,7 @@ fn trials(kind: Kind, default_seed: u64) {
             "{kind:?} trial {t} ({}, kill at {at:?} of {span:?})",
             if keep { "keep" } else { "delete" }
         );
-        if sync_killed_after(&env, at).is_none() {
+        if env.sync_killed_after(at).is_ok() {
             f.killed += 1;
         }
         // At the kill: nothing partial, nothing twice yet. The server

@@ -14,6 +14,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A hermetic place to run popfetch: its own HOME and XDG dirs in a temp
 /// dir, no inherited POPFETCH_* variables, so a test never reads the
@@ -67,6 +68,28 @@ impl Env {
             .stdin(Stdio::null());
         fs::create_dir_all(self.home()).unwrap();
         cmd
+    }
+
+    /// Runs `sync -q` and kills it (SIGKILL) after `after`, unless it
+    /// ended first: `Ok` when it was killed, else how long it ran (the kill
+    /// trials time their kills by it).
+    pub fn sync_killed_after(&self, after: Duration) -> Result<(), Duration> {
+        let mut child = self
+            .command(&["sync", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < after {
+            if child.try_wait().unwrap().is_some() {
+                return Err(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        Ok(())
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
