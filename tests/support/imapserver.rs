@@ -355,24 +355,14 @@ impl ImapServer {
 
 impl Drop for ImapServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        let (sockets, threads) = {
-            let mut st = self.shared.lock();
+        let shared = &self.shared;
+        super::server::stop_server(&shared.stop, self.addr, self.acceptor.take(), || {
+            let mut st = shared.lock();
             (
                 std::mem::take(&mut st.sockets),
                 std::mem::take(&mut st.threads),
             )
-        };
-        for s in &sockets {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        for t in threads {
-            let _ = t.join();
-        }
+        });
     }
 }
 

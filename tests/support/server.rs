@@ -361,25 +361,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept().
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.acceptor.take() {
-            let _ = h.join();
-        }
-        let (sockets, threads) = {
-            let mut st = self.shared.lock();
+        let shared = &self.shared;
+        stop_server(&shared.stop, self.addr, self.acceptor.take(), || {
+            let mut st = shared.lock();
             (
                 std::mem::take(&mut st.sockets),
                 std::mem::take(&mut st.threads),
             )
-        };
-        for s in &sockets {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        for t in threads {
-            let _ = t.join();
-        }
+        });
     }
 }
 
@@ -1806,5 +1795,29 @@ mod selftest {
         );
         assert!(c.try_line().is_none());
         assert!(idle.try_line().is_none());
+    }
+}
+
+/// Stops a scripted server (this one, the IMAP and the OAuth one): tells its acceptor to stop and wakes its
+/// blocking `accept` with a connection of our own, waits for it, then cuts
+/// the sessions still open (`sessions` hands them over, with their
+/// threads) and waits for those threads too.
+pub fn stop_server(
+    stop: &AtomicBool,
+    addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+    sessions: impl FnOnce() -> (Vec<TcpStream>, Vec<JoinHandle<()>>),
+) {
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    if let Some(h) = acceptor {
+        let _ = h.join();
+    }
+    let (sockets, threads) = sessions();
+    for s in &sockets {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    for t in threads {
+        let _ = t.join();
     }
 }
