@@ -15,7 +15,6 @@ use super::keys::{did_you_mean, OAUTH_KEYS};
 use super::password::PasswordSource;
 use super::section::{Section, Value};
 use super::Protocol;
-use crate::config::secret::Secret;
 use crate::error::Result;
 use crate::oauth::providers::Provider;
 use crate::oauth::settings::{ClientSecret, OAuth};
@@ -106,24 +105,10 @@ fn settings(s: &Section, login: Login) -> Result<OAuth> {
         }
         None => None,
     };
-    let client_secret = match (
-        s.str("oauth_client_secret")?,
-        s.str("oauth_client_secret_command")?,
-    ) {
-        (Some(_), Some((_, v))) => {
-            return Err(v.err(format!(
-                "{} has both `oauth_client_secret` and `oauth_client_secret_command`; keep one",
-                s.header
-            )))
-        }
-        (Some((secret, _)), None) => ClientSecret::Inline(Secret::new(secret)),
-        (None, Some((cmd, v))) => {
-            if cmd.trim().is_empty() {
-                return Err(v.err("`oauth_client_secret_command` is empty"));
-            }
-            ClientSecret::Command(cmd.to_string())
-        }
-        (None, None) => ClientSecret::None,
+    let client_secret = match super::password::inline_or_command(s, "oauth_client_secret")? {
+        Some(PasswordSource::Inline(secret)) => ClientSecret::Inline(secret),
+        Some(PasswordSource::Command(cmd)) => ClientSecret::Command(cmd),
+        _ => ClientSecret::None,
     };
     Ok(OAuth {
         provider,

@@ -23,21 +23,30 @@ pub enum PasswordSource {
 
 /// `password` or `password_command`: at most one; neither means a prompt.
 pub(super) fn source(s: &Section) -> Result<PasswordSource> {
-    Ok(match (s.str("password")?, s.str("password_command")?) {
+    Ok(inline_or_command(s, "password")?.unwrap_or(PasswordSource::Prompt))
+}
+
+/// A secret given as `KEY` (written in the file, `Inline`) or `KEY_command`
+/// (a command printing it, `Command`), at most one of the two; `None`
+/// when neither is set. The account's password, an OAuth client secret
+/// and an SMTP relay's password are all given this way.
+pub(super) fn inline_or_command(s: &Section, key: &str) -> Result<Option<PasswordSource>> {
+    let command_key = format!("{key}_command");
+    Ok(match (s.str(key)?, s.str(&command_key)?) {
         (Some(_), Some((_, v))) => {
             return Err(v.err(format!(
-                "{} has both `password` and `password_command`; keep one",
+                "{} has both `{key}` and `{command_key}`; keep one",
                 s.header
             )))
         }
-        (Some((p, _)), None) => PasswordSource::Inline(Secret::new(p)),
+        (Some((p, _)), None) => Some(PasswordSource::Inline(Secret::new(p))),
         (None, Some((c, v))) => {
             if c.trim().is_empty() {
-                return Err(v.err("`password_command` is empty"));
+                return Err(v.err(format!("`{command_key}` is empty")));
             }
-            PasswordSource::Command(c.to_string())
+            Some(PasswordSource::Command(c.to_string()))
         }
-        (None, None) => PasswordSource::Prompt,
+        (None, None) => None,
     })
 }
 

@@ -186,22 +186,7 @@ fn smtp_settings(s: &Section, target: &mut Target, key: &str) -> Result<()> {
                 })?
         }
     };
-    let password = match (s.str("smtp_password")?, s.str("smtp_password_command")?) {
-        (Some(_), Some((_, v))) => {
-            return Err(v.err(format!(
-                "{} has both `smtp_password` and `smtp_password_command`; keep one",
-                s.header
-            )))
-        }
-        (Some((p, _)), None) => Some(PasswordSource::Inline(Secret::new(p))),
-        (None, Some((c, v))) => {
-            if c.trim().is_empty() {
-                return Err(v.err("`smtp_password_command` is empty"));
-            }
-            Some(PasswordSource::Command(c.to_string()))
-        }
-        (None, None) => None,
-    };
+    let password = password::inline_or_command(s, "smtp_password")?;
     wire.login = match (user, password) {
         (Some((u, v)), _) if u.trim().is_empty() || u.chars().any(char::is_control) => {
             return Err(v.err("`smtp_user` is empty or has control characters"))
