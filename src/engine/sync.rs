@@ -242,7 +242,7 @@ fn run(
     let fingerprint = shortcut_fingerprint(account, opts, keep);
     let kept = store.snapshot(mailbox)?;
     let snapshot = kept
-        .clone()
+        .as_ref()
         .filter(|s| Some(&s.fingerprint) == fingerprint.as_ref());
 
     let switched = match carried.take() {
@@ -292,7 +292,7 @@ fn run(
     let seen = seen.transpose()?;
     report.warnings.extend(opened.warnings);
     let mut source = opened.source;
-    if let Some(snapshot) = &snapshot {
+    if let Some(snapshot) = snapshot {
         if let Some(state) = source.folder_state().filter(|s| unchanged(snapshot, s)) {
             opts.connect.verbose.say(|| {
                 format!(
