@@ -15,35 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::support::certs::TestPki;
 use crate::support::server::{dot_stuff, wire_form, Config, Fault, Msg, Server, Tls};
-use crate::support::{expected_delivery, files_in, maildir_messages, Env, Run};
+use crate::support::{expected_delivery, files_in, maildir_messages, Env, Rng, Run};
 use crate::sync::{account, parse_mboxrd};
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// A small seeded PRNG (xorshift64*): reproducible trials, no new crate.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // Never zero; spread nearby seeds apart.
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[lo, hi)` (hi > lo).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// `n` distinct messages of roughly `size` bytes with the lines that need
 /// care on the wire (dot lines, From lines, CRLF, 8-bit, no final LF).
@@ -587,7 +563,7 @@ fn crash_trial(sink: Sink, t: Trial, spans: &[[Duration; 2]; 2], figures: &Mutex
     // every message on the server or in the target.
     let at_kill = sink.inventory(&env, &msgs);
     let journal = journal_entries(&env.state_dir());
-    let seen_at_kill = seen_uidls(&env.state_dir());
+    let seen_at_kill = env.seen_uidls();
     let left = uidls_on(&server);
     let deleting = msgs.iter().any(|m| server.dele_count(&m.uidl) > 0);
     for (m, &c) in msgs.iter().zip(&at_kill.counts) {
@@ -718,16 +694,6 @@ fn journal_entries(state_dir: &Path) -> usize {
         conn.query_row("SELECT count(*) FROM pending", [], |r| r.get::<_, i64>(0))
             .unwrap() as usize
     })
-}
-
-/// Every UIDL with a seen record.
-fn seen_uidls(state_dir: &Path) -> std::collections::HashSet<String> {
-    let Some(conn) = open_state(state_dir) else {
-        return Default::default();
-    };
-    let mut stmt = conn.prepare("SELECT uidl FROM seen").unwrap();
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-    rows.map(Result::unwrap).collect()
 }
 
 /// After a crash between the rename into `new/` and the seen record, the

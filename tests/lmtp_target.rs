@@ -467,20 +467,6 @@ fn dovecot_lmtp_stores_200_mixed_messages_byte_exact_and_a_second_run_delivers_n
     assert_eq!(dc.message_count("bob"), 200);
 }
 
-/// The UIDLs with a seen record.
-fn seen_uidls(env: &Env) -> HashSet<String> {
-    let path = env.state_dir().join("seen.sqlite3");
-    if !path.exists() {
-        return HashSet::new();
-    }
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let Ok(mut stmt) = conn.prepare("SELECT uidl FROM seen") else {
-        return HashSet::new();
-    };
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
 /// The UIDL each message accepted (250) by the server carries, in order.
 fn accepted_uidls(lmtp: &SmtpServer) -> Vec<String> {
     lmtp.received()
@@ -554,7 +540,7 @@ fn lmtp_kill_9_trials_lose_nothing_and_duplicate_only_inside_the_window() {
         // accepted by the server after the kill: wait for it.
         lmtp.settle();
         let accepted: HashSet<String> = accepted_uidls(&lmtp).into_iter().collect();
-        let seen = seen_uidls(&env);
+        let seen = env.seen_uidls();
         let window: Vec<&String> = accepted.iter().filter(|u| !seen.contains(*u)).collect();
         if window.len() > 1 {
             failures.push(format!(

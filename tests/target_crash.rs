@@ -18,31 +18,13 @@ use std::time::{Duration, Instant};
 use crate::lmtp_target::strip_dovecot_lmtp_headers;
 use crate::support::dovecot::{require_dovecot_imap, require_dovecot_lmtp, Dovecot};
 use crate::support::server::{Config, Fault, Msg, Server};
-use crate::support::{expected_delivery, mixed_messages, Env};
+use crate::support::{expected_delivery, mixed_messages, Env, Rng};
 use crate::sync::account;
 
 const TRIALS: usize = 100;
 /// Messages per trial; message 3 is the large one.
 const MESSAGES: usize = 12;
 const LARGE: usize = 1024 * 1024;
-
-/// A small seeded PRNG (xorshift64*), as in faults.rs.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 fn seed(default: u64) -> u64 {
     std::env::var("POPFETCH_CRASH_SEED")
@@ -79,20 +61,6 @@ fn trial_messages(t: usize) -> Vec<Msg> {
 
 fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The UIDLs with a seen record.
-fn seen_uidls(env: &Env) -> HashSet<String> {
-    let path = env.state_dir().join("seen.sqlite3");
-    if !path.exists() {
-        return HashSet::new();
-    }
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let Ok(mut stmt) = conn.prepare("SELECT uidl FROM seen") else {
-        return HashSet::new();
-    };
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-    rows.map(Result::unwrap).collect()
 }
 
 /// Journal entries a run left.
@@ -319,7 +287,7 @@ fn trials(kind: Kind, default_seed: u64) {
         if pending_count(&env) > 0 {
             f.with_journal += 1;
         }
-        let seen = seen_uidls(&env);
+        let seen = env.seen_uidls();
         let window: Vec<usize> = (0..MESSAGES)
             .filter(|&i| inv.counts[i] > 0 && !seen.contains(&msgs[i].uidl))
             .collect();

@@ -92,6 +92,21 @@ impl Env {
         Ok(())
     }
 
+    /// The keys of the seen records in this environment's database, none
+    /// when it does not exist yet (a run killed before it made one).
+    pub fn seen_uidls(&self) -> std::collections::HashSet<String> {
+        let path = self.state_dir().join("seen.sqlite3");
+        if !path.exists() {
+            return Default::default();
+        }
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let Ok(mut stmt) = conn.prepare("SELECT uidl FROM seen") else {
+            return Default::default();
+        };
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         let out = self.command(args).output().expect("run popfetch");
         Run::from(out)
@@ -245,4 +260,28 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         skip(&format!("{name} not installed (see .ci/run)"));
     }
     found
+}
+
+/// A small seeded PRNG (xorshift64*): reproducible trials, no new crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        // Never zero; spread nearby seeds apart.
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[lo, hi)` (hi > lo).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
 }
