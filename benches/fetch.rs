@@ -1026,23 +1026,7 @@ impl Bench {
                     }
                     _ => PathBuf::from(env!("CARGO_BIN_EXE_popfetch")),
                 };
-                let mut cmd = match prefix.split_first() {
-                    Some((p, rest)) => {
-                        let mut c = Command::new(p);
-                        c.args(rest).arg(&bin);
-                        c
-                    }
-                    None => Command::new(&bin),
-                };
-                cmd.arg("-c")
-                    .arg(&config)
-                    .arg("sync")
-                    .env_clear()
-                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                    .env("HOME", &home)
-                    .env("XDG_CONFIG_HOME", home.join(".config"))
-                    .env("XDG_STATE_HOME", home.join(".local/state"))
-                    .env("LANG", "C.UTF-8");
+                let mut cmd = popfetch_sync(&bin, &prefix, &config, &home);
                 measure(&mut cmd, &log, &[0])
             }
             Contender::Mpop => {
@@ -1843,18 +1827,34 @@ impl Bench {
         }
         let config = dirs.path().join("popfetch.toml");
         write_private(&config, &text);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_popfetch"));
-        cmd.arg("-c")
-            .arg(&config)
-            .arg("sync")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("LANG", "C.UTF-8");
+        let bin = Path::new(env!("CARGO_BIN_EXE_popfetch"));
+        let mut cmd = popfetch_sync(bin, &[], &config, &home);
         measure(&mut cmd, &dirs.path().join("popfetch.log"), &[0])
     }
+}
+
+/// `BIN -c CONFIG sync` with HOME and the XDG dirs in `home` and nothing
+/// else from the environment but PATH, behind `prefix` (a profiler) when
+/// one is given.
+fn popfetch_sync(bin: &Path, prefix: &[String], config: &Path, home: &Path) -> Command {
+    let mut cmd = match prefix.split_first() {
+        Some((p, rest)) => {
+            let mut c = Command::new(p);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.arg("-c")
+        .arg(config)
+        .arg("sync")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("LANG", "C.UTF-8");
+    cmd
 }
 
 fn target_table(tb: &TargetBench, wanted: &[Dest]) -> String {
